@@ -1,0 +1,229 @@
+"""Settings: an optional TOML file named by ``MODELYARD_CONFIG`` and ``MODELYARD_*`` variables.
+
+Environment variables win over the file. The file uses the same names in lower case. When the
+file lists ``[[instances]]`` they replace the default instances. Every setting is documented in
+``docs/CONFIGURATION.md``; a test fails when one is missing there.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from modelyard.errors import ConfigError
+
+
+class ProviderKind(StrEnum):
+    """A kind of runtime."""
+
+    OLLAMA = "ollama"
+    LLAMACPP = "llamacpp"
+    LMSTUDIO = "lmstudio"
+    OPENAI_COMPAT = "openai_compat"
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+
+
+class ModelMode(StrEnum):
+    """What a model serves."""
+
+    LLM = "llm"
+    EMBED = "embed"
+    RERANK = "rerank"
+
+
+class InstanceConfig(BaseModel):
+    """One endpoint of a provider, as configured (file, defaults or API)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: ProviderKind
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    base_url: str
+    managed: bool = False
+    api_key_env: str = ""
+    api_key: str = Field(default="", repr=False)
+    model: str = ""
+    mode: ModelMode = ModelMode.LLM
+    command: list[str] = Field(default_factory=list)
+    ctx_size: int = Field(default=0, ge=0, le=1_048_576)
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        from modelyard.validation import validate_base_url
+
+        return validate_base_url(value)
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider.value}/{self.id}"
+
+    def resolved_api_key(self, env: Mapping[str, str] | None = None) -> str:
+        """The key to send: the named environment variable wins over a stored key."""
+        env = os.environ if env is None else env
+        if self.api_key_env and env.get(self.api_key_env):
+            return env[self.api_key_env]
+        return self.api_key
+
+
+ENV_PREFIX = "MODELYARD_"
+
+# Settings read from the environment: name -> environment variables tried in order.
+_EXTRA_ENV: dict[str, tuple[str, ...]] = {
+    "openai_api_key": ("MODELYARD_OPENAI_API_KEY", "OPENAI_API_KEY"),
+    "anthropic_api_key": ("MODELYARD_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
+    "hf_endpoint": ("MODELYARD_HF_ENDPOINT", "HF_ENDPOINT"),
+    "hf_token": ("MODELYARD_HF_TOKEN", "HF_TOKEN"),
+}
+
+
+class Settings(BaseModel):
+    """Everything modelyard can be told. Defaults are for one person on one machine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8050, ge=1, le=65535)
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("modelyard")))
+    models_dir: Path | None = None
+    database_url: str = ""
+    log_level: str = "info"
+
+    # security (SPEC §12)
+    api_key: str = Field(default="", repr=False)
+    allowed_hosts: list[str] = Field(default_factory=list)
+    cors_origins: list[str] = Field(default_factory=list)
+    ip_allowlist: list[str] = Field(default_factory=list)
+
+    # provider status (SPEC §3)
+    status_cache_ttl_ms: int = Field(default=5000, ge=0)
+    connect_timeout_ms: int = Field(default=1000, ge=50)
+    api_timeout_ms: int = Field(default=2000, ge=50)
+    monitor: bool = True
+    start_timeout_s: float = Field(default=60.0, gt=0)
+    stop_grace_s: float = Field(default=10.0, ge=0)
+    stop_managed_on_exit: bool = False
+    llama_server: str = ""
+    ollama_binary: str = ""
+
+    # downloads (SPEC §5)
+    download_concurrency: int = Field(default=2, ge=1, le=16)
+    download_stall_s: float = Field(default=30.0, gt=0)
+    download_max_attempts: int = Field(default=5, ge=1)
+    download_max_bytes: int = Field(default=2**40, ge=1)
+    disk_margin_bytes: int = Field(default=512 * 2**20, ge=0)
+
+    # models and chat
+    default_ctx_size: int = Field(default=4096, ge=256)
+    memory_margin_bytes: int = Field(default=256 * 2**20, ge=0)
+
+    # cloud and hub credentials
+    openai_api_key: str = Field(default="", repr=False)
+    openai_base_url: str = "https://api.openai.com"
+    anthropic_api_key: str = Field(default="", repr=False)
+    anthropic_base_url: str = "https://api.anthropic.com"
+    hf_endpoint: str = "https://huggingface.co"
+    hf_token: str = Field(default="", repr=False)
+    open_webui_url: str = ""
+
+    instances: list[InstanceConfig] | None = None
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'modelyard.db'}"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def effective_instances(self) -> list[InstanceConfig]:
+        """Configured instances, or the defaults when the file lists none."""
+        if self.instances is not None:
+            return list(self.instances)
+        return default_instances(self)
+
+
+def default_instances(settings: Settings) -> list[InstanceConfig]:
+    """The defaults of SPEC §2. Cloud instances exist always; without a key they say so."""
+    return [
+        InstanceConfig(provider=ProviderKind.OLLAMA, id="default", base_url="http://127.0.0.1:11434"),
+        InstanceConfig(provider=ProviderKind.LMSTUDIO, id="default", base_url="http://127.0.0.1:1234"),
+        InstanceConfig(
+            provider=ProviderKind.OPENAI,
+            id="default",
+            base_url=settings.openai_base_url,
+            api_key_env="OPENAI_API_KEY",
+            api_key=settings.openai_api_key,
+        ),
+        InstanceConfig(
+            provider=ProviderKind.ANTHROPIC,
+            id="default",
+            base_url=settings.anthropic_base_url,
+            api_key_env="ANTHROPIC_API_KEY",
+            api_key=settings.anthropic_api_key,
+        ),
+    ]
+
+
+_LIST_FIELDS = {"allowed_hosts", "cors_origins", "ip_allowlist"}
+
+
+def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, field in Settings.model_fields.items():
+        if name == "instances":
+            continue
+        for var in _EXTRA_ENV.get(name, (ENV_PREFIX + name.upper(),)):
+            raw = env.get(var)
+            if raw is None or (raw == "" and name in _EXTRA_ENV):
+                continue
+            if name in _LIST_FIELDS:
+                values[name] = [item.strip() for item in raw.split(",") if item.strip()]
+            elif field.annotation is bool:
+                values[name] = raw.strip().lower() in {"1", "true", "yes", "on"}
+            else:
+                values[name] = raw
+            break
+    return values
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read the TOML file (if any), then the environment, then ``overrides``."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = env.get("MODELYARD_CONFIG", "")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                values.update(tomllib.load(fh))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist", hint="Fix MODELYARD_CONFIG.") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    values.update(_env_values(env))
+    values.update(overrides)
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"invalid setting {where}: {first['msg']}",
+            hint="See docs/CONFIGURATION.md for every setting and its allowed values.",
+        ) from exc

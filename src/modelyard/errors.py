@@ -1,0 +1,129 @@
+"""The one error tree. Each error knows its HTTP status, a stable snake_case code and a hint.
+
+Adapters translate foreign errors (httpx, ollama, OS errors) into these with
+``raise ... from exc``; ``modelyard.api.problems`` turns them into RFC 9457 problem+json.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ModelyardError(Exception):
+    """Base of every error modelyard reports to a user."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal error"
+    default_hint: ClassVar[str] = "This is a bug in modelyard; the server log has the details."
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        hint: str | None = None,
+        status: int | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.error_code = code or self.code
+        self.hint = hint or self.default_hint
+        self.http_status = status or self.status
+        self.extra = extra
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        """The problem+json body (RFC 9457) with ``code`` and ``hint``."""
+        body: dict[str, Any] = {
+            "type": f"https://modelyard.dev/problems/{self.error_code}",
+            "title": self.title,
+            "status": self.http_status,
+            "detail": self.detail,
+            "code": self.error_code,
+            "hint": self.hint,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+class InvalidInput(ModelyardError):
+    """The request is malformed or names something that cannot be."""
+
+    status = 400
+    code = "invalid_input"
+    title = "Invalid input"
+    default_hint = "Check the request against /openapi.json."
+
+
+class Unauthorized(ModelyardError):
+    status = 401
+    code = "unauthorized"
+    title = "Unauthorized"
+    default_hint = "Send an API key as 'Authorization: Bearer <key>'."
+
+
+class Forbidden(ModelyardError):
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+    default_hint = "This request is not allowed from where it came."
+
+
+class NotFound(ModelyardError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+    default_hint = "Check the name or id; list what exists first."
+
+
+class Conflict(ModelyardError):
+    """The request is valid but the current state does not allow it."""
+
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+    default_hint = "Change the state first (for example stop it), then try again."
+
+
+class PayloadTooLarge(ModelyardError):
+    status = 413
+    code = "too_large"
+    title = "Too large"
+    default_hint = "Send less."
+
+
+class InsufficientResources(ModelyardError):
+    """Not enough disk or memory; an override flag exists where it makes sense."""
+
+    status = 507
+    code = "insufficient_resources"
+    title = "Insufficient resources"
+    default_hint = "Free some space or memory, or pass force=true to try anyway."
+
+
+class UpstreamError(ModelyardError):
+    """A provider or remote server failed or answered something unusable."""
+
+    status = 502
+    code = "upstream_error"
+    title = "Upstream error"
+    default_hint = "Check the provider on the Providers page."
+
+
+class Unavailable(ModelyardError):
+    status = 503
+    code = "unavailable"
+    title = "Unavailable"
+    default_hint = "Try again in a moment."
+
+
+class ConfigError(ModelyardError):
+    """The configuration cannot be used; raised at start, shown without a traceback."""
+
+    status = 500
+    code = "config_error"
+    title = "Configuration error"
+    default_hint = "See docs/CONFIGURATION.md."

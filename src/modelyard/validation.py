@@ -1,0 +1,132 @@
+"""Validation of names, file names and URLs that come from users (SPEC §12)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
+
+from modelyard.errors import InvalidInput
+
+_MAX_URL = 4096
+_MAX_FILENAME = 255
+
+
+def validate_base_url(value: str) -> str:
+    """An instance's base URL: http(s), a host, no query or fragment. Trailing '/' dropped."""
+    value = value.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise InvalidInput(
+            f"base_url {value!r} is not an http(s) URL with a host",
+            code="invalid_url",
+            hint="Use a URL like http://127.0.0.1:11434.",
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise InvalidInput(f"base_url {value!r} has an invalid port", code="invalid_url") from exc
+    if parts.query or parts.fragment:
+        raise InvalidInput(
+            f"base_url {value!r} must not carry a query or fragment", code="invalid_url"
+        )
+    return value.rstrip("/")
+
+
+def validate_download_url(value: str) -> str:
+    """A URL to download from: http or https with a host, bounded length."""
+    if len(value) > _MAX_URL:
+        raise InvalidInput("the URL is too long", code="invalid_url", hint="Shorten the URL.")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in {"http", "https"}:
+        raise InvalidInput(
+            f"only http and https URLs can be downloaded, not {parts.scheme or 'no scheme'!r}",
+            code="unsupported_scheme",
+            hint="Give an http:// or https:// URL.",
+        )
+    if not parts.hostname:
+        raise InvalidInput(
+            f"the URL {value!r} has no host", code="invalid_url", hint="Give a full URL with a host."
+        )
+    try:
+        parts.port  # noqa: B018
+    except ValueError as exc:
+        raise InvalidInput(f"the URL {value!r} has an invalid port", code="invalid_url") from exc
+    return value.strip()
+
+
+def validate_filename(value: str) -> str:
+    """A plain file name: no directories, no '..', no NUL, no leading dot, bounded length."""
+    if (
+        not value
+        or len(value) > _MAX_FILENAME
+        or "/" in value
+        or "\\" in value
+        or "\x00" in value
+        or value.startswith(".")
+        or any(ord(ch) < 32 for ch in value)
+    ):
+        raise InvalidInput(
+            f"{value!r} is not an acceptable file name",
+            code="invalid_filename",
+            hint="Use a plain name like model-q4_k_m.gguf: no '/', no '..', no leading dot.",
+        )
+    return value
+
+
+def validate_relative_path(value: str) -> PurePosixPath:
+    """A path relative to the models directory (e.g. 'hf/owner/repo/x.gguf'), never escaping it."""
+    if not value or "\x00" in value or "\\" in value or len(value) > 1024:
+        raise InvalidInput(f"{value!r} is not an acceptable path", code="invalid_path")
+    path = PurePosixPath(value)
+    if path.is_absolute() or any(part in {"", ".", ".."} or part.startswith(".") for part in path.parts):
+        raise InvalidInput(
+            f"{value!r} is not an acceptable path",
+            code="invalid_path",
+            hint="Use a path inside the models directory, without '..' or hidden parts.",
+        )
+    return path
+
+
+def resolve_inside(root: Path, relative: str) -> Path:
+    """``root / relative`` after checking it stays inside ``root``."""
+    rel = validate_relative_path(relative)
+    full = (root / rel).resolve()
+    if not full.is_relative_to(root.resolve()):
+        raise InvalidInput(f"{relative!r} leaves the models directory", code="invalid_path")
+    return full
+
+
+# Ollama model names (PROTOCOLS.md §1.2): [host/][namespace/]model[:tag]
+_PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
+_NS = r"[A-Za-z0-9_][A-Za-z0-9_-]*"
+_HOST = r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[0-9]+)?"
+_OLLAMA_NAME = re.compile(
+    rf"^(?:(?:https?://)?(?P<host>{_HOST})/)??(?:(?P<ns>{_NS})/)?(?P<model>{_PART})(?::(?P<tag>{_PART}))?$"
+)
+
+
+def validate_ollama_name(value: str) -> str:
+    """An Ollama model name as the server accepts it, e.g. ``llama3.2``, ``qwen2.5:0.5b``."""
+    match = _OLLAMA_NAME.match(value or "")
+    ok = (
+        match is not None
+        and len(match["model"]) <= 80
+        and len(match["tag"] or "") <= 80
+        and len(match["ns"] or "") <= 80
+        and len(match["host"] or "") <= 350
+        and ".." not in value
+    )
+    if not ok:
+        raise InvalidInput(
+            f"{value!r} is not a valid Ollama model name",
+            code="invalid_model_name",
+            hint="Use a name like 'llama3.2', 'qwen2.5:0.5b' or 'namespace/model:tag'.",
+        )
+    return value
+
+
+def ollama_display_name(value: str) -> str:
+    """The name as /api/tags shows it: the tag is always present."""
+    last = value.rsplit("/", 1)[-1]
+    return value if ":" in last else f"{value}:latest"

@@ -1,0 +1,117 @@
+"""A tiny real GGUF model written at test time (llama architecture, random weights).
+
+About 440 KB in F32. Every llama.cpp server loads it and streams tokens. The tokenizer is
+GPT-2 style with the 256 byte-level tokens (so any text tokenizes), a few merges, three control
+tokens and a ChatML template. Output rows of control and non-printable tokens are zeroed so the
+random output stays printable and generation runs until ``max_tokens``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+_MERGES = ["Ġ t", "Ġ a", "h e", "i n", "r e", "o n", "e r", "Ġ s", "a t", "Ġ w", "e n", "i s"]
+_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def _byte_tokens() -> list[str]:
+    """GPT-2's byte-to-unicode table: one printable character per byte."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    keep += list(range(ord("®"), ord("ÿ") + 1))
+    table = {b: b for b in keep}
+    extra = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = 256 + extra
+            extra += 1
+    return [chr(table[b]) for b in range(256)]
+
+
+def write_tiny_gguf(
+    path: Path,
+    *,
+    context_length: int = 2048,
+    seed: int = 0,
+    name: str = "tiny",
+    file_type: str = "f32",
+    chat_template: bool = True,
+    pooling: bool = False,
+) -> Path:
+    """Write the model to ``path`` and return it. ``file_type`` is 'f32' or 'f16'."""
+    rng = np.random.default_rng(seed)
+    d, ff, layers, heads, kv_heads = 64, 128, 2, 4, 2
+    hd = d // heads
+    tokens = _byte_tokens()
+    for merge in _MERGES:
+        tokens.append(merge.replace(" ", ""))
+    tokens += _SPECIALS
+    vocab = len(tokens)
+    types = [gguf.TokenType.NORMAL] * (vocab - len(_SPECIALS))
+    types += [gguf.TokenType.CONTROL] * len(_SPECIALS)
+    dtype = np.float32 if file_type == "f32" else np.float16
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_name(name)
+    w.add_context_length(context_length)
+    w.add_embedding_length(d)
+    w.add_block_count(layers)
+    w.add_feed_forward_length(ff)
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_dimension_count(hd)
+    w.add_file_type(
+        gguf.LlamaFileType.ALL_F32 if file_type == "f32" else gguf.LlamaFileType.MOSTLY_F16
+    )
+    if pooling:
+        w.add_pooling_type(gguf.PoolingType.MEAN)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(_MERGES)
+    w.add_bos_token_id(vocab - 3)
+    w.add_eos_token_id(vocab - 1)
+    if chat_template:
+        w.add_chat_template(CHATML)
+
+    def rand(*shape: int, scale: float = 0.02) -> np.ndarray:
+        return (rng.standard_normal(shape) * scale).astype(dtype)
+
+    w.add_tensor("token_embd.weight", rand(vocab, d))
+    for i in range(layers):
+        w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(d, dtype=np.float32))
+        w.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(d, dtype=np.float32))
+        w.add_tensor(f"blk.{i}.attn_q.weight", rand(heads * hd, d))
+        w.add_tensor(f"blk.{i}.attn_k.weight", rand(kv_heads * hd, d))
+        w.add_tensor(f"blk.{i}.attn_v.weight", rand(kv_heads * hd, d))
+        w.add_tensor(f"blk.{i}.attn_output.weight", rand(d, heads * hd))
+        w.add_tensor(f"blk.{i}.ffn_gate.weight", rand(ff, d))
+        w.add_tensor(f"blk.{i}.ffn_up.weight", rand(ff, d))
+        w.add_tensor(f"blk.{i}.ffn_down.weight", rand(d, ff))
+    w.add_tensor("output_norm.weight", np.ones(d, dtype=np.float32))
+    out = rand(vocab, d, scale=0.5)
+    for i in range(vocab):
+        if i >= vocab - len(_SPECIALS) or (i < 256 and not 32 <= i < 127):
+            out[i] = 0
+    w.add_tensor("output.weight", out)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(write_tiny_gguf(Path(sys.argv[1])))
