@@ -162,8 +162,12 @@ class Settings(BaseModel):
 def default_instances(settings: Settings) -> list[InstanceConfig]:
     """The defaults of SPEC §2. Cloud instances exist always; without a key they say so."""
     return [
-        InstanceConfig(provider=ProviderKind.OLLAMA, id="default", base_url="http://127.0.0.1:11434"),
-        InstanceConfig(provider=ProviderKind.LMSTUDIO, id="default", base_url="http://127.0.0.1:1234"),
+        InstanceConfig(
+            provider=ProviderKind.OLLAMA, id="default", base_url="http://127.0.0.1:11434"
+        ),
+        InstanceConfig(
+            provider=ProviderKind.LMSTUDIO, id="default", base_url="http://127.0.0.1:1234"
+        ),
         InstanceConfig(
             provider=ProviderKind.OPENAI,
             id="default",
@@ -213,7 +217,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             with open(path, "rb") as fh:
                 values.update(tomllib.load(fh))
         except FileNotFoundError as exc:
-            raise ConfigError(f"config file {path} does not exist", hint="Fix MODELYARD_CONFIG.") from exc
+            raise ConfigError(
+                f"config file {path} does not exist", hint="Fix MODELYARD_CONFIG."
+            ) from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     values.update(_env_values(env))

@@ -35,18 +35,40 @@ class ModelyardError(Exception):
 
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
         """The problem+json body (RFC 9457) with ``code`` and ``hint``."""
-        body: dict[str, Any] = {
-            "type": f"https://modelyard.dev/problems/{self.error_code}",
-            "title": self.title,
-            "status": self.http_status,
-            "detail": self.detail,
-            "code": self.error_code,
-            "hint": self.hint,
-        }
-        if instance:
-            body["instance"] = instance
-        body.update(self.extra)
-        return body
+        return problem(
+            self.http_status,
+            self.error_code,
+            self.title,
+            self.detail,
+            self.hint,
+            instance=instance,
+            **self.extra,
+        )
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    hint: str,
+    *,
+    instance: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """An RFC 9457 problem body with modelyard's ``code`` and ``hint`` members."""
+    body: dict[str, Any] = {
+        "type": f"https://modelyard.dev/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "hint": hint,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return body
 
 
 class InvalidInput(ModelyardError):

@@ -10,6 +10,7 @@ reconnects and reads a fresh snapshot instead of silently missing a state change
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import inspect
 import threading
@@ -153,10 +154,8 @@ class EventBus:
     def subscribe(self, patterns: Iterable[str] | None = None) -> Subscription:
         sub = Subscription(maxsize=self.queue_size)
         sub.set_patterns(patterns)
-        try:
+        with contextlib.suppress(RuntimeError):  # subscribing outside a loop: bound on get()
             sub._loop = asyncio.get_running_loop()
-        except RuntimeError:
-            pass
         with self._lock:
             self._subs.append(sub)
         return sub

@@ -46,7 +46,9 @@ def validate_download_url(value: str) -> str:
         )
     if not parts.hostname:
         raise InvalidInput(
-            f"the URL {value!r} has no host", code="invalid_url", hint="Give a full URL with a host."
+            f"the URL {value!r} has no host",
+            code="invalid_url",
+            hint="Give a full URL with a host.",
         )
     try:
         parts.port  # noqa: B018
@@ -79,7 +81,9 @@ def validate_relative_path(value: str) -> PurePosixPath:
     if not value or "\x00" in value or "\\" in value or len(value) > 1024:
         raise InvalidInput(f"{value!r} is not an acceptable path", code="invalid_path")
     path = PurePosixPath(value)
-    if path.is_absolute() or any(part in {"", ".", ".."} or part.startswith(".") for part in path.parts):
+    if path.is_absolute() or any(
+        part in {"", ".", ".."} or part.startswith(".") for part in path.parts
+    ):
         raise InvalidInput(
             f"{value!r} is not an acceptable path",
             code="invalid_path",

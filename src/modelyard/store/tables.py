@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -24,7 +24,7 @@ from modelyard.clock import utcnow
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
 class InstanceRow(Base):
@@ -98,7 +98,10 @@ class DownloadRow(Base):
     """A persisted download task (SPEC §5)."""
 
     __tablename__ = "downloads"
-    __table_args__ = (Index("ix_downloads_state", "state"), Index("ix_downloads_dedupe", "dedupe_key"))
+    __table_args__ = (
+        Index("ix_downloads_state", "state"),
+        Index("ix_downloads_dedupe", "dedupe_key"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     source: Mapped[str] = mapped_column(String(16))  # ollama | url | hf

@@ -1,0 +1,67 @@
+"""Run every benchmarks/bench_*.py and write docs/BENCHMARKS.md.
+
+Each module exposes ``TITLE`` and ``run(workdir: Path) -> str`` (a Markdown section). Every
+figure is reported as a ratio against a baseline measured in the same run.
+Usage: ``make bench`` or ``python -m benchmarks [name ...]`` to run only some.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "BENCHMARKS.md"
+
+HEADER = """# Benchmarks
+
+Produced by `make bench` (`python -m benchmarks`). Each figure is measured against a baseline
+taken **in the same run on the same machine**, and reported as a ratio, because absolute
+numbers on a shared 2-core machine move from run to run. Unit tests never assert wall times;
+these figures are where speed is judged.
+"""
+
+
+def _machine() -> str:
+    return (
+        f"Machine: {platform.platform()}, Python {platform.python_version()}, "
+        f"{psutil.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.1f} GiB RAM. "
+        f"Run at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
+    )
+
+
+def main(argv: list[str]) -> int:
+    sys.path.insert(0, str(ROOT))
+    names = sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
+    if argv:
+        names = [n for n in names if any(a in n for a in argv)]
+    sections: dict[str, str] = {}
+    failed = 0
+    for name in names:
+        module = importlib.import_module(f"benchmarks.{name}")
+        print(f"== {module.TITLE}", flush=True)
+        work = Path(tempfile.mkdtemp(prefix=f"modelyard-{name}-"))
+        try:
+            sections[name] = module.run(work)
+        except Exception:
+            failed += 1
+            sections[name] = f"## {module.TITLE}\n\nFailed in this run:\n\n```\n{traceback.format_exc()}```\n"
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print(sections[name], flush=True)
+    if not argv:
+        DOC.write_text(HEADER + "\n" + _machine() + "\n\n" + "\n".join(sections.values()))
+        print(f"wrote {DOC}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,91 @@
+"""Every error leaves the API as RFC 9457 problem+json with ``code`` and ``hint``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from modelyard.errors import ModelyardError, problem
+
+log = logging.getLogger("modelyard.api")
+PROBLEM = "application/problem+json"
+
+# Compatibility endpoints whose clients also expect ``success: false`` in error bodies.
+_SUCCESS_FIELD_PREFIXES = ("/api/models/download", "/api/models/pull")
+
+_HTTP_CODES = {
+    404: ("route_not_found", "Not found", "Check the path; /openapi.json lists every endpoint."),
+    405: ("method_not_allowed", "Method not allowed", "Check the HTTP method for this path."),
+}
+
+
+def problem_response(
+    request: Request, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> JSONResponse:
+    if request.url.path.startswith(_SUCCESS_FIELD_PREFIXES):
+        body.setdefault("success", False)
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM, headers=headers)
+
+
+def _validation_detail(exc: RequestValidationError) -> tuple[str, str, list[dict[str, Any]]]:
+    errors = exc.errors()
+    simple = [
+        {
+            "loc": [str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
+        for e in errors
+    ]
+    if any(e["type"] == "json_invalid" for e in simple):
+        return "invalid_json", "The request body is not valid JSON.", simple
+    first = simple[0] if simple else {"loc": [], "msg": "invalid request"}
+    where = ".".join(p for p in first["loc"] if p != "body") or "request"
+    return "validation_error", f"{where}: {first['msg']}", simple
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ModelyardError)
+    async def _modelyard(request: Request, exc: ModelyardError) -> JSONResponse:
+        if exc.http_status >= 500:
+            log.warning(
+                "%s %s → %s %s", request.method, request.url.path, exc.http_status, exc.detail
+            )
+        return problem_response(request, exc.to_problem(request.url.path))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        code, detail, errors = _validation_detail(exc)
+        status = 400 if code == "invalid_json" else 422
+        hint = "Send a JSON object matching the schema in /openapi.json."
+        body = problem(
+            status, code, "Invalid request", detail, hint, instance=request.url.path, errors=errors
+        )
+        return problem_response(request, body)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, title, hint = _HTTP_CODES.get(
+            exc.status_code, ("http_error", "HTTP error", "Check the request.")
+        )
+        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        body = problem(exc.status_code, code, title, detail, hint)
+        return problem_response(request, body, headers=dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        body = problem(
+            500,
+            "internal_error",
+            "Internal error",
+            "An unexpected error occurred.",
+            "This is a bug in modelyard; the server log has the details.",
+        )
+        return problem_response(request, body)

@@ -1,0 +1,158 @@
+"""Providers, instances, status and process control (SPEC §3, §8)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelyard.api.deps import ServicesDep
+from modelyard.config import ModelMode
+from modelyard.health import ProviderStatus
+from modelyard.providers.base import ProviderState
+
+router = APIRouter(tags=["providers"])
+
+
+class InstanceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=64)
+    base_url: str = Field(min_length=1, max_length=2048)
+    managed: bool = False
+    api_key: str | None = Field(default=None, max_length=4096)
+    api_key_env: str | None = Field(default=None, max_length=128)
+    model: str | None = Field(default=None, max_length=4096)
+    mode: ModelMode | None = None
+    command: list[str] | None = None
+    ctx_size: int | None = Field(default=None, ge=0, le=1_048_576)
+
+
+class StatusList(BaseModel):
+    providers: list[ProviderStatus]
+    cache_ttl_ms: int
+    age_ms: int
+
+
+@router.get("/api/providers")
+async def list_instances(services: ServicesDep) -> dict[str, Any]:
+    return {"instances": [i.public() for i in services.instances.list()]}
+
+
+@router.post("/api/providers/{provider}/instances", status_code=201)
+async def create_instance(
+    provider: str, body: InstanceCreate, services: ServicesDep
+) -> dict[str, Any]:
+    instance = services.instances.create(provider, body.model_dump(exclude_none=True))
+    services.health.poke(instance)
+    return instance.public()
+
+
+@router.delete("/api/providers/{provider}/instances/{instance_id}", status_code=204)
+async def delete_instance(provider: str, instance_id: str, services: ServicesDep) -> Response:
+    instance = services.instances.get(provider, instance_id)
+    if instance.origin == "config":
+        services.instances.delete(provider, instance_id)  # raises instance_from_config
+    if instance.config.managed:
+        await services.control.stop(instance)
+    services.instances.delete(provider, instance_id)
+    services.health.forget(instance)
+    services.bus.publish("provider.removed", {"provider": provider, "instance_id": instance_id})
+    return Response(status_code=204)
+
+
+@router.get("/api/providers/status")
+async def provider_statuses(services: ServicesDep, refresh: bool = False) -> StatusList:
+    statuses = await services.health.statuses(refresh=refresh)
+    return StatusList(
+        providers=statuses,
+        cache_ttl_ms=services.settings.status_cache_ttl_ms,
+        age_ms=services.health.age_ms(statuses),
+    )
+
+
+@router.get("/api/providers/{provider}/instances/{instance_id}/status")
+async def instance_status(
+    provider: str, instance_id: str, services: ServicesDep, refresh: bool = False
+) -> ProviderStatus:
+    return await services.health.status(
+        services.instances.get(provider, instance_id), refresh=refresh
+    )
+
+
+@router.get("/api/providers/{provider}/instances/{instance_id}/history")
+async def instance_history(
+    provider: str, instance_id: str, services: ServicesDep
+) -> dict[str, Any]:
+    instance = services.instances.get(provider, instance_id)
+    return {"checks": [s.model_dump(mode="json") for s in services.health.history(instance)]}
+
+
+@router.get("/api/providers/{provider}/instances/{instance_id}/logs")
+async def instance_logs(
+    provider: str,
+    instance_id: str,
+    services: ServicesDep,
+    lines: int = Query(default=200, ge=1, le=5000),
+) -> dict[str, Any]:
+    instance = services.instances.get(provider, instance_id)
+    path = services.processes.log_path(instance.key)
+    return {
+        "path": str(path),
+        "lines": services.processes.log_tail(instance.key, lines)
+        if instance.config.managed
+        else [],
+    }
+
+
+@router.post("/api/providers/{provider}/instances/{instance_id}/start")
+async def start_instance(provider: str, instance_id: str, services: ServicesDep) -> ProviderStatus:
+    return await services.control.start(services.instances.get(provider, instance_id))
+
+
+@router.post("/api/providers/{provider}/instances/{instance_id}/stop")
+async def stop_instance(provider: str, instance_id: str, services: ServicesDep) -> ProviderStatus:
+    return await services.control.stop(services.instances.get(provider, instance_id))
+
+
+@router.post("/api/providers/{provider}/instances/{instance_id}/restart")
+async def restart_instance(
+    provider: str, instance_id: str, services: ServicesDep
+) -> ProviderStatus:
+    return await services.control.restart(services.instances.get(provider, instance_id))
+
+
+@router.get("/api/models/status")
+async def models_status(services: ServicesDep) -> dict[str, dict[str, Any]]:
+    """Compatibility: per provider, whether any instance runs and its version."""
+    result: dict[str, dict[str, Any]] = {}
+    for status in await services.health.statuses():
+        entry = result.setdefault(status.provider, {"running": False, "version": None})
+        if status.state is ProviderState.RUNNING and not entry["running"]:
+            entry.update(running=True, version=status.version)
+    return result
+
+
+@router.get("/api/models/health")
+async def models_health(services: ServicesDep) -> dict[str, Any]:
+    """Compatibility: healthy when something runs and nothing is broken."""
+    providers: dict[str, dict[str, Any]] = {}
+    for status in await services.health.statuses():
+        entry = providers.setdefault(
+            status.provider, {"status": "unavailable", "running": 0, "instances": 0, "errors": []}
+        )
+        entry["instances"] += 1
+        if status.state is ProviderState.RUNNING:
+            entry["running"] += 1
+        elif status.state in (ProviderState.ERROR, ProviderState.DEGRADED):
+            entry["errors"].append(
+                {"instance_id": status.instance_id, "reason_code": status.reason_code}
+            )
+    for entry in providers.values():
+        entry["status"] = (
+            "degraded" if entry["errors"] else ("healthy" if entry["running"] else "unavailable")
+        )
+    broken = any(e["errors"] for e in providers.values())
+    running = any(e["running"] for e in providers.values())
+    return {"status": "healthy" if running and not broken else "degraded", "providers": providers}

@@ -1,0 +1,134 @@
+"""``modelyard serve`` and ``modelyard doctor``."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import socket
+import sys
+from typing import Any
+
+import typer
+
+from modelyard.cli.app import app, console, fail
+from modelyard.config import Settings, load_settings
+from modelyard.errors import ConfigError, ModelyardError
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        fail(exc.detail, exc.hint, code=2)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="Address to bind (default 127.0.0.1)."),
+    port: int = typer.Option(None, help="Port (default 8050)."),
+) -> None:
+    """Start the server: API, dashboard, monitor and downloads."""
+    import uvicorn
+
+    from modelyard.api.app import create_app
+
+    settings = _settings(host=host, port=port)
+    try:
+        app_ = create_app(settings)
+    except ModelyardError as exc:
+        fail(exc.detail, exc.hint, code=2)
+    console.print(
+        f"modelyard on [bold]http://{settings.host}:{settings.port}[/]"
+        f" · data in {settings.data_dir}"
+    )
+    uvicorn.run(
+        app_,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws_ping_interval=20,
+    )
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@app.command()
+def doctor() -> None:
+    """Check this machine for what modelyard needs, and say what to fix."""
+    from modelyard.runtimes import find_llama_server, find_ollama
+
+    settings = _settings()
+    problems = 0
+
+    def report(ok: bool, what: str, fix: str = "") -> None:
+        nonlocal problems
+        mark = "[green]✓[/]" if ok else "[red]✗[/]"
+        console.print(f"{mark} {what}", highlight=False)
+        if not ok:
+            problems += 1
+            if fix:
+                console.print(f"    [dim]fix:[/] {fix}", highlight=False)
+
+    report(
+        sys.version_info >= (3, 11),
+        f"Python {platform.python_version()}",
+        "Use Python 3.11 or newer.",
+    )
+    data = settings.data_dir
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+        writable = os.access(data, os.W_OK)
+    except OSError:
+        writable = False
+    report(
+        writable,
+        f"data directory {data} is writable",
+        "Set MODELYARD_DATA_DIR to a writable directory.",
+    )
+    models = settings.resolved_models_dir
+    if models.exists() or writable:
+        target = models if models.exists() else data
+        free = shutil.disk_usage(target).free
+        report(
+            free > 5 * 2**30,
+            f"{free / 2**30:.1f} GiB free for models in {models}",
+            "Free some disk space or set MODELYARD_MODELS_DIR to a larger disk.",
+        )
+    binary = find_llama_server(settings.llama_server)
+    if binary:
+        report(True, f"llama.cpp runtime: llama-server at {binary}")
+    else:
+        try:
+            import xllamacpp  # noqa: F401
+
+            report(True, "llama.cpp runtime: embedded (xllamacpp); no llama-server on PATH")
+        except ImportError:
+            report(
+                False, "no llama.cpp runtime", "pip install xllamacpp, or put llama-server on PATH."
+            )
+    ollama = find_ollama(settings.ollama_binary)
+    report(
+        ollama is not None,
+        f"ollama binary: {ollama or 'not found'}",
+        "Only needed for managed Ollama instances: https://ollama.com/download",
+    )
+    free_port = _port_free(settings.host, settings.port)
+    console.print(
+        f"{'[green]✓[/]' if free_port else '[yellow]•[/]'} port {settings.port} "
+        f"{'is free' if free_port else 'is in use (modelyard may already be running)'}",
+        highlight=False,
+    )
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
+        report(False, f"binding to {settings.host} without an API key", "Set MODELYARD_API_KEY.")
+    if problems:
+        fail(f"{problems} problem(s) found", code=1)
+    console.print("[green]Everything modelyard needs is here.[/]")

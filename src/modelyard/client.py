@@ -1,0 +1,118 @@
+"""A typed HTTP client for a running modelyard server (the CLI's only way to change state)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from modelyard.config import Settings
+
+
+class ClientError(Exception):
+    """An error answer (problem+json) or an unreachable server, ready to print."""
+
+    def __init__(
+        self, message: str, *, code: str = "error", hint: str = "", status: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.hint = hint
+        self.status = status
+
+
+def server_url(settings: Settings | None = None) -> str:
+    """MODELYARD_URL, else the configured host and port."""
+    if os.environ.get("MODELYARD_URL"):
+        return os.environ["MODELYARD_URL"].rstrip("/")
+    host = settings.host if settings else os.environ.get("MODELYARD_HOST", "127.0.0.1")
+    port = settings.port if settings else int(os.environ.get("MODELYARD_PORT", "8050"))
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://{host}:{port}"
+
+
+class Client:
+    """Thin wrapper over httpx that turns problem+json answers into ClientError."""
+
+    def __init__(self, base_url: str, api_key: str = "", timeout: float = 30.0) -> None:
+        self.base_url = base_url
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
+
+    @classmethod
+    def from_env(cls, settings: Settings | None = None) -> Client:
+        return cls(server_url(settings), os.environ.get("MODELYARD_API_KEY", ""))
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            resp = self.http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            raise self._unreachable() from exc
+        except httpx.TimeoutException as exc:
+            raise ClientError(
+                f"modelyard at {self.base_url} did not answer in time", code="timeout"
+            ) from exc
+        return self._decode(resp)
+
+    def _unreachable(self) -> ClientError:
+        return ClientError(
+            f"modelyard is not running at {self.base_url}",
+            code="server_unreachable",
+            hint="Start it with 'modelyard serve' (or 'make run'), or set MODELYARD_URL.",
+        )
+
+    @staticmethod
+    def _decode(resp: httpx.Response) -> Any:
+        if resp.status_code == 204:
+            return None
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if resp.status_code >= 400:
+            if isinstance(body, dict):
+                raise ClientError(
+                    str(body.get("detail") or body.get("title") or f"HTTP {resp.status_code}"),
+                    code=str(body.get("code", "http_error")),
+                    hint=str(body.get("hint", "")),
+                    status=resp.status_code,
+                )
+            raise ClientError(
+                f"HTTP {resp.status_code}: {resp.text[:200]}", status=resp.status_code
+            )
+        return body
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", path, json=body if body is not None else {})
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    @contextmanager
+    def stream(self, method: str, path: str, body: Any = None) -> Iterator[httpx.Response]:
+        """A streamed response (e.g. chat's text/event-stream); errors raise ClientError."""
+        try:
+            with self.http.stream(method, path, json=body, timeout=None) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    self._decode(resp)
+                yield resp
+        except httpx.ConnectError as exc:
+            raise self._unreachable() from exc

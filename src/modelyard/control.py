@@ -1,0 +1,141 @@
+"""Start, stop and restart managed instances through the process manager."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from modelyard.config import ProviderKind, Settings
+from modelyard.errors import Conflict, ModelyardError
+from modelyard.health import HealthChecker, ProviderStatus, check_port
+from modelyard.instances import Instance
+from modelyard.processes import LaunchSpec, ProcessManager
+from modelyard.runtimes import find_llama_server, find_ollama, llama_server_argv, ollama_serve_spec
+
+
+class InstanceControl:
+    """Process control for managed instances; every action ends with a fresh status."""
+
+    def __init__(
+        self, settings: Settings, processes: ProcessManager, health: HealthChecker
+    ) -> None:
+        self.settings = settings
+        self.processes = processes
+        self.health = health
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._watchers: set[asyncio.Task[ProviderStatus]] = set()
+
+    def binary_missing(self, instance: Instance) -> str | None:
+        """A hint when the instance's runtime cannot be found, else None."""
+        cfg = instance.config
+        ollama = cfg.provider is ProviderKind.OLLAMA and not cfg.command
+        if ollama and find_ollama(self.settings.ollama_binary) is None:
+            return (
+                "No 'ollama' binary found. Install Ollama from https://ollama.com/download "
+                "or set MODELYARD_OLLAMA_BINARY to its path."
+            )
+        configured = self.settings.llama_server
+        if (
+            cfg.provider is ProviderKind.LLAMACPP
+            and configured
+            and not find_llama_server(configured)
+        ):
+            return (
+                f"MODELYARD_LLAMA_SERVER={configured} is not an executable; "
+                "fix it or unset it to use the embedded runtime."
+            )
+        return None
+
+    def launch_spec(self, instance: Instance) -> LaunchSpec:
+        cfg = instance.config
+        if cfg.command:
+            parts = urlsplit(cfg.base_url)
+            return LaunchSpec(key=cfg.key, argv=list(cfg.command), port=parts.port)
+        if cfg.provider is ProviderKind.OLLAMA:
+            return ollama_serve_spec(cfg.key, cfg.base_url, self.settings.ollama_binary)
+        parts = urlsplit(cfg.base_url)
+        port = parts.port or 80
+        argv = llama_server_argv(
+            model=Path(cfg.model),
+            host=parts.hostname or "127.0.0.1",
+            port=port,
+            ctx_size=cfg.ctx_size,
+            alias=cfg.id,
+            mode=cfg.mode,
+            api_key=cfg.resolved_api_key() or None,
+            binary=find_llama_server(self.settings.llama_server),
+        )
+        return LaunchSpec(key=cfg.key, argv=argv, port=port)
+
+    def _lock(self, instance: Instance) -> asyncio.Lock:
+        return self._locks.setdefault(instance.key, asyncio.Lock())
+
+    def _require_managed(self, instance: Instance) -> None:
+        if not instance.config.managed:
+            raise Conflict(
+                f"{instance.key} is not managed by modelyard",
+                code="not_managed",
+                hint="Start and stop this server yourself, or add it as a managed instance.",
+            )
+
+    async def start(self, instance: Instance) -> ProviderStatus:
+        self._require_managed(instance)
+        async with self._lock(instance):
+            return await self._start(instance)
+
+    async def _start(self, instance: Instance) -> ProviderStatus:
+        check = await asyncio.to_thread(self.processes.check, instance.key)
+        if check.alive:
+            pid = check.record.pid if check.record else "?"
+            raise Conflict(
+                f"{instance.key} is already running (PID {pid})",
+                code="already_running",
+                hint="Use restart to start it again.",
+            )
+        missing = self.binary_missing(instance)
+        spec = self.launch_spec(instance)
+        if missing:
+            await self.health.check(instance)
+            raise Conflict(missing, code="binary_not_found", hint=missing)
+        port = await check_port(instance.config.base_url, self.settings.connect_timeout_ms / 1000)
+        if port.listening:
+            raise Conflict(
+                f"something already listens on {instance.config.base_url}",
+                code="port_in_use",
+                hint="Stop the program using that port, or give the instance another port.",
+            )
+        await asyncio.to_thread(self.processes.start, spec)
+        status = await self.health.check(instance)
+        watcher = asyncio.create_task(
+            self.health.watch_until_settled(instance, self.settings.start_timeout_s + 1)
+        )
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        return status
+
+    async def stop(self, instance: Instance) -> ProviderStatus:
+        self._require_managed(instance)
+        async with self._lock(instance):
+            await asyncio.to_thread(self.processes.stop, instance.key, self.settings.stop_grace_s)
+            return await self.health.check(instance)
+
+    async def restart(self, instance: Instance) -> ProviderStatus:
+        self._require_managed(instance)
+        async with self._lock(instance):
+            await asyncio.to_thread(self.processes.stop, instance.key, self.settings.stop_grace_s)
+            return await self._start(instance)
+
+    async def stop_all(self) -> None:
+        """Stop every managed process (used at exit when stop_managed_on_exit is set)."""
+        for record in await asyncio.to_thread(self.processes.records):
+            with contextlib.suppress(ModelyardError, OSError):
+                await asyncio.to_thread(self.processes.stop, record.key, self.settings.stop_grace_s)
+
+    async def close(self) -> None:
+        for task in list(self._watchers):
+            task.cancel()
+        for task in list(self._watchers):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

@@ -1,0 +1,401 @@
+"""Provider status (SPEC §3): three layers checked in parallel with hard timeouts, a cache,
+the last 10 checks per instance, and an adaptive monitor that publishes changes as events.
+
+The state is *derived* from what the layers saw just now, never remembered from a command:
+RUNNING only when the API answered and was recognised as that provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel
+
+from modelyard.clock import iso, utcnow
+from modelyard.config import ProviderKind, Settings
+from modelyard.events import EventBus
+from modelyard.instances import Instance, InstanceRegistry
+from modelyard.metrics import Metrics
+from modelyard.processes import ProcessCheck, ProcessManager
+from modelyard.providers.base import ApiProbe, ProviderState
+from modelyard.providers.registry import adapter_for
+
+HISTORY = 10
+MONITOR_INTERVALS = {
+    ProviderState.UNKNOWN: 0.0,
+    ProviderState.STARTING: 2.0,
+    ProviderState.DEGRADED: 2.0,
+    ProviderState.RUNNING: 10.0,
+    ProviderState.STOPPED: 30.0,
+    ProviderState.ERROR: 30.0,
+}
+
+
+class ProviderStatus(BaseModel):
+    provider: str
+    instance_id: str
+    base_url: str
+    state: ProviderState
+    managed: bool
+    pid: int | None = None
+    pid_exists: bool | None = None
+    port_listening: bool = False
+    api_responding: bool = False
+    latency_ms: float | None = None
+    version: str | None = None
+    reason_code: str | None = None
+    hint: str | None = None
+    checked_at: str
+    models_loaded: int | None = None
+
+    def signature(self) -> tuple[Any, ...]:
+        """What makes a change worth an event (not latency or time)."""
+        return (
+            self.state,
+            self.reason_code,
+            self.pid,
+            self.pid_exists,
+            self.port_listening,
+            self.api_responding,
+            self.version,
+            self.models_loaded,
+        )
+
+
+@dataclass(frozen=True)
+class PortResult:
+    listening: bool
+    reason: str | None  # connection_refused | timeout | unreachable
+
+
+def _host_port(base_url: str) -> tuple[str, int]:
+    parts = urlsplit(base_url)
+    default = 443 if parts.scheme == "https" else 80
+    return parts.hostname or "127.0.0.1", parts.port or default
+
+
+async def check_port(base_url: str, timeout: float) -> PortResult:
+    host, port = _host_port(base_url)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except TimeoutError:
+        return PortResult(False, "timeout")
+    except ConnectionRefusedError:
+        return PortResult(False, "connection_refused")
+    except OSError:
+        return PortResult(False, "unreachable")
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return PortResult(True, None)
+
+
+class HealthChecker:
+    """Checks instances, caches results, keeps history and runs the monitor."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        instances: InstanceRegistry,
+        processes: ProcessManager,
+        bus: EventBus,
+        metrics: Metrics,
+        binary_missing: Callable[[Instance], str | None],
+    ) -> None:
+        self.settings = settings
+        self.instances = instances
+        self.processes = processes
+        self.bus = bus
+        self.metrics = metrics
+        self.binary_missing = binary_missing
+        self._latest: dict[str, tuple[float, ProviderStatus]] = {}
+        self._history: dict[str, deque[ProviderStatus]] = {}
+        self._inflight: dict[str, asyncio.Task[ProviderStatus]] = {}
+        self._next_due: dict[str, float] = {}
+        self._wake = asyncio.Event()
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.api_timeout_ms / 1000),
+            follow_redirects=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
+        self._monitor: asyncio.Task[None] | None = None
+
+    @property
+    def ttl_s(self) -> float:
+        return self.settings.status_cache_ttl_ms / 1000
+
+    # -- checking ---------------------------------------------------------------------------
+
+    async def check(self, instance: Instance) -> ProviderStatus:
+        """Check one instance now; concurrent callers share the check under way."""
+        key = instance.key
+        task = self._inflight.get(key)
+        if task is None or task.done():
+            task = asyncio.create_task(self._check(instance))
+            self._inflight[key] = task
+            task.add_done_callback(lambda t: self._drop_inflight(key, t))
+        return await asyncio.shield(task)
+
+    def _drop_inflight(self, key: str, task: asyncio.Task[ProviderStatus]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+
+    async def status(self, instance: Instance, *, refresh: bool = False) -> ProviderStatus:
+        cached = self._latest.get(instance.key)
+        if not refresh and cached and time.monotonic() - cached[0] < self.ttl_s:
+            return cached[1]
+        return await self.check(instance)
+
+    async def statuses(self, *, refresh: bool = False) -> list[ProviderStatus]:
+        """Every instance's status; stale or missing entries are checked in parallel."""
+        items = self.instances.list()
+        return list(await asyncio.gather(*(self.status(i, refresh=refresh) for i in items)))
+
+    def age_ms(self, statuses: list[ProviderStatus]) -> int:
+        """How old the oldest of these results is."""
+        now = time.monotonic()
+        keys = (f"{s.provider}/{s.instance_id}" for s in statuses)
+        ages = [now - self._latest[k][0] for k in keys if k in self._latest]
+        return int(max(ages, default=0.0) * 1000)
+
+    def cached(self) -> list[ProviderStatus]:
+        return [entry[1] for entry in self._latest.values()]
+
+    def history(self, instance: Instance) -> list[ProviderStatus]:
+        return list(reversed(self._history.get(instance.key, ())))
+
+    def forget(self, instance: Instance) -> None:
+        self._latest.pop(instance.key, None)
+        self._history.pop(instance.key, None)
+        self._next_due.pop(instance.key, None)
+        self.metrics.forget_instance(instance.config.provider.value, instance.config.id)
+
+    async def _check(self, instance: Instance) -> ProviderStatus:
+        cfg = instance.config
+        adapter = adapter_for(cfg.provider)
+        api_key = cfg.resolved_api_key()
+        proc = await asyncio.to_thread(self.processes.check, cfg.key) if cfg.managed else None
+        if adapter.needs_api_key and not api_key:
+            status = self._status(
+                instance,
+                ProviderState.STOPPED,
+                proc,
+                reason="missing_api_key",
+                hint=f"Set {cfg.api_key_env or 'an API key'} to enable {adapter.label}.",
+            )
+            return self._record(instance, status)
+        connect_s = self.settings.connect_timeout_ms / 1000
+        api_s = self.settings.api_timeout_ms / 1000
+        started = time.perf_counter()
+        port, api = await asyncio.gather(
+            self._timed(cfg.provider, "port", check_port(cfg.base_url, connect_s)),
+            self._timed(cfg.provider, "api", self._probe_api(instance, api_key, api_s)),
+        )
+        latency = (time.perf_counter() - started) * 1000 if api.responded else None
+        status = self._derive(instance, proc, port, api, latency)
+        return self._record(instance, status)
+
+    async def _timed(self, provider: ProviderKind, layer: str, coro: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await coro
+        finally:
+            self.metrics.check_duration.labels(provider.value, layer).observe(
+                time.perf_counter() - started
+            )
+
+    async def _probe_api(self, instance: Instance, api_key: str, timeout: float) -> ApiProbe:
+        adapter = adapter_for(instance.config.provider)
+        try:
+            async with asyncio.timeout(timeout):
+                return await adapter.probe(self._client, instance.config, api_key)
+        except (TimeoutError, httpx.TimeoutException):
+            return ApiProbe(responded=False, reason_code="timeout")
+        except httpx.ConnectError as exc:
+            refused = "refused" in str(exc).lower() or isinstance(
+                exc.__cause__, ConnectionRefusedError
+            )
+            return ApiProbe(
+                responded=False, reason_code="connection_refused" if refused else "unreachable"
+            )
+        except httpx.HTTPError:
+            return ApiProbe(
+                responded=False,
+                state=ProviderState.DEGRADED,
+                reason_code="bad_response",
+                hint="The server closed the connection or answered something that is not HTTP.",
+            )
+
+    def _derive(
+        self,
+        instance: Instance,
+        proc: ProcessCheck | None,
+        port: PortResult,
+        api: ApiProbe,
+        latency: float | None,
+    ) -> ProviderStatus:
+        def make(
+            state: ProviderState, reason: str | None = None, hint: str | None = None
+        ) -> ProviderStatus:
+            status = self._status(instance, state, proc, reason=reason, hint=hint)
+            status.port_listening = port.listening or api.responded
+            status.api_responding = api.ok
+            status.latency_ms = round(latency, 2) if latency is not None else None
+            return status
+
+        if api.ok:
+            status = make(ProviderState.RUNNING)
+            status.version = api.version
+            status.models_loaded = api.models_loaded
+            return status
+        if api.state is not None and api.state is not ProviderState.DEGRADED:
+            return make(api.state, api.reason_code, api.hint)
+        if proc is not None and proc.record is not None:
+            return self._derive_managed(instance, proc, make, api)
+        if api.state is ProviderState.DEGRADED:
+            return make(api.state, api.reason_code, api.hint)
+        if port.listening or api.reason_code == "timeout":
+            reason = api.reason_code or "timeout"
+            return make(
+                ProviderState.DEGRADED,
+                reason,
+                f"Port is open but the API did not answer within "
+                f"{self.settings.api_timeout_ms} ms; the server may be hung or overloaded.",
+            )
+        if instance.config.managed:
+            missing = self.binary_missing(instance)
+            if missing:
+                return make(ProviderState.ERROR, "binary_not_found", missing)
+            return make(ProviderState.STOPPED, "not_running", "Start it from the Providers page.")
+        reason = port.reason or api.reason_code or "connection_refused"
+        return make(ProviderState.STOPPED, reason, _stopped_hint(instance, reason))
+
+    def _derive_managed(
+        self,
+        instance: Instance,
+        proc: ProcessCheck,
+        make: Callable[..., ProviderStatus],
+        api: ApiProbe,
+    ) -> ProviderStatus:
+        record = proc.record
+        assert record is not None
+        tail = " | ".join(self.processes.log_tail(instance.key, 5)[-5:])
+        if not proc.alive:
+            code = f" with code {proc.exit_code}" if proc.exit_code is not None else ""
+            return make(
+                ProviderState.ERROR,
+                "process_exited",
+                f"The process exited{code}. Last log lines: {tail or '(empty)'}",
+            )
+        age = (utcnow() - datetime.fromisoformat(record.started_at)).total_seconds()
+        if age < self.settings.start_timeout_s:
+            return make(
+                ProviderState.STARTING, api.reason_code or "starting", "Waiting for the API."
+            )
+        if api.state is ProviderState.DEGRADED:
+            return make(api.state, api.reason_code, api.hint)
+        return make(
+            ProviderState.ERROR,
+            "start_timeout",
+            f"The API did not answer within {self.settings.start_timeout_s:.0f} s. "
+            f"Last log lines: {tail or '(empty)'}",
+        )
+
+    def _status(
+        self,
+        instance: Instance,
+        state: ProviderState,
+        proc: ProcessCheck | None,
+        *,
+        reason: str | None,
+        hint: str | None,
+    ) -> ProviderStatus:
+        cfg = instance.config
+        return ProviderStatus(
+            provider=cfg.provider.value,
+            instance_id=cfg.id,
+            base_url=cfg.base_url,
+            state=state,
+            managed=cfg.managed,
+            pid=proc.record.pid if proc is not None and proc.record is not None else None,
+            pid_exists=proc.alive if proc is not None and proc.record is not None else None,
+            reason_code=reason,
+            hint=hint,
+            checked_at=iso(utcnow()) or "",
+        )
+
+    def _record(self, instance: Instance, status: ProviderStatus) -> ProviderStatus:
+        if self.instances.find(instance.key) is None:
+            return status  # deleted while being checked
+        previous = self._latest.get(instance.key)
+        self._latest[instance.key] = (time.monotonic(), status)
+        self._history.setdefault(instance.key, deque(maxlen=HISTORY)).append(status)
+        self._next_due[instance.key] = time.monotonic() + MONITOR_INTERVALS[status.state]
+        self.metrics.set_provider_state(status.provider, status.instance_id, status.state.value)
+        if previous is None or previous[1].signature() != status.signature():
+            self.bus.publish(
+                "provider.status", status.model_dump(mode="json"), key=f"provider:{instance.key}"
+            )
+        return status
+
+    # -- monitor ----------------------------------------------------------------------------
+
+    def poke(self, instance: Instance | None = None) -> None:
+        """Re-check soon: one instance, or all."""
+        for item in [instance] if instance else self.instances.list():
+            self._next_due[item.key] = 0.0
+        self._wake.set()
+
+    async def watch_until_settled(self, instance: Instance, timeout: float) -> ProviderStatus:
+        """Check quickly after a start until the state leaves STARTING (or ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        status = await self.check(instance)
+        while status.state is ProviderState.STARTING and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            status = await self.check(instance)
+        return status
+
+    def start_monitor(self) -> None:
+        if self._monitor is None:
+            self._monitor = asyncio.create_task(self._run_monitor(), name="provider-monitor")
+
+    async def _run_monitor(self) -> None:
+        while True:
+            now = time.monotonic()
+            due = [i for i in self.instances.list() if self._next_due.get(i.key, 0.0) <= now]
+            if due:
+                await asyncio.gather(*(self.check(i) for i in due), return_exceptions=True)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=0.5)
+
+    async def close(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+            self._monitor = None
+        await self._client.aclose()
+
+
+def _stopped_hint(instance: Instance, reason: str) -> str:
+    cfg = instance.config
+    if reason == "unreachable":
+        return f"{cfg.base_url} cannot be reached (DNS or network); check the address."
+    if reason == "timeout":
+        return f"Connecting to {cfg.base_url} timed out; check the host and firewall."
+    how = {
+        ProviderKind.OLLAMA: "Start Ollama ('ollama serve')",
+        ProviderKind.LLAMACPP: "Start llama-server",
+        ProviderKind.LMSTUDIO: "Start LM Studio's server ('lms server start')",
+    }.get(cfg.provider, "Start the server")
+    return f"Nothing listens on {cfg.base_url}. {how} or fix the base URL."

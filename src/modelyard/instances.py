@@ -1,0 +1,206 @@
+"""The instances modelyard knows: configured ones (file or defaults) and ones added via the API.
+
+Configured instances are read-only here (they live in the config file); API-created ones and
+the ones created when a GGUF model is started are kept in the store.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+from modelyard.config import InstanceConfig, ModelMode, ProviderKind, Settings
+from modelyard.errors import Conflict, InvalidInput, NotFound
+from modelyard.providers.registry import parse_provider
+from modelyard.store.db import Database
+from modelyard.store.tables import InstanceRow
+
+MANAGEABLE = {ProviderKind.LLAMACPP, ProviderKind.OLLAMA}
+
+
+@dataclass(frozen=True)
+class Instance:
+    config: InstanceConfig
+    origin: str  # config | api | model
+
+    @property
+    def key(self) -> str:
+        return self.config.key
+
+    def public(self) -> dict[str, Any]:
+        """The instance as the API shows it: never the key itself."""
+        c = self.config
+        return {
+            "provider": c.provider.value,
+            "id": c.id,
+            "base_url": c.base_url,
+            "managed": c.managed,
+            "model": c.model or None,
+            "mode": c.mode.value,
+            "command": c.command,
+            "ctx_size": c.ctx_size,
+            "api_key_env": c.api_key_env or None,
+            "has_api_key": bool(c.resolved_api_key()),
+            "origin": self.origin,
+            "deletable": self.origin != "config",
+        }
+
+
+def is_local_host(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _row_to_config(row: InstanceRow) -> InstanceConfig:
+    return InstanceConfig(
+        provider=ProviderKind(row.provider),
+        id=row.id,
+        base_url=row.base_url,
+        managed=row.managed,
+        api_key_env=row.api_key_env,
+        api_key=row.api_key,
+        model=row.model,
+        mode=ModelMode(row.mode),
+        command=list(row.command or []),
+        ctx_size=row.ctx_size,
+    )
+
+
+class InstanceRegistry:
+    """Lookup, creation and removal of instances. Thread-safe."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self._lock = threading.Lock()
+        self._items: dict[str, Instance] = {}
+        for cfg in settings.effective_instances():
+            self._items[cfg.key] = Instance(cfg, "config")
+        with db.session() as s:
+            for row in s.query(InstanceRow).all():
+                cfg = _row_to_config(row)
+                self._items.setdefault(cfg.key, Instance(cfg, row.origin))
+
+    def list(self) -> list[Instance]:
+        with self._lock:
+            return list(self._items.values())
+
+    def get(self, provider: str, instance_id: str) -> Instance:
+        kind = parse_provider(provider)
+        with self._lock:
+            found = self._items.get(f"{kind.value}/{instance_id}")
+        if found is None:
+            raise NotFound(
+                f"there is no {kind.value} instance {instance_id!r}",
+                code="instance_not_found",
+                hint="GET /api/providers lists the instances.",
+            )
+        return found
+
+    def find(self, key: str) -> Instance | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def create(self, provider: str, data: dict[str, Any], *, origin: str = "api") -> Instance:
+        """Validate and add an instance; 409 ``instance_exists`` for a duplicate id."""
+        kind = parse_provider(provider)
+        fields = {k: v for k, v in data.items() if v is not None and k != "provider"}
+        try:
+            cfg = InstanceConfig(provider=kind, **fields)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise InvalidInput(
+                f"invalid instance field {where}: {first['msg']}",
+                code="invalid_instance",
+                hint="Give an id (letters, digits, '.', '_', '-') and an http(s) base_url.",
+            ) from exc
+        cfg = self._check_managed(cfg)
+        with self._lock:
+            if cfg.key in self._items:
+                raise Conflict(
+                    f"instance {cfg.key} already exists",
+                    code="instance_exists",
+                    hint="Pick another id, or delete the existing instance first.",
+                )
+            with self.db.session() as s:
+                s.add(
+                    InstanceRow(
+                        provider=kind.value,
+                        id=cfg.id,
+                        base_url=cfg.base_url,
+                        managed=cfg.managed,
+                        api_key_env=cfg.api_key_env,
+                        api_key=cfg.api_key,
+                        model=cfg.model,
+                        mode=cfg.mode.value,
+                        command=cfg.command,
+                        ctx_size=cfg.ctx_size,
+                        origin=origin,
+                    )
+                )
+            instance = Instance(cfg, origin)
+            self._items[cfg.key] = instance
+        return instance
+
+    def _check_managed(self, cfg: InstanceConfig) -> InstanceConfig:
+        if not cfg.managed:
+            return cfg
+        if cfg.provider not in MANAGEABLE:
+            raise InvalidInput(
+                f"{cfg.provider.value} instances cannot be managed by modelyard",
+                code="not_manageable",
+                hint="Only llamacpp and ollama instances can be started and stopped.",
+            )
+        host = urlsplit(cfg.base_url).hostname or ""
+        if not is_local_host(host):
+            raise InvalidInput(
+                f"a managed instance must listen on this machine, not {host!r}",
+                code="not_local",
+                hint="Use a loopback base_url such as http://127.0.0.1:8081.",
+            )
+        if cfg.provider is ProviderKind.LLAMACPP:
+            if not cfg.model:
+                raise InvalidInput(
+                    "a managed llamacpp instance needs a GGUF model path",
+                    code="model_required",
+                    hint="Set model to a .gguf file (absolute, or relative to the models dir).",
+                )
+            path = Path(cfg.model)
+            if not path.is_absolute():
+                path = self.settings.resolved_models_dir / path
+            if not path.is_file():
+                raise InvalidInput(
+                    f"model file {cfg.model!r} does not exist",
+                    code="model_file_not_found",
+                    hint="Give the path of an existing .gguf file.",
+                )
+            cfg = cfg.model_copy(update={"model": str(path)})
+        return cfg
+
+    def delete(self, provider: str, instance_id: str) -> Instance:
+        """Remove an API-created instance; configured ones answer 409."""
+        instance = self.get(provider, instance_id)
+        if instance.origin == "config":
+            raise Conflict(
+                f"instance {instance.key} comes from the configuration",
+                code="instance_from_config",
+                hint="Remove it from the config file (MODELYARD_CONFIG) and restart modelyard.",
+            )
+        with self._lock:
+            self._items.pop(instance.key, None)
+            with self.db.session() as s:
+                row = s.get(InstanceRow, (instance.config.provider.value, instance.config.id))
+                if row is not None:
+                    s.delete(row)
+        return instance

@@ -1,0 +1,65 @@
+"""Prometheus metrics, one registry per app so several apps can live in one process (tests)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_STATES = ("UNKNOWN", "STOPPED", "STARTING", "RUNNING", "DEGRADED", "ERROR")
+
+
+class Metrics:
+    """Every metric modelyard exports at ``GET /metrics``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.provider_state = Gauge(
+            "modelyard_provider_state",
+            "1 for the instance's current state, 0 for the others",
+            ["provider", "instance", "state"],
+            registry=r,
+        )
+        self.provider_up = Gauge(
+            "modelyard_provider_up",
+            "1 when the instance is RUNNING",
+            ["provider", "instance"],
+            registry=r,
+        )
+        self.check_duration = Histogram(
+            "modelyard_provider_check_duration_seconds",
+            "Duration of one status check layer",
+            ["provider", "layer"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+            registry=r,
+        )
+        self.pull_total = Counter(
+            "models_pull_total", "Finished model downloads", ["model_name", "status"], registry=r
+        )
+        self.pull_duration = Histogram(
+            "models_pull_duration_seconds",
+            "Duration of finished model downloads",
+            buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400),
+            registry=r,
+        )
+        self.download_bytes = Counter(
+            "modelyard_download_bytes_total", "Bytes written by downloads", ["source"], registry=r
+        )
+        self.active_downloads = Gauge(
+            "modelyard_active_downloads", "Downloads in the downloading state", registry=r
+        )
+        self.chat_tokens = Counter(
+            "modelyard_chat_tokens_total", "Tokens generated in chats", ["provider"], registry=r
+        )
+
+    def set_provider_state(self, provider: str, instance: str, state: str) -> None:
+        for name in _STATES:
+            self.provider_state.labels(provider, instance, name).set(1 if name == state else 0)
+        self.provider_up.labels(provider, instance).set(1 if state == "RUNNING" else 0)
+
+    def forget_instance(self, provider: str, instance: str) -> None:
+        for name in _STATES:
+            self.provider_state.remove(provider, instance, name)
+        self.provider_up.remove(provider, instance)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

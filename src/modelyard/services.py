@@ -1,0 +1,94 @@
+"""The service container: every long-lived part of a running modelyard, built in one place.
+
+Routes reach it through ``modelyard.api.deps.get_services``. Data flows one way:
+route → service → provider adapter / store → event bus → WebSocket and UI.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelyard.apikeys import ApiKeys
+from modelyard.config import Settings
+from modelyard.control import InstanceControl
+from modelyard.events import EventBus
+from modelyard.health import HealthChecker
+from modelyard.instances import InstanceRegistry
+from modelyard.metrics import Metrics
+from modelyard.processes import ProcessManager
+from modelyard.store.db import Database
+
+log = logging.getLogger("modelyard")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    bus: EventBus
+    metrics: Metrics
+    instances: InstanceRegistry
+    processes: ProcessManager
+    health: HealthChecker
+    control: InstanceControl
+    api_keys: ApiKeys
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        for path in (
+            settings.data_dir,
+            settings.run_dir,
+            settings.logs_dir,
+            settings.resolved_models_dir,
+        ):
+            path.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.resolved_database_url)
+        db.migrate()
+        bus = EventBus()
+        metrics = Metrics()
+        instances = InstanceRegistry(settings, db)
+        processes = ProcessManager(settings.run_dir, settings.logs_dir)
+        control_ref: list[InstanceControl] = []
+        health = HealthChecker(
+            settings,
+            instances,
+            processes,
+            bus,
+            metrics,
+            binary_missing=lambda inst: control_ref[0].binary_missing(inst),
+        )
+        control = InstanceControl(settings, processes, health)
+        control_ref.append(control)
+        services = cls(
+            settings,
+            db,
+            bus,
+            metrics,
+            instances,
+            processes,
+            health,
+            control,
+            ApiKeys(db, settings.api_key),
+        )
+        bus.add_snapshot_source("providers", services._provider_snapshot)
+        return services
+
+    def _provider_snapshot(self) -> list[dict[str, Any]]:
+        return [s.model_dump(mode="json") for s in self.health.cached()]
+
+    async def startup(self) -> None:
+        adopted = self.processes.adopt()
+        for record in adopted:
+            log.info("adopted %s (PID %s)", record.key, record.pid)
+        if self.settings.monitor:
+            self.health.start_monitor()
+
+    async def shutdown(self) -> None:
+        await self.control.close()
+        if self.settings.stop_managed_on_exit:
+            await self.control.stop_all()
+        await self.health.close()
+        self.db.dispose()

@@ -1,0 +1,36 @@
+// Formatting helpers shared by the pages.
+
+export function bytes(n) {
+  if (n === null || n === undefined || Number.isNaN(n)) return "—";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  let v = Number(n);
+  while (Math.abs(v) >= 1000 && i < units.length - 1) { v /= 1000; i += 1; }
+  return `${v.toFixed(v >= 100 || i === 0 ? 0 : 1)} ${units[i]}`;
+}
+
+export function rate(bps) {
+  return bps ? `${bytes(bps)}/s` : "—";
+}
+
+export function duration(seconds) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "—";
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+}
+
+export function ago(iso) {
+  if (!iso) return "never";
+  const seconds = (Date.now() - Date.parse(iso)) / 1000;
+  if (seconds < 2) return "just now";
+  if (seconds < 60) return `${Math.round(seconds)} s ago`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
+  return new Date(iso).toLocaleDateString();
+}
+
+export function ms(value) {
+  return value === null || value === undefined ? "—" : `${Math.round(value)} ms`;
+}

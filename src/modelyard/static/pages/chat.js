@@ -1,0 +1,9 @@
+// Chat: not built yet.
+import { h, render } from "../js/dom.js";
+
+export default {
+  mount(root) {
+    render(root, h("div", { class: "empty" }, h("h2", {}, "Chat"),
+      h("p", {}, "This page is not built yet.")));
+  },
+};

@@ -1,0 +1,9 @@
+// Get models: not built yet.
+import { h, render } from "../js/dom.js";
+
+export default {
+  mount(root) {
+    render(root, h("div", { class: "empty" }, h("h2", {}, "Get models"),
+      h("p", {}, "This page is not built yet.")));
+  },
+};
