@@ -17,7 +17,7 @@ from typing import Any
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from modelyard.errors import ConfigError
+from modelyard.errors import ConfigError, ModelyardError
 
 
 class ProviderKind(StrEnum):
@@ -226,6 +226,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     values.update(overrides)
     try:
         return Settings.model_validate(values)
+    except ModelyardError as exc:  # raised by a field validator, e.g. an instance's base_url
+        raise ConfigError(f"invalid setting: {exc.detail}", hint=exc.hint) from exc
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

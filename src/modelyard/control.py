@@ -95,10 +95,10 @@ class InstanceControl:
                 hint="Use restart to start it again.",
             )
         missing = self.binary_missing(instance)
-        spec = self.launch_spec(instance)
         if missing:
             await self.health.check(instance)
             raise Conflict(missing, code="binary_not_found", hint=missing)
+        spec = self.launch_spec(instance)
         port = await check_port(instance.config.base_url, self.settings.connect_timeout_ms / 1000)
         if port.listening:
             raise Conflict(

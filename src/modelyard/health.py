@@ -40,6 +40,9 @@ MONITOR_INTERVALS = {
 }
 
 
+_KEY_ENV = {ProviderKind.OPENAI: "OPENAI_API_KEY", ProviderKind.ANTHROPIC: "ANTHROPIC_API_KEY"}
+
+
 class ProviderStatus(BaseModel):
     provider: str
     instance_id: str
@@ -190,7 +193,8 @@ class HealthChecker:
                 ProviderState.STOPPED,
                 proc,
                 reason="missing_api_key",
-                hint=f"Set {cfg.api_key_env or 'an API key'} to enable {adapter.label}.",
+                hint=f"Set {cfg.api_key_env or _KEY_ENV.get(cfg.provider, 'an API key')} "
+                f"or give the instance an api_key to enable {adapter.label}.",
             )
             return self._record(instance, status)
         connect_s = self.settings.connect_timeout_ms / 1000
@@ -327,7 +331,10 @@ class HealthChecker:
             state=state,
             managed=cfg.managed,
             pid=proc.record.pid if proc is not None and proc.record is not None else None,
-            pid_exists=proc.alive if proc is not None and proc.record is not None else None,
+            # managed: False when no process is recorded; external: unknown (None)
+            pid_exists=(proc.alive if proc.record is not None else False)
+            if proc is not None
+            else None,
             reason_code=reason,
             hint=hint,
             checked_at=iso(utcnow()) or "",

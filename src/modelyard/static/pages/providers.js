@@ -182,7 +182,7 @@ export default {
 
     function showForm() {
       const provider = h("select", { name: "provider" }, PROVIDERS.map((p) => h("option", { value: p }, LABELS[p])));
-      const id = h("input", { name: "id", required: true, placeholder: "my-server", pattern: "[A-Za-z0-9][A-Za-z0-9._-]{0,63}" });
+      const id = h("input", { name: "id", required: true, placeholder: "my-server", pattern: "[A-Za-z0-9][A-Za-z0-9._\\-]{0,63}" });
       const baseUrl = h("input", { name: "base_url", required: true, placeholder: "http://127.0.0.1:8081" });
       const managed = h("input", { type: "checkbox", name: "managed" });
       const model = h("input", { name: "model", placeholder: "/path/to/model.gguf" });

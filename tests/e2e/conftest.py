@@ -1,0 +1,63 @@
+"""Browser tests: Debian's chromium driven by Playwright (never `playwright install`)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: `make test` installs Debian's chromium")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh page; any JavaScript error fails the test."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    def on_console(msg: ConsoleMessage) -> None:
+        if (
+            msg.type == "error"
+            and "WebSocket" not in msg.text
+            and "Failed to load resource" not in msg.text
+        ):
+            errors.append(msg.text)
+
+    page.on("console", on_console)
+    page.set_default_timeout(15000)
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+def screenshot(page: Page, name: str) -> Path:
+    """Save a screenshot under docs/screenshots (the README shows some of them)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=False)
+    return path

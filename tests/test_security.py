@@ -1,0 +1,91 @@
+"""SPEC §12: DNS-rebinding and cross-site guards, API keys with scopes, audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from modelyard.api.app import create_app
+from modelyard.errors import ConfigError
+from tests.support.app_server import RunningApp, make_settings
+
+
+def test_foreign_host_header_is_refused(modelyard: Callable[..., RunningApp]) -> None:
+    app = modelyard(monitor=False)
+    resp = app.http.get("/api/providers", headers={"Host": "evil.example:8050"})
+    assert resp.status_code == 403 and resp.json()["code"] == "host_not_allowed"
+    assert app.http.get("/api/providers", headers={"Host": "localhost:8050"}).status_code == 200
+
+
+def test_cross_site_mutations_and_websockets_are_refused(
+    modelyard: Callable[..., RunningApp],
+) -> None:
+    app = modelyard(monitor=False)
+    body = {"id": "x", "base_url": "http://127.0.0.1:9"}
+    evil = {"Origin": "https://evil.example"}
+    resp = app.http.post("/api/providers/ollama/instances", json=body, headers=evil)
+    assert resp.status_code == 403 and resp.json()["code"] == "cross_origin_forbidden"
+    assert app.http.get("/api/providers", headers=evil).status_code == 200  # reads are harmless
+    own = {"Origin": app.url}
+    assert (
+        app.http.post("/api/providers/ollama/instances", json=body, headers=own).status_code == 201
+    )
+    ws_url = app.url.replace("http", "ws") + "/ws/events"
+    with (
+        pytest.raises(InvalidStatus),
+        connect(ws_url, origin="https://evil.example", open_timeout=5),
+    ):
+        pass
+
+
+def test_api_keys_and_scopes(modelyard: Callable[..., RunningApp]) -> None:
+    app = modelyard(monitor=False, api_key="admin-secret")
+    assert app.http.get("/api/providers").json()["code"] == "unauthorized"
+    assert app.http.get("/").status_code == 200  # the UI shell loads and asks for a key
+    admin = {"Authorization": "Bearer admin-secret"}
+    created = app.http.post("/api/keys", json={"name": "viewer", "scopes": ["read"]}, headers=admin)
+    assert created.status_code == 201
+    viewer = {"Authorization": f"Bearer {created.json()['key']}"}
+    assert app.http.get("/api/providers", headers=viewer).status_code == 200
+    denied = app.http.post(
+        "/api/providers/ollama/instances", json={"id": "x", "base_url": "http://h"}, headers=viewer
+    )
+    assert denied.status_code == 403 and denied.json()["code"] == "insufficient_scope"
+    keys = app.http.get("/api/keys", headers=admin).json()["keys"]
+    assert keys[0]["name"] == "viewer" and "key" not in keys[0]
+    bad = app.http.get("/api/providers", headers={"Authorization": "Bearer nope"})
+    assert bad.status_code == 401
+    ws_url = app.url.replace("http", "ws") + "/ws/events"
+    with pytest.raises(InvalidStatus), connect(ws_url, open_timeout=5):
+        pass
+    with connect(ws_url + "?access_token=admin-secret", open_timeout=5) as ws:
+        assert '"snapshot"' in str(ws.recv(timeout=5))
+
+
+def test_mutations_are_audited(modelyard: Callable[..., RunningApp]) -> None:
+    app = modelyard(monitor=False)
+    app.http.post(
+        "/api/providers/ollama/instances", json={"id": "a", "base_url": "http://127.0.0.1:9"}
+    )
+    app.http.post("/api/providers/nope/instances", json={"id": "a", "base_url": "http://h"})
+    entries = app.http.get("/api/audit").json()["entries"]
+    assert [(e["method"], e["status"]) for e in entries[:2]] == [("POST", 404), ("POST", 201)]
+    assert entries[0]["client"] == "127.0.0.1" and entries[0]["actor"] == "local"
+
+
+def test_ip_allow_list(modelyard: Callable[..., RunningApp]) -> None:
+    app = modelyard(monitor=False, ip_allowlist=["10.0.0.0/8"])
+    resp = app.http.get("/api/providers")
+    assert resp.status_code == 403 and resp.json()["code"] == "ip_not_allowed"
+
+
+def test_binding_beyond_loopback_needs_a_key(tmp_path: object) -> None:
+    from pathlib import Path
+
+    settings = make_settings(Path(str(tmp_path)), host="0.0.0.0")
+    with pytest.raises(ConfigError) as err:
+        create_app(settings)
+    assert "API key" in err.value.detail
