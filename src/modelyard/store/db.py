@@ -48,7 +48,7 @@ class Database:
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, "heads")  # feature branches may add parallel heads
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -1,0 +1,481 @@
+"""Managed processes (SPEC §3): one per key, with a PID file, a log file and adoption.
+
+A key is ``"<provider>/<instance_id>"``. Starting a key writes a PID file under ``run_dir``
+(pid, create time, command line, port, start time) and appends the process's output to a log
+file under ``logs_dir``. Children run in their own session, so they outlive a modelyard restart
+and a new :class:`ProcessManager` on the same ``run_dir`` adopts them. A PID counts as ours only
+when the process exists and its create time and command line match the record, so a PID the
+kernel reused for another program is never mistaken for ours. A child that execs another
+program (a wrapper script) keeps its PID and create time; its new command line is recorded.
+
+Every method is thread-safe: the API calls them from worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psutil
+
+from modelyard.clock import iso, utcnow
+from modelyard.errors import Conflict, InvalidInput, ModelyardError, NotFound, Unavailable
+
+log = logging.getLogger(__name__)
+
+# /proc/stat's boot time can move by a second after a clock adjustment, and psutil derives the
+# create time from it; the command line check guards identity within that second.
+_CREATE_TIME_TOLERANCE_S = 1.0
+_KILL_WAIT_S = 10.0
+_POLL_S = 0.05
+_TAIL_BLOCK = 16 * 1024
+_SECRET_FLAGS = frozenset({"--api-key", "--hf-token", "-hft"})
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """What to start for a key. ``env`` entries are added to (and override) our environment."""
+
+    key: str
+    argv: list[str]
+    env: dict[str, str] | None = None
+    port: int | None = None
+    cwd: Path | None = None
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """What a PID file holds (JSON)."""
+
+    key: str
+    pid: int
+    create_time: float
+    cmdline: list[str]
+    port: int | None
+    started_at: str
+    log_path: str
+
+    def to_json(self) -> str:
+        """The PID file's content."""
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProcessRecord:
+        """Parse a PID file's JSON object; ``ValueError`` when it is not a record."""
+        try:
+            port = data.get("port")
+            return cls(
+                key=str(data["key"]),
+                pid=int(data["pid"]),
+                create_time=float(data["create_time"]),
+                cmdline=[str(arg) for arg in data["cmdline"]],
+                port=None if port is None else int(port),
+                started_at=str(data["started_at"]),
+                log_path=str(data["log_path"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a process record: {exc!r}") from exc
+
+    def display_command(self) -> str:
+        """The command line for people and logs, with secrets (API keys) masked."""
+        return shlex.join(redact_argv(self.cmdline))
+
+
+@dataclass(frozen=True)
+class ProcessCheck:
+    """The process layer of a managed instance's status."""
+
+    record: ProcessRecord | None  # None: no PID file
+    pid_exists: bool  # the PID exists AND its create time and command line match
+    alive: bool  # ours and running (not a zombie)
+    exit_code: int | None  # when we spawned it and it ended; negative: killed by that signal
+
+
+@dataclass
+class _Child:
+    """A process this manager spawned; a reaper thread waits for it."""
+
+    popen: subprocess.Popen[bytes]
+    exited: threading.Event = field(default_factory=threading.Event)
+    exit_code: int | None = None
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """``argv`` with the values of secret flags replaced by ``***``."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        name, eq, _ = arg.partition("=")
+        if hide_next:
+            out.append("***")
+        elif eq and name in _SECRET_FLAGS:
+            out.append(f"{name}=***")
+        else:
+            out.append(arg)
+        hide_next = not hide_next and arg in _SECRET_FLAGS
+    return out
+
+
+def _check_key(key: str) -> str:
+    if not key or len(key) > 200 or any(ord(ch) < 32 for ch in key):
+        raise InvalidInput(
+            f"{key!r} is not a process key",
+            code="invalid_key",
+            hint="Use '<provider>/<instance_id>', e.g. 'llamacpp/qwen-small'.",
+        )
+    return key
+
+
+def _file_stem(key: str) -> str:
+    """A safe, reversible file name for a key ('/' and other specials percent-encoded)."""
+    stem = quote(_check_key(key), safe="")
+    return "%2E" + stem[1:] if stem.startswith(".") else stem
+
+
+def _same_command(recorded: list[str], actual: list[str]) -> bool:
+    """Exact match, tolerating only argv[0] spelled as another path to the same program name."""
+    if actual == recorded:
+        return True
+    return (
+        len(actual) == len(recorded) > 0
+        and actual[1:] == recorded[1:]
+        and os.path.basename(actual[0]) == os.path.basename(recorded[0])
+    )
+
+
+def _verify(record: ProcessRecord) -> tuple[bool, bool]:
+    """(ours, alive) for the record's PID, per create time and command line."""
+    try:
+        proc = psutil.Process(record.pid)
+        if abs(proc.create_time() - record.create_time) > _CREATE_TIME_TOLERANCE_S:
+            return False, False
+        if proc.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return True, False
+        try:
+            cmdline: list[str] = proc.cmdline()
+        except psutil.AccessDenied:
+            cmdline = []
+        # Unreadable (hidepid) or empty (for an instant during exec): the create time has to do.
+        if cmdline and not _same_command(record.cmdline, cmdline):
+            return False, False
+        return True, True
+    except psutil.ZombieProcess:
+        return True, False
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False, False
+
+
+def _running(child: _Child) -> bool:
+    """Whether our child still runs, even if its PID file was removed behind our back."""
+    if child.exited.is_set():
+        return False
+    try:
+        return psutil.Process(child.popen.pid).status() not in (
+            psutil.STATUS_ZOMBIE,
+            psutil.STATUS_DEAD,
+        )
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    """Signal the process's group when it leads one (as our children do), else the process."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+def _read_tail(path: Path, lines: int) -> list[str]:
+    with open(path, "rb") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        start, data = end, b""
+        # Read backwards in blocks until there is one more newline than lines wanted, so a
+        # partial first line is never returned.
+        while start > 0 and data.count(b"\n") <= lines:
+            start = max(0, start - _TAIL_BLOCK * max(1, lines // 64))
+            fh.seek(start)
+            data = fh.read(end - start)
+    return data.decode("utf-8", errors="replace").splitlines()[-lines:]
+
+
+class ProcessManager:
+    """Start, check, adopt and stop managed processes; one process per key."""
+
+    def __init__(self, run_dir: Path, logs_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.logs_dir = logs_dir
+        run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = threading.Lock()
+        self._key_locks: dict[str, threading.Lock] = {}
+        self._children: dict[str, _Child] = {}
+
+    # -- paths and records -------------------------------------------------------------------
+
+    def pid_path(self, key: str) -> Path:
+        """The PID file of ``key``."""
+        return self.run_dir / f"{_file_stem(key)}.json"
+
+    def log_path(self, key: str) -> Path:
+        """The log file of ``key`` (stdout and stderr of every start, appended)."""
+        return self.logs_dir / f"{_file_stem(key)}.log"
+
+    def records(self) -> list[ProcessRecord]:
+        """Every readable PID file, running or not, sorted by key."""
+        found = [self._load(path) for path in self.run_dir.glob("*.json")]
+        return sorted((rec for rec in found if rec is not None), key=lambda rec: rec.key)
+
+    def _load(self, path: Path) -> ProcessRecord | None:
+        try:
+            return ProcessRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable PID file %s: %s", path, exc)
+            return None
+
+    def _read_record(self, key: str) -> ProcessRecord | None:
+        record = self._load(self.pid_path(key))
+        return record if record is not None and record.key == key else None
+
+    def _write_record(self, record: ProcessRecord) -> None:
+        path = self.pid_path(record.key)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(record.to_json())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def _remove_record(self, key: str) -> None:
+        self.pid_path(key).unlink(missing_ok=True)
+
+    def _append_log(self, key: str, line: str) -> None:
+        with open(self.log_path(key), "ab") as fh:
+            fh.write(f"[{iso(utcnow())}] modelyard: {line}\n".encode())
+
+    def _key_lock(self, key: str) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
+
+    def _child(self, key: str, pid: int | None = None) -> _Child | None:
+        with self._lock:
+            child = self._children.get(key)
+        return child if child is not None and (pid is None or child.popen.pid == pid) else None
+
+    # -- the operations ----------------------------------------------------------------------
+
+    def check(self, key: str) -> ProcessCheck:
+        """The process layer: PID file, PID verified with psutil, and our child's exit code."""
+        record = self._read_record(key)
+        child = self._child(key, None if record is None else record.pid)
+        exit_code = child.exit_code if child is not None else None
+        if record is None:
+            return ProcessCheck(None, False, False, exit_code)
+        if child is not None and child.exited.is_set():
+            return ProcessCheck(record, False, False, exit_code)
+        if child is not None:
+            # Our child, not reaped yet: the kernel cannot have given its PID to another process.
+            return ProcessCheck(self._follow_exec(record), True, _running(child), None)
+        ours, alive = _verify(record)
+        return ProcessCheck(record, ours, alive, exit_code)
+
+    def _follow_exec(self, record: ProcessRecord) -> ProcessRecord:
+        """Record the new command line of a child that exec'd another program (a wrapper
+        script does), so that a later modelyard can still verify the process as ours."""
+        try:
+            actual = psutil.Process(record.pid).cmdline()
+        except psutil.Error:
+            return record
+        lock = self._key_lock(record.key)
+        if not actual or actual == record.cmdline or not lock.acquire(blocking=False):
+            return record  # unchanged, mid-exec, or a start or stop is under way
+        try:
+            if self._read_record(record.key) != record:
+                return record
+            updated = replace(record, cmdline=actual)
+            self._write_record(updated)
+            return updated
+        finally:
+            lock.release()
+
+    def start(self, spec: LaunchSpec) -> ProcessRecord:
+        """Spawn ``spec`` in its own session with output to the key's log; write the PID file."""
+        _check_key(spec.key)
+        if not spec.argv:
+            raise InvalidInput("the launch command is empty", code="empty_command")
+        with self._key_lock(spec.key):
+            previous = self._child(spec.key)
+            if self.check(spec.key).alive or (previous is not None and _running(previous)):
+                raise Conflict(
+                    f"{spec.key} is already running",
+                    code="already_running",
+                    hint="Stop it first, or use restart.",
+                )
+            if previous is not None:
+                previous.exited.wait(_KILL_WAIT_S)  # its exit line goes before the new header
+            env = {**os.environ, **spec.env} if spec.env else None
+            _check_launchable(spec, env)
+            started_at = iso(utcnow()) or ""
+            popen = self._spawn(spec, env, started_at)
+            child = _Child(popen)
+            record = ProcessRecord(
+                key=spec.key,
+                pid=popen.pid,
+                create_time=psutil.Process(popen.pid).create_time(),
+                cmdline=list(spec.argv),
+                port=spec.port,
+                started_at=started_at,
+                log_path=str(self.log_path(spec.key)),
+            )
+            self._write_record(record)
+            with self._lock:
+                self._children[spec.key] = child
+            threading.Thread(
+                target=self._reap, args=(spec.key, child), name=f"reap-{spec.key}", daemon=True
+            ).start()
+        return record
+
+    def _spawn(
+        self, spec: LaunchSpec, env: dict[str, str] | None, started_at: str
+    ) -> subprocess.Popen[bytes]:
+        command = shlex.join(redact_argv(spec.argv))
+        with open(self.log_path(spec.key), "ab") as logfile:
+            logfile.write(f"===== {started_at} modelyard starts {spec.key}: {command}\n".encode())
+            logfile.flush()
+            try:
+                return subprocess.Popen(
+                    spec.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=logfile,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=spec.cwd,
+                    start_new_session=True,
+                )
+            except (FileNotFoundError, PermissionError) as exc:
+                raise _binary_not_found(spec.argv[0]) from exc
+            except OSError as exc:
+                raise ModelyardError(
+                    f"could not start {spec.argv[0]}: {exc.strerror or exc}",
+                    code="spawn_failed",
+                    hint=f"Check that '{spec.argv[0]} --help' runs in a shell.",
+                ) from exc
+
+    def _reap(self, key: str, child: _Child) -> None:
+        """Wait for our child so it never lingers as a zombie, and note how it ended."""
+        code = child.popen.wait()
+        try:
+            self._append_log(key, f"process {child.popen.pid} ended with {_describe_exit(code)}")
+        except OSError as exc:
+            log.warning("could not write the exit of %s to its log: %s", key, exc)
+        child.exit_code = code  # set after the log line, so a reader of the code finds it there
+        child.exited.set()
+
+    def stop(self, key: str, grace_s: float = 10.0) -> bool:
+        """SIGTERM the process group, SIGKILL after ``grace_s``; False when nothing ran."""
+        with self._key_lock(key):
+            check = self.check(key)
+            if check.record is None:
+                return False
+            if not check.alive:
+                self._remove_record(key)
+                return False
+            record = check.record
+            self._append_log(key, f"stopping process {record.pid} (SIGTERM)")
+            _signal_group(record.pid, signal.SIGTERM)
+            if not self._wait_gone(record, grace_s):
+                self._append_log(key, f"no exit after {grace_s:g}s, sending SIGKILL")
+                _signal_group(record.pid, signal.SIGKILL)
+                if not self._wait_gone(record, _KILL_WAIT_S):
+                    raise Unavailable(
+                        f"process {record.pid} of {key} survived SIGKILL",
+                        code="stop_failed",
+                        hint="It is stuck in the kernel (state D); check it with 'ps' and retry.",
+                    )
+            self._remove_record(key)
+            return True
+
+    def _wait_gone(self, record: ProcessRecord, timeout: float) -> bool:
+        child = self._child(record.key, record.pid)
+        if child is not None:
+            return child.exited.wait(timeout)
+        # Not our child (adopted): poll, since only its parent (or init) can reap it.
+        deadline = time.monotonic() + timeout
+        while _verify(record)[1]:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL_S)
+        return True
+
+    def adopt(self) -> list[ProcessRecord]:
+        """At modelyard start: the recorded processes that are verifiably still ours and running.
+
+        Stale PID files stay (their log tail explains the exit); ``forget`` drops them.
+        """
+        return [record for record in self.records() if self.check(record.key).alive]
+
+    def forget(self, key: str) -> None:
+        """Drop the PID file of a process that is no longer running."""
+        with self._key_lock(key):
+            if self.check(key).alive:
+                raise Conflict(
+                    f"{key} is still running", code="still_running", hint="Stop it instead."
+                )
+            self._remove_record(key)
+
+    def log_tail(self, key: str, lines: int = 20) -> list[str]:
+        """The last ``lines`` lines of the key's log (empty when there is no log)."""
+        if lines <= 0:
+            return []
+        try:
+            return _read_tail(self.log_path(key), lines)
+        except FileNotFoundError:
+            return []
+
+
+def _check_launchable(spec: LaunchSpec, env: dict[str, str] | None) -> None:
+    program = spec.argv[0]
+    search_path = (env if env is not None else os.environ).get("PATH", os.defpath)
+    if shutil.which(program, path=search_path) is None:
+        raise _binary_not_found(program)
+    if spec.cwd is not None and not spec.cwd.is_dir():
+        raise NotFound(
+            f"working directory {spec.cwd} does not exist",
+            code="directory_not_found",
+            hint="Create the directory or fix the instance's launch settings.",
+        )
+
+
+def _binary_not_found(program: str) -> NotFound:
+    where = "does not exist or is not executable" if "/" in program else "is not on PATH"
+    return NotFound(
+        f"the program {program!r} {where}",
+        code="binary_not_found",
+        hint=f"Install {os.path.basename(program)} or configure the full path to it.",
+    )

@@ -1,0 +1,107 @@
+"""The CLI of the foundation: serve (bad config), status, providers, doctor — no tracebacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from modelyard.cli import app
+from modelyard.config import InstanceConfig, ProviderKind
+from tests.support.app_server import RunningApp
+from tests.support.servers import closed_port, free_port
+
+runner = CliRunner()
+
+
+def run(url: str, *args: str) -> Any:
+    return runner.invoke(app, list(args), env={"MODELYARD_URL": url}, catch_exceptions=False)
+
+
+def test_status_and_providers_list(
+    modelyard: Callable[..., RunningApp], ollama_server: Any
+) -> None:
+    app_ = modelyard(
+        [
+            InstanceConfig(provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url),
+            InstanceConfig(
+                provider=ProviderKind.LMSTUDIO,
+                id="off",
+                base_url=f"http://127.0.0.1:{closed_port()}",
+            ),
+        ]
+    )
+    result = run(app_.url, "status", "--refresh")
+    assert result.exit_code == 0, result.output
+    assert "ollama/default" in result.output and "RUNNING" in result.output
+    assert "connection_refused" in result.output and "LM Studio" in result.output
+    listed = run(app_.url, "providers", "list")
+    assert "lmstudio/off" in listed.output
+    as_json = run(app_.url, "status", "--json")
+    assert '"cache_ttl_ms"' in as_json.output
+
+
+def test_clean_errors_without_tracebacks(modelyard: Callable[..., RunningApp]) -> None:
+    app_ = modelyard([])
+    missing = run(app_.url, "providers", "start", "llamacpp/ghost")
+    assert missing.exit_code == 1
+    assert "there is no llamacpp instance 'ghost'" in missing.output
+    assert "Traceback" not in missing.output
+    bad = run(app_.url, "providers", "stop", "nonsense")
+    assert bad.exit_code == 1 and "PROVIDER/ID" in bad.output
+    down = run(f"http://127.0.0.1:{free_port()}", "status")
+    assert down.exit_code == 1
+    assert "not running" in down.output and "modelyard serve" in down.output
+
+
+def test_managed_start_and_stop_from_the_cli(
+    modelyard: Callable[..., RunningApp], tiny_gguf: Path
+) -> None:
+    inst = InstanceConfig(
+        provider=ProviderKind.LLAMACPP,
+        id="tiny",
+        base_url=f"http://127.0.0.1:{free_port()}",
+        managed=True,
+        model=str(tiny_gguf),
+        ctx_size=256,
+    )
+    app_ = modelyard([inst])
+    started = run(app_.url, "providers", "start", "llamacpp/tiny")
+    assert started.exit_code == 0 and ("STARTING" in started.output or "RUNNING" in started.output)
+    stopped = run(app_.url, "providers", "stop", "llamacpp", "tiny")
+    assert stopped.exit_code == 0 and "STOPPED" in stopped.output
+
+
+def test_serve_with_a_bad_config_says_why(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("port = 'eighty'\n")
+    env = {**os.environ, "MODELYARD_CONFIG": str(cfg), "MODELYARD_DATA_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelyard", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "invalid setting port" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_doctor(tmp_path: Path) -> None:
+    env = {**os.environ, "MODELYARD_DATA_DIR": str(tmp_path), "MODELYARD_PORT": str(free_port())}
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelyard", "doctor"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "llama.cpp runtime" in proc.stdout and "data directory" in proc.stdout
+    # No ollama binary on this machine: doctor says so, with where to get it.
+    assert "ollama binary: not found" in proc.stdout and "ollama.com" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
