@@ -121,6 +121,7 @@ class HealthChecker:
         self.metrics = metrics
         self.binary_missing = binary_missing
         self._latest: dict[str, tuple[float, ProviderStatus]] = {}
+        self._dumped: dict[str, dict[str, Any]] = {}  # key -> JSON form of the latest status
         self._history: dict[str, deque[ProviderStatus]] = {}
         self._inflight: dict[str, asyncio.Task[ProviderStatus]] = {}
         self._next_due: dict[str, float] = {}
@@ -163,6 +164,14 @@ class HealthChecker:
         items = self.instances.list()
         return list(await asyncio.gather(*(self.status(i, refresh=refresh) for i in items)))
 
+    def as_json(self, status: ProviderStatus) -> dict[str, Any]:
+        """The JSON form of a recorded status, serialised once (the cached path stays cheap)."""
+        key = f"{status.provider}/{status.instance_id}"
+        latest = self._latest.get(key)
+        if latest is not None and latest[1] is status:
+            return self._dumped[key]
+        return status.model_dump(mode="json")
+
     def age_ms(self, statuses: list[ProviderStatus]) -> int:
         """How old the oldest of these results is."""
         now = time.monotonic()
@@ -178,6 +187,7 @@ class HealthChecker:
 
     def forget(self, instance: Instance) -> None:
         self._latest.pop(instance.key, None)
+        self._dumped.pop(instance.key, None)
         self._history.pop(instance.key, None)
         self._next_due.pop(instance.key, None)
         self.metrics.forget_instance(instance.config.provider.value, instance.config.id)
@@ -345,13 +355,12 @@ class HealthChecker:
             return status  # deleted while being checked
         previous = self._latest.get(instance.key)
         self._latest[instance.key] = (time.monotonic(), status)
+        dumped = self._dumped[instance.key] = status.model_dump(mode="json")
         self._history.setdefault(instance.key, deque(maxlen=HISTORY)).append(status)
         self._next_due[instance.key] = time.monotonic() + MONITOR_INTERVALS[status.state]
         self.metrics.set_provider_state(status.provider, status.instance_id, status.state.value)
         if previous is None or previous[1].signature() != status.signature():
-            self.bus.publish(
-                "provider.status", status.model_dump(mode="json"), key=f"provider:{instance.key}"
-            )
+            self.bus.publish("provider.status", dumped, key=f"provider:{instance.key}")
         return status
 
     # -- monitor ----------------------------------------------------------------------------

@@ -11,11 +11,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelyard.apikeys import ApiKeys
+from modelyard.catalog import Catalog
+from modelyard.catalog_store import CatalogStore
+from modelyard.chat.service import ChatService
 from modelyard.config import Settings
 from modelyard.control import InstanceControl
 from modelyard.events import EventBus
+from modelyard.gguf_servers import GgufServers
 from modelyard.health import HealthChecker
 from modelyard.instances import InstanceRegistry
+from modelyard.lifecycle import Lifecycle
 from modelyard.metrics import Metrics
 from modelyard.processes import ProcessManager
 from modelyard.store.db import Database
@@ -35,6 +40,9 @@ class Services:
     control: InstanceControl
     api_keys: ApiKeys
     extras: dict[str, Any] = field(default_factory=dict)
+    chat: ChatService = field(init=False)
+    catalog: Catalog = field(init=False)
+    lifecycle: Lifecycle = field(init=False)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -74,10 +82,21 @@ class Services:
             ApiKeys(db, settings.api_key),
         )
         bus.add_snapshot_source("providers", services._provider_snapshot)
+        services.chat = ChatService(
+            settings, db, bus, metrics, instances, health, control, processes
+        )
+        services.catalog = Catalog(settings, CatalogStore(db), bus, instances, processes)
+        services.lifecycle = Lifecycle(
+            settings,
+            services.catalog,
+            GgufServers(settings, services.catalog, instances, control, processes, health, bus),
+            instances,
+            downloads=lambda: getattr(services, "downloads", None),
+        )
         return services
 
     def _provider_snapshot(self) -> list[dict[str, Any]]:
-        return [s.model_dump(mode="json") for s in self.health.cached()]
+        return [self.health.as_json(s) for s in self.health.cached()]
 
     async def startup(self) -> None:
         adopted = self.processes.adopt()
@@ -85,8 +104,13 @@ class Services:
             log.info("adopted %s (PID %s)", record.key, record.pid)
         if self.settings.monitor:
             self.health.start_monitor()
+        await self.chat.startup()
+        await self.catalog.start()
 
     async def shutdown(self) -> None:
+        await self.chat.close()
+        await self.lifecycle.close()
+        await self.catalog.close()
         await self.control.close()
         if self.settings.stop_managed_on_exit:
             await self.control.stop_all()

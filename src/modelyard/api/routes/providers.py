@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.api.deps import ServicesDep
@@ -62,13 +63,16 @@ async def delete_instance(provider: str, instance_id: str, services: ServicesDep
     return Response(status_code=204)
 
 
-@router.get("/api/providers/status")
-async def provider_statuses(services: ServicesDep, refresh: bool = False) -> StatusList:
+@router.get("/api/providers/status", response_model=StatusList)
+async def provider_statuses(services: ServicesDep, refresh: bool = False) -> JSONResponse:
+    # Serialised by hand from JSON made once per check: the cached answer must stay cheap.
     statuses = await services.health.statuses(refresh=refresh)
-    return StatusList(
-        providers=statuses,
-        cache_ttl_ms=services.settings.status_cache_ttl_ms,
-        age_ms=services.health.age_ms(statuses),
+    return JSONResponse(
+        {
+            "providers": [services.health.as_json(s) for s in statuses],
+            "cache_ttl_ms": services.settings.status_cache_ttl_ms,
+            "age_ms": services.health.age_ms(statuses),
+        }
     )
 
 

