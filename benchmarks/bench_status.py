@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 import httpx
-
-from modelyard.config import InstanceConfig, ProviderKind
 from tests.support.app_server import make_settings, running_app
 from tests.support.servers import black_hole, closed_port, free_port, wait_port
 from tests.support.tiny_gguf import write_tiny_gguf
+
+from modelyard.config import InstanceConfig, ProviderKind
 
 TITLE = "Provider status: 10 instances, 3 black-holed and 3 refused"
 API_TIMEOUT_MS = 1000
@@ -23,7 +23,7 @@ CONNECT_TIMEOUT_MS = 500
 
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _llama_server(model: Path) -> tuple[subprocess.Popen[bytes], str]:
