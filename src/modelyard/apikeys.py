@@ -47,6 +47,10 @@ class ApiKeys:
         self._lock = threading.Lock()
         self._has_rows: bool | None = None
 
+    def known_required(self) -> bool | None:
+        """``required()`` without touching the store: None until it has been read once."""
+        return True if self.config_key else self._has_rows
+
     def required(self) -> bool:
         """Whether requests must carry a key (any key exists)."""
         if self.config_key:

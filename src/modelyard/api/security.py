@@ -70,17 +70,21 @@ class SecurityMiddleware:
         if method not in MUTATING:
             await self.app(scope, receive, send)
             return
-        status_box = [500]
+        audited = False
 
         async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status_box[0] = int(message["status"])
+            nonlocal audited
+            if message["type"] == "http.response.start" and not audited:
+                # Recorded before the client sees the answer, so a read that follows finds it.
+                audited = True
+                await self._audit(principal, client, method, path, int(message["status"]), "")
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            await self._audit(principal, client, method, path, status_box[0], "")
+            if not audited:  # the request died before any answer
+                await self._audit(principal, client, method, path, 500, "no response")
 
     def _deny(
         self, scope: Scope, headers: dict[str, str], client: str, method: str
@@ -126,7 +130,10 @@ class SecurityMiddleware:
         self, scope: Scope, headers: dict[str, str], method: str, path: str
     ) -> tuple[Principal | None, dict[str, Any] | None]:
         keys = self.services.api_keys
-        if not await asyncio.to_thread(keys.required):
+        required = keys.known_required()
+        if required is None:  # first request: read the store once, off the event loop
+            required = await asyncio.to_thread(keys.required)
+        if not required:
             return LOCAL, None
         if method in {"GET", "HEAD"} and (
             path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES)
