@@ -83,6 +83,13 @@ class Client:
             body = resp.json()
         except ValueError:
             body = None
+        if 300 <= resp.status_code < 400:
+            raise ClientError(
+                f"unexpected redirect (HTTP {resp.status_code}) to {resp.headers.get('location')}",
+                code="unexpected_redirect",
+                hint="Check MODELYARD_URL: it should point at modelyard itself.",
+                status=resp.status_code,
+            )
         if resp.status_code >= 400:
             if isinstance(body, dict):
                 raise ClientError(

@@ -22,8 +22,10 @@ ARGS = [
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module scope: Playwright's sync API keeps an event loop on the main thread while it runs,
+    # which would break later tests that call asyncio.run().
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is not installed: `make test` installs Debian's chromium")
     with sync_playwright() as pw:
