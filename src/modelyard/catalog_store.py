@@ -1,0 +1,448 @@
+"""The catalog's table: applying listings (with exact added/updated/removed counts), searching
+in SQL on the indexed ``models`` table, and the public shape of a model.
+
+Everything here is synchronous and quick; the async catalog calls it from worker threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Select, case, func, or_, select
+from sqlalchemy.orm import Session
+
+from modelyard.catalog_sources import ModelEntry
+from modelyard.clock import iso, utcnow
+from modelyard.store.db import Database
+from modelyard.store.tables import ModelRow, ModelSourceRow
+
+Key = tuple[str, str, str]  # provider, instance_id, name
+Scope = tuple[str, str]  # provider, instance_id
+SortField = Literal["name", "size", "modified", "status"]
+SortOrder = Literal["asc", "desc"]
+
+STATUSES = ("loaded", "starting", "downloading", "available", "failed")
+ACTIVE = frozenset({"loaded", "starting"})
+_FIELDS = tuple(f for f in ModelEntry.__dataclass_fields__ if f not in ("provider", "instance_id"))
+_COLUMNS = [getattr(ModelRow, name) for name in ("provider", "instance_id", *_FIELDS)]
+_COLUMNS.append(ModelRow.synced_at)
+_STATUS_RANK = case({s: i for i, s in enumerate(STATUSES)}, value=ModelRow.status, else_=99)
+
+
+@dataclass
+class SyncCounts:
+    """What a sync changed, per SPEC §8 ``POST /api/models/sync``."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    changed_states: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+        }
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One scope's models as just listed; ``entries`` None when the listing failed."""
+
+    scope: Scope
+    entries: list[ModelEntry] | None
+    error: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """``GET /api/models/search`` parameters, already validated."""
+
+    q: str = ""
+    status: tuple[str, ...] = ()
+    provider: tuple[str, ...] = ()
+    source: tuple[str, ...] = ()
+    instance_id: str = ""
+    mode: str = ""
+    min_size: int | None = None
+    max_size: int | None = None
+    sort: SortField = "name"
+    order: SortOrder = "asc"
+    page: int = 1
+    page_size: int = 50
+
+
+def public(values: Mapping[Any, Any]) -> dict[str, Any]:
+    """A catalog row as the API shows it (times as RFC 3339)."""
+    out = {name: values[name] for name in ("provider", "instance_id", *_FIELDS)}
+    out["modified_at"] = iso(values["modified_at"])
+    out["synced_at"] = iso(values["synced_at"])
+    out["meta"] = dict(values["meta"] or {})
+    return out
+
+
+def _row_values(row: ModelRow) -> dict[str, Any]:
+    return {c.key: getattr(row, c.key) for c in _COLUMNS}
+
+
+def _utc(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value
+
+
+def _differs(row: ModelRow, entry: ModelEntry) -> bool:
+    return any(_utc(getattr(row, name)) != _utc(getattr(entry, name)) for name in _FIELDS)
+
+
+def state_event(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The data of a ``model.state`` event."""
+    return {
+        "provider": values["provider"],
+        "instance_id": values["instance_id"],
+        "name": values["name"],
+        "status": values["status"],
+        "loaded": values["status"] == "loaded",
+        "details": values["loaded"],
+    }
+
+
+class CatalogStore:
+    """Reads and writes of the ``models`` and ``model_sources`` tables.
+
+    ``version`` grows with every write to ``models``; only this server writes the store, so a
+    reader may cache what it built from the table until the version changes.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._version = 0
+        self._version_lock = threading.Lock()
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def _bump(self) -> None:
+        with self._version_lock:
+            self._version += 1
+
+    # -- sync ------------------------------------------------------------------------------
+
+    def apply(
+        self,
+        listings: Iterable[Listing],
+        *,
+        live_scopes: set[Scope] | None,
+        keep: Mapping[Key, str],
+    ) -> SyncCounts:
+        """Make the table match the listings. A failed listing keeps its rows but clears their
+        loaded state (nobody can say they are loaded). ``live_scopes``: when given, rows of any
+        other scope are removed (their instance is gone). ``keep``: placeholders of downloads
+        in progress (key → status) survive their absence from a listing."""
+        counts = SyncCounts()
+        listed: set[Scope] = set()
+        with self.db.session() as s:
+            for listing in listings:
+                listed.add(listing.scope)
+                self._apply_scope(s, listing, keep, counts)
+            if live_scopes is not None:
+                for row in s.scalars(select(ModelRow)):
+                    scope = (row.provider, row.instance_id)
+                    if scope not in live_scopes and scope not in listed:
+                        self._remove(s, row, counts)
+        if counts.changed:
+            self._bump()
+        return counts
+
+    def _apply_scope(
+        self, s: Session, listing: Listing, keep: Mapping[Key, str], counts: SyncCounts
+    ) -> None:
+        provider, instance_id = listing.scope
+        rows = {
+            r.name: r
+            for r in s.scalars(
+                select(ModelRow).where(
+                    ModelRow.provider == provider, ModelRow.instance_id == instance_id
+                )
+            )
+        }
+        if listing.entries is None:
+            for row in rows.values():
+                if row.status in ACTIVE:
+                    self._set(row, status="available", loaded=None)
+                    counts.updated += 1
+                    counts.changed_states.append(state_event(_row_values(row)))
+                else:
+                    counts.unchanged += 1
+            return
+        now = utcnow()
+        seen = set()
+        known_sources = set(
+            s.scalars(
+                select(ModelSourceRow.name).where(
+                    ModelSourceRow.provider == provider, ModelSourceRow.instance_id == instance_id
+                )
+            )
+        )
+        for entry in listing.entries:
+            if entry.name in seen:
+                continue  # a server listing one name twice
+            seen.add(entry.name)
+            existing = rows.pop(entry.name, None)
+            if existing is None:
+                s.add(ModelRow(**entry.values(), synced_at=now))
+                counts.added += 1
+                if entry.status != "available":
+                    counts.changed_states.append(state_event(entry.values()))
+                if entry.name not in known_sources:
+                    self._record_first_seen(s, entry)
+            elif _differs(existing, entry):
+                before = (existing.status, existing.loaded)
+                self._set(existing, **{name: getattr(entry, name) for name in _FIELDS})
+                existing.synced_at = now
+                counts.updated += 1
+                if before != (existing.status, existing.loaded):
+                    counts.changed_states.append(state_event(_row_values(existing)))
+            else:
+                counts.unchanged += 1
+        for name, row in rows.items():
+            status = keep.get((provider, instance_id, name))
+            if status is None:
+                self._remove(s, row, counts)
+            elif row.status != status:
+                self._set(row, status=status)
+                counts.updated += 1
+                counts.changed_states.append(state_event(_row_values(row)))
+            else:
+                counts.unchanged += 1
+
+    @staticmethod
+    def _set(row: ModelRow, **values: Any) -> None:
+        for name, value in values.items():
+            setattr(row, name, value)
+
+    @staticmethod
+    def _remove(s: Session, row: ModelRow, counts: SyncCounts) -> None:
+        values = _row_values(row)
+        s.delete(row)
+        counts.removed += 1
+        counts.changed_states.append({**state_event(values), "status": "removed"})
+
+    @staticmethod
+    def _record_first_seen(s: Session, entry: ModelEntry) -> None:
+        """Ollama models and Hugging Face files have a known source as soon as they appear."""
+        if entry.source == "ollama":
+            request = {
+                "source": "ollama",
+                "model_name": entry.name,
+                "instance_id": entry.instance_id,
+            }
+        elif entry.source.startswith("hf://"):
+            repo_path = entry.source.removeprefix("hf://").split("/")
+            request = {
+                "source": "hf",
+                "repo": "/".join(repo_path[:2]),
+                "filename": "/".join(repo_path[2:]),
+                "mode": entry.mode,
+            }
+        else:
+            return
+        s.add(
+            ModelSourceRow(
+                provider=entry.provider,
+                instance_id=entry.instance_id,
+                name=entry.name,
+                source=entry.source,
+                request=request,
+            )
+        )
+
+    # -- single rows -----------------------------------------------------------------------
+
+    def get(self, key: Key) -> dict[str, Any] | None:
+        """The public model, or None."""
+        with self.db.session() as s:
+            row = s.execute(select(*_COLUMNS).where(*_key_filter(key))).mappings().first()
+            return public(row) if row is not None else None
+
+    def find(self, provider: str, name: str) -> list[dict[str, Any]]:
+        """Every instance's model of that provider and name."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(*_COLUMNS)
+                .where(ModelRow.provider == provider, ModelRow.name == name)
+                .order_by(ModelRow.instance_id)
+            ).mappings()
+            return [public(r) for r in rows]
+
+    def set_state(
+        self,
+        key: Key,
+        status: str,
+        loaded: dict[str, Any] | None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """Change one row's status (and meta keys); (the model, a ``model.state`` event data
+        when the status or loaded details changed)."""
+        with self.db.session() as s:
+            row = s.scalars(select(ModelRow).where(*_key_filter(key))).first()
+            if row is None:
+                return None, None
+            before = (row.status, row.loaded)
+            row.status, row.loaded = status, loaded
+            if meta is not None:
+                row.meta = {**(row.meta or {}), **meta}
+            values = _row_values(row)
+            event = state_event(values) if before != (status, loaded) else None
+        self._bump()
+        return public(values), event
+
+    def add_placeholder(self, entry: ModelEntry) -> bool:
+        """A row for a model being downloaded; False when the key already has a row."""
+        with self.db.session() as s:
+            if s.scalars(select(ModelRow.pk).where(*_key_filter(entry.key))).first() is not None:
+                return False
+            s.add(ModelRow(**entry.values(), synced_at=utcnow()))
+        self._bump()
+        return True
+
+    def delete(self, key: Key) -> bool:
+        """Drop one row (the model is gone); its recorded source stays."""
+        with self.db.session() as s:
+            row = s.scalars(select(ModelRow).where(*_key_filter(key))).first()
+            if row is None:
+                return False
+            s.delete(row)
+        self._bump()
+        return True
+
+    # -- sources -----------------------------------------------------------------------------
+
+    def source_of(self, key: Key) -> tuple[str, dict[str, Any]] | None:
+        with self.db.session() as s:
+            row = s.get(ModelSourceRow, key)
+            return (row.source, dict(row.request or {})) if row is not None else None
+
+    def sources(self, scope: Scope) -> dict[str, str]:
+        """Model name → recorded source, for one scope."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(ModelSourceRow.name, ModelSourceRow.source).where(
+                    ModelSourceRow.provider == scope[0], ModelSourceRow.instance_id == scope[1]
+                )
+            )
+            return {name: source for name, source in rows}
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def list_all(self) -> list[dict[str, Any]]:
+        """Every model, by provider, instance and name."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(*_COLUMNS).order_by(
+                    ModelRow.provider, ModelRow.instance_id, func.lower(ModelRow.name)
+                )
+            ).mappings()
+            return [public(r) for r in rows]
+
+    def active(self) -> list[dict[str, Any]]:
+        """Models loaded or starting right now."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(*_COLUMNS).where(ModelRow.status.in_(tuple(ACTIVE))).order_by(ModelRow.name)
+            ).mappings()
+            return [public(r) for r in rows]
+
+    def names(self, providers: Iterable[str]) -> list[tuple[str, str, str]]:
+        """(provider, instance_id, name) of every model of these providers."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(ModelRow.provider, ModelRow.instance_id, ModelRow.name).where(
+                    ModelRow.provider.in_(list(providers))
+                )
+            )
+            return [(p, i, n) for p, i, n in rows]
+
+    def search(self, query: SearchQuery) -> dict[str, Any]:
+        """One page of matching models and the total number of matches."""
+        conditions = _conditions(query)
+        stmt: Select[Any] = select(*_COLUMNS).where(*conditions)
+        stmt = stmt.order_by(*_ordering(query.sort, query.order))
+        stmt = stmt.limit(query.page_size).offset((query.page - 1) * query.page_size)
+        with self.db.session() as s:
+            total = s.scalar(select(func.count()).select_from(ModelRow).where(*conditions)) or 0
+            rows = [public(r) for r in s.execute(stmt).mappings()]
+        return {"models": rows, "total": total, "page": query.page, "page_size": query.page_size}
+
+
+def _key_filter(key: Key) -> tuple[ColumnElement[bool], ...]:
+    return (
+        ModelRow.provider == key[0],
+        ModelRow.instance_id == key[1],
+        ModelRow.name == key[2],
+    )
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _source_condition(value: str) -> ColumnElement[bool]:
+    """``hf`` and ``url`` match kinds of source; anything else matches exactly."""
+    if value == "hf":
+        return ModelRow.source.like("hf://%")
+    if value == "url":
+        return or_(ModelRow.source.like("http://%"), ModelRow.source.like("https://%"))
+    return ModelRow.source == value
+
+
+def _conditions(query: SearchQuery) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if query.q:
+        where.append(ModelRow.name.ilike(f"%{_like_escape(query.q)}%", escape="\\"))
+    if query.status:
+        where.append(ModelRow.status.in_(query.status))
+    if query.provider:
+        where.append(ModelRow.provider.in_(query.provider))
+    if query.source:
+        where.append(or_(*(_source_condition(v) for v in query.source)))
+    if query.instance_id:
+        where.append(ModelRow.instance_id == query.instance_id)
+    if query.mode:
+        where.append(ModelRow.mode == query.mode)
+    if query.min_size is not None:
+        where.append(ModelRow.size >= query.min_size)
+    if query.max_size is not None:
+        where.append(ModelRow.size <= query.max_size)
+    return where
+
+
+def _ordering(sort: SortField, order: SortOrder) -> list[Any]:
+    """Unknown sizes and dates go last either way; name, provider and instance break ties."""
+    name = func.lower(ModelRow.name)
+    column: Any = {
+        "name": name,
+        "size": ModelRow.size,
+        "modified": ModelRow.modified_at,
+        "status": _STATUS_RANK,
+    }[sort]
+    keys: list[Any] = []
+    if sort in ("size", "modified"):
+        keys.append(column.is_(None))
+    keys.append(column.desc() if order == "desc" else column.asc())
+    if sort != "name":
+        keys.append(name)
+    keys += [ModelRow.provider, ModelRow.instance_id, ModelRow.pk]
+    return keys

@@ -1,0 +1,211 @@
+"""llama.cpp servers for the GGUF files of the models directory (SPEC §2, §4).
+
+Starting a GGUF model creates a managed ``llamacpp`` instance with origin ``model``, bound to
+127.0.0.1 on a free port, whose command line serves that file with the flags of its mode
+(``--embedding``, ``--reranking``) and the model's name as alias, so ``/v1/models`` and chat
+use the name. It runs through the process manager like any managed instance: the Providers
+page shows it, its PID file lets a restarted modelyard adopt it. Stopping the model stops the
+server and removes the instance again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import re
+import socket
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from modelyard.catalog import Catalog, server_details
+from modelyard.config import ModelMode, ProviderKind, Settings
+from modelyard.control import InstanceControl
+from modelyard.errors import ModelyardError, Unavailable, UpstreamError
+from modelyard.events import EventBus
+from modelyard.health import HealthChecker
+from modelyard.instances import Instance, InstanceRegistry
+from modelyard.processes import ProcessManager
+from modelyard.runtimes import find_llama_server, llama_server_argv
+
+HOST = "127.0.0.1"
+_POLL_S = 0.01  # /health while loading; small models load in a fraction of a second
+_PROCESS_CHECK_S = 0.1  # how often the process itself is checked meanwhile
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def instance_id_for(name: str) -> str:
+    """A valid, stable instance id for a model name (which may contain '/')."""
+    stem = name.removesuffix(".gguf").removesuffix(".GGUF")
+    slug = _ID_UNSAFE.sub("-", stem).strip("-._") or "model"
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return f"{slug[:52]}-{digest}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+class GgufServers:
+    """Create, start, watch and stop the llama.cpp server of a GGUF model."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        instances: InstanceRegistry,
+        control: InstanceControl,
+        processes: ProcessManager,
+        health: HealthChecker,
+        bus: EventBus,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.instances = instances
+        self.control = control
+        self.processes = processes
+        self.health = health
+        self.bus = bus
+        self._checks: set[asyncio.Task[Any]] = set()
+
+    async def running(self, name: str) -> list[Instance]:
+        """The servers of ``name`` whose process is alive."""
+        alive = []
+        for instance in self.catalog.servers_for(name):
+            check = await asyncio.to_thread(self.processes.check, instance.key)
+            if check.alive:
+                alive.append(instance)
+        return alive
+
+    async def launch(self, name: str, path: Path, mode: ModelMode, ctx_size: int) -> Instance:
+        """Create (or reuse) the model's instance and start its server; returns at once."""
+        instance = self._reusable(name, mode, ctx_size) or self._create(name, path, mode, ctx_size)
+        try:
+            await self.control.start(instance)
+        except ModelyardError:
+            self.remove(instance)
+            raise
+        return instance
+
+    def _reusable(self, name: str, mode: ModelMode, ctx_size: int) -> Instance | None:
+        """A stopped instance left from before (e.g. across a modelyard restart), if usable."""
+        for instance in self.catalog.servers_for(name):
+            cfg = instance.config
+            port = urlsplit(cfg.base_url).port or 0
+            if instance.origin != "model":
+                return instance  # configured for this file: start it as it is
+            if cfg.mode is mode and cfg.ctx_size == ctx_size and _port_free(port):
+                return instance
+            self.remove(instance)
+        return None
+
+    def _create(self, name: str, path: Path, mode: ModelMode, ctx_size: int) -> Instance:
+        port = _free_port()
+        argv = llama_server_argv(
+            model=path,
+            host=HOST,
+            port=port,
+            ctx_size=ctx_size,
+            alias=name,
+            mode=mode,
+            binary=find_llama_server(self.settings.llama_server),
+        )
+        data: dict[str, Any] = {
+            "id": instance_id_for(name),
+            "base_url": f"http://{HOST}:{port}",
+            "managed": True,
+            "model": str(path),
+            "mode": mode.value,
+            "ctx_size": ctx_size,
+            "command": argv,
+        }
+        instance = self.instances.create(ProviderKind.LLAMACPP.value, data, origin="model")
+        self.health.poke(instance)
+        return instance
+
+    async def wait_loaded(self, instance: Instance) -> None:
+        """Return once ``/health`` answers 200; stop the server and raise if it exits or times
+        out first (the hint carries the last lines of its log)."""
+        deadline = time.monotonic() + self.settings.start_timeout_s
+        base_url = instance.config.base_url
+        next_check = 0.0
+        while not await self.catalog.healthy(base_url):
+            if time.monotonic() < next_check:
+                await asyncio.sleep(_POLL_S)
+                continue
+            next_check = time.monotonic() + _PROCESS_CHECK_S
+            if not (await asyncio.to_thread(self.processes.check, instance.key)).alive:
+                tail = " | ".join(self.processes.log_tail(instance.key, 5)) or "(empty log)"
+                self.remove(instance)
+                raise UpstreamError(
+                    f"the llama.cpp server for {instance.config.model} exited while loading",
+                    code="start_failed",
+                    hint=f"Last log lines: {tail}",
+                )
+            if time.monotonic() > deadline:
+                await self.stop_instance(instance)
+                raise Unavailable(
+                    f"the model did not load within {self.settings.start_timeout_s:g} s",
+                    code="start_timeout",
+                    hint="Raise MODELYARD_START_TIMEOUT_S for big models, or check the log.",
+                )
+            await asyncio.sleep(_POLL_S)
+        # RUNNING for the Providers page, without making the caller wait for it.
+        task = asyncio.create_task(self.health.check(instance))
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._checks):
+            task.cancel()
+        for task in list(self._checks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def server_info(self, instance: Instance) -> dict[str, Any] | None:
+        """The ``loaded`` details of a model served by ``instance``; None once it is gone."""
+        record = self.processes.check(instance.key).record
+        return server_details(instance, record) if record is not None else None
+
+    async def stop(self, name: str) -> bool:
+        """Stop every server of ``name``; True when one was running."""
+        stopped = False
+        for instance in self.catalog.servers_for(name):
+            stopped = await self.stop_instance(instance) or stopped
+        return stopped
+
+    async def stop_instance(self, instance: Instance) -> bool:
+        running = (await asyncio.to_thread(self.processes.check, instance.key)).alive
+        if running:
+            await self.control.stop(instance)
+        self.remove(instance)
+        return running
+
+    def remove(self, instance: Instance) -> None:
+        """Forget an auto-created instance that no longer runs (configured ones stay)."""
+        if instance.origin != "model":
+            return
+        try:
+            self.processes.forget(instance.key)  # drops a crashed server's stale PID file
+        except ModelyardError:
+            return  # still running: it stays visible and manageable
+        with contextlib.suppress(ModelyardError):  # already gone
+            self.instances.delete(instance.config.provider.value, instance.config.id)
+        self.health.forget(instance)
+        self.bus.publish(
+            "provider.removed",
+            {"provider": instance.config.provider.value, "instance_id": instance.config.id},
+        )

@@ -1,0 +1,471 @@
+"""Start, stop, delete, recreate and batch operations on catalog models (SPEC §4).
+
+* **start** — Ollama: an empty generate request; GGUF: a llama.cpp server for the file
+  (``gguf_servers``); LM Studio: its load call. A memory check runs first (the model's
+  estimate against free VRAM or RAM) and refuses with 507 ``insufficient_memory`` unless
+  ``force``. With ``wait`` (the default) the call returns once the model is loaded.
+* **stop** — Ollama: ``keep_alive: 0``; GGUF: stop that server; LM Studio: unload.
+* **delete** — Ollama: ``/api/delete``; GGUF: remove the file(s), refused with 409
+  ``model_running`` while a server runs it.
+* **recreate** — delete, then download again from the recorded source through the download
+  manager.
+* **batch** — one action on many models, a result per item and ``batch.progress`` events.
+
+Every operation ends with the catalog updated (``model.state`` events) and a sync scheduled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import httpx
+
+from modelyard.catalog import LOCAL_SCOPE, Catalog
+from modelyard.catalog_sources import LOCAL_INSTANCE, ModelEntry, hf_source
+from modelyard.catalog_store import Key, Scope
+from modelyard.config import ModelMode, ProviderKind, Settings
+from modelyard.errors import Conflict, InvalidInput, ModelyardError, NotFound
+from modelyard.gguf_meta import split_part, split_paths
+from modelyard.gguf_servers import GgufServers
+from modelyard.instances import Instance, InstanceRegistry
+from modelyard.model_memory import default_context, estimate_for, gguf_info, running_models
+from modelyard.model_ops import (
+    lmstudio_load,
+    lmstudio_unload,
+    model_not_found,
+    not_supported,
+    ollama_delete,
+    ollama_load,
+    ollama_unload,
+)
+from modelyard.providers.registry import parse_provider
+from modelyard.resources import MemoryEstimate, check_fits, system_resources
+from modelyard.validation import (
+    ollama_display_name,
+    resolve_inside,
+    validate_ollama_name,
+    validate_relative_path,
+)
+
+Action = Literal["start", "stop", "delete"]
+_MAX_NAME = 512
+
+
+class DownloadCreator(Protocol):
+    """What recreate needs of the download manager: ``POST /api/downloads`` as a call."""
+
+    async def create(self, request: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved model reference. ``instance`` is None for GGUF files of the models dir."""
+
+    kind: ProviderKind
+    key: Key
+    model: dict[str, Any] | None
+    instance: Instance | None
+
+    @property
+    def name(self) -> str:
+        return self.key[2]
+
+    @property
+    def scope(self) -> Scope:
+        return (self.key[0], self.key[1])
+
+    def not_found(self) -> NotFound:
+        if self.instance is not None:
+            return model_not_found(self.name, self.instance)
+        return NotFound(
+            f"there is no GGUF model {self.name!r} in the models directory",
+            code="model_not_found",
+            hint="GET /api/models/list shows the models; names are paths in the models dir.",
+        )
+
+
+def _check_name(name: str) -> str:
+    if not name or len(name) > _MAX_NAME or any(ord(ch) < 32 for ch in name):
+        raise InvalidInput(
+            f"{name[:80]!r} is not a valid model name",
+            code="invalid_model_name",
+            hint="Use the name exactly as GET /api/models/list shows it.",
+        )
+    return name
+
+
+class Lifecycle:
+    """Model operations across runtimes; routes and the CLI reach them through the API."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        servers: GgufServers,
+        instances: InstanceRegistry,
+        downloads: Callable[[], DownloadCreator],
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.servers = servers
+        self.instances = instances
+        self._downloads = downloads
+        self._locks: dict[Key, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(settings.start_timeout_s))
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.servers.close()
+        await self._http.aclose()
+
+    # -- resolving names -------------------------------------------------------------------
+
+    async def resolve(self, provider: str, name: str, instance_id: str | None = None) -> Target:
+        """Validate a model reference and find its instance and catalog row."""
+        kind = parse_provider(provider)
+        name = _check_name(name)
+        if kind is ProviderKind.OLLAMA:
+            name = ollama_display_name(validate_ollama_name(name))
+        if instance_id is None:
+            found = await asyncio.to_thread(self.catalog.find, kind.value, name)
+            instance_id = self._pick_instance(kind, [m["instance_id"] for m in found])
+        if kind is ProviderKind.LLAMACPP and instance_id == LOCAL_INSTANCE:
+            validate_relative_path(name)
+            instance = None
+        else:
+            instance = self.instances.get(kind.value, instance_id)
+        key = (kind.value, instance_id, name)
+        return Target(kind, key, await asyncio.to_thread(self.catalog.get, key), instance)
+
+    def _pick_instance(self, kind: ProviderKind, listed: list[str]) -> str:
+        """The instance a name without one means: a GGUF file of the models directory, else
+        the instance listing it, else the only (or the ``default``) instance of the provider."""
+        if kind is ProviderKind.LLAMACPP and (LOCAL_INSTANCE in listed or not listed):
+            return LOCAL_INSTANCE
+        if listed:
+            return listed[0]
+        ids = [i.config.id for i in self.instances.list() if i.config.provider is kind]
+        return ids[0] if len(ids) == 1 else "default"
+
+    def _lock(self, key: Key) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    # -- start -------------------------------------------------------------------------------
+
+    async def start(
+        self,
+        provider: str,
+        name: str,
+        instance_id: str | None = None,
+        *,
+        force: bool = False,
+        wait: bool = True,
+        ctx_size: int | None = None,
+    ) -> dict[str, Any]:
+        """Load a model; with ``wait``, return once the runtime says it is loaded."""
+        target = await self.resolve(provider, name, instance_id)
+        async with self._lock(target.key):
+            if target.instance is None:
+                return await self._start_gguf(target, force=force, wait=wait, ctx_size=ctx_size)
+            instance = target.instance
+            if target.kind is ProviderKind.OLLAMA:
+                await self._require_memory(target, force, ctx_size)
+                await ollama_load(instance, target.name, self.settings.start_timeout_s)
+            elif target.kind is ProviderKind.LMSTUDIO:
+                await self._require_memory(target, force, ctx_size)
+                await lmstudio_load(self._http, instance, target.name, ctx_size)
+            elif target.kind is ProviderKind.LLAMACPP and instance.config.managed:
+                await self.servers.control.start(instance)
+                if wait:
+                    await self.servers.wait_loaded(instance)
+            else:
+                raise not_supported(instance, "started")
+            return await self._synced(target)
+
+    async def _start_gguf(
+        self, target: Target, *, force: bool, wait: bool, ctx_size: int | None
+    ) -> dict[str, Any]:
+        path = self._gguf_path(target)
+        model = target.model or await self._synced(target)
+        running = await self.servers.running(target.name)
+        if running:
+            return await self._await_loaded(target, running[0], wait)
+        info = await asyncio.to_thread(gguf_info, self.catalog.metadata, path)
+        ctx = ctx_size or default_context(info, self.settings.default_ctx_size)
+        estimate = estimate_for(model, info=info, instance=None, ctx_size=ctx)
+        if estimate is not None:
+            await self._check_fits(estimate, force)
+        with self.catalog.starting(target.name):
+            # Record "starting" while the server is already being launched.
+            starting = asyncio.create_task(self.catalog.set_state(target.key, "starting", None))
+            try:
+                mode = ModelMode(model["mode"])
+                instance = await self.servers.launch(target.name, path, mode, ctx)
+            except ModelyardError:
+                await starting
+                await self.catalog.set_state(target.key, "available", None)
+                raise
+            await starting
+        if wait:
+            return await self._await_loaded(target, instance, True)
+        task = asyncio.create_task(self._finish_start(target, instance))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await self._model(target)
+
+    async def _await_loaded(self, target: Target, instance: Instance, wait: bool) -> dict[str, Any]:
+        if not wait:
+            return await self._model(target)
+        try:
+            await self.servers.wait_loaded(instance)
+        except ModelyardError:
+            await self.catalog.set_state(target.key, "available", None)
+            raise
+        info = await asyncio.to_thread(self.servers.server_info, instance)
+        status = "loaded" if info is not None else "available"  # it may have died at once
+        model = await self.catalog.set_state(target.key, status, info)
+        self.catalog.schedule({LOCAL_SCOPE})
+        return model or await self._model(target)
+
+    async def _finish_start(self, target: Target, instance: Instance) -> None:
+        with contextlib.suppress(ModelyardError):  # the failure is in the model's state
+            await self._await_loaded(target, instance, True)
+
+    # -- stop --------------------------------------------------------------------------------
+
+    async def stop(
+        self, provider: str, name: str, instance_id: str | None = None
+    ) -> dict[str, Any]:
+        """Unload a model; not an error when it was not loaded."""
+        target = await self.resolve(provider, name, instance_id)
+        async with self._lock(target.key):
+            instance = target.instance
+            if instance is None:
+                self._gguf_path(target)
+                await self.servers.stop(target.name)
+                model = await self.catalog.set_state(target.key, "available", None)
+                self.catalog.schedule({LOCAL_SCOPE})
+                return model or await self._model(target)
+            if target.kind is ProviderKind.OLLAMA:
+                await ollama_unload(instance, target.name, self.settings.start_timeout_s)
+            elif target.kind is ProviderKind.LMSTUDIO:
+                await lmstudio_unload(self._http, instance, target.name)
+            elif target.kind is ProviderKind.LLAMACPP and instance.config.managed:
+                await self.servers.control.stop(instance)
+            else:
+                raise not_supported(instance, "stopped")
+            return await self._synced(target)
+
+    # -- delete and recreate -------------------------------------------------------------------
+
+    async def delete(
+        self, provider: str, name: str, instance_id: str | None = None
+    ) -> dict[str, Any]:
+        """Remove a model from its runtime (GGUF: the file) and from the catalog."""
+        target = await self.resolve(provider, name, instance_id)
+        async with self._lock(target.key):
+            await self._delete(target)
+        return {
+            "success": True,
+            "provider": target.key[0],
+            "instance_id": target.key[1],
+            "name": target.name,
+            "message": f"deleted {target.name}",
+        }
+
+    async def _delete(self, target: Target) -> None:
+        instance = target.instance
+        try:
+            if instance is None:
+                await self._delete_gguf(target)
+            elif target.kind is ProviderKind.OLLAMA:
+                await ollama_delete(instance, target.name, self.settings.start_timeout_s)
+            else:
+                raise not_supported(instance, "deleted")
+        except NotFound:
+            await self.catalog.forget(target.key)  # it was gone already: drop the stale row
+            raise
+        await self.catalog.forget(target.key)
+        self.catalog.schedule({target.scope})
+
+    async def _delete_gguf(self, target: Target) -> None:
+        if await self.servers.running(target.name):
+            raise Conflict(
+                f"{target.name} is running",
+                code="model_running",
+                hint="Stop the model first, then delete it.",
+            )
+        path = self._gguf_path(target)
+        parsed = split_part(path.name)
+        files = split_paths(path.parent / parsed[0], parsed[2]) if parsed else [path]
+        for file in files:
+            try:
+                await asyncio.to_thread(file.unlink, True)
+            except OSError as exc:
+                raise Conflict(
+                    f"{file.name} could not be deleted: {exc.strerror or exc}",
+                    code="delete_failed",
+                    hint="Check the permissions of the models directory.",
+                ) from exc
+        await self.servers.stop(target.name)  # drops a stopped server's instance
+
+    async def recreate(
+        self, provider: str, name: str, instance_id: str | None = None
+    ) -> dict[str, Any]:
+        """Delete the model and download it again from where it came from."""
+        target = await self.resolve(provider, name, instance_id)
+        async with self._lock(target.key):
+            if target.model is None:
+                raise target.not_found()
+            request = await asyncio.to_thread(self._source_request, target)
+            await self._delete(target)
+            await self.catalog.placeholder(self._placeholder(target.model))
+            try:
+                download = await self._downloads().create(request)
+            except ModelyardError as exc:
+                await self.catalog.set_state(target.key, "failed", None, {"error": exc.detail})
+                raise
+        return {**await self._model(target), "download": download}
+
+    async def install(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Start a download (a recommended model's install button): the download task."""
+        return await self._downloads().create(request)
+
+    def _source_request(self, target: Target) -> dict[str, Any]:
+        recorded = self.catalog.store.source_of(target.key)
+        if recorded is not None and recorded[1].get("source"):
+            return recorded[1]
+        if target.kind is ProviderKind.OLLAMA:
+            return {"source": "ollama", "model_name": target.name, "instance_id": target.key[1]}
+        derived = hf_source(target.name) if target.instance is None else None
+        if derived is not None:
+            return derived[1]
+        raise Conflict(
+            f"modelyard does not know where {target.name} came from",
+            code="no_source",
+            hint="Only models downloaded through modelyard (or from Ollama) can be recreated.",
+        )
+
+    def _placeholder(self, model: dict[str, Any]) -> ModelEntry:
+        fields = ("size", "family", "parameter_size", "quantization", "format", "mode", "source")
+        kept = {f: model[f] for f in fields}
+        return ModelEntry(
+            model["provider"], model["instance_id"], model["name"], status="downloading", **kept
+        )
+
+    # -- batch -------------------------------------------------------------------------------
+
+    async def batch(
+        self, action: Action, items: list[dict[str, Any]], *, force: bool = False
+    ) -> dict[str, Any]:
+        """Run ``action`` on each item in turn; one result per item, progress as events."""
+        batch_id = uuid.uuid4().hex[:12]
+        results: list[dict[str, Any]] = []
+        for item in items:
+            result: dict[str, Any] = {
+                "provider": item["provider"],
+                "name": item["name"],
+                "instance_id": item.get("instance_id"),
+                "ok": True,
+            }
+            try:
+                if action == "start":
+                    done = await self.start(**item, force=force)
+                elif action == "stop":
+                    done = await self.stop(**item)
+                else:
+                    done = await self.delete(**item)
+                result.update(instance_id=done["instance_id"], name=done["name"])
+            except ModelyardError as exc:
+                result.update(ok=False, code=exc.error_code, error=exc.detail, hint=exc.hint)
+            results.append(result)
+            self.catalog.bus.publish(
+                "batch.progress",
+                {
+                    "batch_id": batch_id,
+                    "action": action,
+                    "done": len(results),
+                    "total": len(items),
+                    "result": result,
+                },
+            )
+        failed = sum(1 for r in results if not r["ok"])
+        return {
+            "batch_id": batch_id,
+            "action": action,
+            "results": results,
+            "ok": len(results) - failed,
+            "failed": failed,
+        }
+
+    # -- details and memory ----------------------------------------------------------------------
+
+    async def details(
+        self, provider: str, name: str, instance_id: str | None = None
+    ) -> dict[str, Any]:
+        """The model with its GGUF metadata, memory estimate, fit verdict and source."""
+        target = await self.resolve(provider, name, instance_id)
+        model = target.model or await self._synced(target)
+        out: dict[str, Any] = {**model, "gguf": None, "estimate": None, "fit": None}
+        info = None
+        if target.instance is None:
+            info = await asyncio.to_thread(
+                gguf_info, self.catalog.metadata, self._gguf_path(target)
+            )
+            out["gguf"] = info.to_dict()
+            out["servers"] = [i.public() for i in self.catalog.servers_for(target.name)]
+        ctx = default_context(info, self.settings.default_ctx_size)
+        estimate = estimate_for(model, info=info, instance=target.instance, ctx_size=ctx)
+        if estimate is not None:
+            resources = await asyncio.to_thread(system_resources, self.catalog.models_dir)
+            fit = check_fits(estimate, resources, self.settings.memory_margin_bytes)
+            out.update(estimate=estimate.to_dict(), fit=fit.to_dict())
+        recorded = await asyncio.to_thread(self.catalog.store.source_of, target.key)
+        out["source_request"] = recorded[1] if recorded else None
+        return out
+
+    async def _require_memory(self, target: Target, force: bool, ctx_size: int | None) -> None:
+        if target.model is None:
+            return
+        ctx = ctx_size or self.settings.default_ctx_size
+        estimate = estimate_for(target.model, info=None, instance=target.instance, ctx_size=ctx)
+        if estimate is not None:
+            await self._check_fits(estimate, force)
+
+    async def _check_fits(self, estimate: MemoryEstimate, force: bool) -> None:
+        resources = await asyncio.to_thread(system_resources, self.catalog.models_dir)
+        check_fits(estimate, resources, self.settings.memory_margin_bytes).require(force=force)
+
+    def resources(self) -> dict[str, Any]:
+        """``GET /api/system/resources``."""
+        return running_models(self.catalog.models_dir, self.catalog.active())
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _gguf_path(self, target: Target) -> Path:
+        path = resolve_inside(self.catalog.models_dir, target.name)
+        if not path.is_file():
+            raise target.not_found()
+        return path
+
+    async def _synced(self, target: Target) -> dict[str, Any]:
+        """The model after syncing its scope (it may have appeared since the last sync)."""
+        await self.catalog.sync({target.scope})
+        return await self._model(target)
+
+    async def _model(self, target: Target) -> dict[str, Any]:
+        model = await asyncio.to_thread(self.catalog.get, target.key)
+        if model is None:
+            raise target.not_found()
+        return model
