@@ -53,7 +53,9 @@ def main(argv: list[str]) -> int:
             sections[name] = module.run(work)
         except Exception:
             failed += 1
-            sections[name] = f"## {module.TITLE}\n\nFailed in this run:\n\n```\n{traceback.format_exc()}```\n"
+            sections[name] = (
+                f"## {module.TITLE}\n\nFailed in this run:\n\n```\n{traceback.format_exc()}```\n"
+            )
         finally:
             shutil.rmtree(work, ignore_errors=True)
         print(sections[name], flush=True)

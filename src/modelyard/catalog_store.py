@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Select, case, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelyard.catalog_sources import ModelEntry
@@ -311,10 +312,13 @@ class CatalogStore:
 
     def add_placeholder(self, entry: ModelEntry) -> bool:
         """A row for a model being downloaded; False when the key already has a row."""
-        with self.db.session() as s:
-            if s.scalars(select(ModelRow.pk).where(*_key_filter(entry.key))).first() is not None:
-                return False
-            s.add(ModelRow(**entry.values(), synced_at=utcnow()))
+        try:
+            with self.db.session() as s:
+                if s.scalars(select(ModelRow.pk).where(*_key_filter(entry.key))).first():
+                    return False
+                s.add(ModelRow(**entry.values(), synced_at=utcnow()))
+        except IntegrityError:  # a concurrent event inserted the same key first
+            return False
         self._bump()
         return True
 

@@ -2,7 +2,8 @@
 
 Serves the files under ``root`` like nginx does: ETag and Last-Modified, ``Range`` → 206 with
 Content-Range, ``If-Range`` honoured, 416 past the end, HEAD. Faults are set from the test
-and apply to the next ``times`` matching requests (``times=None``: to all of them).
+and apply to the next ``times`` matching requests (``times=None``: to all of them): cut the
+connection, ignore Range, stall, answer an error status, corrupt a byte, or throttle.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
-FaultKind = Literal["cut", "ignore_range", "stall", "status", "corrupt"]
+FaultKind = Literal["cut", "ignore_range", "stall", "status", "corrupt", "throttle"]
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _CHUNK = 64 * 1024
 
@@ -37,6 +38,7 @@ class Fault:
     seconds: float = 0.0  # stall: how long nothing is sent
     status: int = 500  # status: the answer
     offset: int | None = None  # corrupt: file offset of the flipped byte (None: the middle)
+    rate: int = 0  # throttle: body bytes per second
 
 
 @dataclass
@@ -138,6 +140,12 @@ class FileServer:
         """Serve the file with one byte flipped (at ``offset``, else in the middle)."""
         self._add(Fault("corrupt", path, times, offset=offset))
 
+    def throttle(
+        self, bytes_per_s: int, *, path: str | None = None, times: int | None = None
+    ) -> None:
+        """Send bodies at about ``bytes_per_s`` (a slow link, so a test can act mid-way)."""
+        self._add(Fault("throttle", path, times, rate=bytes_per_s))
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -235,7 +243,8 @@ class _FileHandler(BaseHTTPRequestHandler):
         self, record: RequestRecord, fh: BinaryIO, first: int, count: int, size: int, plan: _Plan
     ) -> None:
         cut, stall, corrupt = plan.get("cut"), plan.get("stall"), plan.get("corrupt")
-        if cut is None and stall is None and corrupt is None:
+        throttle = plan.get("throttle")
+        if cut is None and stall is None and corrupt is None and throttle is None:
             record.sent = self.connection.sendfile(fh, first, count)
             return
         flip_at = None
@@ -256,6 +265,8 @@ class _FileHandler(BaseHTTPRequestHandler):
                 chunk = chunk[head:]
             self.wfile.write(chunk)
             record.sent += len(chunk)
+            if throttle is not None and self.owner._stopping.wait(len(chunk) / throttle.rate):
+                return
         if cut is not None and limit < count:
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)

@@ -1,0 +1,221 @@
+"""The API while four downloads run at full speed, and progress → WebSocket latency.
+
+A real ``python -m modelyard serve`` (``download_concurrency = 4``) downloads four 1 GiB files
+from Debian's nginx on loopback, sha256 verified. Meanwhile this process asks
+``GET /api/models/list`` back to back and measures each answer; the same requests with no
+download running are the baseline of the same run. A WebSocket client subscribed to
+``download.*`` timestamps every ``download.progress`` event on arrival and compares it with
+the event's own ``ts``, stamped by the server in the very call that saw the bytes change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+from tests.support.app_server import ServerProcess
+from websockets.sync.client import connect
+
+from benchmarks.bench_download import (
+    free_port,
+    nginx_version,
+    require_tools,
+    server_env,
+    start_nginx,
+    verdict,
+    write_random,
+)
+
+TITLE = "API latency under 4 full-speed downloads; progress → WebSocket latency"
+FILE_BYTES = 1 << 30
+DOWNLOADS = 4
+IDLE_REQUESTS = 500
+ROUNDS = 2
+LIST_GOAL_MS = 25.0
+WS_GOAL_MS = 100.0
+
+
+@dataclass
+class Round:
+    loaded_ms: list[float] = field(default_factory=list)
+    ws_ms: list[float] = field(default_factory=list)
+    gbps: float = 0.0
+
+
+class EventWatch:
+    """A /ws/events client in a thread: progress latencies and which tasks completed."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.replace("http", "ws", 1) + "/ws/events"
+        self.latencies_ms: list[float] = []
+        self.completed: set[str] = set()
+        self.failed: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> EventWatch:
+        self._thread.start()
+        if not self._ready.wait(15):
+            raise RuntimeError("the events WebSocket did not open")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    def _run(self) -> None:
+        with connect(self.url, open_timeout=10, max_size=None) as ws:
+            ws.recv(timeout=10)  # the snapshot
+            ws.send(json.dumps({"subscribe": ["download.progress", "download.state"]}))
+            ws.recv(timeout=10)  # {"type": "subscribed"}
+            self._ready.set()
+            while not self._stop.is_set():
+                try:
+                    raw = ws.recv(timeout=0.2)
+                except TimeoutError:
+                    continue
+                arrived = time.time()
+                event = json.loads(raw)
+                data = event["data"]
+                if event["type"] == "download.progress":
+                    self.latencies_ms.append((arrived - _seconds(event["ts"])) * 1000)
+                elif data["state"] == "completed":
+                    self.completed.add(data["id"])
+                elif data["state"] == "failed":
+                    self.failed[data["id"]] = data["error"]
+
+
+def run(workdir: Path, *, size_bytes: int = FILE_BYTES, rounds: int = ROUNDS) -> str:
+    require_tools()
+    workdir.mkdir(parents=True, exist_ok=True)
+    source = workdir / "www" / "big0.bin"
+    sha256 = write_random(source, size_bytes)
+    for i in range(1, DOWNLOADS):  # the same bytes under four names: page cache, not disk
+        os.link(source, source.with_name(f"big{i}.bin"))
+    port = free_port()
+    nginx = start_nginx(workdir, port)
+    server = ServerProcess(
+        server_env(workdir, concurrency=DOWNLOADS), free_port(), workdir / "serve.log"
+    )
+    load = os.getloadavg()
+    try:
+        server.start()
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            path = "/api/models/list"
+            if http.get(path).status_code != 200:
+                path = "/api/downloads"  # a modelyard without the models router
+            idle = [ask(http, path) for _ in range(IDLE_REQUESTS + 50)][50:]
+            results = [
+                one_round(http, server.url, path, port, sha256, size_bytes, workdir)
+                for _ in range(rounds)
+            ]
+    finally:
+        server.stop()
+        nginx.terminate()
+        nginx.wait(timeout=10)
+    return report(path, idle, results, size_bytes, (load, os.getloadavg()))
+
+
+def ask(http: httpx.Client, path: str) -> float:
+    """One request's latency in ms."""
+    started = time.perf_counter()
+    http.get(path).raise_for_status()
+    return (time.perf_counter() - started) * 1000
+
+
+def one_round(
+    http: httpx.Client, url: str, path: str, port: int, sha256: str, size: int, workdir: Path
+) -> Round:
+    """Four downloads at once; the API asked back to back until all have completed."""
+    result = Round()
+    os.sync()
+    with EventWatch(url) as watch:
+        tasks = []
+        for i in range(DOWNLOADS):
+            body = {
+                "source": "url",
+                "url": f"http://127.0.0.1:{port}/big{i}.bin",
+                "filename": f"out-{time.monotonic_ns()}-{i}.bin",
+                "sha256": sha256,
+            }
+            tasks.append(http.post("/api/downloads", json=body).raise_for_status().json())
+        ids = {t["id"] for t in tasks}
+        while not ids <= watch.completed | set(watch.failed):
+            result.loaded_ms.append(ask(http, path))
+        if watch.failed:
+            raise RuntimeError(f"downloads failed: {watch.failed}")
+        result.ws_ms = list(watch.latencies_ms)
+    done = [http.get(f"/api/downloads/{t}").json() for t in ids]
+    first = min(_seconds(t["started_at"]) for t in done)
+    last = max(_seconds(t["finished_at"]) for t in done)
+    result.gbps = DOWNLOADS * size / 1e9 / (last - first)
+    for task in done:
+        http.delete(f"/api/downloads/{task['id']}").raise_for_status()
+        Path(task["path"]).unlink()
+    return result
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _row(label: str, values: list[float]) -> str:
+    return (
+        f"| {label} | {len(values)} | {pct(values, 0.5):.1f} | {pct(values, 0.99):.1f} | "
+        f"{max(values):.1f} |"
+    )
+
+
+def report(
+    path: str,
+    idle: list[float],
+    rounds: list[Round],
+    size: int,
+    load: tuple[tuple[float, ...], tuple[float, ...]],
+) -> str:
+    loaded_p99 = max(pct(r.loaded_ms, 0.99) for r in rounds)
+    ws_p99 = max(pct(r.ws_ms, 0.99) for r in rounds)
+    rows = [_row(f"`GET {path}`, idle", idle)]
+    for n, r in enumerate(rounds, start=1):
+        rows.append(_row(f"`GET {path}`, 4 downloads running (round {n})", r.loaded_ms))
+        rows.append(_row(f"progress event → WebSocket client (round {n})", r.ws_ms))
+    speeds = ", ".join(f"{r.gbps:.2f}" for r in rounds)
+    note = (
+        ""
+        if path == "/api/models/list"
+        else " (`/api/models/list` was not there in this build, so `/api/downloads` stood in)"
+    )
+    lines = [
+        f"## {TITLE}",
+        "",
+        f"{DOWNLOADS} downloads of {size / 2**30:.2f} GiB each (sha256 verified) from nginx "
+        f"{nginx_version()} on 127.0.0.1 into a `python -m modelyard serve` process; the "
+        f"requests come one after another from one client{note}. {len(rounds)} rounds; the "
+        f"goals are judged on the worst. Load average before/after: "
+        f"{' '.join(f'{v:.2f}' for v in load[0])} / {' '.join(f'{v:.2f}' for v in load[1])}.",
+        "",
+        "| what | samples | p50 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|",
+        *rows,
+        "",
+        f"- `GET {path}` p99 with 4 downloads running: **{loaded_p99:.1f} ms** (idle, same run: "
+        f"{pct(idle, 0.99):.1f} ms; goal < {LIST_GOAL_MS:.0f} ms: "
+        f"{verdict(loaded_p99 < LIST_GOAL_MS)})",
+        f"- progress change → WebSocket client p99: **{ws_p99:.1f} ms** "
+        f"(goal < {WS_GOAL_MS:.0f} ms: {verdict(ws_p99 < WS_GOAL_MS)})",
+        f"- the 4 downloads together: {speeds} GB/s",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _seconds(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

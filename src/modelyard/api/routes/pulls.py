@@ -1,0 +1,157 @@
+"""Compatibility download endpoints (SPEC §8), with exactly the shapes older front-ends use.
+
+``POST /api/models/pull`` and ``GET /api/models/pull/{pull_id}`` (Ollama pulls; a pull id is a
+download id), ``WS /ws/models/pull/{pull_id}`` (one pull's progress until it ends),
+``POST /api/models/download`` and ``GET /api/models/download/status`` (URL downloads). Errors
+carry ``success: false`` (api/problems.py). Included before the models router, whose
+``/api/models/{provider}/{name:path}`` routes would otherwise catch these paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelyard.api.deps import ServicesDep
+from modelyard.config import ProviderKind
+from modelyard.downloads.specs import DownloadRequest
+from modelyard.downloads.tasks import FINISHED, compat_download, compat_pull
+from modelyard.errors import InvalidInput, NotFound
+from modelyard.events import Subscription
+from modelyard.services import Services
+
+router = APIRouter(tags=["compatibility"])
+NOT_FOUND_CLOSE = 4404  # a WebSocket close code in the application range, like HTTP 404
+OVERFLOW_CLOSE = 1013
+
+
+class PullBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = Field(max_length=512)
+    provider: str = Field(default=ProviderKind.OLLAMA.value, max_length=32)
+    instance_id: str | None = Field(default=None, max_length=64)
+
+
+class DownloadBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    filename: str | None = Field(default=None, max_length=1024)
+    mode: str | None = Field(default=None, max_length=16)
+
+
+@router.post("/api/models/pull")
+async def start_pull(body: PullBody, services: ServicesDep) -> dict[str, Any]:
+    """Pull an Ollama model: ``{"pull_id", "status": "PULLING"}``."""
+    if body.provider.strip().lower() != ProviderKind.OLLAMA.value:
+        raise InvalidInput(
+            f"models can be pulled from Ollama only, not {body.provider!r}",
+            code="unsupported_provider",
+            hint="Use provider 'ollama', or POST /api/downloads for URL and Hugging Face files.",
+        )
+    request = DownloadRequest(
+        source="ollama", model_name=body.model_name, instance_id=body.instance_id
+    )
+    task, _ = await services.downloads.submit(request)
+    return {"pull_id": task["id"], "status": compat_pull(task)["status"]}
+
+
+@router.get("/api/models/pull/{pull_id}")
+async def pull_status(pull_id: str, services: ServicesDep) -> dict[str, Any]:
+    """One pull: status PULLING, COMPLETED or FAILED, bytes, layers and Ollama's status."""
+    return compat_pull(services.downloads.get(pull_id))
+
+
+@router.post("/api/models/download")
+async def start_download(body: DownloadBody, services: ServicesDep) -> dict[str, Any]:
+    """Download a file from a URL into the models directory."""
+    request = DownloadRequest(source="url", url=body.url, filename=body.filename, mode=body.mode)
+    task, created = await services.downloads.submit(request)
+    message = "download started" if created else f"already {task['state']}"
+    return {
+        "success": True,
+        "url": task["url"],
+        "mode": task["mode"],
+        "message": message,
+        "download_id": task["id"],
+    }
+
+
+@router.get("/api/models/download/status")
+async def download_status(
+    services: ServicesDep, url: str | None = Query(default=None, max_length=8192)
+) -> dict[str, Any]:
+    """One URL's newest download (``?url=``), or every URL's."""
+    found = services.downloads.by_url()
+    if url is None:
+        return {"success": True, "downloads": {u: compat_download(t) for u, t in found.items()}}
+    task = found.get(url.strip())
+    if task is None:
+        raise NotFound(
+            f"no download of {url!r}",
+            code="download_not_found",
+            hint="POST /api/models/download starts one.",
+        )
+    return {"success": True, "download": compat_download(task)}
+
+
+@router.websocket("/ws/models/pull/{pull_id}")
+async def pull_socket(ws: WebSocket, pull_id: str) -> None:
+    """The pull's status now, then on every change, until it completes or fails."""
+    services: Services = ws.app.state.services
+    await ws.accept()
+    # Subscribe before reading the current state, so no change falls in between.
+    sub = services.bus.subscribe(["download.state", "download.progress", "download.removed"])
+    try:
+        task = services.downloads.find(pull_id)
+        if task is None:
+            await ws.send_json({"error": f"no pull {pull_id!r}", "code": "download_not_found"})
+            await ws.close(code=NOT_FOUND_CLOSE)
+            return
+        await ws.send_json(compat_pull(task))
+        if task["state"] not in FINISHED:
+            await _follow(ws, sub, pull_id)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        services.bus.unsubscribe(sub)
+
+
+async def _follow(ws: WebSocket, sub: Subscription, pull_id: str) -> None:
+    """Forward the pull's events; stop when it ends or the client leaves."""
+    leaving = asyncio.create_task(_until_disconnect(ws))
+    try:
+        while True:
+            getting = asyncio.create_task(sub.get())
+            done, _ = await asyncio.wait({getting, leaving}, return_when=asyncio.FIRST_COMPLETED)
+            if leaving in done:
+                getting.cancel()
+                return
+            event = getting.result()
+            if event is None:
+                await ws.close(code=OVERFLOW_CLOSE, reason="client too slow; reconnect")
+                return
+            if event.data.get("id") != pull_id:
+                continue
+            if event.type == "download.removed":
+                await ws.close(code=NOT_FOUND_CLOSE, reason="the pull was deleted")
+                return
+            await ws.send_json(compat_pull(event.data))
+            if event.data["state"] in FINISHED:
+                await ws.close()
+                return
+    finally:
+        leaving.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+            await leaving
+
+
+async def _until_disconnect(ws: WebSocket) -> None:
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            await ws.receive_text()

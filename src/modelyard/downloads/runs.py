@@ -1,0 +1,224 @@
+"""One run of a task: the URL engine in a worker process, or an Ollama pull in the event loop.
+
+A run reports through its ``RunContext``, whose methods are safe to call from any thread.
+Everything it changes goes through the manager (the ``Sink``), which checks that the report
+belongs to the task's current run, so a run being stopped can never overwrite a newer state.
+Cancelling the asyncio task of a run stops it: the worker process is told to cancel (and
+killed if it does not exit in time), the Ollama stream is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from modelyard.config import ProviderKind, Settings
+from modelyard.downloads.http_engine import DownloadError, FetchResult, backoff_delay
+from modelyard.downloads.huggingface import auth_headers
+from modelyard.downloads.ollama_pull import LayerTracker, PullError, ollama_client, pull
+from modelyard.downloads.progress import Meter
+from modelyard.downloads.tasks import Source, State, Task
+from modelyard.downloads.worker import CANCEL, Job
+from modelyard.instances import InstanceRegistry
+
+BACKOFF_CAP_S = 60.0
+# A download uses all the CPU it can get (sha256 alone is most of a core per GB/s); at a lower
+# priority it still does when the machine is idle, but gives way whenever the API, the
+# WebSocket or a model needs a core.
+WORKER_NICENESS = 10
+WORKER_EXIT_S = 10.0
+
+
+class Sink(Protocol):
+    """What a run needs of the task book (``book.TaskBook``)."""
+
+    def report(self, ctx: RunContext, *, force: bool = False, publish: bool = True) -> None: ...
+
+    def transition(self, task: Task, state: State, *, run: int | None = None) -> None: ...
+
+    def save(self, ctx: RunContext, **fields: object) -> None: ...
+
+    def write_log(self, task_id: str, line: str) -> None: ...
+
+
+class RunContext:
+    """The callbacks of one run; ``run`` identifies it among the task's runs."""
+
+    def __init__(self, sink: Sink, task: Task, clock: Callable[[], float]) -> None:
+        self.sink = sink
+        self.task = task
+        self.run = task.run
+        self.meter = Meter(task.downloaded, clock)
+        self.meter.total = task.total
+
+    def progress(self, downloaded: int, total: int | None) -> None:
+        """Bytes on disk now; cheap unless an event is due (called for every report)."""
+        self.meter.advance(downloaded, total)
+        if self.meter.event_due():
+            self.sink.report(self)
+
+    def attempt(self, number: int) -> None:
+        """Another attempt starts (``number`` counts this run's; the task counts them all)."""
+        self.sink.save(self, attempts=self.task.attempts + 1)
+
+    def validator(self, value: str | None, total: int | None) -> None:
+        """Remember the server's validator (for If-Range after a restart) and the size."""
+        self.sink.save(self, extra={**self.task.extra, "validator": value}, total=total)
+
+    def stage(self, name: str) -> None:
+        if name == State.VERIFYING.value:  # the state event carries the numbers
+            self.sink.report(self, force=True, publish=False)
+            self.sink.transition(self.task, State.VERIFYING, run=self.run)
+
+    def log(self, line: str) -> None:
+        self.sink.write_log(self.task.id, line)
+
+
+async def run_fetch(ctx: RunContext, settings: Settings, log_path: Path) -> FetchResult:
+    """Download a URL or Hugging Face task's file in a worker process, retrying as needed.
+
+    The worker's stderr goes to the task's log file, so a crash leaves its traceback there.
+    """
+    task = ctx.task
+    assert task.path is not None and task.url is not None  # planned with both
+    expected_size = task.extra.get("expected_size")
+    job = Job(
+        url=str(task.extra.get("resolved_url") or task.url),
+        dest=task.path,
+        expected_size=expected_size if isinstance(expected_size, int) else None,
+        expected_sha256=task.sha256,
+        headers=auth_headers(settings.hf_token or None) if task.source is Source.HF else {},
+        if_range=task.extra.get("validator"),
+        force=task.force,
+        disk_margin=settings.disk_margin_bytes,
+        max_bytes=settings.download_max_bytes,
+        max_attempts=settings.download_max_attempts,
+        stall_timeout_s=settings.download_stall_s,
+        backoff_base_s=settings.download_backoff_s,
+        backoff_cap_s=BACKOFF_CAP_S,
+        niceness=WORKER_NICENESS,
+    )
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as stderr:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "modelyard.downloads.worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+        )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(job.to_line().encode())
+        await proc.stdin.drain()
+        return await _follow(ctx, proc)
+    except BaseException:
+        await _stop_worker(proc)
+        raise
+
+
+async def _follow(ctx: RunContext, proc: asyncio.subprocess.Process) -> FetchResult:
+    """Relay the worker's messages to the run until its result or error."""
+    assert proc.stdout is not None
+    async for raw in proc.stdout:
+        message: dict[str, Any] = json.loads(raw)
+        kind = message.pop("type")
+        if kind == "progress":
+            ctx.progress(message["downloaded"], message["total"])
+        elif kind == "attempt":
+            ctx.attempt(message["number"])
+        elif kind == "validator":
+            ctx.validator(message["value"], message["total"])
+        elif kind == "stage":
+            ctx.stage(message["name"])
+        elif kind == "log":
+            ctx.log(message["line"])
+        elif kind == "result":
+            await proc.wait()
+            message["path"] = Path(message["path"])
+            return FetchResult(**message)
+        elif kind == "error":
+            await proc.wait()
+            raise DownloadError(
+                message["detail"],
+                code=message["code"],
+                retryable=message["retryable"],
+                upstream_status=message.get("upstream_status"),
+            )
+    code = await proc.wait()
+    raise DownloadError(
+        f"the download worker exited with code {code} before it finished",
+        code="worker_failed",
+        hint="The task's log has the worker's error output.",
+    )
+
+
+async def _stop_worker(proc: asyncio.subprocess.Process) -> None:
+    """Ask the worker to cancel (it releases the part file), then make sure it is gone."""
+    if proc.returncode is not None:
+        return
+    if proc.stdin is not None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            proc.stdin.write(f"{CANCEL}\n".encode())
+            await proc.stdin.drain()
+    try:
+        await asyncio.wait_for(asyncio.shield(proc.wait()), WORKER_EXIT_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+async def run_pull(ctx: RunContext, settings: Settings, instances: InstanceRegistry) -> None:
+    """Pull an Ollama task's model, retrying transient failures with backoff and jitter.
+
+    Cancelling the asyncio task running this closes the stream (pause, cancel, shutdown).
+    """
+    task = ctx.task
+    assert task.model_name is not None and task.instance_id is not None
+    instance = instances.get(ProviderKind.OLLAMA.value, task.instance_id).config
+    tracker = LayerTracker(floor=task.downloaded, total_floor=task.total or 0)
+
+    def update() -> None:
+        with task.lock:
+            task.progress_floor = task.progress  # a newly seen layer must not lower it
+            task.current_layer = tracker.current_layer
+            task.total_layers = tracker.total_layers
+            task.current_status = tracker.status
+        if tracker.verifying and task.state is State.DOWNLOADING:
+            ctx.stage(State.VERIFYING.value)
+        ctx.progress(tracker.downloaded, tracker.total)
+
+    attempt = 1
+    while True:
+        ctx.attempt(attempt)
+        ctx.log(f"attempt {attempt} of {settings.download_max_attempts}")
+        client = ollama_client(
+            instance.base_url, instance.resolved_api_key(), settings.connect_timeout_ms / 1000
+        )
+        try:
+            async with client:
+                await pull(
+                    client,
+                    task.model_name,
+                    tracker,
+                    on_update=update,
+                    log=ctx.log,
+                    stall_timeout_s=settings.download_stall_s,
+                )
+            ctx.sink.report(ctx, force=True, publish=False)
+            return
+        except PullError as exc:
+            ctx.log(f"failed: {exc.code}: {exc.detail}")
+            if not exc.retryable or attempt >= settings.download_max_attempts:
+                raise
+        delay = backoff_delay(attempt, settings.download_backoff_s, BACKOFF_CAP_S)
+        ctx.log(f"retrying in {delay:.1f} s")
+        await asyncio.sleep(delay)
+        attempt += 1

@@ -1,0 +1,155 @@
+"""One URL download in a process of its own: ``python -m modelyard.downloads.worker``.
+
+Why a process: a download at full speed keeps a core busy hashing and another moving bytes.
+In the server's process those threads would share its GIL with the event loop, and a
+low-priority thread holding the GIL while the scheduler has parked it stalls every API
+request (docs/BENCHMARKS.md). In a process of its own, at a lower priority, it takes only
+the CPU nothing else wants.
+
+Protocol, JSON lines: the server writes one ``Job`` to stdin; ``cancel`` on stdin, or stdin
+closing (the server exited, even by SIGKILL), cancels the download. The worker writes
+``progress``, ``attempt``, ``validator``, ``stage`` and ``log`` messages to stdout, then one
+``result`` or ``error``, and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from modelyard.downloads.http_engine import DownloadError, FetchRequest, fetch_with_retries
+from modelyard.errors import ModelyardError
+
+PROGRESS_INTERVAL_S = 0.05  # the server paces events itself; this only bounds pipe traffic
+CANCEL = "cancel"
+
+
+@dataclass
+class Job:
+    """What the server asks a worker to do."""
+
+    url: str
+    dest: str
+    expected_size: int | None = None
+    expected_sha256: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    if_range: str | None = None
+    force: bool = False
+    disk_margin: int = 0
+    max_bytes: int | None = None
+    max_attempts: int = 5
+    stall_timeout_s: float = 30.0
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 60.0
+    niceness: int = 0
+
+    def to_line(self) -> str:
+        return json.dumps(asdict(self)) + "\n"
+
+
+class Reporter:
+    """Writes the worker's messages to stdout, one JSON object per line."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+        self._last_progress = 0.0
+        self._pending: tuple[int, int | None] | None = None
+
+    def send(self, kind: str, **data: Any) -> None:
+        self.flush_progress()
+        self._write({"type": kind, **data})
+
+    def progress(self, downloaded: int, total: int | None) -> None:
+        now = time.monotonic()
+        self._pending = (downloaded, total)
+        if now - self._last_progress >= PROGRESS_INTERVAL_S or downloaded == total:
+            self._last_progress = now
+            self.flush_progress()
+
+    def flush_progress(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._write({"type": "progress", "downloaded": pending[0], "total": pending[1]})
+
+    def _write(self, message: dict[str, Any]) -> None:
+        with self._lock:
+            self._out.write(json.dumps(message) + "\n")
+            self._out.flush()
+
+
+def watch_stdin(stdin: TextIO, cancel: threading.Event) -> None:
+    """Cancel on a ``cancel`` line or when stdin closes (the server is gone)."""
+    for line in stdin:
+        if line.strip() == CANCEL:
+            break
+    cancel.set()
+
+
+def run(job: Job, reporter: Reporter, cancel: threading.Event) -> None:
+    """Do the job, reporting as it goes; ends with exactly one result or error message."""
+    req = FetchRequest(
+        url=job.url,
+        dest=Path(job.dest),
+        expected_size=job.expected_size,
+        expected_sha256=job.expected_sha256,
+        headers=job.headers,
+        if_range=job.if_range,
+        force=job.force,
+        disk_margin=job.disk_margin,
+        max_bytes=job.max_bytes,
+    )
+    try:
+        result = fetch_with_retries(
+            req,
+            max_attempts=job.max_attempts,
+            cancel=cancel,
+            on_progress=reporter.progress,
+            on_attempt=lambda n: reporter.send("attempt", number=n),
+            on_validator=lambda v, total: reporter.send("validator", value=v, total=total),
+            on_stage=lambda name: reporter.send("stage", name=name),
+            log=lambda line: reporter.send("log", line=line),
+            stall_timeout_s=job.stall_timeout_s,
+            backoff_base_s=job.backoff_base_s,
+            backoff_cap_s=job.backoff_cap_s,
+        )
+    except DownloadError as exc:
+        reporter.send(
+            "error",
+            code=exc.error_code,
+            detail=exc.detail,
+            retryable=exc.retryable,
+            upstream_status=exc.upstream_status,
+        )
+        return
+    except ModelyardError as exc:
+        reporter.send("error", code=exc.error_code, detail=exc.detail, retryable=False)
+        return
+    reporter.send(
+        "result",
+        path=str(result.path),
+        size=result.size,
+        sha256=result.sha256,
+        resumed_from=result.resumed_from,
+        restarted=result.restarted,
+    )
+
+
+def main() -> None:
+    job = Job(**json.loads(sys.stdin.readline()))
+    if job.niceness:
+        # Before any other thread exists: the sha256 and cancel threads inherit it.
+        os.setpriority(os.PRIO_PROCESS, 0, job.niceness)
+    cancel = threading.Event()
+    threading.Thread(target=watch_stdin, args=(sys.stdin, cancel), daemon=True).start()
+    run(job, Reporter(sys.stdout), cancel)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Get models and Downloads in a real browser: start a URL download, watch it move, pause,
+resume, reload mid-download, see it complete; browse a Hugging Face repo's quantizations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from modelyard.config import InstanceConfig, ProviderKind
+from tests.downloads.support import MiB, add_payload, create, wait_bytes, wait_state
+from tests.e2e.conftest import screenshot
+from tests.fakes.fileserver import FileServer
+from tests.fakes.huggingface import FakeHub
+from tests.support.app_server import RunningApp
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Iterator[FileServer]:
+    with FileServer(tmp_path / "www") as server:
+        yield server
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[FakeHub]:
+    hub = FakeHub(tmp_path / "hub").start()
+    try:
+        yield hub
+    finally:
+        hub.stop()
+
+
+def task_card(page: Page, task_id: str) -> Locator:
+    return page.locator(f'article[data-id="{task_id}"]')
+
+
+def progress_of(card: Locator) -> float:
+    return float(card.get_by_role("progressbar").get_attribute("aria-valuenow") or 0)
+
+
+def test_a_url_download_from_get_models_to_completed(
+    page: Page, modelyard: Callable[..., RunningApp], files: FileServer, ollama_server: Any
+) -> None:
+    instance = InstanceConfig(
+        provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url
+    )
+    app = modelyard([instance])
+    payload = add_payload(files, "qwen2.5-0.5b-instruct-q4_k_m.gguf", 12 * MiB)
+    files.throttle(MiB)
+
+    page.goto(f"{app.url}/#/get")
+    form = page.locator("#url-form")
+    form.locator('input[name="url"]').fill(payload.url)
+    form.locator('input[name="sha256"]').fill(payload.sha256)
+    form.get_by_role("button", name="Download").click()
+    expect(page.locator(".toast")).to_contain_text("Downloading qwen2.5-0.5b-instruct-q4_k_m.gguf")
+    (task,) = app.http.get("/api/downloads").json()["downloads"]
+
+    page.goto(f"{app.url}/#/downloads")
+    card = task_card(page, task["id"])
+    expect(card.get_by_test_id("state")).to_have_text("downloading")
+    first = card.get_by_role("progressbar").get_attribute("aria-valuenow") or "0"
+    expect(card.get_by_role("progressbar")).not_to_have_attribute("aria-valuenow", first)
+    assert progress_of(card) > float(first)  # the bar moves with the bytes
+    expect(card.get_by_test_id("numbers")).to_contain_text("MB/s")
+
+    card.locator('[data-action="pause"]').click()
+    expect(card.get_by_test_id("state")).to_have_text("paused")
+    assert app.http.get(f"/api/downloads/{task['id']}").json()["state"] == "paused"
+    card.locator('[data-action="resume"]').click()
+    expect(card.get_by_test_id("state")).to_have_text("downloading")
+
+    page.reload()  # mid-download: the same task, from the server
+    card = task_card(page, task["id"])
+    expect(card.get_by_test_id("state")).to_have_text("downloading")
+    expect(page.locator("article.download-card")).to_have_count(1)
+    card.locator('[data-action="log"]').click()
+    expect(card.get_by_test_id("log")).to_contain_text("paused")
+
+    files.clear_faults()  # the rest at full speed
+    expect(card.get_by_test_id("state")).to_have_text("completed", timeout=60000)
+    expect(card.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
+    expect(card).to_contain_text(str(app.settings.resolved_models_dir / payload.name))
+    assert (app.settings.resolved_models_dir / payload.name).read_bytes() == payload.data
+
+
+def test_downloads_page_shows_every_state_with_its_actions(
+    page: Page, modelyard: Callable[..., RunningApp], files: FileServer
+) -> None:
+    app = modelyard()
+    done = add_payload(files, "nomic-embed-text-v1.5.Q8_0.gguf", 2 * MiB)
+    create(app.http, source="url", url=done.url, mode="embed")
+    failed = create(app.http, source="url", url=files.url_for("gone/llama-3.2-1b-q4_0.gguf"))
+    wait_state(app.http, failed["id"], {"failed"})
+    big = add_payload(files, "Qwen2.5-7B-Instruct-Q4_K_M.gguf", 8 * MiB, seed=2)
+    other = add_payload(files, "gemma-3-4b-it-Q5_K_M.gguf", 8 * MiB, seed=3)
+    for payload in (big, other):
+        files.throttle(MiB // 2, path=payload.name)
+    running = create(app.http, source="url", url=big.url)
+    paused = create(app.http, source="url", url=other.url)
+    wait_bytes(app.http, paused["id"], MiB // 2)
+    app.http.post(f"/api/downloads/{paused['id']}/pause")
+    wait_bytes(app.http, running["id"], MiB)
+
+    page.goto(f"{app.url}/#/downloads")
+    expect(task_card(page, failed["id"]).get_by_test_id("error")).to_contain_text("http_error")
+    expect(task_card(page, failed["id"]).locator('[data-action="retry"]')).to_be_visible()
+    expect(task_card(page, paused["id"]).locator('[data-action="resume"]')).to_be_visible()
+    expect(task_card(page, running["id"]).get_by_test_id("numbers")).to_contain_text("left")
+    expect(page.locator("#download-summary")).to_contain_text("1 running")
+    screenshot(page, "downloads")
+
+    page.get_by_role("group", name="Show").get_by_role("button", name="Active").click()
+    expect(page.locator("article.download-card")).to_have_count(2)
+    task_card(page, running["id"]).locator('[data-action="cancel"]').click()
+    page.locator("dialog").get_by_role("button", name="Cancel download").click()
+    expect(task_card(page, running["id"])).to_have_count(0)  # not active any more
+    assert app.http.get(f"/api/downloads/{running['id']}").json()["state"] == "cancelled"
+    page.get_by_role("group", name="Show").get_by_role("button", name="All").click()
+    task_card(page, failed["id"]).locator('[data-action="delete"]').click()
+    page.locator("dialog").get_by_role("button", name="Delete").click()
+    expect(task_card(page, failed["id"])).to_have_count(0)
+
+
+def test_get_models_validates_names_and_browses_a_hub_repo(
+    page: Page, modelyard: Callable[..., RunningApp], hub: FakeHub, ollama_server: Any
+) -> None:
+    hub.add_repo(
+        "bartowski/Qwen2.5-0.5B-Instruct-GGUF",
+        {
+            "Qwen2.5-0.5B-Instruct-Q4_K_M.gguf": b"q" * 400_000,
+            "Qwen2.5-0.5B-Instruct-Q8_0.gguf": b"8" * 700_000,
+            "Qwen2.5-0.5B-Instruct-f16.gguf": b"f" * 1_300_000,
+            "README.md": b"# Qwen",
+        },
+    )
+    ollama_server.state.add_registry_model("qwen2.5:0.5b", [20_000_000, 1_400])
+    instance = InstanceConfig(
+        provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url
+    )
+    app = modelyard([instance], hf_endpoint=hub.endpoint)
+    page.goto(f"{app.url}/#/get")
+
+    form = page.locator("#hf-form")
+    form.locator('input[name="repo"]').fill("bartowski/Qwen2.5-0.5B-Instruct-GGUF")
+    form.get_by_role("button", name="List files").click()
+    rows = page.locator("#hf-results tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.first).to_contain_text("Q4_K_M")
+    expect(rows.first.get_by_test_id("fit")).to_have_text("fits")
+    page.locator("#hf-panel").evaluate("panel => panel.scrollIntoView()")
+    screenshot(page, "get-models")
+    page.locator("#hf-results").get_by_role("button", name="Q8_0").click()
+    expect(rows).to_have_count(1)
+    rows.first.get_by_role("button", name="Download").click()
+    expect(page.locator(".toast").last).to_contain_text("Qwen2.5-0.5B-Instruct-Q8_0.gguf")
+
+    ollama = page.locator("#ollama-form")
+    ollama.locator('input[name="model_name"]').fill("bad name!")
+    expect(ollama.locator(".field-error")).to_contain_text("model:tag")
+    ollama.get_by_role("button", name="Pull").click()
+    assert len(app.http.get("/api/downloads").json()["downloads"]) == 1  # only the Hub file
+    ollama.locator('input[name="model_name"]').fill("qwen2.5:0.5b")
+    ollama.get_by_role("button", name="Pull").click()
+    expect(page.locator(".toast").last).to_contain_text("Downloading qwen2.5:0.5b")
+
+    url = page.locator("#url-form")
+    url.locator('input[name="url"]').fill("ftp://127.0.0.1/x.gguf")
+    url.get_by_role("button", name="Download").click()
+    expect(url.locator(".field-error")).to_contain_text("http")
+
+    sources = {t["source"] for t in app.http.get("/api/downloads").json()["downloads"]}
+    assert sources == {"ollama", "hf"}
+
+    form.locator('input[name="repo"]').fill("nobody/Nothing-GGUF")
+    form.get_by_role("button", name="List files").click()
+    expect(form.locator(".field-error")).to_contain_text("Check the repo id")
