@@ -118,12 +118,14 @@ class Settings(BaseModel):
     download_concurrency: int = Field(default=2, ge=1, le=16)
     download_stall_s: float = Field(default=30.0, gt=0)
     download_max_attempts: int = Field(default=5, ge=1)
+    download_backoff_s: float = Field(default=1.0, gt=0)
     download_max_bytes: int = Field(default=2**40, ge=1)
     disk_margin_bytes: int = Field(default=512 * 2**20, ge=0)
 
     # models and chat
     default_ctx_size: int = Field(default=4096, ge=256)
     memory_margin_bytes: int = Field(default=256 * 2**20, ge=0)
+    chat_timeout_s: float = Field(default=600.0, gt=0)
 
     # cloud and hub credentials
     openai_api_key: str = Field(default="", repr=False)

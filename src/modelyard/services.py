@@ -14,8 +14,10 @@ from modelyard.apikeys import ApiKeys
 from modelyard.catalog import Catalog
 from modelyard.catalog_store import CatalogStore
 from modelyard.chat.service import ChatService
+from modelyard.chat.targets import gguf_starter
 from modelyard.config import Settings
 from modelyard.control import InstanceControl
+from modelyard.downloads.manager import DownloadManager
 from modelyard.events import EventBus
 from modelyard.gguf_servers import GgufServers
 from modelyard.health import HealthChecker
@@ -43,6 +45,7 @@ class Services:
     chat: ChatService = field(init=False)
     catalog: Catalog = field(init=False)
     lifecycle: Lifecycle = field(init=False)
+    downloads: DownloadManager = field(init=False)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -91,8 +94,10 @@ class Services:
             services.catalog,
             GgufServers(settings, services.catalog, instances, control, processes, health, bus),
             instances,
-            downloads=lambda: getattr(services, "downloads", None),
+            downloads=lambda: services.downloads,
         )
+        services.chat.targets.starter = gguf_starter(services.lifecycle)
+        services.downloads = DownloadManager(settings, db, bus, metrics, instances)
         return services
 
     def _provider_snapshot(self) -> list[dict[str, Any]]:
@@ -106,8 +111,10 @@ class Services:
             self.health.start_monitor()
         await self.chat.startup()
         await self.catalog.start()
+        await self.downloads.start()  # after the catalog, which follows download events
 
     async def shutdown(self) -> None:
+        await self.downloads.close()
         await self.chat.close()
         await self.lifecycle.close()
         await self.catalog.close()

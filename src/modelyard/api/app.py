@@ -13,7 +13,15 @@ from fastapi.staticfiles import StaticFiles
 
 from modelyard import __version__
 from modelyard.api import problems
-from modelyard.api.routes import events, providers, system
+from modelyard.api.routes import (
+    conversations,
+    downloads,
+    events,
+    models,
+    providers,
+    pulls,
+    system,
+)
 from modelyard.api.security import SecurityMiddleware
 from modelyard.config import Settings, load_settings
 from modelyard.errors import ConfigError
@@ -58,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     problems.install(app)
     # Order matters: specific /api/models/... routers before the catch-all model routes.
-    for module in (providers, system, events):
+    for module in (providers, system, events, conversations, downloads, pulls, models):
         app.include_router(module.router)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

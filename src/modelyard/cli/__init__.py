@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import sys
 
-from modelyard.cli import providers, serve  # noqa: F401  (registers commands)
+from modelyard.cli import (  # noqa: F401  (registers commands)
+    chat,
+    downloads,
+    models,
+    providers,
+    serve,
+)
 from modelyard.cli.app import app
 
 

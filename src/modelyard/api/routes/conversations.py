@@ -1,0 +1,153 @@
+"""Conversations and streamed answers (SPEC §6, §8)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from modelyard.api.deps import ServicesDep
+from modelyard.chat.answer import Generation
+from modelyard.chat.types import ChatOptions
+from modelyard.errors import InvalidInput
+
+router = APIRouter(tags=["chat"])
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_NAME = Field(default=None, min_length=1, max_length=512)
+
+
+class ConversationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str = Field(min_length=1, max_length=32)
+    model: str = Field(min_length=1, max_length=512)
+    instance_id: str | None = Field(default=None, min_length=1, max_length=64)
+    title: str | None = Field(default=None, max_length=200)
+    system: str | None = Field(default=None, max_length=100_000)
+    options: ChatOptions | None = None
+
+
+class ConversationPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    system: str | None = Field(default=None, max_length=100_000)
+    options: ChatOptions | None = None
+    provider: str | None = Field(default=None, min_length=1, max_length=32)
+    model: str | None = _NAME
+    instance_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class MessageCreate(BaseModel):
+    """A message to answer, or ``regenerate: true`` to answer the last one again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    content: str | None = Field(default=None, max_length=1_000_000)
+    regenerate: bool = False
+    model: str | None = _NAME
+    provider: str | None = Field(default=None, min_length=1, max_length=32)
+    instance_id: str | None = Field(default=None, min_length=1, max_length=64)
+    options: ChatOptions | None = None
+
+    @model_validator(mode="after")
+    def _content_or_regenerate(self) -> MessageCreate:
+        has_content = bool(self.content and self.content.strip())
+        if self.regenerate and self.content is not None:
+            raise InvalidInput(
+                "send either content or regenerate, not both",
+                code="invalid_message",
+                hint="regenerate answers the last message again; it takes no content.",
+            )
+        if not self.regenerate and not has_content:
+            raise InvalidInput(
+                "the message is empty",
+                code="empty_message",
+                hint="Send some text in content.",
+            )
+        return self
+
+
+class EventStream(StreamingResponse):
+    """``text/event-stream`` of one answer. However the response ends (finished, or the
+    client went away), the generation is stopped if it still runs."""
+
+    def __init__(self, generation: Generation) -> None:
+        self.generation = generation
+        super().__init__(_frames(generation), media_type="text/event-stream", headers=SSE_HEADERS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.generation.stop()
+
+
+async def _frames(generation: Generation) -> AsyncIterator[bytes]:
+    # One write per batch: a fast model's tokens would otherwise cost a send each.
+    async for batch in generation.events():
+        yield b"".join(
+            b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n" for event in batch
+        )
+
+
+@router.post("/api/conversations", status_code=201)
+async def create_conversation(body: ConversationCreate, services: ServicesDep) -> dict[str, Any]:
+    return await services.chat.create(body.model_dump(exclude_none=True))
+
+
+@router.get("/api/conversations")
+async def list_conversations(services: ServicesDep) -> dict[str, Any]:
+    """Every conversation (without messages), the most recently active first."""
+    return {"conversations": await services.chat.conversations()}
+
+
+@router.get("/api/conversations/{conversation_id}")
+async def get_conversation(conversation_id: str, services: ServicesDep) -> dict[str, Any]:
+    return await services.chat.get(conversation_id)
+
+
+@router.patch("/api/conversations/{conversation_id}")
+async def update_conversation(
+    conversation_id: str, body: ConversationPatch, services: ServicesDep
+) -> dict[str, Any]:
+    return await services.chat.update(conversation_id, body.model_dump(exclude_none=True))
+
+
+@router.delete("/api/conversations/{conversation_id}", status_code=204)
+async def delete_conversation(conversation_id: str, services: ServicesDep) -> Response:
+    await services.chat.delete(conversation_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/api/conversations/{conversation_id}/messages",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "The answer's events"}},
+)
+async def send_message(
+    conversation_id: str, body: MessageCreate, services: ServicesDep
+) -> StreamingResponse:
+    """Stream the answer: ``start``, ``status``, ``token`` events, then ``done`` or ``error``."""
+    generation = await services.chat.send(
+        conversation_id,
+        None if body.regenerate else body.content,
+        model=body.model,
+        provider=body.provider,
+        instance_id=body.instance_id,
+        options=body.options.model_dump(exclude_none=True) if body.options else None,
+    )
+    return EventStream(generation)
+
+
+@router.post("/api/conversations/{conversation_id}/stop")
+async def stop_generation(conversation_id: str, services: ServicesDep) -> dict[str, Any]:
+    """Stop the answer being written; it is kept (state ``stopped``) when this returns."""
+    await services.chat.get(conversation_id)  # 404 for an unknown conversation
+    return await services.chat.stop(conversation_id)

@@ -1,0 +1,310 @@
+"""Writing one answer: make the model ready, fit the history into its context, relay the
+tokens into the generation's queue (which the HTTP response reads) and store the result with
+its state, model, timings and token counts. A cancelled task is a stopped answer: the
+cancellation closes the upstream stream, so the provider stops generating too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from modelyard.chat.context import ContextWindows, fit
+from modelyard.chat.store import ConversationStore, TurnStart
+from modelyard.chat.streams import StreamClients
+from modelyard.chat.targets import Targets
+from modelyard.chat.types import ChatError, ChatOptions, Target, Turn
+from modelyard.config import ProviderKind
+from modelyard.errors import ModelyardError
+from modelyard.metrics import Metrics
+from modelyard.validation import ollama_display_name
+
+log = logging.getLogger("modelyard.chat")
+STORE_AFTER_S = 1.0
+
+Event = dict[str, Any]
+
+
+@dataclass
+class Choice:
+    """The model a message goes to, as recorded on the answer."""
+
+    provider: str
+    instance_id: str
+    model: str
+
+
+@dataclass
+class Generation:
+    """One answer being written, and the events its HTTP response streams."""
+
+    conversation_id: str
+    message_id: str = ""
+    queue: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    stopping: bool = False
+    written: asyncio.Future[None] | None = None  # storing the user's message and the answer
+
+    def emit(self, event: Event) -> None:
+        self.queue.put_nowait(event)
+
+    async def events(self) -> AsyncIterator[list[Event]]:
+        """The events until the answer ends (its last one is ``done`` or ``error``), in
+        batches: whatever arrived while the previous batch was being sent goes together."""
+        while True:
+            batch = [await self.queue.get()]
+            while not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            ended = batch[-1] is None  # None is always the last thing queued
+            events = [e for e in batch if e is not None]
+            if events:
+                yield events
+            if ended:
+                return
+
+    def stop(self) -> None:
+        """Stop writing (idempotent): the partial answer is kept as ``stopped``."""
+        if self.task is not None and not self.done.is_set() and not self.stopping:
+            self.stopping = True
+            self.task.cancel()
+
+
+@dataclass
+class Tally:
+    """What an answer came to: its text and timings so far, and how it ended."""
+
+    text: list[str] = field(default_factory=list)
+    chunks: int = 0
+    started: float = 0.0
+    first: float | None = None
+    last: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+    state: str = "complete"
+    error: ChatError | None = None
+    trimmed: int = 0
+    instance_id: str | None = None  # the instance that served it, once known
+
+    def ttft_ms(self) -> float | None:
+        return round((self.first - self.started) * 1000, 2) if self.first is not None else None
+
+    def tokens(self) -> int | None:
+        if self.first is None:
+            return None
+        return self.completion_tokens if self.completion_tokens is not None else self.chunks
+
+    def tokens_per_s(self) -> float | None:
+        """Decoding speed: tokens after the first over the time they took."""
+        n = self.tokens() or 0
+        if self.first is None or self.last is None or n < 2 or self.last <= self.first:
+            return None
+        return round((n - 1) / (self.last - self.first), 2)
+
+    def stored(self) -> dict[str, Any]:
+        """The answer's columns."""
+        values: dict[str, Any] = {
+            "content": "".join(self.text),
+            "state": self.state,
+            "error": self.error.detail if self.error else None,
+            "ttft_ms": self.ttft_ms(),
+            "tokens_per_s": self.tokens_per_s(),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.tokens(),
+        }
+        if self.instance_id is not None:
+            values["instance_id"] = self.instance_id
+        return values
+
+    def last_event(self, message_id: str, choice: Choice) -> Event:
+        """The ``done`` or ``error`` event that ends the stream."""
+        if self.error is not None:
+            return {
+                "type": "error",
+                "message_id": message_id,
+                "code": self.error.code,
+                "detail": self.error.detail,
+                "hint": self.error.hint,
+            }
+        return {
+            "type": "done",
+            "message_id": message_id,
+            "state": self.state,
+            "ttft_ms": self.ttft_ms(),
+            "tokens_per_s": self.tokens_per_s(),
+            "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.tokens()},
+            "finish_reason": self.finish_reason,
+            "provider": choice.provider,
+            "instance_id": self.instance_id or choice.instance_id or None,
+            "model": choice.model,
+            "trimmed": self.trimmed,
+        }
+
+
+class Answerer:
+    """Writes answers; ``ended`` is called with each generation once it is over."""
+
+    def __init__(
+        self,
+        store: ConversationStore,
+        targets: Targets,
+        windows: ContextWindows,
+        clients: StreamClients,
+        http: httpx.AsyncClient,
+        metrics: Metrics,
+        ended: Callable[[Generation], None],
+    ) -> None:
+        self.store = store
+        self.targets = targets
+        self.windows = windows
+        self.clients = clients
+        self.http = http
+        self.metrics = metrics
+        self.ended = ended
+
+    async def run(
+        self, gen: Generation, start: TurnStart, choice: Choice, options: ChatOptions
+    ) -> None:
+        """Write the answer; it always ends with a ``done`` or ``error`` event."""
+        gen.emit(
+            {
+                "type": "start",
+                "message_id": gen.message_id,
+                "conversation_id": gen.conversation_id,
+                "title": start.title,
+                "provider": choice.provider,
+                "instance_id": choice.instance_id or None,
+                "model": choice.model,
+            }
+        )
+        # The message is stored once the first token is out (a database write in a thread
+        # would hold the GIL while the request goes upstream), or after a second of waiting.
+        store_later = asyncio.get_running_loop().call_later(
+            STORE_AFTER_S, self._store_turn, gen, start
+        )
+        tally = Tally()
+        target: Target | None = None
+        try:
+            target = await self.targets.ready(
+                choice.provider, choice.model, choice.instance_id or None, _sayer(gen)
+            )
+            tally.instance_id = target.instance_id
+            window = await self.windows.window(target, options)
+            fitted = await fit(
+                start.system, start.history, window, options.max_tokens,
+                self.windows.counter(target),
+            )  # fmt: skip
+            tally.trimmed = fitted.dropped
+            if fitted.dropped:
+                gen.emit(_status(f"Left out the {fitted.dropped} oldest message(s) to fit the "
+                                 f"model's context of {window} tokens."))  # fmt: skip
+            await self._stream(gen, target, fitted.turns, options, tally, start)
+        except asyncio.CancelledError:
+            tally.state = "stopped"
+        except ChatError as exc:
+            tally.state = "error"
+            connection = exc.code in ("provider_unreachable", "timeout")
+            tally.error = await self.targets.down(target, exc) if target and connection else exc
+        except Exception as exc:  # a bug must still end the answer and tell the client
+            log.exception("chat generation failed")
+            tally.state = "error"
+            tally.error = ChatError("internal_error", f"unexpected error: {exc}")
+        store_later.cancel()
+        self._store_turn(gen, start)
+        await asyncio.shield(self._finish(gen, choice, tally))
+
+    def _store_turn(self, gen: Generation, start: TurnStart) -> None:
+        if gen.written is None:
+            gen.written = asyncio.ensure_future(
+                asyncio.to_thread(self.store.write_turn, start.writes)
+            )
+
+    async def _stream(
+        self,
+        gen: Generation,
+        target: Target,
+        turns: list[Turn],
+        options: ChatOptions,
+        tally: Tally,
+        start: TurnStart,
+    ) -> None:
+        loading = (
+            asyncio.create_task(self._announce_loading(gen, target, tally))
+            if target.provider is ProviderKind.OLLAMA
+            else None
+        )
+        thinking_said = False
+        tally.started = time.perf_counter()
+        try:
+            async for piece in self.clients.stream(target, turns, options):
+                if piece.text:
+                    now = time.perf_counter()
+                    tally.first = tally.first or now
+                    tally.last = now
+                    tally.chunks += 1
+                    tally.text.append(piece.text)
+                    gen.emit({"type": "token", "text": piece.text})
+                    if tally.chunks == 1:
+                        self._store_turn(gen, start)
+                elif piece.thinking and not thinking_said and tally.first is None:
+                    thinking_said = True
+                    gen.emit(_status("Thinking…"))
+                if piece.prompt_tokens is not None:
+                    tally.prompt_tokens = piece.prompt_tokens
+                if piece.completion_tokens is not None:
+                    tally.completion_tokens = piece.completion_tokens
+                if piece.finish_reason is not None:
+                    tally.finish_reason = piece.finish_reason
+        finally:
+            if loading is not None:
+                loading.cancel()
+
+    async def _announce_loading(self, gen: Generation, target: Target, tally: Tally) -> None:
+        """Ollama loads a model on its first chat: say so when the model is installed
+        (``/api/tags``) but not loaded (``/api/ps``)."""
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, TypeError):
+            ps, tags = await asyncio.gather(
+                self.http.get(f"{target.base_url}/api/ps"),
+                self.http.get(f"{target.base_url}/api/tags"),
+            )
+            wanted = ollama_display_name(target.model).lower()
+
+            def listed(resp: httpx.Response) -> bool:
+                names = {str(m.get("name") or m.get("model")) for m in resp.json()["models"]}
+                return wanted in {ollama_display_name(n).lower() for n in names}
+
+            if listed(tags) and not listed(ps) and tally.first is None:
+                gen.emit(_status(f"Loading {target.model}…"))
+
+    async def _finish(self, gen: Generation, choice: Choice, tally: Tally) -> None:
+        try:
+            if gen.written is not None:
+                await gen.written
+        except ModelyardError as exc:  # the conversation was deleted meanwhile
+            tally.state = "error"
+            tally.error = ChatError(exc.error_code, exc.detail, exc.hint)
+        try:
+            await asyncio.to_thread(self.store.finish, gen.message_id, tally.stored())
+        except Exception:
+            log.exception("could not store the answer %s", gen.message_id)
+        if tally.first is not None:
+            self.metrics.chat_tokens.labels(choice.provider).inc(tally.tokens() or 0)
+        gen.emit(tally.last_event(gen.message_id, choice))
+        gen.queue.put_nowait(None)
+        self.ended(gen)
+
+
+def _status(text: str) -> Event:
+    return {"type": "status", "text": text}
+
+
+def _sayer(gen: Generation) -> Callable[[str], None]:
+    return lambda text: gen.emit(_status(text))

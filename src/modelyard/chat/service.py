@@ -1,0 +1,277 @@
+"""Conversations, and the answers being written in them (SPEC §6, §8).
+
+Sending a message plans it (the user's message and a ``streaming`` answer, see
+``store.prepare_turn``) and starts a *generation*: a task run by ``answer.Answerer`` that
+writes the answer into a queue the HTTP response reads. One generation per conversation at a
+time. Stopping cancels the task and waits until the partial answer is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from modelyard.chat.answer import Answerer, Choice, Generation
+from modelyard.chat.context import ContextWindows
+from modelyard.chat.store import DEFAULT_TITLE, ConversationStore
+from modelyard.chat.streams import StreamClients
+from modelyard.chat.targets import Targets
+from modelyard.chat.types import ChatOptions, Target
+from modelyard.config import ProviderKind, Settings
+from modelyard.control import InstanceControl
+from modelyard.errors import Conflict, InvalidInput
+from modelyard.events import EventBus
+from modelyard.health import HealthChecker
+from modelyard.instances import InstanceRegistry
+from modelyard.metrics import Metrics
+from modelyard.processes import ProcessManager
+from modelyard.providers.registry import parse_provider
+from modelyard.store.db import Database
+from modelyard.store.tables import ModelRow
+
+log = logging.getLogger("modelyard.chat")
+STOP_WAIT_S = 10.0
+
+
+class ChatService:
+    """Conversation CRUD and generations; one generation per conversation at a time."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        bus: EventBus,
+        metrics: Metrics,
+        instances: InstanceRegistry,
+        health: HealthChecker,
+        control: InstanceControl,
+        processes: ProcessManager,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.bus = bus
+        self.metrics = metrics
+        self.store = ConversationStore(db)
+        self.targets = Targets(settings, instances, health, control, processes)
+        self.http = httpx.AsyncClient(timeout=settings.api_timeout_ms / 1000)
+        self.windows = ContextWindows(self.http, settings.default_ctx_size, self._catalog_ctx)
+        self.clients = StreamClients(settings.connect_timeout_ms / 1000, settings.chat_timeout_s)
+        self.answerer = Answerer(
+            self.store, self.targets, self.windows, self.clients, self.http, metrics, self._ended
+        )
+        self._active: dict[str, Generation] = {}
+
+    async def startup(self) -> None:
+        count = await asyncio.to_thread(self.store.interrupt_leftovers)
+        if count:
+            log.info("marked %d interrupted answer(s) as stopped", count)
+
+    async def close(self) -> None:
+        for gen in list(self._active.values()):
+            gen.stop()
+        for gen in list(self._active.values()):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gen.done.wait(), STOP_WAIT_S)
+        await self.windows.close()
+        await self.clients.aclose()
+        await self.http.aclose()
+
+    # -- conversations ----------------------------------------------------------------------
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        provider = parse_provider(body["provider"]).value
+        instance = self.targets.require(provider, body["model"], body.get("instance_id"))
+        values = {
+            "provider": provider,
+            "instance_id": instance.config.id if instance is not None else "",
+            "model": body["model"],
+            "title": body.get("title") or DEFAULT_TITLE,
+            "system": body.get("system") or "",
+            "options": _options(body.get("options")).stored(),
+        }
+        created = await asyncio.to_thread(self.store.create, values)
+        self._changed(created["id"], "created")
+        return created
+
+    async def conversations(self) -> list[dict[str, Any]]:
+        """Every conversation, the most recently active first."""
+        return await asyncio.to_thread(self.store.all)
+
+    async def get(self, conversation_id: str) -> dict[str, Any]:
+        found = await asyncio.to_thread(self.store.get, conversation_id)
+        found["generating"] = self._busy(conversation_id)
+        return found
+
+    async def update(self, conversation_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Rename, change the system prompt, options or model (``provider``, ``model``,
+        ``instance_id``)."""
+        changes = {k: v for k, v in body.items() if k in ("title", "system") and v is not None}
+        if "options" in body and body["options"] is not None:
+            changes["options"] = _options(body["options"]).stored()
+        if body.get("model") or body.get("provider") or body.get("instance_id"):
+            current = await asyncio.to_thread(self.store.get, conversation_id)
+            provider = body.get("provider") or current["provider"]
+            model = body.get("model") or current["model"]
+            instance = self.targets.require(provider, model, body.get("instance_id"))
+            changes["provider"] = parse_provider(provider).value
+            changes["model"] = model
+            changes["instance_id"] = instance.config.id if instance is not None else ""
+        updated = await asyncio.to_thread(self.store.update, conversation_id, changes)
+        updated["generating"] = self._busy(conversation_id)
+        self._changed(conversation_id, "updated")
+        return updated
+
+    async def delete(self, conversation_id: str) -> None:
+        await self.stop(conversation_id)
+        await asyncio.to_thread(self.store.delete, conversation_id)
+        self._changed(conversation_id, "deleted")
+
+    def _busy(self, conversation_id: str) -> bool:
+        gen = self._active.get(conversation_id)
+        return gen is not None and not gen.done.is_set()
+
+    def _changed(self, conversation_id: str, action: str) -> None:
+        self.bus.publish("conversation.changed", {"id": conversation_id, "action": action})
+
+    # -- generations ------------------------------------------------------------------------
+
+    async def send(
+        self,
+        conversation_id: str,
+        content: str | None,
+        *,
+        model: str | None = None,
+        provider: str | None = None,
+        instance_id: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Generation:
+        """Store the message (``content`` None: answer the last one again) and start the
+        answer. 409 ``generation_in_progress`` while another answer is being written."""
+        override = _options(options) if options is not None else None
+        if provider is not None:
+            parse_provider(provider)
+        await self._wait_for_stopping(conversation_id)
+        gen = self._claim(conversation_id)
+        choice: list[Choice] = []
+
+        def pick(row_provider: str, row_instance: str, row_model: str) -> tuple[str, str, str]:
+            chosen = self._choose(row_provider, row_instance, row_model, provider, model)
+            if instance_id:
+                chosen.instance_id = instance_id
+            choice.append(chosen)
+            return chosen.provider, chosen.instance_id, chosen.model
+
+        try:
+            if self.store.memory.get(conversation_id) is not None:
+                # No database read: a thread hop would cost more, on the way to the first token.
+                start = self.store.prepare_turn(conversation_id, content, pick)
+            else:
+                start = await asyncio.to_thread(
+                    self.store.prepare_turn, conversation_id, content, pick
+                )
+        except BaseException:
+            self._release(gen)
+            raise
+        gen.message_id = start.message_id
+        opts = _options(start.options, lenient=True).merged(override)
+        gen.task = asyncio.create_task(self.answerer.run(gen, start, choice[0], opts))
+        self._changed(conversation_id, "message")
+        return gen
+
+    def _choose(
+        self,
+        row_provider: str,
+        row_instance: str,
+        row_model: str,
+        provider: str | None,
+        model: str | None,
+    ) -> Choice:
+        new_provider = parse_provider(provider).value if provider else row_provider
+        new_model = model or row_model
+        same = new_provider == row_provider and (
+            new_model == row_model or new_provider != ProviderKind.LLAMACPP.value
+        )
+        found = self.targets.find(new_provider, new_model, row_instance if same else None)
+        return Choice(new_provider, found.config.id if found else "", new_model)
+
+    async def _wait_for_stopping(self, conversation_id: str) -> None:
+        """A new message may follow a stop at once: wait for the stopped answer to be stored."""
+        gen = self._active.get(conversation_id)
+        if gen is not None and gen.stopping and not gen.done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gen.done.wait(), STOP_WAIT_S)
+
+    def _claim(self, conversation_id: str) -> Generation:
+        """Reserve the conversation for a new answer, without awaiting in between."""
+        busy = self._active.get(conversation_id)
+        if busy is not None and not busy.done.is_set():
+            raise Conflict(
+                "an answer is still being written in this conversation",
+                code="generation_in_progress",
+                hint="Wait for it, or stop it with POST /api/conversations/{id}/stop.",
+            )
+        gen = Generation(conversation_id)
+        self._active[conversation_id] = gen
+        return gen
+
+    def _release(self, gen: Generation) -> None:
+        gen.done.set()
+        if self._active.get(gen.conversation_id) is gen:
+            del self._active[gen.conversation_id]
+
+    def _ended(self, gen: Generation) -> None:
+        self._release(gen)
+        self._changed(gen.conversation_id, "message")
+
+    async def stop(self, conversation_id: str) -> dict[str, Any]:
+        """Stop the answer being written, wait until it is stored, and return it."""
+        gen = self._active.get(conversation_id)
+        if gen is None or gen.done.is_set():
+            return {"stopped": False, "message_id": None}
+        gen.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(gen.done.wait(), STOP_WAIT_S)
+        return {"stopped": True, "message_id": gen.message_id}
+
+    async def _catalog_ctx(self, target: Target) -> int | None:
+        """The context length the catalog recorded for this model, if any."""
+
+        def read() -> int | None:
+            # GGUF files are catalogued under the models directory, not their server.
+            query = (
+                select(ModelRow.context_length)
+                .where(
+                    ModelRow.provider == target.provider.value,
+                    ModelRow.name == target.model,
+                    ModelRow.context_length.is_not(None),
+                )
+                .order_by((ModelRow.instance_id == target.instance_id).desc())
+            )
+            with self.db.session() as s:
+                return s.scalars(query).first()
+
+        return await asyncio.to_thread(read)
+
+
+def _options(raw: Any, *, lenient: bool = False) -> ChatOptions:
+    """Validated options; stored ones that no longer validate are dropped (``lenient``)."""
+    if isinstance(raw, ChatOptions):
+        return raw
+    try:
+        return ChatOptions.model_validate(raw or {})
+    except ValidationError as exc:
+        if lenient:
+            return ChatOptions()
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "options"
+        raise InvalidInput(
+            f"invalid option {where}: {first['msg']}",
+            code="invalid_options",
+            hint="Options: temperature 0-2, top_p 0-1, max_tokens >= 1, ctx_size >= 64.",
+        ) from exc

@@ -1,0 +1,75 @@
+"""The vocabulary of chat: turns, options, where a message goes, and what a stream yields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelyard.config import ProviderKind
+
+
+class ChatOptions(BaseModel):
+    """Generation options of a conversation or of one message (unset: the provider's default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_048_576)
+    ctx_size: int | None = Field(default=None, ge=64, le=1_048_576)
+
+    def merged(self, override: ChatOptions | None) -> ChatOptions:
+        """These options with every field set in ``override`` replacing ours."""
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_none=True))
+
+    def stored(self) -> dict[str, Any]:
+        """The options worth keeping (unset ones are left out)."""
+        return self.model_dump(exclude_none=True)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message sent to a model."""
+
+    role: str  # system | user | assistant
+    content: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a message goes: one model of one instance."""
+
+    provider: ProviderKind
+    instance_id: str
+    base_url: str
+    api_key: str
+    model: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider.value}/{self.instance_id}"
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One item of the internal stream: text, or facts the provider reported on the way."""
+
+    text: str = ""
+    thinking: bool = False  # the model is reasoning (text not part of the answer)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+
+
+class ChatError(Exception):
+    """A generation that could not start or finish, with a stable reason code for the client."""
+
+    def __init__(self, code: str, detail: str, hint: str = "") -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.hint = hint
