@@ -188,8 +188,8 @@ class InstanceRegistry:
             cfg = cfg.model_copy(update={"model": str(path)})
         return cfg
 
-    def delete(self, provider: str, instance_id: str) -> Instance:
-        """Remove an API-created instance; configured ones answer 409."""
+    def deletable(self, provider: str, instance_id: str) -> Instance:
+        """The instance, if it may be deleted; configured ones answer 409."""
         instance = self.get(provider, instance_id)
         if instance.origin == "config":
             raise Conflict(
@@ -197,6 +197,11 @@ class InstanceRegistry:
                 code="instance_from_config",
                 hint="Remove it from the config file (MODELYARD_CONFIG) and restart modelyard.",
             )
+        return instance
+
+    def delete(self, provider: str, instance_id: str) -> Instance:
+        """Remove an API-created instance; configured ones answer 409."""
+        instance = self.deletable(provider, instance_id)
         with self._lock:
             self._items.pop(instance.key, None)
             with self.db.session() as s:

@@ -52,9 +52,7 @@ async def create_instance(
 
 @router.delete("/api/providers/{provider}/instances/{instance_id}", status_code=204)
 async def delete_instance(provider: str, instance_id: str, services: ServicesDep) -> Response:
-    instance = services.instances.get(provider, instance_id)
-    if instance.origin == "config":
-        services.instances.delete(provider, instance_id)  # raises instance_from_config
+    instance = services.instances.deletable(provider, instance_id)
     if instance.config.managed:
         await services.control.stop(instance)
     services.instances.delete(provider, instance_id)
