@@ -191,3 +191,16 @@ def test_external_instance_cannot_be_started(app: RunningApp) -> None:
         "/api/providers/ollama/instances", json={"id": "ext", "base_url": "http://127.0.0.1:9"}
     )
     assert_problem(app.http.post("/api/providers/ollama/instances/ext/start"), 409, "not_managed")
+
+
+def test_edit_an_instance(app: RunningApp) -> None:
+    base = "/api/providers/ollama/instances"
+    app.http.post(base, json={"id": "box", "base_url": "http://127.0.0.1:9"})
+    edited = app.http.patch(f"{base}/box", json={"base_url": "http://127.0.0.1:10", "api_key": "k"})
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["base_url"] == "http://127.0.0.1:10" and edited.json()["has_api_key"]
+    listed = app.http.get("/api/providers").json()["instances"]
+    assert [i["base_url"] for i in listed if i["id"] == "box"] == ["http://127.0.0.1:10"]
+    assert_problem(app.http.patch(f"{base}/box", json={"base_url": "ftp://x"}), 400, "invalid_url")
+    assert_problem(app.http.patch(f"{base}/box", json={"id": "other"}), 422, "validation_error")
+    assert_problem(app.http.patch(f"{base}/ghost", json={}), 404, "instance_not_found")

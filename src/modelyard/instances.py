@@ -76,6 +76,21 @@ def _row_to_config(row: InstanceRow) -> InstanceConfig:
     )
 
 
+def _row_values(cfg: InstanceConfig) -> dict[str, Any]:
+    return {
+        "provider": cfg.provider.value,
+        "id": cfg.id,
+        "base_url": cfg.base_url,
+        "managed": cfg.managed,
+        "api_key_env": cfg.api_key_env,
+        "api_key": cfg.api_key,
+        "model": cfg.model,
+        "mode": cfg.mode.value,
+        "command": cfg.command,
+        "ctx_size": cfg.ctx_size,
+    }
+
+
 class InstanceRegistry:
     """Lookup, creation and removal of instances. Thread-safe."""
 
@@ -113,7 +128,36 @@ class InstanceRegistry:
 
     def create(self, provider: str, data: dict[str, Any], *, origin: str = "api") -> Instance:
         """Validate and add an instance; 409 ``instance_exists`` for a duplicate id."""
-        kind = parse_provider(provider)
+        cfg = self._validated(parse_provider(provider), data)
+        with self._lock:
+            if cfg.key in self._items:
+                raise Conflict(
+                    f"instance {cfg.key} already exists",
+                    code="instance_exists",
+                    hint="Pick another id, or delete the existing instance first.",
+                )
+            with self.db.session() as s:
+                s.add(InstanceRow(**_row_values(cfg), origin=origin))
+            instance = Instance(cfg, origin)
+            self._items[cfg.key] = instance
+        return instance
+
+    def update(self, provider: str, instance_id: str, changes: dict[str, Any]) -> Instance:
+        """Change an API-created instance's fields (not its id); configured ones answer 409."""
+        current = self.deletable(provider, instance_id)
+        merged = {**current.config.model_dump(), **changes, "id": current.config.id}
+        cfg = self._validated(current.config.provider, merged)
+        with self._lock:
+            with self.db.session() as s:
+                row = s.get(InstanceRow, (cfg.provider.value, cfg.id))
+                if row is not None:
+                    for name, value in _row_values(cfg).items():
+                        setattr(row, name, value)
+            instance = Instance(cfg, current.origin)
+            self._items[cfg.key] = instance
+        return instance
+
+    def _validated(self, kind: ProviderKind, data: dict[str, Any]) -> InstanceConfig:
         fields = {k: v for k, v in data.items() if v is not None and k != "provider"}
         try:
             cfg = InstanceConfig(provider=kind, **fields)
@@ -125,33 +169,7 @@ class InstanceRegistry:
                 code="invalid_instance",
                 hint="Give an id (letters, digits, '.', '_', '-') and an http(s) base_url.",
             ) from exc
-        cfg = self._check_managed(cfg)
-        with self._lock:
-            if cfg.key in self._items:
-                raise Conflict(
-                    f"instance {cfg.key} already exists",
-                    code="instance_exists",
-                    hint="Pick another id, or delete the existing instance first.",
-                )
-            with self.db.session() as s:
-                s.add(
-                    InstanceRow(
-                        provider=kind.value,
-                        id=cfg.id,
-                        base_url=cfg.base_url,
-                        managed=cfg.managed,
-                        api_key_env=cfg.api_key_env,
-                        api_key=cfg.api_key,
-                        model=cfg.model,
-                        mode=cfg.mode.value,
-                        command=cfg.command,
-                        ctx_size=cfg.ctx_size,
-                        origin=origin,
-                    )
-                )
-            instance = Instance(cfg, origin)
-            self._items[cfg.key] = instance
-        return instance
+        return self._check_managed(cfg)
 
     def _check_managed(self, cfg: InstanceConfig) -> InstanceConfig:
         if not cfg.managed:

@@ -143,3 +143,24 @@ def test_connection_indicator_recovers_after_a_server_restart(
         expect(conn).to_contain_text("Live")
     finally:
         again.stop()
+
+
+def test_edit_an_instance(
+    page: Page, modelyard: Callable[..., RunningApp], ollama_server: Any
+) -> None:
+    app = modelyard([])
+    created = app.http.post(
+        "/api/providers/ollama/instances",
+        json={"id": "box", "base_url": f"http://127.0.0.1:{closed_port()}"},
+    )
+    assert created.status_code == 201
+    page.goto(f"{app.url}/#/providers")
+    box = card(page, "ollama/box")
+    expect(box.get_by_test_id("state")).to_have_text("STOPPED")
+    box.locator('[data-action="edit"]').click()
+    form = page.locator("#add-form")
+    expect(form.locator('input[name="id"]')).to_be_disabled()
+    form.locator('input[name="base_url"]').fill(ollama_server.url)
+    form.get_by_role("button", name="Save").click()
+    expect(box.get_by_test_id("state")).to_have_text("RUNNING")
+    expect(box).to_contain_text(ollama_server.url)

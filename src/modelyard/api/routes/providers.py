@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Query, Response
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.api.deps import ServicesDep
 from modelyard.config import ModelMode
+from modelyard.errors import Conflict
 from modelyard.health import ProviderStatus
 from modelyard.providers.base import ProviderState
 
@@ -22,6 +24,19 @@ class InstanceCreate(BaseModel):
     id: str = Field(min_length=1, max_length=64)
     base_url: str = Field(min_length=1, max_length=2048)
     managed: bool = False
+    api_key: str | None = Field(default=None, max_length=4096)
+    api_key_env: str | None = Field(default=None, max_length=128)
+    model: str | None = Field(default=None, max_length=4096)
+    mode: ModelMode | None = None
+    command: list[str] | None = None
+    ctx_size: int | None = Field(default=None, ge=0, le=1_048_576)
+
+
+class InstancePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = Field(default=None, min_length=1, max_length=2048)
+    managed: bool | None = None
     api_key: str | None = Field(default=None, max_length=4096)
     api_key_env: str | None = Field(default=None, max_length=128)
     model: str | None = Field(default=None, max_length=4096)
@@ -48,6 +63,26 @@ async def create_instance(
     instance = services.instances.create(provider, body.model_dump(exclude_none=True))
     services.health.poke(instance)
     return instance.public()
+
+
+@router.patch("/api/providers/{provider}/instances/{instance_id}")
+async def update_instance(
+    provider: str, instance_id: str, body: InstancePatch, services: ServicesDep
+) -> dict[str, Any]:
+    """Edit an instance added through the API; a managed one must be stopped first."""
+    instance = services.instances.deletable(provider, instance_id)
+    if instance.config.managed:
+        check = await asyncio.to_thread(services.processes.check, instance.key)
+        if check.alive:
+            raise Conflict(
+                f"{instance.key} is running",
+                code="instance_running",
+                hint="Stop it first, then edit it.",
+            )
+    updated = services.instances.update(provider, instance_id, body.model_dump(exclude_unset=True))
+    services.health.forget(instance)
+    services.health.poke(updated)
+    return updated.public()
 
 
 @router.delete("/api/providers/{provider}/instances/{instance_id}", status_code=204)

@@ -1,5 +1,5 @@
 // Providers: the truth about every instance, with start/stop/restart, history and logs.
-import { api, del, get, post } from "../js/api.js";
+import { del, get, patch, post } from "../js/api.js";
 import { confirmDialog, h, render } from "../js/dom.js";
 import { events } from "../js/events.js";
 import { ago, ms } from "../js/format.js";
@@ -91,7 +91,11 @@ export default {
       actions.push(
         h("button", { class: "btn btn-small", onclick: () => toggle(k, "history"), "aria-expanded": state.open.get(k) === "history" }, "History"));
       if (inst.managed) actions.push(h("button", { class: "btn btn-small", onclick: () => toggle(k, "logs") }, "Logs"));
-      if (inst.deletable) actions.push(h("button", { class: "btn btn-small btn-danger", onclick: () => remove(inst) }, "Remove"));
+      if (inst.deletable) {
+        actions.push(
+          h("button", { class: "btn btn-small", onclick: () => showForm(inst), "data-action": "edit" }, "Edit"),
+          h("button", { class: "btn btn-small btn-danger", onclick: () => remove(inst) }, "Remove"));
+      }
 
       const extra = state.open.get(k);
       return h("article", { class: "panel card", dataset: { key: k, state: st } },
@@ -180,40 +184,54 @@ export default {
       } catch (err) { toastError(err); }
     }
 
-    function showForm() {
-      const provider = h("select", { name: "provider" }, PROVIDERS.map((p) => h("option", { value: p }, LABELS[p])));
-      const id = h("input", { name: "id", required: true, placeholder: "my-server", pattern: "[A-Za-z0-9][A-Za-z0-9._\\-]{0,63}" });
-      const baseUrl = h("input", { name: "base_url", required: true, placeholder: "http://127.0.0.1:8081" });
-      const managed = h("input", { type: "checkbox", name: "managed" });
-      const model = h("input", { name: "model", placeholder: "/path/to/model.gguf" });
-      const mode = h("select", { name: "mode" }, ["llm", "embed", "rerank"].map((m) => h("option", { value: m }, m)));
-      const apiKey = h("input", { name: "api_key", type: "password", autocomplete: "off", placeholder: "optional" });
+    /** The add form, or with `inst` the edit form of an API-created instance. */
+    function showForm(inst = null) {
+      const editing = Boolean(inst);
+      const provider = h("select", { name: "provider", disabled: editing },
+        PROVIDERS.map((p) => h("option", { value: p, selected: inst?.provider === p }, LABELS[p])));
+      const id = h("input", { name: "id", required: true, placeholder: "my-server", disabled: editing,
+        value: inst?.id ?? "", pattern: "[A-Za-z0-9][A-Za-z0-9._\\-]{0,63}" });
+      const baseUrl = h("input", { name: "base_url", required: true, placeholder: "http://127.0.0.1:8081", value: inst?.base_url ?? "" });
+      const managed = h("input", { type: "checkbox", name: "managed", checked: Boolean(inst?.managed) });
+      const model = h("input", { name: "model", placeholder: "/path/to/model.gguf", value: inst?.model ?? "" });
+      const mode = h("select", { name: "mode" },
+        ["llm", "embed", "rerank"].map((m) => h("option", { value: m, selected: inst?.mode === m }, m)));
+      const apiKey = h("input", { name: "api_key", type: "password", autocomplete: "off",
+        placeholder: inst?.has_api_key ? "unchanged (type to replace)" : "optional" });
       const error = h("div", { class: "field-error wide" });
       const form = h("form", { class: "form" },
         h("label", {}, "Provider", provider), h("label", {}, "Id", id), h("label", {}, "Base URL", baseUrl),
         h("label", {}, "API key", apiKey), h("label", {}, "GGUF model (managed llama.cpp)", model), h("label", {}, "Mode", mode),
         h("label", { class: "switch" }, managed, "Managed (modelyard starts and stops it)"),
         error,
-        h("div", { class: "row wide" }, h("button", { class: "btn btn-primary", type: "submit" }, "Add"),
+        h("div", { class: "row wide" }, h("button", { class: "btn btn-primary", type: "submit" }, editing ? "Save" : "Add"),
           h("button", { class: "btn", type: "button", onclick: () => formBox.classList.add("hidden") }, "Cancel")));
       form.addEventListener("submit", async (ev) => {
         ev.preventDefault();
         error.textContent = "";
-        const body = { id: id.value.trim(), base_url: baseUrl.value.trim(), managed: managed.checked, mode: mode.value };
+        const body = { base_url: baseUrl.value.trim(), managed: managed.checked, mode: mode.value };
+        if (!editing) body.id = id.value.trim();
         if (model.value.trim()) body.model = model.value.trim();
         if (apiKey.value) body.api_key = apiKey.value;
+        const path = `/api/providers/${provider.value}/instances`;
         try {
-          await post(`/api/providers/${provider.value}/instances`, body);
-          toast(`Added ${provider.value}/${body.id}`, { kind: "success" });
+          if (editing) {
+            await patch(`${path}/${encodeURIComponent(inst.id)}`, body);
+            toast(`Saved ${provider.value}/${inst.id}`, { kind: "success" });
+          } else {
+            await post(path, body);
+            toast(`Added ${provider.value}/${body.id}`, { kind: "success" });
+          }
           formBox.classList.add("hidden");
           await load(true);
         } catch (err) {
           error.textContent = `${err.detail}${err.hint ? ` — ${err.hint}` : ""}`;
         }
       });
-      render(formBox, h("h2", {}, "Add an instance"), form);
+      render(formBox, h("h2", {}, editing ? `Edit ${inst.provider}/${inst.id}` : "Add an instance"), form);
       formBox.classList.remove("hidden");
-      id.focus();
+      (editing ? baseUrl : id).focus();
+      formBox.scrollIntoView({ block: "nearest" });
     }
 
     async function drawConnect() {
@@ -238,7 +256,7 @@ export default {
       if (auto) load(false);
     });
     refreshBtn.addEventListener("click", () => load(true));
-    addBtn.addEventListener("click", showForm);
+    addBtn.addEventListener("click", () => showForm());
 
     const offStatus = events.on("provider.status", (ev) => {
       const s = ev.data;
