@@ -184,7 +184,7 @@ def test_openai_compatible_and_lmstudio_stream_with_usage(
     events = send(
         app.http, chat_with(app, "openai_compat", "qwen"), content="Hi", options={"max_tokens": 3}
     )
-    assert text_of(events) == "Hello, world"
+    assert text_of(events) == "Hello, world", events
     assert events[-1]["usage"]["completion_tokens"] == 3
     assert events[-1]["finish_reason"] == "length"
     sent = openai_server.log.for_path("/v1/chat/completions")[-1].json()
