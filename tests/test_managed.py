@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,48 @@ def test_start_timeout_shows_the_log(modelyard: Callable[..., RunningApp], tmp_p
     failed = wait_state(app, "ERROR", timeout=20, id="stuck")
     assert failed["reason_code"] == "start_timeout"
     assert "out of memory" in failed["hint"]
+
+
+def test_stop_does_not_answer_with_a_check_begun_before_it(
+    modelyard: Callable[..., RunningApp], tmp_path: Path
+) -> None:
+    """A status check under way when Stop is pressed saw the process alive: the stop must
+    answer with a check of its own (STOPPED), and the older result must not overwrite it."""
+    port = free_port()
+    # A managed server that never answers: each connection is handed to a grandchild in its
+    # own session, which holds it for 5 s, so a check under way outlives the stop.
+    script = (
+        "import os, socket, time\n"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        f"s.bind(('127.0.0.1', {port})); s.listen(8)\n"
+        "while True:\n"
+        "    conn, _ = s.accept()\n"
+        "    if os.fork() == 0:\n"
+        "        os.setsid(); s.close(); time.sleep(5); os._exit(0)\n"
+        "    conn.close()\n"
+    )
+    inst = InstanceConfig(
+        provider=ProviderKind.LLAMACPP,
+        id="mute",
+        base_url=f"http://127.0.0.1:{port}",
+        managed=True,
+        model=str(tmp_path),  # not used: the command replaces the runtime
+        command=[sys.executable, "-c", script],
+    )
+    app = modelyard([inst], api_timeout_ms=1500, start_timeout_s=30)
+    assert app.http.post("/api/providers/llamacpp/instances/mute/start").status_code == 200
+    url = "/api/providers/llamacpp/instances/mute/status"
+    deadline = time.monotonic() + 30
+    while not app.http.get(url, params={"refresh": True}).json()["port_listening"]:
+        assert time.monotonic() < deadline, "the managed black hole never listened"
+        time.sleep(0.1)
+    with httpx.Client(base_url=app.url, timeout=30) as other, ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(other.get, url, params={"refresh": True})
+        time.sleep(0.3)  # that check is now waiting for the API to answer
+        stopped = app.http.post("/api/providers/llamacpp/instances/mute/stop").json()
+        assert (stopped["state"], stopped["reason_code"]) == ("STOPPED", "not_running")
+        assert slow.result().status_code == 200
+    assert app.http.get(url).json()["state"] == "STOPPED"
 
 
 def test_missing_ollama_binary(modelyard: Callable[..., RunningApp]) -> None:

@@ -96,7 +96,7 @@ class InstanceControl:
             )
         missing = self.binary_missing(instance)
         if missing:
-            await self.health.check(instance)
+            await self.health.check(instance, fresh=True)
             raise Conflict(missing, code="binary_not_found", hint=missing)
         spec = self.launch_spec(instance)
         port = await check_port(instance.config.base_url, self.settings.connect_timeout_ms / 1000)
@@ -107,7 +107,7 @@ class InstanceControl:
                 hint="Stop the program using that port, or give the instance another port.",
             )
         await asyncio.to_thread(self.processes.start, spec)
-        status = await self.health.check(instance)
+        status = await self.health.check(instance, fresh=True)
         watcher = asyncio.create_task(
             self.health.watch_until_settled(instance, self.settings.start_timeout_s + 1)
         )
@@ -119,7 +119,7 @@ class InstanceControl:
         self._require_managed(instance)
         async with self._lock(instance):
             await asyncio.to_thread(self.processes.stop, instance.key, self.settings.stop_grace_s)
-            return await self.health.check(instance)
+            return await self.health.check(instance, fresh=True)
 
     async def restart(self, instance: Instance) -> ProviderStatus:
         self._require_managed(instance)

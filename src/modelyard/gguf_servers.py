@@ -164,7 +164,7 @@ class GgufServers:
                 )
             await asyncio.sleep(_POLL_S)
         # RUNNING for the Providers page, without making the caller wait for it.
-        task = asyncio.create_task(self.health.check(instance))
+        task = asyncio.create_task(self.health.check(instance, fresh=True))
         self._checks.add(task)
         task.add_done_callback(self._checks.discard)
 

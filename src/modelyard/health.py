@@ -124,6 +124,8 @@ class HealthChecker:
         self._dumped: dict[str, dict[str, Any]] = {}  # key -> JSON form of the latest status
         self._history: dict[str, deque[ProviderStatus]] = {}
         self._inflight: dict[str, asyncio.Task[ProviderStatus]] = {}
+        self._started_seq: dict[str, int] = {}  # checks begun per instance
+        self._recorded_seq: dict[str, int] = {}  # the newest check whose result was recorded
         self._next_due: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._client = httpx.AsyncClient(
@@ -139,12 +141,17 @@ class HealthChecker:
 
     # -- checking ---------------------------------------------------------------------------
 
-    async def check(self, instance: Instance) -> ProviderStatus:
-        """Check one instance now; concurrent callers share the check under way."""
+    async def check(self, instance: Instance, *, fresh: bool = False) -> ProviderStatus:
+        """Check one instance now; concurrent callers share the check under way.
+
+        ``fresh`` (after a start or stop) never shares a check that began before the change:
+        a new one starts, and the older one's result, arriving later, is not recorded.
+        """
         key = instance.key
         task = self._inflight.get(key)
-        if task is None or task.done():
-            task = asyncio.create_task(self._check(instance))
+        if fresh or task is None or task.done():
+            self._started_seq[key] = seq = self._started_seq.get(key, 0) + 1
+            task = asyncio.create_task(self._check(instance, seq))
             self._inflight[key] = task
             task.add_done_callback(lambda t: self._drop_inflight(key, t))
         return await asyncio.shield(task)
@@ -192,7 +199,7 @@ class HealthChecker:
         self._next_due.pop(instance.key, None)
         self.metrics.forget_instance(instance.config.provider.value, instance.config.id)
 
-    async def _check(self, instance: Instance) -> ProviderStatus:
+    async def _check(self, instance: Instance, seq: int) -> ProviderStatus:
         cfg = instance.config
         adapter = adapter_for(cfg.provider)
         api_key = cfg.resolved_api_key()
@@ -206,7 +213,7 @@ class HealthChecker:
                 hint=f"Set {cfg.api_key_env or _KEY_ENV.get(cfg.provider, 'an API key')} "
                 f"or give the instance an api_key to enable {adapter.label}.",
             )
-            return self._record(instance, status)
+            return self._record(instance, status, seq)
         connect_s = self.settings.connect_timeout_ms / 1000
         api_s = self.settings.api_timeout_ms / 1000
         started = time.perf_counter()
@@ -216,7 +223,7 @@ class HealthChecker:
         )
         latency = (time.perf_counter() - started) * 1000 if api.responded else None
         status = self._derive(instance, proc, port, api, latency)
-        return self._record(instance, status)
+        return self._record(instance, status, seq)
 
     async def _timed(self, provider: ProviderKind, layer: str, coro: Any) -> Any:
         started = time.perf_counter()
@@ -303,6 +310,12 @@ class HealthChecker:
         record = proc.record
         assert record is not None
         tail = " | ".join(self.processes.log_tail(instance.key, 5)[-5:])
+        if not proc.alive and proc.stopping:
+            return make(
+                ProviderState.STOPPED,
+                "not_running",
+                "Stopped. Start it again from the Providers page.",
+            )
         if not proc.alive:
             code = f" with code {proc.exit_code}" if proc.exit_code is not None else ""
             return make(
@@ -350,9 +363,12 @@ class HealthChecker:
             checked_at=iso(utcnow()) or "",
         )
 
-    def _record(self, instance: Instance, status: ProviderStatus) -> ProviderStatus:
+    def _record(self, instance: Instance, status: ProviderStatus, seq: int) -> ProviderStatus:
         if self.instances.find(instance.key) is None:
             return status  # deleted while being checked
+        if seq < self._recorded_seq.get(instance.key, 0):
+            return status  # a newer check (begun after a start or stop) has been recorded
+        self._recorded_seq[instance.key] = seq
         previous = self._latest.get(instance.key)
         self._latest[instance.key] = (time.monotonic(), status)
         dumped = self._dumped[instance.key] = status.model_dump(mode="json")

@@ -100,6 +100,7 @@ class ProcessCheck:
     pid_exists: bool  # the PID exists AND its create time and command line match
     alive: bool  # ours and running (not a zombie)
     exit_code: int | None  # when we spawned it and it ended; negative: killed by that signal
+    stopping: bool = False  # a stop is under way (an exit now is not a crash)
 
 
 @dataclass
@@ -233,6 +234,7 @@ class ProcessManager:
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
         self._children: dict[str, _Child] = {}
+        self._stopping: set[str] = set()  # keys whose stop is under way
 
     # -- paths and records -------------------------------------------------------------------
 
@@ -298,12 +300,12 @@ class ProcessManager:
         if record is None:
             return ProcessCheck(None, False, False, exit_code)
         if child is not None and child.exited.is_set():
-            return ProcessCheck(record, False, False, exit_code)
+            return ProcessCheck(record, False, False, exit_code, key in self._stopping)
         if child is not None:
             # Our child, not reaped yet: the kernel cannot have given its PID to another process.
             return ProcessCheck(self._follow_exec(record), True, _running(child), None)
         ours, alive = _verify(record)
-        return ProcessCheck(record, ours, alive, exit_code)
+        return ProcessCheck(record, ours, alive, exit_code, key in self._stopping)
 
     def _follow_exec(self, record: ProcessRecord) -> ProcessRecord:
         """Record the new command line of a child that exec'd another program (a wrapper
@@ -407,19 +409,27 @@ class ProcessManager:
                 self._remove_record(key)
                 return False
             record = check.record
-            self._append_log(key, f"stopping process {record.pid} (SIGTERM)")
-            _signal_group(record.pid, signal.SIGTERM)
-            if not self._wait_gone(record, grace_s):
-                self._append_log(key, f"no exit after {grace_s:g}s, sending SIGKILL")
-                _signal_group(record.pid, signal.SIGKILL)
-                if not self._wait_gone(record, _KILL_WAIT_S):
-                    raise Unavailable(
-                        f"process {record.pid} of {key} survived SIGKILL",
-                        code="stop_failed",
-                        hint="It is stuck in the kernel (state D); check it with 'ps' and retry.",
-                    )
-            self._remove_record(key)
+            self._stopping.add(key)
+            try:
+                self._terminate(record, grace_s)
+                self._remove_record(key)
+            finally:
+                self._stopping.discard(key)
             return True
+
+    def _terminate(self, record: ProcessRecord, grace_s: float) -> None:
+        key = record.key
+        self._append_log(key, f"stopping process {record.pid} (SIGTERM)")
+        _signal_group(record.pid, signal.SIGTERM)
+        if not self._wait_gone(record, grace_s):
+            self._append_log(key, f"no exit after {grace_s:g}s, sending SIGKILL")
+            _signal_group(record.pid, signal.SIGKILL)
+            if not self._wait_gone(record, _KILL_WAIT_S):
+                raise Unavailable(
+                    f"process {record.pid} of {key} survived SIGKILL",
+                    code="stop_failed",
+                    hint="It is stuck in the kernel (state D); check it with 'ps' and retry.",
+                )
 
     def _wait_gone(self, record: ProcessRecord, timeout: float) -> bool:
         child = self._child(record.key, record.pid)
