@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -41,13 +42,26 @@ class Choice:
     model: str
 
 
+class _Marker:
+    """A queue item that is not an event: it only ends the batch being gathered."""
+
+
+FLUSH = _Marker()  # the provider's stream has ended: send what is waiting now
+_TICK = _Marker()  # the pacing delay is over
+# Tokens that arrive within this long of the previous tokens sent go out together: a write
+# per token costs the relay a system call and the client a wake-up each (hundreds of tokens
+# a second on a fast model, on the cores the model decodes with), and no one reads faster
+# than 50 updates a second. The first token, status events and the end are never held back.
+SEND_EVERY_S = 0.02
+
+
 @dataclass
 class Generation:
     """One answer being written, and the events its HTTP response streams."""
 
     conversation_id: str
     message_id: str = ""
-    queue: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Event | _Marker | None] = field(default_factory=asyncio.Queue)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     stopping: bool = False
@@ -56,18 +70,31 @@ class Generation:
     def emit(self, event: Event) -> None:
         self.queue.put_nowait(event)
 
+    def flush(self) -> None:
+        self.queue.put_nowait(FLUSH)
+
     async def events(self) -> AsyncIterator[list[Event]]:
         """The events until the answer ends (its last one is ``done`` or ``error``), in
-        batches: whatever arrived while the previous batch was being sent goes together."""
+        batches: tokens arriving within ``SEND_EVERY_S`` of the last tokens sent wait for
+        them (so the first token never waits)."""
+        loop = asyncio.get_running_loop()
+        sent_at = -math.inf
         while True:
             batch = [await self.queue.get()]
-            while not self.queue.empty():
+            while not _urgent(batch[-1]) and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
-            ended = batch[-1] is None  # None is always the last thing queued
-            events = [e for e in batch if e is not None]
+            wait = sent_at + SEND_EVERY_S - loop.time()
+            if not _urgent(batch[-1]) and wait > 0:
+                tick = loop.call_later(wait, self.queue.put_nowait, _TICK)
+                while not _urgent(batch[-1]):
+                    batch.append(await self.queue.get())
+                tick.cancel()
+            events = [e for e in batch if isinstance(e, dict)]
+            if any(e["type"] == "token" for e in events):
+                sent_at = loop.time()  # the pace is kept between tokens only
             if events:
                 yield events
-            if ended:
+            if batch[-1] is None:  # None is always the last thing queued
                 return
 
     def stop(self) -> None:
@@ -264,6 +291,7 @@ class Answerer:
                 if piece.finish_reason is not None:
                     tally.finish_reason = piece.finish_reason
         finally:
+            gen.flush()  # the last tokens go out now, not after the answer is stored
             if loading is not None:
                 loading.cancel()
 
@@ -300,6 +328,11 @@ class Answerer:
         gen.emit(tally.last_event(gen.message_id, choice))
         gen.queue.put_nowait(None)
         self.ended(gen)
+
+
+def _urgent(item: Event | _Marker | None) -> bool:
+    """Whether an item sends its batch at once: anything but a token."""
+    return not (isinstance(item, dict) and item.get("type") == "token")
 
 
 def _status(text: str) -> Event:

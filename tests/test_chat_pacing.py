@@ -1,0 +1,82 @@
+"""How an answer's events are written: a fast model's tokens go out together, at most every
+``SEND_EVERY_S``, while the first token, status events and the end are never held back."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from modelyard.chat.answer import SEND_EVERY_S, Generation
+
+
+def _token(text: str) -> dict[str, Any]:
+    return {"type": "token", "text": text}
+
+
+async def _collect(gen: Generation) -> list[tuple[float, list[dict[str, Any]]]]:
+    loop = asyncio.get_running_loop()
+    return [(loop.time(), batch) async for batch in gen.events()]
+
+
+def test_fast_tokens_are_batched_and_nothing_is_lost_or_reordered() -> None:
+    async def scenario() -> tuple[float, list[tuple[float, list[dict[str, Any]]]]]:
+        loop = asyncio.get_running_loop()
+        gen = Generation("c1")
+        reader = asyncio.create_task(_collect(gen))
+        gen.emit({"type": "start", "message_id": "m1"})
+        began = loop.time()
+        for i in range(200):  # a token a millisecond: 1,000 tokens a second
+            gen.emit(_token(f"t{i} "))
+            await asyncio.sleep(0.001)
+        took = loop.time() - began
+        gen.flush()
+        gen.emit({"type": "done", "message_id": "m1"})
+        gen.queue.put_nowait(None)
+        return took, await reader
+
+    took, batches = asyncio.run(scenario())
+    events = [e for _, batch in batches for e in batch]
+    assert [e["type"] for e in events] == ["start"] + ["token"] * 200 + ["done"]
+    assert "".join(e["text"] for e in events if e["type"] == "token") == "".join(
+        f"t{i} " for i in range(200)
+    )
+    token_batches = [b for _, b in batches if any(e["type"] == "token" for e in b)]
+    assert token_batches[0] == [_token("t0 ")], "the first token goes out alone, at once"
+    # At most one write of tokens per pacing interval (plus the first and the flush).
+    assert len(token_batches) <= took / SEND_EVERY_S + 2
+    assert len(token_batches) < 100
+
+
+def test_the_end_and_status_events_are_not_held_back() -> None:
+    async def scenario() -> None:
+        gen = Generation("c1")
+        seen: list[dict[str, Any]] = []
+
+        async def read() -> None:
+            async for batch in gen.events():
+                seen.extend(batch)
+
+        async def settle() -> None:  # let the reader run; far shorter than the pacing delay
+            for _ in range(5):
+                await asyncio.sleep(0)
+
+        reader = asyncio.create_task(read())
+        gen.emit(_token("first"))
+        await settle()
+        assert seen == [_token("first")]
+        gen.emit(_token("second"))  # within the pacing interval: it waits for more
+        await settle()
+        assert seen == [_token("first")]
+        gen.flush()  # the provider's stream ended: what waits goes out now
+        await settle()
+        assert seen[-1] == _token("second")
+        gen.emit(_token("third"))
+        gen.emit({"type": "status", "text": "Thinking…"})  # a status event goes at once
+        await settle()
+        assert seen[-2:] == [_token("third"), {"type": "status", "text": "Thinking…"}]
+        gen.emit({"type": "done"})
+        gen.queue.put_nowait(None)
+        await reader
+        assert seen[-1] == {"type": "done"}
+
+    asyncio.run(scenario())
