@@ -136,9 +136,11 @@ class GgufServers:
         self.health.poke(instance)
         return instance
 
-    async def wait_loaded(self, instance: Instance) -> None:
+    async def wait_loaded(self, instance: Instance, *, announce: bool = True) -> None:
         """Return once ``/health`` answers 200; stop the server and raise if it exits or times
-        out first (the hint carries the last lines of its log)."""
+        out first (the hint carries the last lines of its log). ``announce``: check its status
+        for the Providers page now (else the caller does, with ``announce``, when it has done
+        what the start waits for)."""
         deadline = time.monotonic() + self.settings.start_timeout_s
         base_url = instance.config.base_url
         next_check = 0.0
@@ -163,7 +165,12 @@ class GgufServers:
                     hint="Raise MODELYARD_START_TIMEOUT_S for big models, or check the log.",
                 )
             await asyncio.sleep(_POLL_S)
-        # RUNNING for the Providers page, without making the caller wait for it.
+        if announce:
+            self.announce(instance)
+
+    def announce(self, instance: Instance) -> None:
+        """Check a server that just loaded (RUNNING for the Providers page, and a catalog sync
+        of the instance that came up), without making the caller wait for it."""
         task = asyncio.create_task(self.health.check(instance, fresh=True))
         self._checks.add(task)
         task.add_done_callback(self._checks.discard)

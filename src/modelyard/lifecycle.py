@@ -137,16 +137,21 @@ class Lifecycle:
         name = _check_name(name)
         if kind is ProviderKind.OLLAMA:
             name = ollama_display_name(validate_ollama_name(name))
+        row: dict[str, Any] | None = None
+        found_by_name = instance_id is None  # every row of that name is then in hand
         if instance_id is None:
             found = await asyncio.to_thread(self.catalog.find, kind.value, name)
             instance_id = self._pick_instance(kind, [m["instance_id"] for m in found])
+            row = next((m for m in found if m["instance_id"] == instance_id), None)
         if kind is ProviderKind.LLAMACPP and instance_id == LOCAL_INSTANCE:
             validate_relative_path(name)
             instance = None
         else:
             instance = self.instances.get(kind.value, instance_id)
         key = (kind.value, instance_id, name)
-        return Target(kind, key, await asyncio.to_thread(self.catalog.get, key), instance)
+        if not found_by_name:
+            row = await asyncio.to_thread(self.catalog.get, key)
+        return Target(kind, key, row, instance)
 
     def _pick_instance(self, kind: ProviderKind, listed: list[str]) -> str:
         """The instance a name without one means: a GGUF file of the models directory, else
@@ -228,13 +233,16 @@ class Lifecycle:
         if not wait:
             return await self._model(target)
         try:
-            await self.servers.wait_loaded(instance)
+            await self.servers.wait_loaded(instance, announce=False)
         except ModelyardError:
             await self.catalog.set_state(target.key, "available", None)
             raise
         info = await asyncio.to_thread(self.servers.server_info, instance)
         status = "loaded" if info is not None else "available"  # it may have died at once
         model = await self.catalog.set_state(target.key, status, info)
+        # Only now: the status check starts a catalog sync of the instance that came up,
+        # which would hold the catalog while the state above is written.
+        self.servers.announce(instance)
         self.catalog.schedule({LOCAL_SCOPE})
         return model or await self._model(target)
 
