@@ -76,6 +76,23 @@ def test_mutations_are_audited(modelyard: Callable[..., RunningApp]) -> None:
     assert entries[0]["client"] == "127.0.0.1" and entries[0]["actor"] == "local"
 
 
+def test_audit_entries_written_in_the_background_survive_a_shutdown(
+    modelyard: Callable[..., RunningApp],
+) -> None:
+    app = modelyard(monitor=False)
+    created = app.http.post(
+        "/api/providers/ollama/instances", json={"id": "b", "base_url": "http://127.0.0.1:9"}
+    )
+    assert created.status_code == 201
+    app.stop()  # at once: the entry may not be written yet
+    again = modelyard(monitor=False)  # the same data directory
+    entries = again.http.get("/api/audit").json()["entries"]
+    assert any(
+        (e["method"], e["path"], e["status"]) == ("POST", "/api/providers/ollama/instances", 201)
+        for e in entries
+    )
+
+
 def test_ip_allow_list(modelyard: Callable[..., RunningApp]) -> None:
     app = modelyard(monitor=False, ip_allowlist=["10.0.0.0/8"])
     resp = app.http.get("/api/providers")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelyard.apikeys import ApiKeys
+from modelyard.audit import AuditLog
 from modelyard.catalog import Catalog
 from modelyard.catalog_store import CatalogStore
 from modelyard.chat.service import ChatService
@@ -41,6 +42,7 @@ class Services:
     health: HealthChecker
     control: InstanceControl
     api_keys: ApiKeys
+    audit: AuditLog
     extras: dict[str, Any] = field(default_factory=dict)
     chat: ChatService = field(init=False)
     catalog: Catalog = field(init=False)
@@ -83,6 +85,7 @@ class Services:
             health,
             control,
             ApiKeys(db, settings.api_key),
+            AuditLog(db),
         )
         bus.add_snapshot_source("providers", services._provider_snapshot)
         services.chat = ChatService(
@@ -122,4 +125,5 @@ class Services:
         if self.settings.stop_managed_on_exit:
             await self.control.stop_all()
         await self.health.close()
+        await self.audit.close()
         self.db.dispose()

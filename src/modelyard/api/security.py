@@ -16,7 +16,6 @@ from modelyard.apikeys import LOCAL, Principal
 from modelyard.errors import problem
 from modelyard.instances import is_local_host
 from modelyard.services import Services
-from modelyard.store.tables import AuditRow
 
 log = logging.getLogger("modelyard.security")
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -64,7 +63,7 @@ class SecurityMiddleware:
         if denial is not None:
             await self._refuse(scope, send, denial)
             if method in MUTATING:
-                await self._audit(principal, client, method, path, denial["status"], denial["code"])
+                self._audit(principal, client, method, path, denial["status"], denial["code"])
             return
         scope.setdefault("state", {})["principal"] = principal
         if method not in MUTATING:
@@ -77,14 +76,14 @@ class SecurityMiddleware:
             if message["type"] == "http.response.start" and not audited:
                 # Recorded before the client sees the answer, so a read that follows finds it.
                 audited = True
-                await self._audit(principal, client, method, path, int(message["status"]), "")
+                self._audit(principal, client, method, path, int(message["status"]), "")
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
             if not audited:  # the request died before any answer
-                await self._audit(principal, client, method, path, 500, "no response")
+                self._audit(principal, client, method, path, 500, "no response")
 
     def _deny(
         self, scope: Scope, headers: dict[str, str], client: str, method: str
@@ -182,7 +181,7 @@ class SecurityMiddleware:
         )
         await send({"type": "http.response.body", "body": payload})
 
-    async def _audit(
+    def _audit(
         self,
         principal: Principal | None,
         client: str,
@@ -191,20 +190,11 @@ class SecurityMiddleware:
         status: int,
         detail: str,
     ) -> None:
-        row = AuditRow(
+        self.services.audit.record(
             actor=principal.name if principal else "anonymous",
             client=client,
             method=method,
-            path=path[:2000],
+            path=path,
             status=status,
             detail=detail,
         )
-
-        def write() -> None:
-            with self.services.db.session() as s:
-                s.add(row)
-
-        try:
-            await asyncio.to_thread(write)
-        except Exception:  # the audit log must never break a request
-            log.exception("could not write the audit log")

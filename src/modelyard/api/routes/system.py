@@ -10,8 +10,6 @@ from pydantic import BaseModel, Field
 
 from modelyard import __version__
 from modelyard.api.deps import ServicesDep
-from modelyard.clock import iso
-from modelyard.store.tables import AuditRow
 
 router = APIRouter(tags=["system"])
 
@@ -61,22 +59,7 @@ async def connection_info(request: Request, services: ServicesDep) -> dict[str, 
 async def audit(
     services: ServicesDep, limit: int = Query(default=100, ge=1, le=1000)
 ) -> dict[str, Any]:
-    with services.db.session() as s:
-        rows = s.query(AuditRow).order_by(AuditRow.id.desc()).limit(limit).all()
-        return {
-            "entries": [
-                {
-                    "ts": iso(r.ts),
-                    "actor": r.actor,
-                    "client": r.client,
-                    "method": r.method,
-                    "path": r.path,
-                    "status": r.status,
-                    "detail": r.detail,
-                }
-                for r in rows
-            ]
-        }
+    return {"entries": await services.audit.entries(limit)}
 
 
 @router.get("/api/keys")
