@@ -101,9 +101,8 @@ def test_start_stop_restart_and_crash(
     states = drain(sub)
     assert ("STARTING", "starting") in states or any(s == "STARTING" for s, _ in states)
     assert ("ERROR", "process_exited") in states  # the monitor published the crash
-    assert states.index(("ERROR", "process_exited")) > max(
-        i for i, (s, _) in enumerate(states) if s == "RUNNING"
-    )
+    last_running = max(i for i, (s, _) in enumerate(states) if s == "RUNNING")
+    assert states.index(("ERROR", "process_exited")) > last_running, states
 
 
 def test_start_timeout_shows_the_log(modelyard: Callable[..., RunningApp], tmp_path: Path) -> None:

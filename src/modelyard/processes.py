@@ -265,13 +265,14 @@ class ProcessManager:
         return record if record is not None and record.key == key else None
 
     def _write_record(self, record: ProcessRecord) -> None:
+        # Written whole and renamed into place, so a modelyard killed at any moment leaves the
+        # old record or the new one. No fsync: after a power loss the process it names is gone
+        # anyway (and its PID is checked against its create time before anything trusts it).
         path = self.pid_path(record.key)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(record.to_json())
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
 
     def _remove_record(self, key: str) -> None:
@@ -300,12 +301,20 @@ class ProcessManager:
         if record is None:
             return ProcessCheck(None, False, False, exit_code)
         if child is not None and child.exited.is_set():
-            return ProcessCheck(record, False, False, exit_code, key in self._stopping)
+            return ProcessCheck(record, False, False, exit_code, self._stopped(key, record))
         if child is not None:
             # Our child, not reaped yet: the kernel cannot have given its PID to another process.
-            return ProcessCheck(self._follow_exec(record), True, _running(child), None)
+            if not _running(child):  # exiting (a zombie until the reaper collects it)
+                return ProcessCheck(record, True, False, None, self._stopped(key, record))
+            return ProcessCheck(self._follow_exec(record), True, True, None, key in self._stopping)
         ours, alive = _verify(record)
-        return ProcessCheck(record, ours, alive, exit_code, key in self._stopping)
+        stopping = self._stopped(key, record) if not alive else key in self._stopping
+        return ProcessCheck(record, ours, alive, exit_code, stopping)
+
+    def _stopped(self, key: str, record: ProcessRecord) -> bool:
+        """Whether a process found gone was being stopped: a stop is under way, or its record
+        was removed or replaced since it was read (a stop or restart finished meanwhile)."""
+        return key in self._stopping or self._read_record(key) != record
 
     def _follow_exec(self, record: ProcessRecord) -> ProcessRecord:
         """Record the new command line of a child that exec'd another program (a wrapper
