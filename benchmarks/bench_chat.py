@@ -27,7 +27,7 @@ from tests.support.servers import free_port
 from tests.support.tiny_gguf import write_tiny_gguf
 
 TITLE = "Chat: streaming through modelyard vs calling llama.cpp directly"
-TRIALS = 40
+TRIALS = 60
 WARMUP = 5
 MAX_TOKENS = 128
 PAUSE_S = 0.1
