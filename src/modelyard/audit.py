@@ -50,8 +50,10 @@ class AuditLog:
             self._writer = asyncio.create_task(self._write_soon())
 
     async def _write_soon(self) -> None:
-        await asyncio.sleep(WRITE_AFTER_S)
-        await self.flush()
+        # Entries recorded while a batch is being written wait for the next round here.
+        while self._pending:
+            await asyncio.sleep(WRITE_AFTER_S)
+            await self.flush()
 
     async def flush(self) -> None:
         """Write every entry recorded so far."""

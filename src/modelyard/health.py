@@ -309,13 +309,9 @@ class HealthChecker:
     ) -> ProviderStatus:
         record = proc.record
         assert record is not None
-        tail = " | ".join(self.processes.log_tail(instance.key, 5)[-5:])
         if not proc.alive and proc.stopping:
-            return make(
-                ProviderState.STOPPED,
-                "not_running",
-                "Stopped. Start it again from the Providers page.",
-            )
+            return make(ProviderState.STOPPED, "not_running", "Start it from the Providers page.")
+        tail = " | ".join(self.processes.log_tail(instance.key, 5)[-5:])
         if not proc.alive:
             code = f" with code {proc.exit_code}" if proc.exit_code is not None else ""
             return make(

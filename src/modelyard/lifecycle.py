@@ -137,19 +137,19 @@ class Lifecycle:
         name = _check_name(name)
         if kind is ProviderKind.OLLAMA:
             name = ollama_display_name(validate_ollama_name(name))
-        row: dict[str, Any] | None = None
-        found_by_name = instance_id is None  # every row of that name is then in hand
+        found: list[dict[str, Any]] | None = None  # every row of that name, when looked up
         if instance_id is None:
             found = await asyncio.to_thread(self.catalog.find, kind.value, name)
             instance_id = self._pick_instance(kind, [m["instance_id"] for m in found])
-            row = next((m for m in found if m["instance_id"] == instance_id), None)
         if kind is ProviderKind.LLAMACPP and instance_id == LOCAL_INSTANCE:
             validate_relative_path(name)
             instance = None
         else:
             instance = self.instances.get(kind.value, instance_id)
         key = (kind.value, instance_id, name)
-        if not found_by_name:
+        if found is not None:
+            row = next((m for m in found if m["instance_id"] == instance_id), None)
+        else:
             row = await asyncio.to_thread(self.catalog.get, key)
         return Target(kind, key, row, instance)
 

@@ -301,20 +301,18 @@ class ProcessManager:
         if record is None:
             return ProcessCheck(None, False, False, exit_code)
         if child is not None and child.exited.is_set():
-            return ProcessCheck(record, False, False, exit_code, self._stopped(key, record))
-        if child is not None:
+            ours, alive = False, False
+        elif child is not None:
             # Our child, not reaped yet: the kernel cannot have given its PID to another process.
-            if not _running(child):  # exiting (a zombie until the reaper collects it)
-                return ProcessCheck(record, True, False, None, self._stopped(key, record))
-            return ProcessCheck(self._follow_exec(record), True, True, None, key in self._stopping)
-        ours, alive = _verify(record)
-        stopping = self._stopped(key, record) if not alive else key in self._stopping
+            ours, alive, exit_code = True, _running(child), None
+            if alive:
+                record = self._follow_exec(record)
+        else:
+            ours, alive = _verify(record)
+        # A process found gone was stopped, not crashed, while a stop is under way or when its
+        # record was removed or replaced since it was read (a stop or restart ended meanwhile).
+        stopping = key in self._stopping or (not alive and self._read_record(key) != record)
         return ProcessCheck(record, ours, alive, exit_code, stopping)
-
-    def _stopped(self, key: str, record: ProcessRecord) -> bool:
-        """Whether a process found gone was being stopped: a stop is under way, or its record
-        was removed or replaced since it was read (a stop or restart finished meanwhile)."""
-        return key in self._stopping or self._read_record(key) != record
 
     def _follow_exec(self, record: ProcessRecord) -> ProcessRecord:
         """Record the new command line of a child that exec'd another program (a wrapper
