@@ -185,12 +185,18 @@ def test_a_hub_file_that_cannot_fit_is_refused_up_front(
     assert files_under(small_disk) == [] and fake_hub.cdn.requests == []
 
 
-def download_workers() -> list[psutil.Process]:
-    return [
-        p
-        for p in psutil.Process().children(recursive=True)
-        if "modelyard.downloads.worker" in " ".join(p.cmdline())
-    ]
+def download_workers(*, busy: bool = True) -> list[psutil.Process]:
+    """This process's download workers: by default those with a job (a worker opens its task's
+    log when it gets one; an idle spare has no file open)."""
+    found = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            worker = "modelyard.downloads.worker" in " ".join(p.cmdline())
+            if worker and bool(p.open_files()) == busy:
+                found.append(p)
+        except psutil.NoSuchProcess:
+            pass  # it exited meanwhile
+    return found
 
 
 def test_a_worker_killed_mid_download_fails_the_task_and_retry_resumes(
@@ -215,3 +221,42 @@ def test_a_worker_killed_mid_download_fails_the_task_and_retry_resumes(
     assert done["state"] == "completed" and done["sha256"] == payload.sha256
     assert file_server.requests[-1].header("Range") == f"bytes={kept}-"
     wait_until(lambda: not download_workers(), "the worker to exit")
+
+
+def test_after_a_download_a_spare_worker_waits_and_takes_the_next_one(
+    modelyard: Callable[..., RunningApp], file_server: FileServer
+) -> None:
+    app = modelyard()
+    first = add_payload(file_server, "first.gguf", MiB)
+    second = add_payload(file_server, "second.gguf", 2 * MiB)
+    done = wait_state(app.http, create(app.http, source="url", url=first.url)["id"], {"completed"})
+    assert done["sha256"] == first.sha256
+    wait_until(lambda: len(download_workers(busy=False)) == 1, "a spare worker")
+    (spare,) = download_workers(busy=False)
+
+    file_server.throttle(2 * MiB)
+    task = create(app.http, source="url", url=second.url, sha256=second.sha256)
+    wait_bytes(app.http, task["id"], 1)
+    assert [w.pid for w in download_workers()] == [spare.pid]  # the spare does the job
+    assert wait_state(app.http, task["id"], {"completed", "failed"})["state"] == "completed"
+
+    app.stop()  # shutting down lets the new spare go too
+    wait_until(lambda: not download_workers(busy=False) and not download_workers(), "no worker")
+
+
+def test_a_spare_worker_that_died_is_replaced(
+    modelyard: Callable[..., RunningApp], file_server: FileServer
+) -> None:
+    app = modelyard()
+    first = add_payload(file_server, "first.gguf", MiB)
+    second = add_payload(file_server, "second.gguf", MiB)
+    wait_state(app.http, create(app.http, source="url", url=first.url)["id"], {"completed"})
+    wait_until(lambda: len(download_workers(busy=False)) == 1, "a spare worker")
+    (spare,) = download_workers(busy=False)
+    spare.kill()
+    wait_until(lambda: not spare.is_running(), "modelyard to notice the spare's exit")
+
+    task = create(app.http, source="url", url=second.url, sha256=second.sha256)
+    done = wait_state(app.http, task["id"], {"completed", "failed"})
+
+    assert done["state"] == "completed" and done["sha256"] == second.sha256

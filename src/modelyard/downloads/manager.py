@@ -30,6 +30,7 @@ from modelyard.downloads.book import TaskBook
 from modelyard.downloads.http_engine import DownloadError, FetchResult, discard_part
 from modelyard.downloads.ollama_pull import PullError
 from modelyard.downloads.runs import RunContext, run_fetch, run_pull
+from modelyard.downloads.spare import Workers
 from modelyard.downloads.specs import DownloadRequest, Plan, check_destination, plan_download
 from modelyard.downloads.store import DownloadStore, SourceKey
 from modelyard.downloads.tasks import ACTIVE, RUNNING, Source, State, Task, TaskLog
@@ -69,6 +70,7 @@ class DownloadManager:
         self._create_lock = asyncio.Lock()
         self._ticker: asyncio.Task[None] | None = None
         self._closing = False
+        self._workers = Workers()
         bus.add_snapshot_source("downloads", self.book.snapshot)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -92,6 +94,7 @@ class DownloadManager:
             self._ticker.cancel()
         running = [t for t in self.book.tasks.values() if t.runner is not None]
         await asyncio.gather(*(self._stop(t, "shutdown") for t in running))
+        await self._workers.close()
         self.book.close()
 
     # -- reading ----------------------------------------------------------------------------
@@ -289,7 +292,7 @@ class DownloadManager:
         if ctx.task.source is Source.OLLAMA:
             await run_pull(ctx, self.settings, self.instances)
             return None
-        return await run_fetch(ctx, self.settings, self.logs.path(ctx.task.id))
+        return await run_fetch(ctx, self.settings, self.logs.path(ctx.task.id), self._workers)
 
     async def _stop(self, task: Task, reason: str) -> None:
         """Ask the running attempt to stop; wait (bounded) until it has."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +21,7 @@ from modelyard.downloads.http_engine import DownloadError, FetchResult, backoff_
 from modelyard.downloads.huggingface import auth_headers
 from modelyard.downloads.ollama_pull import LayerTracker, PullError, ollama_client, pull
 from modelyard.downloads.progress import Meter
+from modelyard.downloads.spare import Workers, spawn
 from modelyard.downloads.tasks import Source, State, Task
 from modelyard.downloads.worker import CANCEL, Job
 from modelyard.instances import InstanceRegistry
@@ -79,7 +79,9 @@ class RunContext:
         self.sink.write_log(self.task.id, line)
 
 
-async def run_fetch(ctx: RunContext, settings: Settings, log_path: Path) -> FetchResult:
+async def run_fetch(
+    ctx: RunContext, settings: Settings, log_path: Path, workers: Workers
+) -> FetchResult:
     """Download a URL or Hugging Face task's file in a worker process, retrying as needed.
 
     The worker's stderr goes to the task's log file, so a crash leaves its traceback there.
@@ -102,28 +104,34 @@ async def run_fetch(ctx: RunContext, settings: Settings, log_path: Path) -> Fetc
         backoff_base_s=settings.download_backoff_s,
         backoff_cap_s=BACKOFF_CAP_S,
         niceness=WORKER_NICENESS,
+        log_path=str(log_path),
     )
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as stderr:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "modelyard.downloads.worker",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr,
-        )
+    proc = await workers.take()
     try:
-        assert proc.stdin is not None
-        proc.stdin.write(job.to_line().encode())
-        await proc.stdin.drain()
-        return await _follow(ctx, proc)
+        try:
+            await _send_job(proc, job)
+        except ConnectionError:  # the spare died while it waited: start a new worker
+            await _stop_worker(proc)
+            proc = await spawn()
+            await _send_job(proc, job)
+        return await _follow(ctx, proc, workers)
     except BaseException:
         await _stop_worker(proc)
         raise
+    finally:
+        workers.refill()
 
 
-async def _follow(ctx: RunContext, proc: asyncio.subprocess.Process) -> FetchResult:
+async def _send_job(proc: asyncio.subprocess.Process, job: Job) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write(job.to_line().encode())
+    await proc.stdin.drain()
+
+
+async def _follow(
+    ctx: RunContext, proc: asyncio.subprocess.Process, workers: Workers
+) -> FetchResult:
     """Relay the worker's messages to the run until its result or error."""
     assert proc.stdout is not None
     async for raw in proc.stdout:
@@ -140,7 +148,9 @@ async def _follow(ctx: RunContext, proc: asyncio.subprocess.Process) -> FetchRes
         elif kind == "log":
             ctx.log(message["line"])
         elif kind == "result":
-            await proc.wait()
+            # The file is in place: the task is done while the worker exits (which takes
+            # it tens of milliseconds), not after.
+            workers.reap(proc)
             message["path"] = Path(message["path"])
             return FetchResult(**message)
         elif kind == "error":

@@ -6,6 +6,7 @@ low-priority thread holding the GIL while the scheduler has parked it stalls eve
 request (docs/BENCHMARKS.md). In a process of its own, at a lower priority, it takes only
 the CPU nothing else wants.
 
+A worker may be started before its job is known (``spare``) and waits for it on stdin.
 Protocol, JSON lines: the server writes one ``Job`` to stdin; ``cancel`` on stdin, or stdin
 closing (the server exited, even by SIGKILL), cancels the download. The worker writes
 ``progress``, ``attempt``, ``validator``, ``stage`` and ``log`` messages to stdout, then one
@@ -48,6 +49,7 @@ class Job:
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 60.0
     niceness: int = 0
+    log_path: str | None = None  # where the worker's stderr goes (the task's log file)
 
     def to_line(self) -> str:
         return json.dumps(asdict(self)) + "\n"
@@ -142,7 +144,15 @@ def run(job: Job, reporter: Reporter, cancel: threading.Event) -> None:
 
 
 def main() -> None:
-    job = Job(**json.loads(sys.stdin.readline()))
+    line = sys.stdin.readline()
+    if not line:
+        return  # a spare worker let go before it had a job
+    job = Job(**json.loads(line))
+    if job.log_path:
+        # A traceback, should the worker crash, ends up in the task's log.
+        fd = os.open(job.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(fd, sys.stderr.fileno())
+        os.close(fd)
     if job.niceness:
         # Before any other thread exists: the sha256 and cancel threads inherit it.
         os.setpriority(os.PRIO_PROCESS, 0, job.niceness)
