@@ -81,11 +81,20 @@ class InstanceControl:
             )
 
     async def start(self, instance: Instance) -> ProviderStatus:
+        """Start the process; answers with its status just after the launch."""
         self._require_managed(instance)
         async with self._lock(instance):
-            return await self._start(instance)
+            await self._launch(instance)
+            return await self.health.check(instance, fresh=True)
 
-    async def _start(self, instance: Instance) -> ProviderStatus:
+    async def launch(self, instance: Instance) -> None:
+        """Start the process without a first status check, for a caller that waits for the
+        server itself (its status is still checked in the background until it settles)."""
+        self._require_managed(instance)
+        async with self._lock(instance):
+            await self._launch(instance)
+
+    async def _launch(self, instance: Instance) -> None:
         # Reading the PID file takes well under a millisecond: here rather than in a thread,
         # whose hand-offs would cost more on the way to a model being ready.
         check = self.processes.check(instance.key)
@@ -109,13 +118,11 @@ class InstanceControl:
                 hint="Stop the program using that port, or give the instance another port.",
             )
         await asyncio.to_thread(self.processes.start, spec)  # spawning takes milliseconds
-        status = await self.health.check(instance, fresh=True)
         watcher = asyncio.create_task(
             self.health.watch_until_settled(instance, self.settings.start_timeout_s + 1)
         )
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
-        return status
 
     async def stop(self, instance: Instance) -> ProviderStatus:
         self._require_managed(instance)
@@ -127,7 +134,8 @@ class InstanceControl:
         self._require_managed(instance)
         async with self._lock(instance):
             await asyncio.to_thread(self.processes.stop, instance.key, self.settings.stop_grace_s)
-            return await self._start(instance)
+            await self._launch(instance)
+            return await self.health.check(instance, fresh=True)
 
     async def stop_all(self) -> None:
         """Stop every managed process (used at exit when stop_managed_on_exit is set)."""

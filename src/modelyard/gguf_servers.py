@@ -31,7 +31,11 @@ from modelyard.processes import ProcessManager
 from modelyard.runtimes import find_llama_server, llama_server_argv
 
 HOST = "127.0.0.1"
-_POLL_S = 0.01  # /health while loading; small models load in a fraction of a second
+# /health while loading: every 10 ms at first (a small model loads in tens of milliseconds),
+# then every 5 % of the time spent so far, at most every 50 ms (a big one takes a minute).
+_POLL_MIN_S = 0.01
+_POLL_MAX_S = 0.05
+_POLL_FRACTION = 0.05
 _PROCESS_CHECK_S = 0.1  # how often the process itself is checked meanwhile
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -48,6 +52,10 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
+
+
+def _poll_delay(elapsed_s: float) -> float:
+    return min(_POLL_MAX_S, max(_POLL_MIN_S, elapsed_s * _POLL_FRACTION))
 
 
 def _port_free(port: int) -> bool:
@@ -94,7 +102,7 @@ class GgufServers:
         """Create (or reuse) the model's instance and start its server; returns at once."""
         instance = self._reusable(name, mode, ctx_size) or self._create(name, path, mode, ctx_size)
         try:
-            await self.control.start(instance)
+            await self.control.launch(instance)
         except ModelyardError:
             self.remove(instance)
             raise
@@ -141,12 +149,13 @@ class GgufServers:
         out first (the hint carries the last lines of its log). ``announce``: check its status
         for the Providers page now (else the caller does, with ``announce``, when it has done
         what the start waits for)."""
-        deadline = time.monotonic() + self.settings.start_timeout_s
+        began = time.monotonic()
+        deadline = began + self.settings.start_timeout_s
         base_url = instance.config.base_url
         next_check = 0.0
         while not await self.catalog.healthy(base_url):
             if time.monotonic() < next_check:
-                await asyncio.sleep(_POLL_S)
+                await asyncio.sleep(_poll_delay(time.monotonic() - began))
                 continue
             next_check = time.monotonic() + _PROCESS_CHECK_S
             if not (await asyncio.to_thread(self.processes.check, instance.key)).alive:
@@ -164,7 +173,7 @@ class GgufServers:
                     code="start_timeout",
                     hint="Raise MODELYARD_START_TIMEOUT_S for big models, or check the log.",
                 )
-            await asyncio.sleep(_POLL_S)
+            await asyncio.sleep(_poll_delay(time.monotonic() - began))
         if announce:
             self.announce(instance)
 

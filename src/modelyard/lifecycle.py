@@ -191,7 +191,7 @@ class Lifecycle:
                 await self._require_memory(target, force, ctx_size)
                 await lmstudio_load(self._http, instance, target.name, ctx_size)
             elif target.kind is ProviderKind.LLAMACPP and instance.config.managed:
-                await self.servers.control.start(instance)
+                await self.servers.control.launch(instance)
                 if wait:
                     await self.servers.wait_loaded(instance)
             else:
@@ -212,16 +212,9 @@ class Lifecycle:
         if estimate is not None:
             await self._check_fits(estimate, force)
         with self.catalog.starting(target.name):
-            # Record "starting" while the server is already being launched.
-            starting = asyncio.create_task(self.catalog.set_state(target.key, "starting", None))
-            try:
-                mode = ModelMode(model["mode"])
-                instance = await self.servers.launch(target.name, path, mode, ctx)
-            except ModelyardError:
-                await starting
-                await self.catalog.set_state(target.key, "available", None)
-                raise
-            await starting
+            instance = await self.servers.launch(target.name, path, ModelMode(model["mode"]), ctx)
+            # Recorded once the server is on its way: the write overlaps its loading.
+            await self.catalog.set_state(target.key, "starting", None)
         if wait:
             return await self._await_loaded(target, instance, True)
         task = asyncio.create_task(self._finish_start(target, instance))
@@ -237,7 +230,7 @@ class Lifecycle:
         except ModelyardError:
             await self.catalog.set_state(target.key, "available", None)
             raise
-        info = await asyncio.to_thread(self.servers.server_info, instance)
+        info = self.servers.server_info(instance)  # reads the PID file: well under 1 ms
         status = "loaded" if info is not None else "available"  # it may have died at once
         model = await self.catalog.set_state(target.key, status, info)
         # Only now: the status check starts a catalog sync of the instance that came up,
