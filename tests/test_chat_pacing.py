@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from modelyard.chat.answer import SEND_EVERY_S, Generation
+from modelyard.chat.answer import DRAIN_WAIT_S, SEND_EVERY_S, Generation
 
 
 def _token(text: str) -> dict[str, Any]:
@@ -78,5 +78,42 @@ def test_the_end_and_status_events_are_not_held_back() -> None:
         gen.queue.put_nowait(None)
         await reader
         assert seen[-1] == {"type": "done"}
+
+    asyncio.run(scenario())
+
+
+def test_drained_waits_for_the_client_to_be_written_to_and_not_for_a_reader_gone() -> None:
+    """Storing an answer waits until its tokens have gone out (a database write in a thread
+    would delay them), but never for a client that stopped reading."""
+
+    async def scenario() -> None:
+        gen = Generation("c1")
+        written: list[dict[str, Any]] = []
+        release = asyncio.Event()
+
+        async def slow_client() -> None:
+            async for batch in gen.events():
+                await release.wait()  # the response is still writing this batch
+                written.extend(batch)
+
+        reader = asyncio.create_task(slow_client())
+        gen.emit(_token("first"))
+        waiting = asyncio.create_task(gen.drained())
+        await asyncio.sleep(0.05)
+        assert not waiting.done() and written == []
+        release.set()
+        await asyncio.wait_for(waiting, 1)
+        assert written == [_token("first")]
+
+        release.clear()
+        gen.emit(_token("second"))
+        gen.flush()
+        waiting = asyncio.create_task(gen.drained())
+        await asyncio.sleep(0.01)
+        reader.cancel()  # the client went away mid-write
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await asyncio.wait_for(waiting, 1)
+        assert loop.time() - began < DRAIN_WAIT_S / 2, "drained waited for a gone client"
 
     asyncio.run(scenario())

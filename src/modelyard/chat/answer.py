@@ -29,6 +29,9 @@ from modelyard.validation import ollama_display_name
 
 log = logging.getLogger("modelyard.chat")
 STORE_AFTER_S = 1.0
+# How long storing waits for the tokens before it to reach the client (a client that has
+# gone away stops reading; the store must not wait for it).
+DRAIN_WAIT_S = 0.5
 
 Event = dict[str, Any]
 
@@ -66,9 +69,25 @@ class Generation:
     task: asyncio.Task[None] | None = None
     stopping: bool = False
     written: asyncio.Future[None] | None = None  # storing the user's message and the answer
+    emitted: int = 0  # events queued so far
+    sent: int = 0  # events the response has written to the client
+    reader_gone: bool = False
+    _progress: asyncio.Event = field(default_factory=asyncio.Event)
 
     def emit(self, event: Event) -> None:
+        self.emitted += 1
         self.queue.put_nowait(event)
+
+    async def drained(self) -> None:
+        """Wait (at most ``DRAIN_WAIT_S``) until the events emitted so far have been written
+        to the client. A database write started in a thread takes the GIL from the event loop
+        for milliseconds at a time: done after the tokens go out, it does not delay them."""
+        goal = self.emitted
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_WAIT_S):
+                while self.sent < goal and not self.reader_gone:
+                    self._progress.clear()
+                    await self._progress.wait()
 
     def flush(self) -> None:
         self.queue.put_nowait(FLUSH)
@@ -79,23 +98,29 @@ class Generation:
         them (so the first token never waits)."""
         loop = asyncio.get_running_loop()
         sent_at = -math.inf
-        while True:
-            batch = [await self.queue.get()]
-            while not _urgent(batch[-1]) and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
-            wait = sent_at + SEND_EVERY_S - loop.time()
-            if not _urgent(batch[-1]) and wait > 0:
-                tick = loop.call_later(wait, self.queue.put_nowait, _TICK)
-                while not _urgent(batch[-1]):
-                    batch.append(await self.queue.get())
-                tick.cancel()
-            events = [e for e in batch if isinstance(e, dict)]
-            if any(e["type"] == "token" for e in events):
-                sent_at = loop.time()  # the pace is kept between tokens only
-            if events:
-                yield events
-            if batch[-1] is None:  # None is always the last thing queued
-                return
+        try:
+            while True:
+                batch = [await self.queue.get()]
+                while not _urgent(batch[-1]) and not self.queue.empty():
+                    batch.append(self.queue.get_nowait())
+                wait = sent_at + SEND_EVERY_S - loop.time()
+                if not _urgent(batch[-1]) and wait > 0:
+                    tick = loop.call_later(wait, self.queue.put_nowait, _TICK)
+                    while not _urgent(batch[-1]):
+                        batch.append(await self.queue.get())
+                    tick.cancel()
+                events = [e for e in batch if isinstance(e, dict)]
+                if any(e["type"] == "token" for e in events):
+                    sent_at = loop.time()  # the pace is kept between tokens only
+                if events:
+                    yield events  # resumed once the response has written them
+                    self.sent += len(events)
+                    self._progress.set()
+                if batch[-1] is None:  # None is always the last thing queued
+                    return
+        finally:
+            self.reader_gone = True  # no one waits for the client any longer
+            self._progress.set()
 
     def stop(self) -> None:
         """Stop writing (idempotent): the partial answer is kept as ``stopped``."""
@@ -196,6 +221,7 @@ class Answerer:
         self.http = http
         self.metrics = metrics
         self.ended = ended
+        self._background: set[asyncio.Task[None]] = set()
 
     async def run(
         self, gen: Generation, start: TurnStart, choice: Choice, options: ChatOptions
@@ -248,6 +274,17 @@ class Answerer:
         self._store_turn(gen, start)
         await asyncio.shield(self._finish(gen, choice, tally))
 
+    def _store_when_sent(self, gen: Generation, start: TurnStart) -> None:
+        """Store the turn once the first token has reached the client."""
+
+        async def store() -> None:
+            await gen.drained()
+            self._store_turn(gen, start)
+
+        task = asyncio.create_task(store())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _store_turn(self, gen: Generation, start: TurnStart) -> None:
         if gen.written is None:
             gen.written = asyncio.ensure_future(
@@ -280,7 +317,7 @@ class Answerer:
                     tally.text.append(piece.text)
                     gen.emit({"type": "token", "text": piece.text})
                     if tally.chunks == 1:
-                        self._store_turn(gen, start)
+                        self._store_when_sent(gen, start)
                 elif piece.thinking and not thinking_said and tally.first is None:
                     thinking_said = True
                     gen.emit(_status("Thinking…"))
@@ -313,6 +350,7 @@ class Answerer:
                 gen.emit(_status(f"Loading {target.model}…"))
 
     async def _finish(self, gen: Generation, choice: Choice, tally: Tally) -> None:
+        await gen.drained()  # the last tokens first, then the database
         try:
             if gen.written is not None:
                 await gen.written
