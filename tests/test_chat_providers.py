@@ -3,9 +3,12 @@ options on the wire, and every failure mapped to a reason code the client can ac
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from modelyard.chat.streams import StreamClients
+from modelyard.chat.types import Target
 from modelyard.config import InstanceConfig, ProviderKind
 from tests.chat_helpers import send, text_of
 from tests.fakes.common import ReplyScript
@@ -208,3 +211,20 @@ def test_a_provider_that_is_down_gives_the_health_reason_code(
     assert "ollama serve" in error["hint"]
     stored = last_message(app, cid)
     assert stored["state"] == "error" and stored["content"] == ""
+
+
+def test_openai_style_endpoints_share_one_http_client_and_closing_closes_it() -> None:
+    """A new endpoint (every GGUF model start makes one) must not build its own HTTP client
+    and TLS context, tens of milliseconds, on the way to its first token."""
+
+    async def scenario() -> None:
+        clients = StreamClients(connect_timeout_s=1.0, read_timeout_s=5.0)
+        one = Target(ProviderKind.LLAMACPP, "a", "http://127.0.0.1:1", "", "m")
+        two = Target(ProviderKind.OPENAI_COMPAT, "b", "http://127.0.0.1:2/v1", "key", "m")
+        first, second = clients._openai_client(one), clients._openai_client(two)
+        assert first is not second and str(second.base_url) == "http://127.0.0.1:2/v1/"
+        assert first._client is second._client
+        await clients.aclose()
+        assert first._client.is_closed
+
+    asyncio.run(scenario())
