@@ -10,7 +10,7 @@ from typing import Any
 from modelyard.chat.streams import StreamClients
 from modelyard.chat.types import Target
 from modelyard.config import InstanceConfig, ProviderKind
-from tests.chat_helpers import send, text_of
+from tests.chat_helpers import send, text_of, wait_until
 from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp
 from tests.support.servers import closed_port
@@ -228,3 +228,15 @@ def test_openai_style_endpoints_share_one_http_client_and_closing_closes_it() ->
         assert first._client.is_closed
 
     asyncio.run(scenario())
+
+
+def test_opening_the_chat_prepares_the_sdk_clients_before_the_first_answer(
+    modelyard: Callable[..., RunningApp],
+) -> None:
+    app = modelyard()
+    clients = app.services.chat.clients
+    assert clients._openai_http is None  # nothing is built at startup (it costs ~0.2 s)
+
+    assert app.http.get("/api/conversations").status_code == 200  # the Chat page opens
+
+    assert wait_until(lambda: clients._openai_http is not None, timeout=30)

@@ -66,6 +66,19 @@ class ChatService:
             self.store, self.targets, self.windows, self.clients, self.http, metrics, self._ended
         )
         self._active: dict[str, Generation] = {}
+        self._warming: asyncio.Task[None] | None = None
+
+    def warm_up(self) -> None:
+        """Prepare the SDK clients in the background when someone opens a chat (the Chat
+        page lists conversations, the CLI creates one), so the first answer does not."""
+        if self._warming is None:
+            self._warming = asyncio.create_task(asyncio.to_thread(self._warm))
+
+    def _warm(self) -> None:
+        try:
+            self.clients.warm()
+        except Exception:  # the first answer builds what it needs itself
+            log.exception("could not prepare the chat clients ahead of time")
 
     async def startup(self) -> None:
         count = await asyncio.to_thread(self.store.interrupt_leftovers)
@@ -73,6 +86,9 @@ class ChatService:
             log.info("marked %d interrupted answer(s) as stopped", count)
 
     async def close(self) -> None:
+        if self._warming is not None:
+            with contextlib.suppress(Exception):
+                await self._warming
         for gen in list(self._active.values()):
             gen.stop()
         for gen in list(self._active.values()):
@@ -85,6 +101,7 @@ class ChatService:
     # -- conversations ----------------------------------------------------------------------
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.warm_up()
         provider = parse_provider(body["provider"]).value
         instance = self.targets.require(provider, body["model"], body.get("instance_id"))
         values = {
@@ -101,6 +118,7 @@ class ChatService:
 
     async def conversations(self) -> list[dict[str, Any]]:
         """Every conversation, the most recently active first."""
+        self.warm_up()
         return await asyncio.to_thread(self.store.all)
 
     async def get(self, conversation_id: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ SDK errors become ``ChatError`` with a reason code: ``provider_unreachable``, ``
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import Any, cast
@@ -53,13 +54,15 @@ class StreamClients:
 
     The ``openai`` clients share one HTTP client: each would otherwise build its own TLS
     context, about 30 ms, on the way to the first token of the first answer from every new
-    endpoint (and a GGUF model gets a new one each time it starts).
+    endpoint (and a GGUF model gets a new one each time it starts). ``warm`` builds it, and
+    loads the SDK's chat modules, before the first answer needs them (~0.2 s, once).
     """
 
     def __init__(self, connect_timeout_s: float, read_timeout_s: float) -> None:
         self.connect_s = connect_timeout_s
         self.read_s = read_timeout_s
         self._openai_http: openai.DefaultAsyncHttpxClient | None = None
+        self._openai_http_lock = threading.Lock()
         self._openai: dict[tuple[str, str], openai.AsyncOpenAI] = {}
         self._anthropic: dict[tuple[str, str], anthropic.AsyncAnthropic] = {}
         self._ollama: dict[str, ollama.AsyncClient] = {}
@@ -132,19 +135,31 @@ class StreamClients:
         key = (target.base_url, target.api_key)
         client = self._openai.get(key)
         if client is None:
-            timeout = openai.Timeout(self.read_s, connect=self.connect_s)
-            if self._openai_http is None:
-                self._openai_http = openai.DefaultAsyncHttpxClient(timeout=timeout)
             client = openai.AsyncOpenAI(
                 base_url=_with_v1(target.base_url),
                 # Local servers need no key, but the SDK insists on one.
                 api_key=target.api_key or "no-key",
                 max_retries=_retries(target),
-                timeout=timeout,
-                http_client=self._openai_http,
+                timeout=self._openai_timeout(),
+                http_client=self._shared_openai_http(),
             )
             self._openai[key] = client
         return client
+
+    def _openai_timeout(self) -> openai.Timeout:
+        return openai.Timeout(self.read_s, connect=self.connect_s)
+
+    def _shared_openai_http(self) -> openai.DefaultAsyncHttpxClient:
+        with self._openai_http_lock:  # ``warm`` may be building it in a thread
+            if self._openai_http is None:
+                self._openai_http = openai.DefaultAsyncHttpxClient(timeout=self._openai_timeout())
+            return self._openai_http
+
+    def warm(self) -> None:
+        """Build the shared HTTP client (its TLS context: ~0.18 s) and load the SDK's chat
+        modules (~0.03 s) ahead of the first answer; run in a thread."""
+        client = openai.AsyncOpenAI(api_key="warm-up", http_client=self._shared_openai_http())
+        _ = client.chat.completions.with_streaming_response  # imports them, once per process
 
     async def _openai_stream(
         self, target: Target, turns: Sequence[Turn], options: ChatOptions
