@@ -145,7 +145,11 @@ def _direct_start(argv: list[str], base_url: str, client: httpx.Client) -> float
             time.sleep(_POLL_S)
     finally:
         proc.terminate()
-        proc.wait(30)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def bench_start(workdir: Path, model: Path, binary: str) -> tuple[list[float], list[float]]:
