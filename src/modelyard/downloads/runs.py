@@ -3,14 +3,13 @@
 A run reports through its ``RunContext``, whose methods are safe to call from any thread.
 Everything it changes goes through the manager (the ``Sink``), which checks that the report
 belongs to the task's current run, so a run being stopped can never overwrite a newer state.
-Cancelling the asyncio task of a run stops it: the worker process is told to cancel (and
-killed if it does not exit in time), the Ollama stream is closed.
+Cancelling the asyncio task of a run stops it: the worker's stdin is closed, which cancels
+it (it is killed if it does not exit in time), or the Ollama stream is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -21,9 +20,9 @@ from modelyard.downloads.http_engine import DownloadError, FetchResult, backoff_
 from modelyard.downloads.huggingface import auth_headers
 from modelyard.downloads.ollama_pull import LayerTracker, PullError, ollama_client, pull
 from modelyard.downloads.progress import Meter
-from modelyard.downloads.spare import Workers, spawn
+from modelyard.downloads.spare import Workers, spawn, stop
 from modelyard.downloads.tasks import Source, State, Task
-from modelyard.downloads.worker import CANCEL, Job
+from modelyard.downloads.worker import Job
 from modelyard.instances import InstanceRegistry
 
 BACKOFF_CAP_S = 60.0
@@ -31,7 +30,6 @@ BACKOFF_CAP_S = 60.0
 # priority it still does when the machine is idle, but gives way whenever the API, the
 # WebSocket or a model needs a core.
 WORKER_NICENESS = 10
-WORKER_EXIT_S = 10.0
 
 
 class Sink(Protocol):
@@ -112,12 +110,12 @@ async def run_fetch(
         try:
             await _send_job(proc, job)
         except ConnectionError:  # the spare died while it waited: start a new worker
-            await _stop_worker(proc)
+            await stop(proc)
             proc = await spawn()
             await _send_job(proc, job)
         return await _follow(ctx, proc, workers)
     except BaseException:
-        await _stop_worker(proc)
+        await stop(proc)
         raise
     finally:
         workers.refill()
@@ -167,22 +165,6 @@ async def _follow(
         code="worker_failed",
         hint="The task's log has the worker's error output.",
     )
-
-
-async def _stop_worker(proc: asyncio.subprocess.Process) -> None:
-    """Ask the worker to cancel (it releases the part file), then make sure it is gone."""
-    if proc.returncode is not None:
-        return
-    if proc.stdin is not None:
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            proc.stdin.write(f"{CANCEL}\n".encode())
-            await proc.stdin.drain()
-    try:
-        await asyncio.wait_for(asyncio.shield(proc.wait()), WORKER_EXIT_S)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
 
 
 async def run_pull(ctx: RunContext, settings: Settings, instances: InstanceRegistry) -> None:

@@ -15,7 +15,7 @@ import contextlib
 import sys
 
 WORKER_ARGV = (sys.executable, "-m", "modelyard.downloads.worker")
-DISMISS_WAIT_S = 5.0
+STOP_WAIT_S = 10.0
 
 
 async def spawn() -> asyncio.subprocess.Process:
@@ -28,12 +28,15 @@ async def spawn() -> asyncio.subprocess.Process:
     )
 
 
-async def dismiss(proc: asyncio.subprocess.Process) -> None:
-    """Let an idle worker go: stdin closes, it exits (killed if it does not)."""
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    """Close a worker's stdin, which cancels its download (releasing the part file) or lets
+    an idle one go, then make sure it is gone (killed if it has not exited in time)."""
+    if proc.returncode is not None:
+        return
     if proc.stdin is not None:
         proc.stdin.close()
     try:
-        await asyncio.wait_for(proc.wait(), DISMISS_WAIT_S)
+        await asyncio.wait_for(asyncio.shield(proc.wait()), STOP_WAIT_S)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
@@ -68,7 +71,7 @@ class Workers:
         finally:
             self._starting = None
         if self._closed:
-            await dismiss(proc)
+            await stop(proc)
         else:
             self._spare = proc
 
@@ -81,10 +84,10 @@ class Workers:
     async def close(self) -> None:
         self._closed = True
         if self._exiting:
-            await asyncio.wait(list(self._exiting), timeout=DISMISS_WAIT_S)
+            await asyncio.wait(list(self._exiting), timeout=STOP_WAIT_S)
         if self._starting is not None:
             with contextlib.suppress(Exception):
                 await self._starting
         proc, self._spare = self._spare, None
         if proc is not None:
-            await dismiss(proc)
+            await stop(proc)

@@ -7,8 +7,8 @@ request (docs/BENCHMARKS.md). In a process of its own, at a lower priority, it t
 the CPU nothing else wants.
 
 A worker may be started before its job is known (``spare``) and waits for it on stdin.
-Protocol, JSON lines: the server writes one ``Job`` to stdin; ``cancel`` on stdin, or stdin
-closing (the server exited, even by SIGKILL), cancels the download. The worker writes
+Protocol, JSON lines: the server writes one ``Job`` to stdin; stdin closing (the server says
+stop, or it exited, even by SIGKILL) cancels the download. The worker writes
 ``progress``, ``attempt``, ``validator``, ``stage`` and ``log`` messages to stdout, then one
 ``result`` or ``error``, and exits.
 """
@@ -28,7 +28,6 @@ from modelyard.downloads.http_engine import DownloadError, FetchRequest, fetch_w
 from modelyard.errors import ModelyardError
 
 PROGRESS_INTERVAL_S = 0.05  # the server paces events itself; this only bounds pipe traffic
-CANCEL = "cancel"
 
 
 @dataclass
@@ -87,10 +86,8 @@ class Reporter:
 
 
 def watch_stdin(stdin: TextIO, cancel: threading.Event) -> None:
-    """Cancel on a ``cancel`` line or when stdin closes (the server is gone)."""
-    for line in stdin:
-        if line.strip() == CANCEL:
-            break
+    """Cancel when stdin closes: the server says stop, or it is gone."""
+    stdin.read()
     cancel.set()
 
 
