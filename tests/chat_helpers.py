@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,12 +45,3 @@ def slot_busy(base_url: str) -> bool:
     """Whether llama-server's single slot is generating (``/slots``)."""
     slots = httpx.get(f"{base_url}/slots", timeout=5).json()
     return any(s["is_processing"] for s in slots)
-
-
-def wait_until(predicate: Any, timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return bool(predicate())

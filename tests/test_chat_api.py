@@ -10,9 +10,10 @@ import pytest
 
 from modelyard.chat.store import ConversationStore
 from modelyard.config import InstanceConfig, ProviderKind
-from tests.chat_helpers import events_of, send, text_of, wait_until
+from tests.chat_helpers import events_of, send, text_of
 from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -251,5 +252,5 @@ def test_conversation_changes_are_published(app: RunningApp) -> None:
             got.append(event.data["action"])
         return "deleted" in got
 
-    assert wait_until(deleted_seen, timeout=5)
+    wait_until(deleted_seen)
     assert got[0] == "created" and "message" in got

@@ -17,12 +17,12 @@ from tests.chat_helpers import (
     send,
     slot_busy,
     text_of,
-    wait_until,
 )
 from tests.support.app_server import RunningApp
 from tests.support.llama import LLAMA_SERVER
 from tests.support.servers import free_port
 from tests.support.tiny_gguf import write_tiny_gguf
+from tests.support.waiting import wait_until
 
 # Long enough that an answer left alone would run for a minute: a stop is what ends it.
 LONG_ANSWER = 20_000
@@ -103,7 +103,7 @@ def test_stop_keeps_the_partial_answer_and_frees_the_slot(
 
     done = received[-1]
     assert done["type"] == "done" and done["state"] == "stopped"
-    assert wait_until(lambda: not slot_busy(llama), timeout=10)
+    wait_until(lambda: not slot_busy(llama))
     answer = app.http.get(f"/api/conversations/{cid}").json()["messages"][-1]
     assert answer["state"] == "stopped"
     assert answer["content"] == text_of(received) and answer["content"]
@@ -130,8 +130,8 @@ def test_closing_the_request_stops_the_generation_too(
     def answer() -> dict[str, Any]:
         return dict(app.http.get(f"/api/conversations/{cid}").json()["messages"][-1])
 
-    assert wait_until(lambda: answer()["state"] == "stopped", timeout=10)
-    assert wait_until(lambda: not slot_busy(llama), timeout=10)
+    wait_until(lambda: answer()["state"] == "stopped")
+    wait_until(lambda: not slot_busy(llama))
     assert answer()["content"]
     # The conversation is free for the next message at once.
     events = send(app.http, cid, content="Again, briefly.", options={"max_tokens": 4})

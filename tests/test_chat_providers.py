@@ -10,10 +10,11 @@ from typing import Any
 from modelyard.chat.streams import StreamClients
 from modelyard.chat.types import Target
 from modelyard.config import InstanceConfig, ProviderKind
-from tests.chat_helpers import send, text_of, wait_until
+from tests.chat_helpers import send, text_of
 from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp
 from tests.support.servers import closed_port
+from tests.support.waiting import wait_until
 
 PIECES = ["Hello", ",", " world", "!"]
 
@@ -239,4 +240,4 @@ def test_opening_the_chat_prepares_the_sdk_clients_before_the_first_answer(
 
     assert app.http.get("/api/conversations").status_code == 200  # the Chat page opens
 
-    assert wait_until(lambda: clients._openai_http is not None, timeout=30)
+    wait_until(lambda: clients._openai_http is not None, timeout=30)

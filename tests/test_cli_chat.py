@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from modelyard.config import InstanceConfig, ProviderKind
-from tests.chat_helpers import wait_until
 from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp
+from tests.support.waiting import wait_until
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][AB0-2]|\r")
 
@@ -145,8 +145,9 @@ def test_chat_in_a_terminal(
     term.send("Again\n")
     term.expect("Fresh start")
     term.expect("› ")
-    assert wait_until(
-        lambda: len(app.http.get("/api/conversations").json()["conversations"]) == 2, 5
+    wait_until(
+        lambda: len(app.http.get("/api/conversations").json()["conversations"]) == 2,
+        "the second conversation to be stored",
     )
 
     term.send("\x04")  # Ctrl-D leaves

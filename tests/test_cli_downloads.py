@@ -24,12 +24,12 @@ from tests.downloads.support import (
     create,
     wait_bytes,
     wait_state,
-    wait_until,
 )
 from tests.fakes.fileserver import FileServer
 from tests.fakes.fixtures import FakeServer
 from tests.fakes.ollama_state import OllamaState
 from tests.support.app_server import RunningApp
+from tests.support.waiting import wait_until
 
 runner = CliRunner()
 

@@ -9,8 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,6 +21,7 @@ from modelyard.errors import Conflict, ModelyardError, NotFound
 from modelyard.processes import LaunchSpec, ProcessManager, ProcessRecord
 from modelyard.runtimes import llama_server_argv
 from tests.support.servers import free_port
+from tests.support.waiting import wait_until
 
 KEY = "llamacpp/tiny"
 
@@ -31,14 +31,6 @@ def _running(pid: int) -> bool:
         return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.02)
 
 
 def health(port: int) -> int | None:

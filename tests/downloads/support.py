@@ -6,7 +6,6 @@ import hashlib
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,9 @@ import httpx
 
 from modelyard.events import Event, EventBus
 from tests.fakes.fileserver import FileServer
+from tests.support.waiting import HANG_GUARD_S, wait_until
 
 MiB = 1 << 20
-HANG_GUARD_S = 60.0  # only to stop a broken test from hanging; never a speed assertion
 FINISHED = {"completed", "failed", "cancelled"}
 
 
@@ -40,14 +39,6 @@ def add_payload(server: FileServer, name: str, size: int, seed: int = 1) -> Payl
     data = random_bytes(size, seed)
     server.add_file(name, data)
     return Payload(name, data, server.url_for(name))
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = HANG_GUARD_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def task_of(http: httpx.Client, task_id: str) -> dict[str, Any]:

@@ -15,11 +15,11 @@ from tests.downloads.support import (
     files_under,
     wait_bytes,
     wait_state,
-    wait_until,
 )
 from tests.fakes.fileserver import FileServer
 from tests.fakes.huggingface import FakeHub
 from tests.support.app_server import RunningApp
+from tests.support.waiting import wait_until
 
 QUICK = {"download_backoff_s": 0.05}  # retries without the production waits
 

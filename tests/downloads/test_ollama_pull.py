@@ -10,12 +10,13 @@ import pytest
 from modelyard.config import InstanceConfig, ProviderKind
 from modelyard.downloads.ollama_pull import LayerTracker
 from modelyard.store.tables import ModelSourceRow
-from tests.downloads.support import Recorder, create, wait_bytes, wait_state, wait_until
+from tests.downloads.support import Recorder, create, wait_bytes, wait_state
 from tests.fakes.fixtures import FakeServer
 from tests.fakes.ollama_pull import NOT_FOUND
 from tests.fakes.ollama_state import OllamaState, PullFailure
 from tests.support.app_server import RunningApp
 from tests.support.servers import closed_port
+from tests.support.waiting import wait_until
 
 A = "sha256:" + "a" * 64
 B = "sha256:" + "b" * 64

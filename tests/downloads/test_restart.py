@@ -18,11 +18,11 @@ from tests.downloads.support import (
     create,
     wait_bytes,
     wait_state,
-    wait_until,
 )
 from tests.fakes.fileserver import FileServer
 from tests.support.app_server import ServerProcess
 from tests.support.servers import free_port
+from tests.support.waiting import wait_until
 
 
 def locked(path: Path) -> bool:
