@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from tests.catalog_helpers import LLAMA_SERVER, assert_problem, catalog, drain, 
 from tests.support.app_server import RunningApp, ServerProcess, make_settings, running_app
 from tests.support.servers import free_port
 from tests.support.tiny_gguf import write_tiny_gguf
+from tests.support.waiting import wait_until
 
 App = Callable[..., RunningApp]
 START = "/api/models/start"
@@ -269,3 +271,35 @@ def test_removing_the_server_instance_on_the_providers_page_unloads_the_model(
         lambda: catalog(app)[("llamacpp", "local", "tiny.gguf")]["status"] == "available",
         what="the catalog to notice",
     )
+
+
+def test_no_catalog_sync_competes_with_a_loading_server(
+    tmp_path: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The status change a start causes asks for a sync of the models directory; it runs once
+    the start has ended, not while the server loads (it would compete for the CPU)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(tiny_gguf, models / "tiny.gguf")
+    slow = tmp_path / "slow-llama-server"  # a real server that takes a while to come up
+    slow.write_text(f'#!/bin/sh\nsleep 0.8\nexec "{LLAMA_SERVER}" "$@"\n')
+    slow.chmod(0o755)
+    settings = make_settings(tmp_path, models_dir=models, llama_server=str(slow), monitor=False)
+    with running_app(settings) as app:
+        app.http.post("/api/models/sync").raise_for_status()
+        catalog_ = app.services.catalog
+        syncs: list[tuple[float, Any]] = []
+        real_sync = catalog_.sync
+
+        async def recorded_sync(scopes: Any = None) -> dict[str, Any]:
+            syncs.append((time.monotonic(), scopes))
+            return await real_sync(scopes)
+
+        monkeypatch.setattr(catalog_, "sync", recorded_sync)
+        began = time.monotonic()
+        model = app.http.post(START, json={"provider": "llamacpp", "name": "tiny.gguf"}).json()
+        ended = time.monotonic()
+        assert model["status"] == "loaded"
+        assert not [t for t, _ in syncs if began <= t <= ended]  # nothing while it loaded
+        wait_until(lambda: syncs, "the sync the start asked for")  # and it runs afterwards
+        assert catalog(app)[("llamacpp", "local", "tiny.gguf")]["status"] == "loaded"

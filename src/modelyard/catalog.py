@@ -82,7 +82,8 @@ class Catalog:
         self._pending: set[Scope] | None = set()  # None: everything
         self._scheduled: asyncio.Task[None] | None = None
         self._downloads: dict[Key, str] = {}  # placeholder key → "downloading" | "failed"
-        self._starting: set[str] = set()  # GGUF models whose server is being launched
+        self._starting: set[str] = set()  # GGUF models whose start is under way
+        self._deferred = False  # a sync was asked for meanwhile by one of their servers
         # Download events are applied one at a time, in order: a task's "failed" must never be
         # overtaken by its earlier "downloading".
         self._download_events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -128,6 +129,10 @@ class Catalog:
         instance = self.instances.find(key)
         if instance is None:
             self.schedule(None)  # removed: a full sync drops its models
+        elif self.local_model_name(instance) in self._starting:
+            # The start records the model's state itself; a sync now would only compete with
+            # the loading server for the CPU. It runs when the start ends (``starting``).
+            self._deferred = True
         else:
             self.schedule({self.scope_of(instance)})
 
@@ -252,12 +257,17 @@ class Catalog:
 
     @contextlib.contextmanager
     def starting(self, name: str) -> Iterator[None]:
-        """While a GGUF model's server is being launched, syncs show it ``starting``."""
+        """While a GGUF model's start is under way (launch, then loading), syncs show it
+        ``starting`` and its server's status changes do not start syncs; the one they asked
+        for runs when the start ends. Enter and leave it on the event loop's thread."""
         self._starting.add(name)
         try:
             yield
         finally:
             self._starting.discard(name)
+            if self._deferred and not self._starting:
+                self._deferred = False
+                self.schedule({LOCAL_SCOPE})
 
     async def server_state(self, instance: Instance) -> dict[str, Any] | None:
         """``{"status": "loaded"|"starting", "loaded": ...}`` of a running GGUF server, or None."""
