@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, case, func, or_, select
+from sqlalchemy import ColumnElement, Select, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -296,18 +296,29 @@ class CatalogStore:
         meta: Mapping[str, Any] | None = None,
     ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """Change one row's status (and meta keys); (the model, a ``model.state`` event data
-        when the status or loaded details changed)."""
-        with self.db.session() as s:
-            row = s.scalars(select(ModelRow).where(*_key_filter(key))).first()
-            if row is None:
+        when the status or loaded details changed). One SELECT and at most one UPDATE, without
+        the ORM: a start waits for this write before it answers."""
+        with self.db.engine.begin() as conn:
+            found = (
+                conn.execute(select(ModelRow.pk, *_COLUMNS).where(*_key_filter(key)))
+                .mappings()
+                .first()
+            )
+            if found is None:
                 return None, None
-            before = (row.status, row.loaded)
-            row.status, row.loaded = status, loaded
+            values = dict(found)
+            pk = values.pop("pk")
+            before = (values["status"], values["loaded"])
+            changes: dict[str, Any] = {"status": status, "loaded": loaded}
             if meta is not None:
-                row.meta = {**(row.meta or {}), **meta}
-            values = _row_values(row)
-            event = state_event(values) if before != (status, loaded) else None
-        self._bump()
+                changes["meta"] = {**(values["meta"] or {}), **meta}
+            changed = any(values[name] != value for name, value in changes.items())
+            if changed:
+                conn.execute(update(ModelRow).where(ModelRow.pk == pk).values(**changes))
+                values.update(changes)
+        if changed:
+            self._bump()
+        event = state_event(values) if before != (status, loaded) else None
         return public(values), event
 
     def add_placeholder(self, entry: ModelEntry) -> bool:

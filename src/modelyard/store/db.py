@@ -36,7 +36,9 @@ class Database:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, pool_pre_ping=True, **kwargs)
+        # A SQLite connection is a file handle that cannot go stale: no ping before each use.
+        ping = not url.startswith("sqlite")
+        self.engine: Engine = create_engine(url, pool_pre_ping=ping, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
