@@ -35,8 +35,8 @@ import httpx
 import psutil
 from tests.support.app_server import ServerProcess
 
-from modelyard.downloads._transfer import WRITEBACK_BYTES
 from modelyard.downloads.http_engine import CHUNK_BYTES, FetchRequest, fetch
+from modelyard.downloads.part_writer import WRITEBACK_BYTES
 
 TITLE = "URL download engine vs curl (loopback nginx, 1 GiB, sha256 verified)"
 FILE_BYTES = 1 << 30

@@ -3,21 +3,18 @@
 Bytes go through the standard library's ``http.client``: its public ``HTTPResponse.readinto``
 reads from the socket straight into a reused 1 MiB buffer. (urllib3's ``readinto`` is a
 ``read()`` plus a copy and reached only 0.5 GB/s where this reaches 2 GB/s on loopback; httpx
-is slower still. docs/BENCHMARKS.md has the numbers.) sha256 runs in a helper thread fed
-through a small pool of buffers while the file is written, never in a second pass (hashlib
-releases the GIL). A watcher thread shuts the socket down on cancel, so a read blocked on a
-silent server returns at once.
+is slower still. docs/BENCHMARKS.md has the numbers.) ``part_writer`` hashes and writes the
+buffers off this thread. A watcher thread shuts the socket down on cancel, so a read blocked
+on a silent server returns at once.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import functools
 import hashlib
 import os
-import queue
 import re
 import shutil
 import socket
@@ -27,7 +24,6 @@ import time
 from collections.abc import Iterator, Mapping
 from http.client import HTTPConnection, HTTPException, HTTPResponse, HTTPSConnection
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 from modelyard.downloads.engine_types import (
@@ -42,22 +38,16 @@ from modelyard.downloads.engine_types import (
     cancelled,
     part_path,
 )
+from modelyard.downloads.part_writer import Digest, PartWriter, disk_errors
 
-HASH_BUFFERS = 4  # bounds how far hashing may lag behind the network read
 MIN_READ_BYTES = 64 << 10
 # readinto() waits until its buffer is full, so on a slow link reads shrink until one takes
 # about this long: progress keeps moving without giving up 1 MiB reads on a fast link.
 READ_PACE_S = 0.1
-WRITEBACK_BYTES = 32 << 20
 MAX_REDIRECTS = 10
 _CONTENT_RANGE = re.compile(r"^bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)$")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
-
-
-class Digest(Protocol):
-    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
-    def hexdigest(self) -> str: ...
 
 
 class Attempt:
@@ -174,22 +164,33 @@ class Attempt:
         done, size = start, CHUNK_BYTES
         limit = self.req.max_bytes
         self.on_progress(done, total)
-        with HashingWriter(self.fd, self.digest, start) as writer:
+        with PartWriter(part_path(self.req.dest), self.fd, self.digest, start) as writer:
             while True:
-                if self.watch.cancel.is_set():
-                    raise cancelled()
                 buf = writer.take()
-                began = time.monotonic()
-                count = resp.readinto(memoryview(buf)[:size])
-                size = next_read_size(size, count, time.monotonic() - began)
-                if not count:
-                    writer.give_back(buf)
+                view, filled = memoryview(buf), 0
+                try:
+                    while filled < CHUNK_BYTES:  # whole buffers: O_DIRECT writes whole blocks
+                        if self.watch.cancel.is_set():
+                            raise cancelled()
+                        began = time.monotonic()
+                        count = resp.readinto(view[filled : filled + size])
+                        size = next_read_size(size, count, time.monotonic() - began)
+                        if not count:
+                            break
+                        filled += count
+                        done += count
+                        if limit is not None and done > limit:  # a server that sent no length
+                            detail = f"more than {limit} bytes arrived"
+                            raise DownloadError(detail, code="too_large")
+                        self.on_progress(done, total)
+                finally:  # what arrived is kept, even when the connection failed midway
+                    view.release()
+                    if filled:
+                        writer.submit(buf, filled)
+                    else:
+                        writer.give_back(buf)
+                if filled < CHUNK_BYTES:
                     return done
-                writer.write(buf, count)
-                done += count
-                if limit is not None and done > limit:  # a server that sent no length
-                    raise DownloadError(f"more than {limit} bytes arrived", code="too_large")
-                self.on_progress(done, total)
 
     def finish(self, size: int, *, resumed_from: int, restarted: bool = False) -> FetchResult:
         """Verify size and sha256, fsync, then move the part into place atomically."""
@@ -292,64 +293,6 @@ def check_disk(req: FetchRequest, start: int, total: int | None) -> None:
         )
 
 
-class HashingWriter:
-    """Writes buffers to the part file in the caller's thread and hashes them in another.
-
-    A fixed pool of buffers bounds the lag; writeback is started every few MiB so that the
-    final fsync does not have to flush the whole file at once.
-    """
-
-    def __init__(self, fd: int, digest: Digest, position: int) -> None:
-        self._fd = fd
-        self._digest = digest
-        self._free: queue.Queue[bytearray] = queue.Queue()
-        self._full: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
-        for _ in range(HASH_BUFFERS):
-            self._free.put(bytearray(CHUNK_BYTES))
-        with disk_errors():
-            os.lseek(fd, position, os.SEEK_SET)
-        self._flushed = self._position = position
-        self._thread = threading.Thread(target=self._hash_loop, name="sha256", daemon=True)
-
-    def __enter__(self) -> HashingWriter:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._full.put(None)
-        self._thread.join()
-
-    def take(self) -> bytearray:
-        return self._free.get()
-
-    def give_back(self, buf: bytearray) -> None:
-        self._free.put(buf)
-
-    def write(self, buf: bytearray, count: int) -> None:
-        view = memoryview(buf)[:count]
-        with disk_errors():
-            while view:
-                view = view[os.write(self._fd, view) :]
-            self._position += count
-            if self._position - self._flushed >= WRITEBACK_BYTES:
-                self._start_writeback()
-        self._full.put((buf, count))
-
-    def _start_writeback(self) -> None:
-        # POSIX_FADV_DONTNEED starts asynchronous writeback of dirty pages on Linux; pages
-        # still dirty or under writeback stay cached.
-        if hasattr(os, "posix_fadvise"):
-            length = self._position - self._flushed
-            os.posix_fadvise(self._fd, self._flushed, length, os.POSIX_FADV_DONTNEED)
-        self._flushed = self._position
-
-    def _hash_loop(self) -> None:
-        while (item := self._full.get()) is not None:
-            buf, count = item
-            self._digest.update(memoryview(buf)[:count])
-            self._free.put(buf)
-
-
 class CancelWatch:
     """Shuts the current connection down when ``cancel`` is set, unblocking any read."""
 
@@ -415,17 +358,6 @@ def locked_part(part: Path) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
-
-
-@contextlib.contextmanager
-def disk_errors() -> Iterator[None]:
-    """Local file-system failures, as DownloadErrors (a full disk is not retryable)."""
-    try:
-        yield
-    except OSError as exc:
-        code = "insufficient_disk_space" if exc.errno in {errno.ENOSPC, errno.EDQUOT} else None
-        detail = f"writing the file failed: {exc.strerror}"
-        raise DownloadError(detail, code=code or "write_error") from exc
 
 
 def translate(exc: BaseException, cancel: threading.Event) -> DownloadError:

@@ -20,7 +20,6 @@ from pathlib import Path
 from modelyard.downloads._transfer import (
     Attempt,
     CancelWatch,
-    disk_errors,
     existing_dest,
     locked_part,
 )
@@ -37,6 +36,7 @@ from modelyard.downloads.engine_types import (
     cancelled,
     part_path,
 )
+from modelyard.downloads.part_writer import disk_errors
 from modelyard.validation import validate_download_url
 
 __all__ = [
