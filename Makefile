@@ -35,7 +35,7 @@ lint: $(TSTAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 
 typecheck: $(TSTAMP)
-	$(BIN)/mypy src
+	$(BIN)/mypy src benchmarks
 
 check: lint typecheck test
 

@@ -98,7 +98,7 @@ def bench_catalog(workdir: Path, model: Path) -> dict[str, tuple[float, float]]:
     models.mkdir()
     for i in range(5):
         shutil.copy(model, models / f"local-{i}.gguf")
-    search = {
+    search: dict[str, str | int] = {
         "q": "coder",
         "status": "available,loaded",
         "provider": "ollama",

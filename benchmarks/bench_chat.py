@@ -107,15 +107,18 @@ def _measure(
             {"role": "system", "content": system},
             {"role": "user", "content": _question(2 * i)},
         ]
-        direct_body = {
+        direct_body: dict[str, Any] = {
             "model": "tiny",
             "messages": messages,
             "stream": True,
             "stream_options": {"include_usage": True},
             "max_tokens": MAX_TOKENS,
         }
-        body = {"content": _question(2 * i + 1), "options": {"max_tokens": MAX_TOKENS}}
-        calls = [
+        body: dict[str, Any] = {
+            "content": _question(2 * i + 1),
+            "options": {"max_tokens": MAX_TOKENS},
+        }
+        calls: list[tuple[str, str, dict[str, Any]]] = [
             ("direct", f"{llama_url}/v1/chat/completions", direct_body),
             ("modelyard", f"{server.url}/api/conversations/{conversation}/messages", body),
         ]
