@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TSTAMP  = $(VENV)/.installed-test-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test check lint typecheck bench browser clean
+.PHONY: run test check lint typecheck bench browser llama clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,10 +24,15 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+## The genuine llama-server the tests run: the packaged one, or (on a CPU it cannot run on)
+## one built once from llama.cpp's sources into ~/.cache/modelyard-tests.
+llama: $(TSTAMP)
+	$(BIN)/python -m tests.support.llama_build
+
 run: $(STAMP)
 	$(BIN)/modelyard serve
 
-test: $(TSTAMP) browser
+test: $(TSTAMP) browser llama
 	$(BIN)/python -m pytest -q
 
 lint: $(TSTAMP)
@@ -39,7 +44,7 @@ typecheck: $(TSTAMP)
 
 check: lint typecheck test
 
-bench: $(TSTAMP)
+bench: $(TSTAMP) llama
 	@command -v nginx >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx curl openssl >/dev/null; }
 	$(BIN)/python -m benchmarks

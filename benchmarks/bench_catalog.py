@@ -28,6 +28,7 @@ from tests.fakes.fixtures import serve
 from tests.fakes.ollama import OllamaState, create_ollama_app
 from tests.support.app_server import ServerProcess, stop_managed
 from tests.support.llama import LLAMA_SERVER
+from tests.support.llama_build import describe
 from tests.support.servers import free_port
 from tests.support.tiny_gguf import write_tiny_gguf
 
@@ -208,7 +209,7 @@ def run(workdir: Path) -> str:
     ]
     ratios = []
     for label, binary in (
-        ("llama-server binary (llama.cpp b10434)", LLAMA_SERVER),
+        (f"llama-server binary ({describe(LLAMA_SERVER)})", LLAMA_SERVER),
         ("embedded xllamacpp (the default)", ""),
     ):
         direct, ours = bench_start(workdir, model, binary)

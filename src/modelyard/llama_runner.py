@@ -104,19 +104,18 @@ def server_params(args: argparse.Namespace) -> Any:
 SHUTDOWN_S = 5  # at most this long from SIGTERM to exit (whole seconds: alarm())
 
 
-def _wait_for_signal() -> int:
-    """Block until SIGTERM or SIGINT; returns the signal number.
+def _catch_signals() -> tuple[socket.socket, socket.socket]:
+    """From now on SIGTERM and SIGINT write their number to a socket pair: read the first.
 
     llama.cpp's threads may receive the signal instead of the main thread, which would not
-    interrupt a plain wait here; Python's wakeup fd is written whichever thread gets it.
+    interrupt a plain wait; Python's wakeup fd is written whichever thread gets it.
     """
     reader, writer = socket.socketpair()
     writer.setblocking(False)
     signal.set_wakeup_fd(writer.fileno())
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    with reader, writer:
-        return reader.recv(1)[0]
+    return reader, writer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,8 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"llama_runner: error: llama.cpp could not load {args.model}: {exc}", file=sys.stderr)
         return 1
-    print(f"llama_runner: listening on {server.listening_address}", flush=True)
-    signum = _wait_for_signal()
+    # llama.cpp answers /health before this line runs: a signal until here ends the process
+    # by its default action, after it a clean shutdown follows (the line below says which).
+    reader, writer = _catch_signals()
+    with reader, writer:
+        print(f"llama_runner: listening on {server.listening_address}", flush=True)
+        signum = reader.recv(1)[0]
     print(f"llama_runner: {signal.Signals(signum).name} received, shutting down", flush=True)
     # Stopping llama.cpp's loops takes ~0.2 s, but once in a while it never returns (seen in
     # the benchmarks). SIGALRM's default action ends the process whatever holds the GIL, so

