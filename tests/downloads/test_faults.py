@@ -223,7 +223,7 @@ def test_a_worker_killed_mid_download_fails_the_task_and_retry_resumes(
     wait_until(lambda: not download_workers(), "the worker to exit")
 
 
-def test_after_a_download_a_spare_worker_waits_and_takes_the_next_one(
+def test_one_worker_does_download_after_download_and_stays_idle_between(
     modelyard: Callable[..., RunningApp], file_server: FileServer
 ) -> None:
     app = modelyard()
@@ -231,17 +231,44 @@ def test_after_a_download_a_spare_worker_waits_and_takes_the_next_one(
     second = add_payload(file_server, "second.gguf", 2 * MiB)
     done = wait_state(app.http, create(app.http, source="url", url=first.url)["id"], {"completed"})
     assert done["sha256"] == first.sha256
-    wait_until(lambda: len(download_workers(busy=False)) == 1, "a spare worker")
-    (spare,) = download_workers(busy=False)
+    wait_until(lambda: len(download_workers(busy=False)) == 1, "an idle worker")
+    (idle,) = download_workers(busy=False)  # it has let go of the first task's log
+
+    failed = create(app.http, source="url", url=file_server.url_for("missing.gguf"))
+    assert wait_state(app.http, failed["id"], {"completed", "failed"})["state"] == "failed"
+    wait_until(lambda: download_workers(busy=False) == [idle], "the same worker, idle")
 
     file_server.throttle(2 * MiB)
     task = create(app.http, source="url", url=second.url, sha256=second.sha256)
     wait_bytes(app.http, task["id"], 1)
-    assert [w.pid for w in download_workers()] == [spare.pid]  # the spare does the job
-    assert wait_state(app.http, task["id"], {"completed", "failed"})["state"] == "completed"
+    assert [w.pid for w in download_workers()] == [idle.pid]  # the same process again
+    done = wait_state(app.http, task["id"], {"completed", "failed"})
+    assert done["state"] == "completed" and done["sha256"] == second.sha256
+    assert (app.settings.resolved_models_dir / second.name).read_bytes() == second.data
+    assert any("404" in line for line in log_lines(app, failed["id"]))
+    assert not any("404" in line for line in log_lines(app, task["id"]))
 
-    app.stop()  # shutting down lets the new spare go too
+    app.stop()  # shutting down lets the idle worker go too
     wait_until(lambda: not download_workers(busy=False) and not download_workers(), "no worker")
+
+
+def test_a_cancelled_download_lets_its_worker_go_and_the_next_gets_a_new_one(
+    modelyard: Callable[..., RunningApp], file_server: FileServer
+) -> None:
+    app = modelyard()
+    slow = add_payload(file_server, "slow.gguf", 6 * MiB)
+    after = add_payload(file_server, "after.gguf", MiB)
+    file_server.throttle(2 * MiB, path="slow.gguf")
+    task = create(app.http, source="url", url=slow.url)
+    wait_bytes(app.http, task["id"], 1)
+    (busy,) = download_workers()
+
+    app.http.post(f"/api/downloads/{task['id']}/cancel").raise_for_status()
+    wait_until(lambda: not busy.is_running(), "the cancelled download's worker to exit")
+    assert not part_path(app.settings.resolved_models_dir / slow.name).exists()
+
+    done = wait_state(app.http, create(app.http, source="url", url=after.url)["id"], {"completed"})
+    assert done["sha256"] == after.sha256
 
 
 def test_a_spare_worker_that_died_is_replaced(

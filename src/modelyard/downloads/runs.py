@@ -114,8 +114,10 @@ async def run_fetch(
             proc = await spawn()
             await _send_job(proc, job)
         return await _follow(ctx, proc, workers)
+    except DownloadError:
+        raise  # the worker said so, and waits for its next job (or it has exited)
     except BaseException:
-        await stop(proc)
+        await stop(proc)  # stopped mid-job (pause, cancel, shutdown): let it go
         raise
     finally:
         workers.refill()
@@ -146,13 +148,11 @@ async def _follow(
         elif kind == "log":
             ctx.log(message["line"])
         elif kind == "result":
-            # The file is in place: the task is done while the worker exits (which takes
-            # it tens of milliseconds), not after.
-            workers.reap(proc)
+            workers.give_back(proc)  # it waits for the next job
             message["path"] = Path(message["path"])
             return FetchResult(**message)
         elif kind == "error":
-            await proc.wait()
+            workers.give_back(proc)
             raise DownloadError(
                 message["detail"],
                 code=message["code"],

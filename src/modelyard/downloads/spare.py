@@ -1,11 +1,12 @@
-"""Download worker processes, with one started ahead of need.
+"""Download worker processes, kept for the next download.
 
-A worker (``python -m modelyard.downloads.worker``) spends about a tenth of a second starting
-Python and importing the engine before it can send its first request; on a 1 GiB download at
-loopback speed that is a tenth of the whole time. So once a download's worker is done, the
-next one is started at once and left waiting for its job on stdin, which costs no CPU and a
-few MB of memory. The first download after modelyard starts pays the delay; later ones do
-not. A spare exits when modelyard closes its stdin, or when modelyard dies (stdin closes too).
+A worker (``python -m modelyard.downloads.worker``) spends about a tenth of a second of CPU
+starting Python and importing the engine before it can send its first request; on a 1 GiB
+download at loopback speed that is a tenth of the whole time, and a tenth of curl's CPU. So a
+worker that has finished a job stays, idle and waiting on stdin for the next one (no CPU, a few
+MB of memory), and one is started after the first download when none is left. Only the first
+download after modelyard starts pays the start. A worker whose job was stopped is let go (its
+stdin closed); an idle one exits when modelyard closes its stdin or dies.
 """
 
 from __future__ import annotations
@@ -44,12 +45,12 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
 
 
 class Workers:
-    """Hands out workers, keeping one started and idle after the first download."""
+    """Hands out workers, keeping one idle after the first download."""
 
     def __init__(self) -> None:
         self._spare: asyncio.subprocess.Process | None = None
         self._starting: asyncio.Task[None] | None = None
-        self._exiting: set[asyncio.Task[int]] = set()
+        self._exiting: set[asyncio.Task[None]] = set()
         self._closed = False
 
     async def take(self) -> asyncio.subprocess.Process:
@@ -70,16 +71,20 @@ class Workers:
             proc = await spawn()
         finally:
             self._starting = None
-        if self._closed:
+        if self._closed or self._spare is not None:
             await stop(proc)
         else:
             self._spare = proc
 
-    def reap(self, proc: asyncio.subprocess.Process) -> None:
-        """Collect the exit of a worker that has sent its result, in the background."""
-        task = asyncio.create_task(proc.wait())
-        self._exiting.add(task)
-        task.add_done_callback(self._exiting.discard)
+    def give_back(self, proc: asyncio.subprocess.Process) -> None:
+        """A worker that has sent its job's result or error: the spare now, unless there is
+        one (then it is let go, in the background)."""
+        if self._closed or self._spare is not None or proc.returncode is not None:
+            task = asyncio.create_task(stop(proc))
+            self._exiting.add(task)
+            task.add_done_callback(self._exiting.discard)
+        else:
+            self._spare = proc
 
     async def close(self) -> None:
         self._closed = True

@@ -1,4 +1,4 @@
-"""One URL download in a process of its own: ``python -m modelyard.downloads.worker``.
+"""URL downloads in a process of their own: ``python -m modelyard.downloads.worker``.
 
 Why a process: a download at full speed keeps a core busy hashing and another moving bytes.
 In the server's process those threads would share its GIL with the event loop, and a
@@ -6,17 +6,18 @@ low-priority thread holding the GIL while the scheduler has parked it stalls eve
 request (docs/BENCHMARKS.md). In a process of its own, at a lower priority, it takes only
 the CPU nothing else wants.
 
-A worker may be started before its job is known (``spare``) and waits for it on stdin.
-Protocol, JSON lines: the server writes one ``Job`` to stdin; stdin closing (the server says
-stop, or it exited, even by SIGKILL) cancels the download. The worker writes
-``progress``, ``attempt``, ``validator``, ``stage`` and ``log`` messages to stdout, then one
-``result`` or ``error``, and exits.
+A worker does one job after another, so that Python and its imports start once, not once per
+download (``spare``). Protocol, JSON lines: the server writes a ``Job`` to stdin; the worker
+writes ``progress``, ``attempt``, ``validator``, ``stage`` and ``log`` messages to stdout,
+then one ``result`` or ``error``, and waits for the next job. Stdin closing (the server says
+stop, or it exited, even by SIGKILL) cancels the job in hand and ends the worker.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import sys
 import threading
 import time
@@ -85,10 +86,31 @@ class Reporter:
             self._out.flush()
 
 
-def watch_stdin(stdin: TextIO, cancel: threading.Event) -> None:
-    """Cancel when stdin closes: the server says stop, or it is gone."""
-    stdin.read()
-    cancel.set()
+def read_jobs(stdin: TextIO, jobs: queue.Queue[Job | None], closed: threading.Event) -> None:
+    """Queue the jobs stdin brings; when it closes, cancel the job in hand and end."""
+    for line in stdin:
+        jobs.put(Job(**json.loads(line)))
+    closed.set()
+    jobs.put(None)
+
+
+def stderr_to(path: str | None) -> None:
+    """Send stderr to a job's log file (a crash leaves its traceback there), or nowhere
+    between jobs, so that an idle worker holds no task's file open."""
+    sys.stderr.flush()
+    fd = os.open(path or os.devnull, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, sys.stderr.fileno())
+    os.close(fd)
+
+
+def set_niceness(niceness: int) -> None:
+    """Before the job's threads start: the sha256 and writer threads inherit it."""
+    if os.getpriority(os.PRIO_PROCESS, 0) == niceness:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    except PermissionError:  # a lower niceness than before needs privileges
+        print(f"worker: keeps niceness {os.getpriority(os.PRIO_PROCESS, 0)}", file=sys.stderr)
 
 
 def run(job: Job, reporter: Reporter, cancel: threading.Event) -> None:
@@ -141,21 +163,16 @@ def run(job: Job, reporter: Reporter, cancel: threading.Event) -> None:
 
 
 def main() -> None:
-    line = sys.stdin.readline()
-    if not line:
-        return  # a spare worker let go before it had a job
-    job = Job(**json.loads(line))
-    if job.log_path:
-        # A traceback, should the worker crash, ends up in the task's log.
-        fd = os.open(job.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.dup2(fd, sys.stderr.fileno())
-        os.close(fd)
-    if job.niceness:
-        # Before any other thread exists: the sha256 and cancel threads inherit it.
-        os.setpriority(os.PRIO_PROCESS, 0, job.niceness)
-    cancel = threading.Event()
-    threading.Thread(target=watch_stdin, args=(sys.stdin, cancel), daemon=True).start()
-    run(job, Reporter(sys.stdout), cancel)
+    jobs: queue.Queue[Job | None] = queue.Queue()
+    closed = threading.Event()
+    threading.Thread(target=read_jobs, args=(sys.stdin, jobs, closed), daemon=True).start()
+    while (job := jobs.get()) is not None:
+        stderr_to(job.log_path)
+        set_niceness(job.niceness)
+        run(job, Reporter(sys.stdout), closed)
+        stderr_to(None)
+        if closed.is_set():
+            return
 
 
 if __name__ == "__main__":
