@@ -89,14 +89,10 @@ class GgufServers:
         self.bus = bus
         self._checks: set[asyncio.Task[Any]] = set()
 
-    async def running(self, name: str) -> list[Instance]:
-        """The servers of ``name`` whose process is alive."""
-        alive = []
-        for instance in self.catalog.servers_for(name):
-            check = await asyncio.to_thread(self.processes.check, instance.key)
-            if check.alive:
-                alive.append(instance)
-        return alive
+    def running(self, name: str) -> list[Instance]:
+        """The servers of ``name`` whose process is alive (a PID file read each, well under a
+        millisecond: here rather than behind thread hand-offs on the way to a started model)."""
+        return [i for i in self.catalog.servers_for(name) if self.processes.check(i.key).alive]
 
     async def launch(self, name: str, path: Path, mode: ModelMode, ctx_size: int) -> Instance:
         """Create (or reuse) the model's instance and start its server; returns at once."""

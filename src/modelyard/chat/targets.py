@@ -188,7 +188,7 @@ def gguf_starter(lifecycle: Lifecycle) -> ModelStarter:
 
     async def start(kind: ProviderKind, model: str) -> Instance | None:
         await lifecycle.start(kind.value, model)
-        running = await lifecycle.servers.running(model)
+        running = lifecycle.servers.running(model)
         return running[0] if running else None
 
     return start
