@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, case, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,26 @@ ACTIVE = frozenset({"loaded", "starting"})
 _FIELDS = tuple(f for f in ModelEntry.__dataclass_fields__ if f not in ("provider", "instance_id"))
 _COLUMNS = [getattr(ModelRow, name) for name in ("provider", "instance_id", *_FIELDS)]
 _COLUMNS.append(ModelRow.synced_at)
+# The statements a start and a lookup of one model run, built once with bound parameters:
+# building them per call costs several times what SQLite takes to run them.
+_BY_KEY = (
+    ModelRow.provider == bindparam("provider"),
+    ModelRow.instance_id == bindparam("instance_id"),
+    ModelRow.name == bindparam("name"),
+)
+_GET = select(*_COLUMNS).where(*_BY_KEY)
+_GET_WITH_PK = select(ModelRow.pk, *_COLUMNS).where(*_BY_KEY)
+_FIND = (
+    select(*_COLUMNS)
+    .where(ModelRow.provider == bindparam("provider"), ModelRow.name == bindparam("name"))
+    .order_by(ModelRow.instance_id)
+)
+_SET_STATE = (
+    update(ModelRow)
+    .where(ModelRow.pk == bindparam("row_pk"))
+    .values(status=bindparam("status"), loaded=bindparam("loaded"))
+)
+_SET_STATE_META = _SET_STATE.values(meta=bindparam("meta"))
 _STATUS_RANK = case({s: i for i, s in enumerate(STATUSES)}, value=ModelRow.status, else_=99)
 
 
@@ -274,18 +294,14 @@ class CatalogStore:
 
     def get(self, key: Key) -> dict[str, Any] | None:
         """The public model, or None."""
-        with self.db.session() as s:
-            row = s.execute(select(*_COLUMNS).where(*_key_filter(key))).mappings().first()
+        with self.db.engine.connect() as conn:
+            row = conn.execute(_GET, _key_params(key)).mappings().first()
             return public(row) if row is not None else None
 
     def find(self, provider: str, name: str) -> list[dict[str, Any]]:
         """Every instance's model of that provider and name."""
-        with self.db.session() as s:
-            rows = s.execute(
-                select(*_COLUMNS)
-                .where(ModelRow.provider == provider, ModelRow.name == name)
-                .order_by(ModelRow.instance_id)
-            ).mappings()
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(_FIND, {"provider": provider, "name": name}).mappings()
             return [public(r) for r in rows]
 
     def set_state(
@@ -299,11 +315,7 @@ class CatalogStore:
         when the status or loaded details changed). One SELECT and at most one UPDATE, without
         the ORM: a start waits for this write before it answers."""
         with self.db.engine.begin() as conn:
-            found = (
-                conn.execute(select(ModelRow.pk, *_COLUMNS).where(*_key_filter(key)))
-                .mappings()
-                .first()
-            )
+            found = conn.execute(_GET_WITH_PK, _key_params(key)).mappings().first()
             if found is None:
                 return None, None
             values = dict(found)
@@ -314,7 +326,8 @@ class CatalogStore:
                 changes["meta"] = {**(values["meta"] or {}), **meta}
             changed = any(values[name] != value for name, value in changes.items())
             if changed:
-                conn.execute(update(ModelRow).where(ModelRow.pk == pk).values(**changes))
+                statement = _SET_STATE if meta is None else _SET_STATE_META
+                conn.execute(statement, {"row_pk": pk, **changes})
                 values.update(changes)
         if changed:
             self._bump()
@@ -400,6 +413,10 @@ class CatalogStore:
             total = s.scalar(select(func.count()).select_from(ModelRow).where(*conditions)) or 0
             rows = [public(r) for r in s.execute(stmt).mappings()]
         return {"models": rows, "total": total, "page": query.page, "page_size": query.page_size}
+
+
+def _key_params(key: Key) -> dict[str, str]:
+    return {"provider": key[0], "instance_id": key[1], "name": key[2]}
 
 
 def _key_filter(key: Key) -> tuple[ColumnElement[bool], ...]:

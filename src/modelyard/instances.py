@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
-from sqlalchemy import insert
+from sqlalchemy import bindparam, delete, insert
 
 from modelyard.config import InstanceConfig, ModelMode, ProviderKind, Settings
 from modelyard.errors import Conflict, InvalidInput, NotFound
@@ -75,6 +75,13 @@ def _row_to_config(row: InstanceRow) -> InstanceConfig:
         command=list(row.command or []),
         ctx_size=row.ctx_size,
     )
+
+
+# Built once: building a statement per call costs more than SQLite takes to run it.
+_INSERT = insert(InstanceRow)
+_DELETE = delete(InstanceRow).where(
+    InstanceRow.provider == bindparam("row_provider"), InstanceRow.id == bindparam("row_id")
+)
 
 
 def _row_values(cfg: InstanceConfig) -> dict[str, Any]:
@@ -138,7 +145,7 @@ class InstanceRegistry:
                     hint="Pick another id, or delete the existing instance first.",
                 )
             with self.db.engine.begin() as conn:  # one INSERT; the ORM's unit of work is slower
-                conn.execute(insert(InstanceRow).values(**_row_values(cfg), origin=origin))
+                conn.execute(_INSERT, {**_row_values(cfg), "origin": origin})
             instance = Instance(cfg, origin)
             self._items[cfg.key] = instance
         return instance
@@ -223,8 +230,7 @@ class InstanceRegistry:
         instance = self.deletable(provider, instance_id)
         with self._lock:
             self._items.pop(instance.key, None)
-            with self.db.session() as s:
-                row = s.get(InstanceRow, (instance.config.provider.value, instance.config.id))
-                if row is not None:
-                    s.delete(row)
+            with self.db.engine.begin() as conn:
+                params = {"row_provider": instance.config.provider.value}
+                conn.execute(_DELETE, {**params, "row_id": instance.config.id})
         return instance
