@@ -87,14 +87,16 @@ class InstanceControl:
             await self._launch(instance)
             return await self.health.check(instance, fresh=True)
 
-    async def launch(self, instance: Instance) -> None:
+    async def launch(self, instance: Instance, *, watch: bool = True) -> None:
         """Start the process without a first status check, for a caller that waits for the
-        server itself (its status is still checked in the background until it settles)."""
+        server itself. ``watch``: check its status in the background until it settles (a
+        caller that checks it itself once loaded passes False: those checks would compete
+        with its wait)."""
         self._require_managed(instance)
         async with self._lock(instance):
-            await self._launch(instance)
+            await self._launch(instance, watch=watch)
 
-    async def _launch(self, instance: Instance) -> None:
+    async def _launch(self, instance: Instance, *, watch: bool = True) -> None:
         # Reading the PID file takes well under a millisecond: here rather than in a thread,
         # whose hand-offs would cost more on the way to a model being ready.
         check = self.processes.check(instance.key)
@@ -118,6 +120,8 @@ class InstanceControl:
                 hint="Stop the program using that port, or give the instance another port.",
             )
         await asyncio.to_thread(self.processes.start, spec)  # spawning takes milliseconds
+        if not watch:
+            return
         watcher = asyncio.create_task(
             self.health.watch_until_settled(instance, self.settings.start_timeout_s + 1)
         )

@@ -98,7 +98,7 @@ class GgufServers:
         """Create (or reuse) the model's instance and start its server; returns at once."""
         instance = self._reusable(name, mode, ctx_size) or self._create(name, path, mode, ctx_size)
         try:
-            await self.control.launch(instance)
+            await self.control.launch(instance, watch=False)  # wait_loaded, then announce
         except ModelyardError:
             self.remove(instance)
             raise
@@ -136,9 +136,9 @@ class GgufServers:
             "ctx_size": ctx_size,
             "command": argv,
         }
-        instance = self.instances.create(ProviderKind.LLAMACPP.value, data, origin="model")
-        self.health.poke(instance)
-        return instance
+        # Not checked now: its status is checked once it has loaded (announce), and checks
+        # while it loads would compete with the wait for it.
+        return self.instances.create(ProviderKind.LLAMACPP.value, data, origin="model")
 
     async def wait_loaded(self, instance: Instance, *, announce: bool = True) -> None:
         """Return once ``/health`` answers 200; stop the server and raise if it exits or times
@@ -148,10 +148,15 @@ class GgufServers:
         began = time.monotonic()
         deadline = began + self.settings.start_timeout_s
         base_url = instance.config.base_url
-        next_check = 0.0
+        next_poll = began
+        next_check = began + _PROCESS_CHECK_S
         while not await self.catalog.healthy(base_url):
+            # Polls keep their rate however long each takes (a fixed delay after each
+            # would add the time of a poll to every period), without catching up after a
+            # slow one.
+            next_poll = max(next_poll + _poll_delay(next_poll - began), time.monotonic())
             if time.monotonic() < next_check:
-                await asyncio.sleep(_poll_delay(time.monotonic() - began))
+                await asyncio.sleep(max(0.0, next_poll - time.monotonic()))
                 continue
             next_check = time.monotonic() + _PROCESS_CHECK_S
             if not (await asyncio.to_thread(self.processes.check, instance.key)).alive:
@@ -169,7 +174,7 @@ class GgufServers:
                     code="start_timeout",
                     hint="Raise MODELYARD_START_TIMEOUT_S for big models, or check the log.",
                 )
-            await asyncio.sleep(_poll_delay(time.monotonic() - began))
+            await asyncio.sleep(max(0.0, next_poll - time.monotonic()))
         if announce:
             self.announce(instance)
 
