@@ -7,9 +7,11 @@ model) and a filtered, sorted search are timed over many requests on one keep-al
 connection, beside ``GET /api/version`` (a trivial endpoint of the same server: the
 baseline, which shows how noisy the machine was during the run).
 
-Start: the time from ``POST /api/models/start`` (which answers once the model is loaded) for
-a tiny GGUF, against launching the very same llama.cpp server command directly and polling
-its ``/health`` every 10 ms until it answers 200. Both runtimes, interleaved, many rounds.
+Start: the time from ``POST /api/models/start`` (which answers once the model is loaded),
+against launching the very same llama.cpp server command directly and polling its
+``/health`` every 10 ms until it answers 200. Both runtimes, interleaved, many rounds, for
+the 440 KB test model (which loads in ~25 ms, so modelyard's fixed cost shows in full) and
+a generated 114 MB F16 model of the same kind (still far smaller than any real one).
 """
 
 from __future__ import annotations
@@ -155,11 +157,11 @@ def _direct_start(argv: list[str], base_url: str, client: httpx.Client) -> float
 
 def bench_start(workdir: Path, model: Path, binary: str) -> tuple[list[float], list[float]]:
     """Seconds to loaded, per round: (direct launch + /health polling, modelyard start)."""
-    home = workdir / f"start-{'binary' if binary else 'embedded'}"
+    home = workdir / f"start-{'binary' if binary else 'embedded'}-{model.stem}"
     models = home.with_name(home.name + "-models")
     models.mkdir()
-    shutil.copy(model, models / "tiny.gguf")
-    ref = {"provider": "llamacpp", "name": "tiny.gguf"}
+    shutil.copy(model, models / model.name)
+    ref = {"provider": "llamacpp", "name": model.name}
     direct: list[float] = []
     ours: list[float] = []
     server = _modelyard(home, models, "", binary)
@@ -171,11 +173,11 @@ def bench_start(workdir: Path, model: Path, binary: str) -> tuple[list[float], l
             for _ in range(ROUNDS):
                 port = free_port()
                 argv = llama_server_argv(
-                    model=models / "tiny.gguf",
+                    model=models / model.name,
                     host="127.0.0.1",
                     port=port,
                     ctx_size=2048,
-                    alias="tiny.gguf",
+                    alias=model.name,
                     mode=ModelMode.LLM,
                     binary=binary or None,
                 )
@@ -202,24 +204,32 @@ def run(workdir: Path) -> str:
     goals = [p99 for name, (_, p99) in results.items() if "list" in name or "search" in name]
     worst = max(goals)
 
+    small = write_tiny_gguf(
+        workdir / "small-114mb.gguf", width=1024, layers=6, file_type="f16", seed=1
+    )
     start = [
-        "| runtime | direct launch + /health poll: median (best) "
-        "| modelyard start → loaded: median (best) | ratio of medians |",
-        "|---|---:|---:|---:|",
+        "| model | runtime | direct launch + /health poll: median (best) "
+        "| modelyard start → loaded: median (best) | added | ratio of medians |",
+        "|---|---|---:|---:|---:|---:|",
     ]
-    ratios = []
-    for label, binary in (
-        (f"llama-server binary ({describe(LLAMA_SERVER)})", LLAMA_SERVER),
-        ("embedded xllamacpp (the default)", ""),
-    ):
-        direct, ours = bench_start(workdir, model, binary)
-        ratio = statistics.median(ours) / statistics.median(direct)
-        ratios.append(ratio)
-        start.append(
-            f"| {label} | {statistics.median(direct) * 1000:.0f} ms ({min(direct) * 1000:.0f} ms) "
-            f"| {statistics.median(ours) * 1000:.0f} ms ({min(ours) * 1000:.0f} ms) "
-            f"| {ratio:.2f}× |"
-        )
+    ratios: dict[str, list[float]] = {}
+    for gguf_file, size in ((model, "440 KB"), (small, "114 MB")):
+        for label, binary in (
+            (f"llama-server binary ({describe(LLAMA_SERVER)})", LLAMA_SERVER),
+            ("embedded xllamacpp (the default)", ""),
+        ):
+            direct, ours = bench_start(workdir, gguf_file, binary)
+            d_ms, o_ms = statistics.median(direct) * 1000, statistics.median(ours) * 1000
+            ratios.setdefault(size, []).append(o_ms / d_ms)
+            start.append(
+                f"| {size} | {label} | {d_ms:.0f} ms ({min(direct) * 1000:.0f} ms) "
+                f"| {o_ms:.0f} ms ({min(ours) * 1000:.0f} ms) | {o_ms - d_ms:+.1f} ms "
+                f"| {o_ms / d_ms:.2f}× |"
+            )
+    verdicts = "; ".join(
+        f"{size} model **{'met' if max(r) <= 1.2 else 'NOT met'}** (worst {max(r):.2f}×)"
+        for size, r in ratios.items()
+    )
     return "\n".join(
         [
             f"## {TITLE}",
@@ -239,8 +249,12 @@ def run(workdir: Path) -> str:
             "",
             *start,
             "",
-            "Goal: within 20 % of the direct launch — "
-            f"**{'met' if max(ratios) <= 1.2 else 'NOT met'}** (worst ratio {max(ratios):.2f}×).",
+            f"Goal: within 20 % of the direct launch — {verdicts}. The *added* column is "
+            "modelyard's own cost: the HTTP request and answer, the memory check, the "
+            "instance and its PID file, two catalog writes and the `model.state` events. "
+            "It is a few milliseconds whatever the model, so it shows in full against a "
+            "440 KB model that loads in ~25 ms, and vanishes against real models, which "
+            "take seconds to load.",
             "",
         ]
     )

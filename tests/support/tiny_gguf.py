@@ -55,15 +55,20 @@ def write_tiny_gguf(
     pooling: bool = False,
     rerank: bool = False,
     split_max_tensors: int = 0,
+    width: int = 64,
+    layers: int = 2,
 ) -> Path:
     """Write the model to ``path`` and return it. ``file_type`` is 'f32', 'f16' or 'q8_0'.
 
     ``rerank`` writes the qwen3 architecture with rank pooling and a ``cls.output`` head.
-    ``split_max_tensors`` > 0 writes llama.cpp split parts next to ``path`` (at most that many
-    tensors each) and returns the first part.
+    ``width`` and ``layers`` make a bigger model of the same kind (``width=1024, layers=6`` in
+    F16: 114 MB, which the benchmarks load). ``split_max_tensors`` > 0 writes llama.cpp split
+    parts next to ``path`` (at most that many tensors each) and returns the first part.
     """
     rng = np.random.default_rng(seed)
-    d, ff, layers, heads, kv_heads = 64, 128, 2, 4, 2
+    d, ff = width, 2 * width
+    heads = max(4, width // 64)
+    kv_heads = heads // 2
     hd = d // heads
     tokens = _byte_tokens()
     for merge in _MERGES:
