@@ -129,6 +129,15 @@ def _build_tools() -> dict[str, str]:
     missing = [tool for tool in ("cmake", "ninja") if not _which(tool)]
     if missing:
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *missing], check=True)
+    if not shutil.which("c++") and shutil.which("apt-get"):
+        print("installing Debian's g++ to build llama-server", flush=True)
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True)
+        subprocess.run(
+            [*sudo, "apt-get", "install", "-y", "-qq", "g++"],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
     if not shutil.which("c++"):
         raise RuntimeError("building llama-server needs a C++ compiler (Debian: g++)")
     return {tool: _which(tool) or tool for tool in ("cmake", "ninja")}
