@@ -243,13 +243,13 @@ def report(
     ]
     if loaded_p99 >= LIST_GOAL_MS:
         lines[-1:-1] = [
+            "",
             "When the list goal is missed, the requests wait for a CPU, not for the server: "
             "sampled on such a machine (2026-12, 5-40 % steal), the server's event loop was "
             "runnable but not running during the slow answers (state R in /proc), and a lower "
             "priority for the workers (nice 19, or SCHED_BATCH) did not change the p99; the "
             "same run of the code before worker reuse missed it alike. It moves with the "
             "steal, and with nginx and the benchmark's own client on the same two CPUs.",
-            "",
         ]
     return "\n".join(lines)
 
