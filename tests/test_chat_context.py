@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 
-from modelyard.chat.context import MESSAGE_OVERHEAD, PROMPT_OVERHEAD, fit, reply_reserve
+from modelyard.chat.context import (
+    MESSAGE_OVERHEAD,
+    PROMPT_OVERHEAD,
+    LlamaTokenizer,
+    fit,
+    reply_reserve,
+)
 from modelyard.chat.store import history_of, title_from
 from modelyard.chat.types import Turn
 from modelyard.store.tables import MessageRow
+from tests.support.servers import closed_port
 
 
 class WordCounter:
@@ -115,3 +124,16 @@ def test_titles_come_from_the_first_line() -> None:
     assert title_from("  Hello   there\nsecond line") == "Hello there"
     long = title_from("x" * 200)
     assert len(long) == 60 and long.endswith("…")
+
+
+def test_a_failed_llama_count_is_the_upper_bound_not_an_estimate() -> None:
+    """Counting fails (the server went away): the conversation must still fit, so each text
+    counts as many tokens as it has bytes, plus one."""
+    text = "héllo wörld, " * 5
+
+    async def count() -> list[int]:
+        async with httpx.AsyncClient(timeout=5) as http:
+            url = f"http://127.0.0.1:{closed_port()}"
+            return await LlamaTokenizer(http, url, OrderedDict()).count([text])
+
+    assert run(count()) == [len(text.encode()) + 1]

@@ -4,12 +4,16 @@ stopped managed server first, and trimming to a tiny context."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from modelyard.chat import context
+from modelyard.chat.types import ChatOptions, Target
 from modelyard.config import InstanceConfig, ProviderKind
 from tests.chat_helpers import (
     events_of,
@@ -20,9 +24,10 @@ from tests.chat_helpers import (
 )
 from tests.support.app_server import RunningApp
 from tests.support.llama import LLAMA_SERVER
-from tests.support.servers import free_port
+from tests.support.servers import closed_port, free_port
 from tests.support.tiny_gguf import write_tiny_gguf
 from tests.support.waiting import wait_until
+from tests.test_chat_context import run
 
 # Long enough that an answer left alone would run for a minute: a stop is what ends it.
 LONG_ANSWER = 20_000
@@ -199,3 +204,23 @@ def test_a_gguf_file_of_the_models_directory_is_started_for_its_first_message(
     again = send(app.http, created.json()["id"], content="Again", options={"max_tokens": 6})
     assert [e["type"] for e in again if e["type"] == "status"] == []
     assert again[-1]["instance_id"] == done["instance_id"]
+
+
+def test_a_window_guessed_while_the_server_did_not_answer_is_looked_up_again(
+    llama: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runtime that did not answer /props (still starting, or busy) gets asked again on the
+    next message rather than the stand-in value being used for half a minute."""
+    monkeypatch.setattr(context, "GUESS_TTL_S", 0.0)  # the next message comes "later"
+    n_ctx = httpx.get(f"{llama}/props").json()["default_generation_settings"]["n_ctx"]
+    down = Target(ProviderKind.LLAMACPP, "small", f"http://127.0.0.1:{closed_port()}", "", "m")
+
+    async def windows_seen() -> tuple[int, int]:
+        async with httpx.AsyncClient(timeout=5) as http:
+            windows = context.ContextWindows(http, default=n_ctx * 2)
+            first = await windows.window(down, ChatOptions())
+            # The same model of the same instance, now answering.
+            up = dataclasses.replace(down, base_url=llama)
+            return first, await windows.window(up, ChatOptions())
+
+    assert run(windows_seen()) == (n_ctx * 2, n_ctx)

@@ -4,12 +4,13 @@ The window comes from, in order: the ``ctx_size`` option; what the runtime repor
 loaded model (llama.cpp ``/props`` ``n_ctx``, Ollama ``/api/ps`` ``context_length``); the
 catalog's record; the model's own metadata (Ollama ``/api/show``, LM Studio
 ``max_context_length``, ``/v1/models`` ``meta.n_ctx``); a known cloud window; else
-``default_ctx_size``. Lookups are cached for a short while and never fail a chat.
+``default_ctx_size``. Lookups are cached for a short while (two seconds, and then made again
+before use, when a runtime that should report its window did not) and never fail a chat.
 
 Trimming drops the oldest turns first and always keeps the system prompt and the newest
 message. Counting is free when the whole conversation fits even if every byte were a token
 (no tokenizer produces more tokens than bytes); otherwise llama.cpp's ``/tokenize`` counts
-exactly, and other providers are estimated.
+exactly (when it fails, a text counts as its bytes), and other providers are estimated.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ CLOUD_WINDOWS = {ProviderKind.OPENAI: 128_000, ProviderKind.ANTHROPIC: 200_000}
 MESSAGE_OVERHEAD = 12
 PROMPT_OVERHEAD = 16
 CACHE_TTL_S = 30.0
+GUESS_TTL_S = 2.0  # when the runtime's own answer was missing
 BYTES_PER_TOKEN_ESTIMATE = 3  # conservative: English text averages about 4
 
 CatalogLookup = Callable[[Target], Awaitable[int | None]]
@@ -79,7 +81,9 @@ class LlamaTokenizer:
         except (httpx.HTTPError, ValueError):
             tokens = None
         if not isinstance(tokens, list):
-            return (await EstimatingCounter().count([text]))[0]
+            # Its upper bound, not an estimate: a failed count must not overflow the server's
+            # context (a byte-level tokenizer makes a token of nearly every byte).
+            return len(text.encode()) + 1
         self.memo[key] = len(tokens)
         if len(self.memo) > 2048:
             self.memo.popitem(last=False)
@@ -141,7 +145,7 @@ class ContextWindows:
         self.http = http
         self.default = default
         self.catalog = catalog
-        self._cache: dict[tuple[str, str], tuple[float, int]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, int, bool]] = {}  # expiry, window, guess
         self._refreshing: dict[tuple[str, str], asyncio.Task[int]] = {}
         self._memo: OrderedDict[str, int] = OrderedDict()
 
@@ -172,6 +176,8 @@ class ContextWindows:
         hit = self._cache.get(key)
         if hit is None:
             return await self._refresh(key, target)
+        if hit[0] <= time.monotonic() and hit[2]:
+            return await self._refresh(key, target)  # a guess: worth the round trip
         if hit[0] <= time.monotonic() and key not in self._refreshing:
             # Answer with what was known and look again meanwhile: a lookup on the way to
             # the first token would cost an HTTP round trip.
@@ -181,20 +187,25 @@ class ContextWindows:
         return hit[1]
 
     async def _refresh(self, key: tuple[str, str], target: Target) -> int:
-        value = await self._lookup(target)
-        self._cache[key] = (time.monotonic() + CACHE_TTL_S, value)
+        value, from_runtime = await self._lookup(target)
+        # A runtime that did not answer may be busy for a moment: what stood in for its
+        # answer (which may be bigger than the loaded context) is not kept for long.
+        guessed = not from_runtime and target.provider in _RUNTIME
+        ttl = GUESS_TTL_S if guessed else CACHE_TTL_S
+        self._cache[key] = (time.monotonic() + ttl, value, guessed)
         return value
 
-    async def _lookup(self, target: Target) -> int:
+    async def _lookup(self, target: Target) -> tuple[int, bool]:
+        """The window, and whether the runtime itself reported it."""
         if target.provider in CLOUD_WINDOWS:
-            return CLOUD_WINDOWS[target.provider]
+            return CLOUD_WINDOWS[target.provider], False
         runtime = await _quietly(_RUNTIME.get(target.provider), self.http, target)
         if runtime:
-            return runtime
+            return runtime, True
         if self.catalog is not None and (known := await self.catalog(target)):
-            return known
+            return known, False
         metadata = await _quietly(_METADATA.get(target.provider), self.http, target)
-        return metadata or self.default
+        return metadata or self.default, False
 
 
 Probe = Callable[[httpx.AsyncClient, Target], Awaitable[int | None]]
