@@ -155,28 +155,30 @@ class GgufServers:
             # would add the time of a poll to every period), without catching up after a
             # slow one.
             next_poll = max(next_poll + _poll_delay(next_poll - began), time.monotonic())
-            if time.monotonic() < next_check:
-                await asyncio.sleep(max(0.0, next_poll - time.monotonic()))
-                continue
-            next_check = time.monotonic() + _PROCESS_CHECK_S
-            if not (await asyncio.to_thread(self.processes.check, instance.key)).alive:
-                tail = " | ".join(self.processes.log_tail(instance.key, 5)) or "(empty log)"
-                self.remove(instance)
-                raise UpstreamError(
-                    f"the llama.cpp server for {instance.config.model} exited while loading",
-                    code="start_failed",
-                    hint=f"Last log lines: {tail}",
-                )
-            if time.monotonic() > deadline:
-                await self.stop_instance(instance)
-                raise Unavailable(
-                    f"the model did not load within {self.settings.start_timeout_s:g} s",
-                    code="start_timeout",
-                    hint="Raise MODELYARD_START_TIMEOUT_S for big models, or check the log.",
-                )
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + _PROCESS_CHECK_S
+                await self._raise_if_gone_or_late(instance, deadline)
             await asyncio.sleep(max(0.0, next_poll - time.monotonic()))
         if announce:
             self.announce(instance)
+
+    async def _raise_if_gone_or_late(self, instance: Instance, deadline: float) -> None:
+        """While a server loads: raise (and clean up) once it has exited or run out of time."""
+        if not (await asyncio.to_thread(self.processes.check, instance.key)).alive:
+            tail = " | ".join(self.processes.log_tail(instance.key, 5)) or "(empty log)"
+            self.remove(instance)
+            raise UpstreamError(
+                f"the llama.cpp server for {instance.config.model} exited while loading",
+                code="start_failed",
+                hint=f"Last log lines: {tail}",
+            )
+        if time.monotonic() > deadline:
+            await self.stop_instance(instance)
+            raise Unavailable(
+                f"the model did not load within {self.settings.start_timeout_s:g} s",
+                code="start_timeout",
+                hint="Raise MODELYARD_START_TIMEOUT_S for big models, or check the log.",
+            )
 
     def announce(self, instance: Instance) -> None:
         """Check a server that just loaded (RUNNING for the Providers page, and a catalog sync

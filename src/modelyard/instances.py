@@ -231,6 +231,6 @@ class InstanceRegistry:
         with self._lock:
             self._items.pop(instance.key, None)
             with self.db.engine.begin() as conn:
-                params = {"row_provider": instance.config.provider.value}
-                conn.execute(_DELETE, {**params, "row_id": instance.config.id})
+                key = {"row_provider": instance.config.provider.value, "row_id": instance.config.id}
+                conn.execute(_DELETE, key)
         return instance

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
-from tests.support.llama_build import genuine
+from tests.support.llama_build import genuine, healthy_within
 from tests.support.servers import free_port
 
 LLAMA_SERVER, LLAMA_ENV = genuine()
@@ -30,16 +27,10 @@ def llama_server(
     proc = subprocess.Popen([*argv, *args], stdout=out, stderr=subprocess.STDOUT, env=LLAMA_ENV)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        if not healthy_within(proc, url, 60):
             if proc.poll() is not None:
                 tail = log.read_text()[-2000:] if log else "(no log)"
                 raise RuntimeError(f"llama-server exited: {tail}")
-            with suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.05)
-        else:
             raise TimeoutError("llama-server did not become healthy")
         yield url
     finally:

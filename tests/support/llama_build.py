@@ -55,18 +55,24 @@ def serves(binary: str, env: dict[str, str] | None = None) -> bool:
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env or None
         )
         try:
-            deadline = time.monotonic() + PROBE_S
-            while proc.poll() is None and time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                        return True
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.05)
-            return False
+            return healthy_within(proc, f"http://127.0.0.1:{port}", PROBE_S)
         finally:
             proc.kill()
             proc.wait()
+
+
+def healthy_within(proc: subprocess.Popen[bytes], url: str, timeout_s: float) -> bool:
+    """Poll ``url``'s ``/health`` until it answers 200 (True), or until ``proc`` exits or
+    ``timeout_s`` passes (False)."""
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    return False
 
 
 @cache

@@ -176,15 +176,18 @@ class ContextWindows:
         hit = self._cache.get(key)
         if hit is None:
             return await self._refresh(key, target)
-        if hit[0] <= time.monotonic() and hit[2]:
-            return await self._refresh(key, target)  # a guess: worth the round trip
-        if hit[0] <= time.monotonic() and key not in self._refreshing:
+        expires, window, guessed = hit
+        if expires > time.monotonic():
+            return window
+        if guessed:
+            return await self._refresh(key, target)  # worth the round trip
+        if key not in self._refreshing:
             # Answer with what was known and look again meanwhile: a lookup on the way to
             # the first token would cost an HTTP round trip.
             task = asyncio.create_task(self._refresh(key, target))
             self._refreshing[key] = task
             task.add_done_callback(lambda _: self._refreshing.pop(key, None))
-        return hit[1]
+        return window
 
     async def _refresh(self, key: tuple[str, str], target: Target) -> int:
         value, from_runtime = await self._lookup(target)
