@@ -290,9 +290,8 @@ def report(
         f"took {ours.wall_s / disk.wall_s:.2f}× that, the server "
         f"{server.wall_s / disk.wall_s:.2f}× (the disk's speed moves from round to round, so a "
         "client's best round can beat the floor's). curl (and openssl after it) leave the bytes "
-        "in the "
-        "page cache for the kernel to write later, which is why plain curl can beat the disk's "
-        "own speed, and why the wall-time goals are within reach only where the disk writes "
+        "in the page cache for the kernel to write later, which is why plain curl can beat the "
+        "disk's own speed, and why the wall-time goals are within reach only where the disk writes "
         "faster than curl + openssl downloads and hashes.",
         "",
     ]
