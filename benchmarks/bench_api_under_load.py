@@ -172,12 +172,13 @@ def one_round(
             }
             tasks.append(http.post("/api/downloads", json=body).raise_for_status().json())
         ids = {t["id"] for t in tasks}
-        cpu_before = cpu_times()
+        cpu_before = now = cpu_times()
         while not ids <= watch.completed | set(watch.failed):
-            steal = cpu_times()[_STEAL]
+            steal = now[_STEAL]
             result.loaded_ms.append(ask(http, path))
-            result.stolen.append(cpu_times()[_STEAL] != steal)
-        result.cpu = cpu_shares(cpu_before, cpu_times())
+            now = cpu_times()
+            result.stolen.append(now[_STEAL] != steal)
+        result.cpu = cpu_shares(cpu_before, now)
         if watch.failed:
             raise RuntimeError(f"downloads failed: {watch.failed}")
         result.ws_ms = list(watch.latencies_ms)

@@ -338,7 +338,7 @@ class CatalogStore:
         """A row for a model being downloaded; False when the key already has a row."""
         try:
             with self.db.session() as s:
-                if s.scalars(select(ModelRow.pk).where(*_key_filter(entry.key))).first():
+                if s.scalars(select(ModelRow.pk).where(*_BY_KEY), _key_params(entry.key)).first():
                     return False
                 s.add(ModelRow(**entry.values(), synced_at=utcnow()))
         except IntegrityError:  # a concurrent event inserted the same key first
@@ -349,7 +349,7 @@ class CatalogStore:
     def delete(self, key: Key) -> bool:
         """Drop one row (the model is gone); its recorded source stays."""
         with self.db.session() as s:
-            row = s.scalars(select(ModelRow).where(*_key_filter(key))).first()
+            row = s.scalars(select(ModelRow).where(*_BY_KEY), _key_params(key)).first()
             if row is None:
                 return False
             s.delete(row)
@@ -417,14 +417,6 @@ class CatalogStore:
 
 def _key_params(key: Key) -> dict[str, str]:
     return {"provider": key[0], "instance_id": key[1], "name": key[2]}
-
-
-def _key_filter(key: Key) -> tuple[ColumnElement[bool], ...]:
-    return (
-        ModelRow.provider == key[0],
-        ModelRow.instance_id == key[1],
-        ModelRow.name == key[2],
-    )
 
 
 def _like_escape(text: str) -> str:
