@@ -286,3 +286,24 @@ def test_mutations_are_audited_and_documented(app: RunningApp) -> None:
         "/api/system/resources",
     ):
         assert path in paths, path
+
+
+def test_the_list_shows_a_change_at_once(tmp_path: Path, tiny_gguf: Path) -> None:
+    """The list answers from an encoded copy while nothing changes, and never serves it stale."""
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(tiny_gguf, models / "a.gguf")
+    settings = make_settings(tmp_path, [], models_dir=models, monitor=False)
+    with running_app(settings) as app:
+
+        def names() -> set[str]:
+            return {m["name"] for m in app.http.get("/api/models/list").json()["models"]}
+
+        app.http.post("/api/models/sync").raise_for_status()
+        assert names() == names() == {"a.gguf"}
+        shutil.copy(tiny_gguf, models / "b.gguf")
+        app.http.post("/api/models/sync").raise_for_status()
+        assert names() == {"a.gguf", "b.gguf"}
+        (models / "a.gguf").unlink()
+        app.http.post("/api/models/sync").raise_for_status()
+        assert names() == {"b.gguf"}

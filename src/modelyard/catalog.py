@@ -338,13 +338,20 @@ class Catalog:
     def list_all(self) -> list[dict[str, Any]]:
         return [m for m in map(_with_memory, self.store.list_all()) if m]
 
+    def cached_list_json(self) -> bytes | None:
+        """The encoded list when nothing has changed since it was built, else None."""
+        cached = self._list_cache
+        if cached is not None and cached[0] == self.store.version and time.monotonic() < cached[1]:
+            return cached[2]
+        return None
+
     def list_json(self) -> bytes:
         """``{"models": [...]}`` encoded, rebuilt only after a write to the catalog (or, while
         a GGUF server runs, when its memory figure is older than a few seconds)."""
+        cached = self.cached_list_json()
+        if cached is not None:
+            return cached
         version, now = self.store.version, time.monotonic()
-        cached = self._list_cache
-        if cached is not None and cached[0] == version and now < cached[1]:
-            return cached[2]
         models = self.list_all()
         body = json.dumps({"models": models}, separators=(",", ":")).encode()
         live = any(isinstance(m["loaded"], dict) and "memory" in m["loaded"] for m in models)

@@ -70,9 +70,13 @@ def _csv(value: str | None, allowed: tuple[str, ...] | None, what: str) -> tuple
 
 
 @router.get("/api/models/list")
-def list_models(services: ServicesDep) -> Response:
-    """Compatibility: every model of every instance, ``{"models": [...]}``."""
-    return Response(services.catalog.list_json(), media_type="application/json")
+async def list_models(services: ServicesDep) -> Response:
+    """Compatibility: every model of every instance, ``{"models": [...]}``. An unchanged
+    catalog answers on the event loop; a rebuild (a store query) runs in a thread."""
+    body = services.catalog.cached_list_json()
+    if body is None:
+        body = await asyncio.to_thread(services.catalog.list_json)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/api/models/search")
