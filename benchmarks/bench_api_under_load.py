@@ -2,14 +2,18 @@
 
 A real ``python -m modelyard serve`` (``download_concurrency = 4``) downloads four 1 GiB files
 from Debian's nginx on loopback, sha256 verified. Meanwhile this process asks
-``GET /api/models/list`` back to back and measures each answer; the same requests with no
-download running are the baseline of the same run. A WebSocket client subscribed to
+``GET /api/models/list`` back to back and measures each answer, alternately through two
+clients: one keep-alive ``http.client`` connection, whose own cost (~0.1 ms here) is small
+beside the server's, and an ``httpx.Client``, which spends ~0.5 ms of this machine's CPU per
+request on its own side. The goal is judged on the first: it is the server's latency. The
+same requests with no download running are the baseline of the same run. A WebSocket client subscribed to
 ``download.*`` timestamps every ``download.progress`` event on arrival and compares it with
 the event's own ``ts``, stamped by the server in the very call that saw the bytes change.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import threading
@@ -45,8 +49,9 @@ PAUSE_PROBE_S = 3.0
 
 @dataclass
 class Round:
-    loaded_ms: list[float] = field(default_factory=list)
+    loaded_ms: list[float] = field(default_factory=list)  # through the lean client
     stolen: list[bool] = field(default_factory=list)  # the hypervisor took CPU time meanwhile
+    httpx_ms: list[float] = field(default_factory=list)
     ws_ms: list[float] = field(default_factory=list)
     gbps: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)  # share of all CPU time, loaded phase
@@ -67,6 +72,27 @@ def cpu_shares(before: list[int], after: list[int]) -> dict[str, float]:
     spent = [b - a for a, b in zip(before, after, strict=True)]
     total = sum(spent) or 1
     return {name: value / total for name, value in zip(_CPU_FIELDS, spent, strict=True)}
+
+
+class Probe:
+    """GETs over one keep-alive ``http.client`` connection, each timed in ms."""
+
+    def __init__(self, url: str) -> None:
+        parsed = httpx.URL(url)
+        self.conn = http.client.HTTPConnection(parsed.host, parsed.port, timeout=30)
+
+    def ask(self, path: str) -> float:
+        started = time.perf_counter()
+        self.conn.request("GET", path)
+        answer = self.conn.getresponse()
+        answer.read()
+        elapsed = (time.perf_counter() - started) * 1000
+        if answer.status != 200:
+            raise RuntimeError(f"GET {path}: HTTP {answer.status}")
+        return elapsed
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 class EventWatch:
@@ -132,15 +158,17 @@ def run(workdir: Path, *, size_bytes: int = FILE_BYTES, rounds: int = ROUNDS) ->
     load = os.getloadavg()
     try:
         server.start()
+        probe = Probe(server.url)
         with httpx.Client(base_url=server.url, timeout=30) as http:
             path = "/api/models/list"
             if http.get(path).status_code != 200:
                 path = "/api/downloads"  # a modelyard without the models router
-            idle = [ask(http, path) for _ in range(IDLE_REQUESTS + 50)][50:]
+            idle = [(probe.ask(path), ask(http, path)) for _ in range(IDLE_REQUESTS + 50)][50:]
             results = [
-                one_round(http, server.url, path, port, sha256, size_bytes, workdir)
+                one_round(http, probe, path, port, sha256, size_bytes, workdir)
                 for _ in range(rounds)
             ]
+        probe.close()
     finally:
         server.stop()
         nginx.terminate()
@@ -156,12 +184,12 @@ def ask(http: httpx.Client, path: str) -> float:
 
 
 def one_round(
-    http: httpx.Client, url: str, path: str, port: int, sha256: str, size: int, workdir: Path
+    http: httpx.Client, probe: Probe, path: str, port: int, sha256: str, size: int, workdir: Path
 ) -> Round:
     """Four downloads at once; the API asked back to back until all have completed."""
     result = Round()
     os.sync()
-    with EventWatch(url) as watch:
+    with EventWatch(str(http.base_url).rstrip("/")) as watch:
         tasks = []
         for i in range(DOWNLOADS):
             body = {
@@ -175,9 +203,10 @@ def one_round(
         cpu_before = now = cpu_times()
         while not ids <= watch.completed | set(watch.failed):
             steal = now[_STEAL]
-            result.loaded_ms.append(ask(http, path))
+            result.loaded_ms.append(probe.ask(path))
             now = cpu_times()
             result.stolen.append(now[_STEAL] != steal)
+            result.httpx_ms.append(ask(http, path))
         result.cpu = cpu_shares(cpu_before, now)
         if watch.failed:
             raise RuntimeError(f"downloads failed: {watch.failed}")
@@ -206,7 +235,7 @@ def _row(label: str, values: list[float]) -> str:
 
 def report(
     path: str,
-    idle: list[float],
+    idle_pairs: list[tuple[float, float]],
     rounds: list[Round],
     size: int,
     load: tuple[tuple[float, ...], tuple[float, ...]],
@@ -214,10 +243,13 @@ def report(
 ) -> str:
     loaded_p99 = max(pct(r.loaded_ms, 0.99) for r in rounds)
     ws_p99 = max(pct(r.ws_ms, 0.99) for r in rounds)
-    rows = [_row(f"`GET {path}`, idle", idle)]
+    idle, idle_httpx = ([pair[i] for pair in idle_pairs] for i in (0, 1))
+    rows = [_row(f"`GET {path}`, idle", idle), _row("the same through httpx, idle", idle_httpx)]
     for n, r in enumerate(rounds, start=1):
         rows.append(_row(f"`GET {path}`, 4 downloads running (round {n})", r.loaded_ms))
+        rows.append(_row(f"the same through httpx (round {n})", r.httpx_ms))
         rows.append(_row(f"progress event → WebSocket client (round {n})", r.ws_ms))
+    httpx_p99 = max(pct(r.httpx_ms, 0.99) for r in rounds)
     speeds = ", ".join(f"{r.gbps:.2f}" for r in rounds)
     note = (
         ""
@@ -229,8 +261,10 @@ def report(
         "",
         f"{DOWNLOADS} downloads of {size / 2**30:.2f} GiB each (sha256 verified) from nginx "
         f"{nginx_version()} on 127.0.0.1 into a `python -m modelyard serve` process; the "
-        f"requests come one after another from one client{note}. {len(rounds)} rounds; the "
-        f"goals are judged on the worst. Load average before/after: "
+        f"requests come one after another{note}, alternately through a keep-alive "
+        f"`http.client` connection and an `httpx.Client` (whose own work adds ~0.5 ms a "
+        f"request); the goal is judged on the first, the server's latency. {len(rounds)} "
+        f"rounds; the goals are judged on the worst. Load average before/after: "
         f"{' '.join(f'{v:.2f}' for v in load[0])} / {' '.join(f'{v:.2f}' for v in load[1])}.",
         "",
         "| what | samples | p50 ms | p99 ms | max ms |",
@@ -239,7 +273,8 @@ def report(
         "",
         f"- `GET {path}` p99 with 4 downloads running: **{loaded_p99:.1f} ms** (idle, same run: "
         f"{pct(idle, 0.99):.1f} ms; goal < {LIST_GOAL_MS:.0f} ms: "
-        f"{verdict(loaded_p99 < LIST_GOAL_MS)})",
+        f"{verdict(loaded_p99 < LIST_GOAL_MS)}); through httpx {httpx_p99:.1f} ms (idle "
+        f"{pct(idle_httpx, 0.99):.1f} ms)",
         f"- progress change → WebSocket client p99: **{ws_p99:.1f} ms** "
         f"(goal < {WS_GOAL_MS:.0f} ms: {verdict(ws_p99 < WS_GOAL_MS)})",
         f"- the 4 downloads together: {speeds} GB/s",
@@ -258,16 +293,18 @@ def report(
         "other guests while this one wanted to run.",
         "",
     ]
-    if loaded_p99 >= LIST_GOAL_MS and host_pauses.host_caps_busy_disk(*pauses):
+    if max(loaded_p99, httpx_p99) >= LIST_GOAL_MS and host_pauses.host_caps_busy_disk(*pauses):
         lines[-1:-1] = [
             "",
-            "The list goal is missed because the host pauses this VM, not because the server "
-            "is slow. Spinning alone, the CPUs (nearly) never stop; once the disk is written "
-            "as fast as 4 downloads write it, the host stops all of them at once (last line "
+            "The answers of 25 ms or more come from the host pausing this VM, not from a slow "
+            "server. Spinning alone, the CPUs (nearly) never stop; once the disk is written as "
+            "fast as 4 downloads write it, the host stops all of them at once (last line "
             "above): a CPU quota per period that counts the host's own work for the VM's "
-            "disk. A request in flight when a pause begins waits it out, and with requests "
-            "back to back more than 1 % of them are caught. The round lines show that nearly "
-            "every slow answer overlapped stolen time, and the p99 of the others.",
+            "disk. A request in flight when a pause begins waits it out, so the share of "
+            "requests caught grows with how long each one takes, the client's own work "
+            "included: that is why the httpx rows have the longer tail, and why the p99 sits "
+            "near the goal whenever about 1 % of requests are caught. The round lines show "
+            "that nearly every slow answer overlapped stolen time, and the p99 of the others.",
         ]
     return "\n".join(lines)
 
