@@ -6,8 +6,8 @@ from Debian's nginx on loopback, sha256 verified. Meanwhile this process asks
 clients: one keep-alive ``http.client`` connection, whose own cost (~0.1 ms here) is small
 beside the server's, and an ``httpx.Client``, which spends ~0.5 ms of this machine's CPU per
 request on its own side. The goal is judged on the first: it is the server's latency. The
-same requests with no download running are the baseline of the same run. A WebSocket client subscribed to
-``download.*`` timestamps every ``download.progress`` event on arrival and compares it with
+same requests with no download running are the baseline of the same run. A WebSocket client
+subscribed to ``download.*`` timestamps every ``download.progress`` event on arrival and compares it with
 the event's own ``ts``, stamped by the server in the very call that saw the bytes change.
 """
 
@@ -18,6 +18,7 @@ import json
 import os
 import threading
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -158,8 +159,10 @@ def run(workdir: Path, *, size_bytes: int = FILE_BYTES, rounds: int = ROUNDS) ->
     load = os.getloadavg()
     try:
         server.start()
-        probe = Probe(server.url)
-        with httpx.Client(base_url=server.url, timeout=30) as http:
+        with (
+            closing(Probe(server.url)) as probe,
+            httpx.Client(base_url=server.url, timeout=30) as http,
+        ):
             path = "/api/models/list"
             if http.get(path).status_code != 200:
                 path = "/api/downloads"  # a modelyard without the models router
@@ -168,7 +171,6 @@ def run(workdir: Path, *, size_bytes: int = FILE_BYTES, rounds: int = ROUNDS) ->
                 one_round(http, probe, path, port, sha256, size_bytes, workdir)
                 for _ in range(rounds)
             ]
-        probe.close()
     finally:
         server.stop()
         nginx.terminate()
