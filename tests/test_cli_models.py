@@ -25,8 +25,14 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[RunningApp]:
-    state = OllamaState()
+def state() -> OllamaState:
+    return OllamaState()
+
+
+@pytest.fixture(scope="module")
+def app(
+    tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path, state: OllamaState
+) -> Iterator[RunningApp]:
     state.add_model("llama3.2:3b", size=2_019_393_189)
     state.add_model("qwen2.5:0.5b", size=397_821_319)
     state.add_model("nomic-embed-text", size=274_302_450, family="nomic-bert")
@@ -113,6 +119,49 @@ def test_start_and_stop_a_gguf_model(app: RunningApp) -> None:
 
     stopped = run(app, "stop", "llamacpp", "tiny.gguf")
     assert stopped.exit_code == 0 and "available llamacpp/tiny.gguf" in stopped.output
+
+
+def test_a_name_alone_is_found_in_the_catalog(app: RunningApp) -> None:
+    started = run(app, "start", "tiny.gguf")
+    assert started.exit_code == 0, started.output
+    assert "loaded llamacpp/tiny.gguf" in started.output
+    assert run(app, "stop", "tiny.gguf").exit_code == 0
+    assert catalog(app)[("llamacpp", "local", "tiny.gguf")]["status"] == "available"
+
+    # An Ollama name without a tag means its :latest, as in Ollama.
+    embed = run(app, "start", "nomic-embed-text")
+    assert embed.exit_code == 0 and "ollama/nomic-embed-text:latest" in embed.output
+    assert catalog(app)[("ollama", "default", "nomic-embed-text:latest")]["status"] == "loaded"
+    assert run(app, "stop", "nomic-embed-text", "-p", "ollama").exit_code == 0
+
+    unknown = run(app, "start", "no-such-model")
+    assert unknown.exit_code == 1 and "no model is named 'no-such-model'" in unknown.output
+    other = run(app, "start", "tiny.gguf", "--provider", "ollama")
+    assert other.exit_code == 1 and "no model is named 'tiny.gguf' on ollama" in other.output
+    wordy = run(app, "start", "llamacpp", "tiny.gguf", "extra")
+    assert wordy.exit_code == 1 and "too many arguments" in wordy.output
+    clash = run(app, "start", "llamacpp", "tiny.gguf", "--provider", "ollama")
+    assert clash.exit_code == 1 and "two providers given" in clash.output
+
+
+def test_a_name_on_two_instances_must_be_chosen(app: RunningApp, state: OllamaState) -> None:
+    state.add_model("tiny.gguf", size=1_000_000)
+    app.http.post("/api/models/sync").raise_for_status()
+    try:
+        gguf = app.settings.resolved_models_dir / "tiny.gguf"
+        ambiguous = run(app, "rm", "tiny.gguf", "--yes")
+        assert ambiguous.exit_code == 1 and gguf.exists()
+        assert "'tiny.gguf' is on more than one instance" in ambiguous.output
+        assert "llamacpp/local" in ambiguous.output and "ollama/default" in ambiguous.output
+        assert "--provider" in ambiguous.output
+
+        assert run(app, "start", "tiny.gguf", "-p", "llamacpp").exit_code == 0
+        # Only one of the two is loaded: that is the one to stop.
+        stopped = run(app, "stop", "tiny.gguf")
+        assert stopped.exit_code == 0 and "available llamacpp/tiny.gguf" in stopped.output
+    finally:
+        state.remove_model("tiny.gguf")
+        app.http.post("/api/models/sync").raise_for_status()
 
 
 def test_start_and_stop_an_ollama_model(app: RunningApp) -> None:

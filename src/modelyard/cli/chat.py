@@ -17,6 +17,7 @@ from typing import Any
 import typer
 
 from modelyard.cli.app import app, client, console, fail
+from modelyard.cli.resolve import matching
 from modelyard.client import Client, ClientError
 
 PROMPT = "› "
@@ -41,13 +42,7 @@ def lookup(c: Client, name: str, provider: str | None) -> tuple[str, str | None]
         models = c.get("/api/models/list").get("models", [])
     except ClientError:
         return None
-    matches = [
-        m
-        for m in models
-        if m.get("name") == name
-        and m.get("mode", "llm") == "llm"
-        and (provider is None or m.get("provider") == provider)
-    ]
+    matches = [m for m in matching(models, name, provider) if m.get("mode", "llm") == "llm"]
     if not matches:
         return None
     loaded = [m for m in matches if m.get("status") == "loaded"]

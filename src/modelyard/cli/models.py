@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -10,6 +11,8 @@ import typer
 from rich.table import Table
 
 from modelyard.cli.app import app, client, console, fail, print_json
+from modelyard.cli.resolve import Model, resolve
+from modelyard.client import Client
 
 MODEL_STYLE = {
     "loaded": "green",
@@ -128,50 +131,87 @@ def list_models(
     console.print(f"[dim]{first}–{first + len(models) - 1} of {data['total']}{more}[/]")
 
 
+WORDS = typer.Argument(
+    ...,
+    metavar="[PROVIDER] NAME",
+    help="The model's name, as 'modelyard ls' shows it; or its provider, then the name.",
+    show_default=False,
+)
+PROVIDER = typer.Option(
+    None, "--provider", "-p", help="ollama, llamacpp or lmstudio (when NAME is on several)."
+)
+INSTANCE = typer.Option(None, "--instance", "-i", help="Instance id.")
+
+
+def _target(
+    c: Client,
+    words: list[str],
+    provider: str | None,
+    instance: str | None,
+    prefer: Callable[[Model], bool] | None = None,
+) -> tuple[str, str, str | None]:
+    """(provider, name, instance) from ``PROVIDER NAME``, or from ``NAME`` and the catalog."""
+    if len(words) > 2:
+        fail(f"too many arguments: {' '.join(words)}", "Give NAME, or PROVIDER NAME.")
+    if len(words) == 2:
+        if provider is not None and provider != words[0]:
+            fail(f"two providers given: {words[0]!r} and --provider {provider!r}", "Give one.")
+        return words[0], words[1], instance
+    model = resolve(c, words[0], provider=provider, instance=instance, prefer=prefer)
+    return str(model["provider"]), str(model["name"]), model.get("instance_id") or instance
+
+
 @app.command("start")
 def start_model(
-    provider: str = typer.Argument(..., help="ollama, llamacpp or lmstudio."),
-    name: str = typer.Argument(..., help="The model's name, as 'modelyard ls' shows it."),
-    instance: str | None = typer.Option(None, "--instance", "-i", help="Instance id."),
+    words: list[str] = WORDS,
+    provider: str | None = PROVIDER,
+    instance: str | None = INSTANCE,
     force: bool = typer.Option(False, "--force", help="Start even if it may not fit in memory."),
     ctx_size: int | None = typer.Option(None, "--ctx-size", "-c", min=256, help="Context size."),
 ) -> None:
     """Load a model and wait until the runtime says it is loaded."""
-    body = {**_ref(provider, name, instance), "force": force}
-    if ctx_size:
-        body["ctx_size"] = ctx_size
-    with client() as c, console.status(f"Starting {name}…"):
-        model = c.request("POST", "/api/models/start", json=body, timeout=_START_TIMEOUT_S)
-    where = (model.get("loaded") or {}).get("base_url")
+    with client() as c:
+        provider, name, instance = _target(c, words, provider, instance)
+        body = {**_ref(provider, name, instance), "force": force}
+        if ctx_size:
+            body["ctx_size"] = ctx_size
+        with console.status(f"Starting {name}…"):
+            started = c.request("POST", "/api/models/start", json=body, timeout=_START_TIMEOUT_S)
+    where = (started.get("loaded") or {}).get("base_url")
     at = f" at {where}" if where else ""
-    console.print(f"[green]{model['status']}[/] {model['provider']}/{model['name']}{at}")
+    console.print(f"[green]{started['status']}[/] {started['provider']}/{started['name']}{at}")
+
+
+def _is_loaded(model: Model) -> bool:
+    return model.get("status") in {"loaded", "starting"}
 
 
 @app.command("stop")
 def stop_model(
-    provider: str = typer.Argument(..., help="ollama, llamacpp or lmstudio."),
-    name: str = typer.Argument(..., help="The model's name."),
-    instance: str | None = typer.Option(None, "--instance", "-i", help="Instance id."),
+    words: list[str] = WORDS,
+    provider: str | None = PROVIDER,
+    instance: str | None = INSTANCE,
 ) -> None:
     """Unload a model (a GGUF model's server stops)."""
     with client() as c:
-        model = c.request("POST", "/api/models/stop", json=_ref(provider, name, instance))
-    console.print(f"{model['status']} {model['provider']}/{model['name']}")
+        target = _target(c, words, provider, instance, _is_loaded)
+        stopped = c.request("POST", "/api/models/stop", json=_ref(*target))
+    console.print(f"{stopped['status']} {stopped['provider']}/{stopped['name']}")
 
 
 @app.command("rm")
 def remove_model(
-    provider: str = typer.Argument(..., help="ollama or llamacpp."),
-    name: str = typer.Argument(..., help="The model's name."),
-    instance: str | None = typer.Option(None, "--instance", "-i", help="Instance id."),
+    words: list[str] = WORDS,
+    provider: str | None = PROVIDER,
+    instance: str | None = INSTANCE,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Delete a model from disk (a running GGUF model must be stopped first)."""
-    if not yes and not typer.confirm(f"Delete {provider}/{name}?", default=False):
-        console.print("Nothing deleted.")
-        raise typer.Exit(1)
     with client() as c:
-        c.request(
-            "DELETE", _path(provider, name), params={"instance_id": instance} if instance else None
-        )
+        provider, name, instance = _target(c, words, provider, instance)
+        if not yes and not typer.confirm(f"Delete {provider}/{name}?", default=False):
+            console.print("Nothing deleted.")
+            raise typer.Exit(1)
+        params = {"instance_id": instance} if instance else None
+        c.request("DELETE", _path(provider, name), params=params)
     console.print(f"deleted {provider}/{name}")
