@@ -245,8 +245,8 @@ def test_one_worker_does_download_after_download_and_stays_idle_between(
     done = wait_state(app.http, task["id"], {"completed", "failed"})
     assert done["state"] == "completed" and done["sha256"] == second.sha256
     assert (app.settings.resolved_models_dir / second.name).read_bytes() == second.data
-    assert any("404" in line for line in log_lines(app, failed["id"]))
-    assert not any("404" in line for line in log_lines(app, task["id"]))
+    assert any("HTTP 404" in line for line in log_lines(app, failed["id"]))
+    assert not any("HTTP 404" in line for line in log_lines(app, task["id"]))
 
     app.stop()  # shutting down lets the idle worker go too
     wait_until(lambda: not download_workers(busy=False) and not download_workers(), "no worker")
