@@ -7,8 +7,9 @@ clients: one keep-alive ``http.client`` connection, whose own cost (~0.1 ms here
 beside the server's, and an ``httpx.Client``, which spends ~0.5 ms of this machine's CPU per
 request on its own side. The goal is judged on the first: it is the server's latency. The
 same requests with no download running are the baseline of the same run. A WebSocket client
-subscribed to ``download.*`` timestamps every ``download.progress`` event on arrival and compares it with
-the event's own ``ts``, stamped by the server in the very call that saw the bytes change.
+subscribed to ``download.*`` timestamps every ``download.progress`` event on arrival and
+compares it with the event's own ``ts``, stamped by the server in the very call that saw the
+bytes change.
 """
 
 from __future__ import annotations

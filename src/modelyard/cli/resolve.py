@@ -14,16 +14,14 @@ from typing import Any
 
 from modelyard.cli.app import fail
 from modelyard.client import Client
+from modelyard.validation import ollama_display_name
 
 Model = dict[str, Any]
 
 
 def same_name(listed: str, wanted: str) -> bool:
     """``llama3.2`` names ``llama3.2:latest``; a tag or a file name must match exactly."""
-    if listed == wanted:
-        return True
-    has_tag = ":" in wanted.rsplit("/", 1)[-1]
-    return not has_tag and listed == f"{wanted}:latest"
+    return listed in (wanted, ollama_display_name(wanted))
 
 
 def matching(
