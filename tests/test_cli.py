@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from modelyard.cli import app
@@ -77,31 +78,73 @@ def test_managed_start_and_stop_from_the_cli(
     assert stopped.exit_code == 0 and "STOPPED" in stopped.output
 
 
-def test_serve_with_a_bad_config_says_why(tmp_path: Path) -> None:
-    cfg = tmp_path / "bad.toml"
-    cfg.write_text("port = 'eighty'\n")
-    env = {**os.environ, "MODELYARD_CONFIG": str(cfg), "MODELYARD_DATA_DIR": str(tmp_path)}
-    proc = subprocess.run(
+def serve_once(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "modelyard", "serve"],
-        env=env,
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_serve_with_a_bad_config_says_why(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("port = 'eighty'\n")
+    proc = serve_once({"MODELYARD_CONFIG": str(cfg), "MODELYARD_DATA_DIR": str(tmp_path)})
     assert proc.returncode == 2
     assert "invalid setting port" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_doctor(tmp_path: Path) -> None:
-    env = {**os.environ, "MODELYARD_DATA_DIR": str(tmp_path), "MODELYARD_PORT": str(free_port())}
-    proc = subprocess.run(
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("IP_ALLOWLIST", "notacidr", "'notacidr' is not an IP address or CIDR network"),
+        ("LOG_LEVEL", "loud", "invalid setting log_level"),
+        ("MONITOR", "maybe", "invalid setting monitor"),
+        ("DATABASE_URL", "garbage", "invalid setting database_url: not a database URL"),
+        ("DATABASE_URL", "postgresql://u:pw@127.0.0.1:9/db", "driver is not installed"),
+        ("CONFIG", "/", "config file / cannot be read"),
+        ("DATA_DIR", "/proc/modelyard", "cannot prepare modelyard's files"),
+    ],
+)
+def test_serve_refuses_every_bad_setting_without_a_traceback(
+    tmp_path: Path, setting: str, value: str, message: str
+) -> None:
+    env = {"MODELYARD_DATA_DIR": str(tmp_path), "MODELYARD_PORT": str(free_port())}
+    proc = serve_once({**env, f"MODELYARD_{setting}": value})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    said = " ".join(proc.stderr.split())  # rich wraps long lines
+    assert message in said and "hint:" in said
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "pw@" not in proc.stderr  # a database password is not repeated
+
+
+def doctor(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "modelyard", "doctor"],
-        env=env,
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_doctor(tmp_path: Path) -> None:
+    env = {"MODELYARD_DATA_DIR": str(tmp_path), "MODELYARD_PORT": str(free_port())}
+    proc = doctor(env)
     assert "llama.cpp runtime" in proc.stdout and "data directory" in proc.stdout
-    # No ollama binary on this machine: doctor says so, with where to get it.
-    assert "ollama binary: not found" in proc.stdout and "ollama.com" in proc.stdout
+    # No ollama binary here, and no managed Ollama instance needs one: not a problem.
+    said = " ".join(proc.stdout.split())
+    assert "ollama binary: not found (only needed for managed Ollama" in said
+    assert proc.returncode == 0, proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
+    cfg = tmp_path / "managed.toml"
+    cfg.write_text(
+        '[[instances]]\nprovider = "ollama"\nid = "mine"\nbase_url = "http://127.0.0.1:9"\n'
+        "managed = true\n"
+    )
+    needed = doctor({**env, "MODELYARD_CONFIG": str(cfg)})
+    assert needed.returncode == 1
+    assert "ollama binary: not found (needed by ollama/mine)" in " ".join(needed.stdout.split())
+    assert "ollama.com" in needed.stdout and "Traceback" not in needed.stdout + needed.stderr

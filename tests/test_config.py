@@ -50,6 +50,13 @@ def test_file_then_environment_wins(tmp_path: Path) -> None:
         ("[[instances]]\nprovider = 'nope'\nid = 'a'\nbase_url = 'http://h'", "instances"),
         ("port = ", "not valid TOML"),
         ("[[instances]]\nprovider = 'ollama'\nid = 'a'\nbase_url = 'file:///x'", "base_url"),
+        (
+            "[[instances]]\nprovider = 'ollama'\nid = 'a'\nbase_url = 'http://127.0.0.1:1'\n"
+            "[[instances]]\nprovider = 'ollama'\nid = 'a'\nbase_url = 'http://127.0.0.1:2'",
+            "invalid setting instances: instance ollama/a is listed twice",
+        ),
+        ("log_level = 'loud'", "invalid setting log_level"),
+        ("ip_allowlist = ['10.0.0.0/8', 'lan']", "'lan' is not an IP address or CIDR network"),
     ],
 )
 def test_bad_config_is_a_clear_error(tmp_path: Path, content: str, message: str) -> None:
@@ -70,3 +77,11 @@ def test_every_setting_is_documented() -> None:
     documented = set(re.findall(r"`([a-z_]+)`", doc))
     missing = [name for name in Settings.model_fields if name not in documented]
     assert not missing, f"settings missing from docs/CONFIGURATION.md: {missing}"
+
+
+def test_booleans_from_the_environment_are_read_or_refused() -> None:
+    for raw, expected in [("off", False), ("0", False), ("No", False), ("yes", True), ("", True)]:
+        assert load_settings({"MODELYARD_MONITOR": raw}).monitor is expected, raw
+    with pytest.raises(ConfigError, match="invalid setting monitor"):
+        load_settings({"MODELYARD_MONITOR": "maybe"})
+    assert load_settings({"MODELYARD_LOG_LEVEL": "DEBUG"}).log_level == "debug"

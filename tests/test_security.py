@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
+import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from modelyard.api.app import create_app
 from modelyard.errors import ConfigError
-from tests.support.app_server import RunningApp, make_settings
+from tests.support.app_server import RunningApp, ServerProcess, make_settings
+from tests.support.servers import free_port
 
 
 def test_foreign_host_header_is_refused(modelyard: Callable[..., RunningApp]) -> None:
@@ -99,10 +102,58 @@ def test_ip_allow_list(modelyard: Callable[..., RunningApp]) -> None:
     assert resp.status_code == 403 and resp.json()["code"] == "ip_not_allowed"
 
 
-def test_binding_beyond_loopback_needs_a_key(tmp_path: object) -> None:
-    from pathlib import Path
-
-    settings = make_settings(Path(str(tmp_path)), host="0.0.0.0")
+def test_binding_beyond_loopback_needs_a_key(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, host="0.0.0.0")
     with pytest.raises(ConfigError) as err:
         create_app(settings)
     assert "API key" in err.value.detail
+
+
+def test_a_listed_origin_can_call_the_api_from_a_browser_when_keys_are_on(
+    modelyard: Callable[..., RunningApp],
+) -> None:
+    site = "http://127.0.0.1:18661"
+    app = modelyard(monitor=False, api_key="admin-secret", cors_origins=[site])
+    preflight = {"Origin": site, "Access-Control-Request-Method": "POST"}
+    preflight["Access-Control-Request-Headers"] = "authorization, content-type"
+    # A browser sends the preflight without credentials; it must not be refused with 401.
+    answer = app.http.options("/api/models/sync", headers=preflight)
+    assert answer.status_code == 200
+    assert answer.headers["access-control-allow-origin"] == site
+    assert "authorization" in answer.headers["access-control-allow-headers"].lower()
+    real = app.http.get(
+        "/api/providers", headers={"Origin": site, "Authorization": "Bearer admin-secret"}
+    )
+    assert real.status_code == 200 and real.headers["access-control-allow-origin"] == site
+    # The preflight pass is for listed origins only, and carries no data.
+    other = app.http.options(
+        "/api/providers", headers={**preflight, "Origin": "https://evil.example"}
+    )
+    assert other.status_code == 401 and "access-control-allow-origin" not in other.headers
+    assert app.http.get("/api/providers", headers={"Origin": site}).status_code == 401
+
+
+def test_the_server_log_never_holds_an_api_key(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {
+        "MODELYARD_DATA_DIR": str(tmp_path / "data"),
+        "MODELYARD_API_KEY": "admin-SECRET-42",
+        "MODELYARD_MONITOR": "off",
+        "MODELYARD_CONFIG": "",
+    }
+    server = ServerProcess(env, port, log).start()
+    try:
+        ws_url = f"ws://127.0.0.1:{port}/ws/events"
+        # The dashboard passes its key in the query string (a browser cannot set headers).
+        with connect(ws_url + "?access_token=admin-SECRET-42", open_timeout=5) as ws:
+            assert '"snapshot"' in str(ws.recv(timeout=5))
+        with pytest.raises(InvalidStatus), connect(ws_url + "?access_token=wrong-SECRET"):
+            pass
+        headers = {"Authorization": "Bearer admin-SECRET-42"}
+        assert httpx.get(f"{server.url}/api/providers?key=admin-SECRET-42", headers=headers)
+    finally:
+        server.stop()
+    written = log.read_text()
+    assert "WebSocket /ws/events?access_token=***" in written  # the request is still logged
+    assert "SECRET" not in written

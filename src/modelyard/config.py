@@ -7,15 +7,23 @@ file lists ``[[instances]]`` they replace the default instances. Every setting i
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from modelyard.errors import ConfigError, ModelyardError
 
@@ -95,7 +103,7 @@ class Settings(BaseModel):
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("modelyard")))
     models_dir: Path | None = None
     database_url: str = ""
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
 
     # security (SPEC §12)
     api_key: str = Field(default="", repr=False)
@@ -138,6 +146,37 @@ class Settings(BaseModel):
 
     instances: list[InstanceConfig] | None = None
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("ip_allowlist")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR network") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if value:
+            check_database_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _unique_instances(self) -> Settings:
+        seen: set[str] = set()
+        for instance in self.instances or []:
+            if instance.key in seen:
+                raise ValueError(f"instance {instance.key} is listed twice")
+            seen.add(instance.key)
+        return self
+
     @property
     def resolved_models_dir(self) -> Path:
         return self.models_dir if self.models_dir is not None else self.data_dir / "models"
@@ -159,6 +198,24 @@ class Settings(BaseModel):
         if self.instances is not None:
             return list(self.instances)
         return default_instances(self)
+
+
+def check_database_url(url: str) -> None:
+    """Refuse a database URL SQLAlchemy cannot parse, or whose driver is not installed."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        dialect = make_url(url).get_dialect()
+    except ArgumentError:
+        raise ValueError("not a database URL (e.g. sqlite:///path/modelyard.db)") from None
+    except NoSuchModuleError:
+        raise ValueError(f"{url.split(':', 1)[0]!r} is not a database SQLAlchemy knows") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        extra = " (pip install 'modelyard[postgres]')" if dialect.name == "postgresql" else ""
+        raise ValueError(f"its driver is not installed: {exc}{extra}") from None
 
 
 def default_instances(settings: Settings) -> list[InstanceConfig]:
@@ -201,8 +258,8 @@ def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
                 continue
             if name in _LIST_FIELDS:
                 values[name] = [item.strip() for item in raw.split(",") if item.strip()]
-            elif field.annotation is bool:
-                values[name] = raw.strip().lower() in {"1", "true", "yes", "on"}
+            elif field.annotation is bool and not raw.strip():
+                continue  # empty means unset; anything else pydantic reads or refuses
             else:
                 values[name] = raw
             break
@@ -224,6 +281,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             ) from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        except OSError as exc:  # a directory, no permission, …
+            raise ConfigError(
+                f"config file {path} cannot be read: {exc.strerror}", hint="Fix MODELYARD_CONFIG."
+            ) from exc
     values.update(_env_values(env))
     values.update(overrides)
     try:
@@ -232,8 +293,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         raise ConfigError(f"invalid setting: {exc.detail}", hint=exc.hint) from exc
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where = ".".join(str(p) for p in first["loc"]) or "instances"
+        message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(
-            f"invalid setting {where}: {first['msg']}",
+            f"invalid setting {where}: {message}",
             hint="See docs/CONFIGURATION.md for every setting and its allowed values.",
         ) from exc

@@ -105,7 +105,8 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"modelyard exited: {self.log.read_text()[-2000:]}")
             with suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/api/version", timeout=1).status_code == 200:
+                # 401: up, with API keys on
+                if httpx.get(f"{self.url}/api/version", timeout=1).status_code in (200, 401):
                     return self
             time.sleep(0.1)
         raise TimeoutError(f"modelyard did not start: {self.log.read_text()[-2000:]}")

@@ -58,6 +58,10 @@ class SecurityMiddleware:
         path: str = scope["path"]
         denial = self._deny(scope, headers, client, method)
         principal: Principal | None = None
+        if denial is None and self._cors_preflight(headers, method):
+            # Browsers never send credentials on a preflight; CORSMiddleware answers it.
+            await self.app(scope, receive, send)
+            return
         if denial is None:
             principal, denial = await self._authenticate(scope, headers, method, path)
         if denial is not None:
@@ -84,6 +88,13 @@ class SecurityMiddleware:
         finally:
             if not audited:  # the request died before any answer
                 self._audit(principal, client, method, path, 500, "no response")
+
+    def _cors_preflight(self, headers: dict[str, str], method: str) -> bool:
+        return (
+            method == "OPTIONS"
+            and "access-control-request-method" in headers
+            and headers.get("origin") in self.services.settings.cors_origins
+        )
 
     def _deny(
         self, scope: Scope, headers: dict[str, str], client: str, method: str

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from modelyard.cli.app import app, console, fail
-from modelyard.config import Settings, load_settings
+from modelyard.config import ProviderKind, Settings, load_settings
 from modelyard.errors import ConfigError, ModelyardError
 
 
@@ -30,14 +30,29 @@ def serve(
 ) -> None:
     """Start the server: API, dashboard, monitor and downloads."""
     import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
 
     from modelyard.api.app import create_app
+    from modelyard.cli.logs import uvicorn_log_config
 
     settings = _settings(host=host, port=port)
     try:
         app_ = create_app(settings)
     except ModelyardError as exc:
         fail(exc.detail, exc.hint, code=2)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        fail(
+            f"cannot prepare modelyard's files: {exc.strerror or exc}{where}",
+            "Set MODELYARD_DATA_DIR (and MODELYARD_MODELS_DIR) to directories you can write.",
+            code=2,
+        )
+    except SQLAlchemyError as exc:
+        fail(
+            f"cannot open the database: {exc.__class__.__name__}: {str(exc).splitlines()[0]}",
+            "Check MODELYARD_DATABASE_URL: the server, its credentials and the database name.",
+            code=2,
+        )
     console.print(
         f"modelyard on [bold]http://{settings.host}:{settings.port}[/]"
         f" · data in {settings.data_dir}"
@@ -47,6 +62,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=uvicorn_log_config(),
         ws_ping_interval=20,
     )
 
@@ -116,11 +132,23 @@ def doctor() -> None:
                 False, "no llama.cpp runtime", "pip install xllamacpp, or put llama-server on PATH."
             )
     ollama = find_ollama(settings.ollama_binary)
-    report(
-        ollama is not None,
-        f"ollama binary: {ollama or 'not found'}",
-        "Only needed for managed Ollama instances: https://ollama.com/download",
-    )
+    managed = [
+        i.key
+        for i in settings.effective_instances()
+        if i.managed and i.provider is ProviderKind.OLLAMA
+    ]
+    if ollama is not None or managed:
+        report(
+            ollama is not None,
+            f"ollama binary: {ollama or 'not found'}"
+            + (f" (needed by {', '.join(managed)})" if managed else ""),
+            "Install Ollama (https://ollama.com/download) or set MODELYARD_OLLAMA_BINARY.",
+        )
+    else:
+        console.print(
+            "[dim]•[/] ollama binary: not found (only needed for managed Ollama instances)",
+            highlight=False,
+        )
     free_port = _port_free(settings.host, settings.port)
     console.print(
         f"{'[green]✓[/]' if free_port else '[yellow]•[/]'} port {settings.port} "
