@@ -229,7 +229,9 @@ def test_unreachable_instance_keeps_its_models_but_nothing_is_loaded(modelyard: 
 
     result = app.http.post("/api/models/sync").json()
     assert [(e["instance_id"], e["code"]) for e in result["errors"]] == [("default", "unreachable")]
-    assert (result["updated"], result["removed"]) == (1, 0)
+    # The health monitor may notice the stop first and its background sync do the update; either
+    # way the model is kept (nothing removed) and no longer loaded.
+    assert result["removed"] == 0 and result["updated"] in (0, 1)
     kept = catalog(app)[("ollama", "default", "kept:latest")]
     assert kept["status"] == "available" and kept["loaded"] is None
 
