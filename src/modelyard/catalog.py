@@ -234,7 +234,8 @@ class Catalog:
         except TimeoutError:
             return Listing(scope, None, {"code": "timeout", "detail": f"no answer in {limit:g} s"})
         except ModelyardError as exc:
-            return Listing(scope, None, {"code": exc.error_code, "detail": exc.detail})
+            error = {"code": exc.error_code, "detail": exc.detail, "hint": exc.hint}
+            return Listing(scope, None, error)
         return Listing(scope, entries)
 
     async def _list_local(self) -> Listing:

@@ -26,6 +26,7 @@ from modelyard.errors import UpstreamError
 from modelyard.gguf_meta import format_parameter_count
 from modelyard.instances import Instance
 from modelyard.local_models import MetadataCache, scan_models_dir
+from modelyard.providers.registry import adapter_for
 
 LOCAL_INSTANCE = "local"  # the instance id of GGUF files in the models directory
 _EMBED_FAMILIES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "t5encoder"})
@@ -240,8 +241,29 @@ async def list_openai(http: httpx.AsyncClient, instance: Instance) -> list[Model
     ]
 
 
+async def _require_llama_server(http: httpx.AsyncClient, instance: Instance) -> None:
+    """Raise ``ListingError`` unless a ready llama-server answers (the status check's probe):
+    many programs answer ``/v1/models``, and a model is loaded only when llama-server says so."""
+    cfg = instance.config
+    try:
+        probe = await adapter_for(cfg.provider).probe(http, cfg, cfg.resolved_api_key())
+    except httpx.TimeoutException as exc:
+        raise ListingError(f"{cfg.key} did not answer /health in time", code="timeout") from exc
+    except httpx.HTTPError as exc:
+        raise ListingError(f"{cfg.key} cannot be reached: {exc}", code="unreachable") from exc
+    if not probe.ok:
+        state = probe.state.value if probe.state is not None else "not RUNNING"
+        raise ListingError(
+            f"{cfg.key} is {state} ({probe.reason_code}): its models are not listed as loaded",
+            code=probe.reason_code or "not_running",
+            hint=probe.hint or "See the instance's status on the Providers page.",
+        )
+
+
 async def list_llamacpp_server(http: httpx.AsyncClient, instance: Instance) -> list[ModelEntry]:
-    """``/v1/models`` of a llama-server: one loaded model, or a router's models with states."""
+    """``/v1/models`` of a llama-server: one loaded model, or a router's models with states.
+    Only once the server is recognised as llama-server and ready (``/health``)."""
+    await _require_llama_server(http, instance)
     body = await _get_json(http, instance, "/v1/models", _bearer(instance))
     cfg = instance.config
     entries = []

@@ -129,10 +129,19 @@ class InstanceControl:
         watcher.add_done_callback(self._watchers.discard)
 
     async def stop(self, instance: Instance) -> ProviderStatus:
+        """Stop our process; 409 ``not_ours`` when the server answering is not one we run."""
         self._require_managed(instance)
         async with self._lock(instance):
             await asyncio.to_thread(self.processes.stop, instance.key, self.settings.stop_grace_s)
-            return await self.health.check(instance, fresh=True)
+            status = await self.health.check(instance, fresh=True)
+        if status.reason_code == "port_in_use":  # still served, by a process not ours
+            raise Conflict(
+                f"modelyard runs no process for {instance.key}; the server answering on "
+                f"{instance.config.base_url} was not started by modelyard",
+                code="not_ours",
+                hint="Stop that program yourself, or give this instance another port.",
+            )
+        return status
 
     async def restart(self, instance: Instance) -> ProviderStatus:
         self._require_managed(instance)

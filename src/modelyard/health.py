@@ -273,6 +273,10 @@ class HealthChecker:
             status.latency_ms = round(latency, 2) if latency is not None else None
             return status
 
+        if proc is not None and not proc.alive and (api.ok or api.state is ProviderState.STARTING):
+            # A managed instance whose port is served by a server modelyard did not start (or
+            # no longer runs): modelyard can neither stop nor vouch for it.
+            return make(ProviderState.ERROR, "port_in_use", _not_ours_hint(instance))
         if api.ok:
             status = make(ProviderState.RUNNING)
             status.version = api.version
@@ -413,6 +417,15 @@ class HealthChecker:
                 await self._monitor
             self._monitor = None
         await self._client.aclose()
+
+
+def _not_ours_hint(instance: Instance) -> str:
+    cfg = instance.config
+    label = adapter_for(cfg.provider).label
+    return (
+        f"A {label} server that modelyard did not start answers on {cfg.base_url}; stop that "
+        "program yourself, or give this instance another port."
+    )
 
 
 def _stopped_hint(instance: Instance, reason: str) -> str:

@@ -90,6 +90,22 @@ class Target:
         )
 
 
+def _same_ctx(target: Target, running: list[Instance], ctx_size: int | None) -> Instance:
+    """The running server to answer a start with; 409 when it runs with another context."""
+    if not ctx_size:
+        return running[0]
+    for instance in running:
+        if instance.config.ctx_size in (ctx_size, None, 0):  # None, 0: not known
+            return instance
+    current = running[0].config.ctx_size
+    raise Conflict(
+        f"{target.name} is already running with a context of {current} tokens, not {ctx_size}",
+        code="already_running_different_ctx",
+        hint=f"Stop the model first, then start it again with ctx_size={ctx_size} "
+        f"(or start it without ctx_size to keep {current}).",
+    )
+
+
 def _check_name(name: str) -> str:
     if not name or len(name) > _MAX_NAME or any(ord(ch) < 32 for ch in name):
         raise InvalidInput(
@@ -188,6 +204,10 @@ class Lifecycle:
             if target.instance is None:
                 return await self._start_gguf(target, force=force, wait=wait, ctx_size=ctx_size)
             instance = target.instance
+            if target.kind in (ProviderKind.OLLAMA, ProviderKind.LMSTUDIO):
+                loaded, target = await self._loaded_now(target)
+                if loaded is not None:
+                    return loaded  # already in memory: no second copy, no memory check
             if target.kind is ProviderKind.OLLAMA:
                 await self._require_memory(target, force, ctx_size)
                 await ollama_load(instance, target.name, self.settings.start_timeout_s)
@@ -202,6 +222,16 @@ class Lifecycle:
                 raise not_supported(instance, "started")
             return await self._synced(target)
 
+    async def _loaded_now(self, target: Target) -> tuple[dict[str, Any] | None, Target]:
+        """Ask the runtime (a sync of the instance) whether the model is loaded right now:
+        the model when it is, and the target with its fresh row."""
+        result = await self.catalog.sync({target.scope})
+        model = await asyncio.to_thread(self.catalog.get, target.key)
+        if result["errors"] or model is None:  # the load call says what is wrong
+            return None, target
+        fresh = Target(target.kind, target.key, model, target.instance)
+        return (model if model["status"] == "loaded" else None), fresh
+
     async def _start_gguf(
         self, target: Target, *, force: bool, wait: bool, ctx_size: int | None
     ) -> dict[str, Any]:
@@ -209,7 +239,7 @@ class Lifecycle:
         model = target.model or await self._synced(target)
         running = self.servers.running(target.name)
         if running:
-            return await self._await_loaded(target, running[0], wait)
+            return await self._await_loaded(target, _same_ctx(target, running, ctx_size), wait)
         # A stat and a cache lookup, then /proc/meminfo and statvfs: well under a millisecond
         # each, so here rather than behind thread hand-offs on the way to a loaded model.
         info = gguf_info(self.catalog.metadata, path)

@@ -72,6 +72,8 @@ _DEFAULT_BITS = 16.0
 # about 20 KB at 1B parameters, growing with the 2/3 power of the parameter count.
 _KV_PER_TOKEN_AT_1B = 20_000
 _KV_EXPONENT = 2 / 3
+# How to override a refusal, worded for the API and the CLI alike.
+_FORCE = "retry with force to try anyway (force=true in the API, --force in the CLI)"
 
 Target = Literal["vram", "vram+ram", "ram", "disk"]
 Verdict = Literal["fits", "tight", "too_large"]
@@ -345,12 +347,12 @@ def _short(need: int, available: int, margin: int, target: Target, what: str) ->
     if need <= available:
         hint = (
             f"It would fit only by using the {_human(margin)} safety margin; free some {what} "
-            "or pass force=true to try anyway."
+            f"or {_FORCE}."
         )
         return FitVerdict(False, "tight", available, need, margin, target, hint)
     hint = (
         f"It needs {_human(need)} but only {_human(available)} is available; free some {what}, "
-        "choose a smaller model or context, or pass force=true to try anyway."
+        f"choose a smaller model or context, or {_FORCE}."
     )
     return FitVerdict(False, "too_large", available, need, margin, target, hint)
 
