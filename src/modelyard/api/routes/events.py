@@ -9,45 +9,72 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from modelyard.events import EventBus, Subscription, now_rfc3339
+from modelyard.events import Event, Subscription, now_rfc3339
 from modelyard.services import Services
 
 router = APIRouter()
 OVERFLOW_CLOSE = 1013  # "try again later": the client reconnects and reads a fresh snapshot
 
 
-async def _read_commands(ws: WebSocket, sub: Subscription) -> None:
+SUBSCRIBE_HINT = (
+    'Send {"subscribe": ["download.*", ...]} as a text frame (or UTF-8 in a binary one).'
+)
+
+
+class Channel:
+    """One client's socket. Everything after the snapshot is a ``{"seq", "ts", "type", "data"}``
+    envelope; a control reply carries the ``seq`` of the last message sent before it, so the
+    numbers a client reads never go back."""
+
+    def __init__(self, ws: WebSocket, seq: int) -> None:
+        self.ws = ws
+        self.seq = seq
+
+    async def send_event(self, event: Event) -> None:
+        self.seq = max(self.seq, event.seq)
+        await self.ws.send_json(event.envelope())
+
+    async def reply(self, kind: str, data: dict[str, Any]) -> None:
+        await self.ws.send_json({"seq": self.seq, "ts": now_rfc3339(), "type": kind, "data": data})
+
+    async def error(self, code: str, detail: str) -> None:
+        await self.reply("error", {"code": code, "detail": detail, "hint": SUBSCRIBE_HINT})
+
+
+async def _read_commands(channel: Channel, sub: Subscription) -> None:
+    """Answer the client's commands, text or binary frames alike, until it leaves."""
     while True:
-        raw = await ws.receive_text()
+        message = await channel.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
         try:
-            message: Any = json.loads(raw)
-        except ValueError:
-            await ws.send_json({"type": "error", "data": {"code": "invalid_json"}})
+            raw = message.get("text")
+            if raw is None:
+                raw = (message.get("bytes") or b"").decode("utf-8")
+            command: Any = json.loads(raw)
+        except ValueError:  # bad JSON, or a binary frame that is not UTF-8
+            await channel.error("invalid_json", "the message is not UTF-8 JSON")
             continue
-        patterns = message.get("subscribe") if isinstance(message, dict) else None
+        patterns = command.get("subscribe") if isinstance(command, dict) else None
         if isinstance(patterns, list) and all(isinstance(p, str) for p in patterns):
             sub.set_patterns(patterns or None)
-            await ws.send_json({"type": "subscribed", "data": {"patterns": patterns}})
+            await channel.reply("subscribed", {"patterns": patterns})
         else:
-            await ws.send_json(
-                {
-                    "type": "error",
-                    "data": {
-                        "code": "invalid_command",
-                        "hint": 'Send {"subscribe": ["download.*", ...]}.',
-                    },
-                }
+            await channel.error(
+                "invalid_command", "the only command is subscribe, with a list of type patterns"
             )
 
 
-async def stream_events(ws: WebSocket, bus: EventBus, sub: Subscription) -> None:
+async def stream_events(channel: Channel, sub: Subscription) -> None:
     """Send the subscription's events until the client leaves or falls too far behind."""
     while True:
         event = await sub.get()
         if event is None:
-            await ws.close(code=OVERFLOW_CLOSE, reason="client too slow; reconnect for a snapshot")
+            await channel.ws.close(
+                code=OVERFLOW_CLOSE, reason="client too slow; reconnect for a snapshot"
+            )
             return
-        await ws.send_json(event.envelope())
+        await channel.send_event(event)
 
 
 @router.websocket("/ws/events")
@@ -59,11 +86,10 @@ async def events_socket(ws: WebSocket) -> None:
     reader: asyncio.Task[None] | None = None
     try:
         snapshot = await bus.snapshot()
-        await ws.send_json(
-            {"seq": bus.last_seq, "ts": now_rfc3339(), "type": "snapshot", "data": snapshot}
-        )
-        reader = asyncio.create_task(_read_commands(ws, sub))
-        sender = asyncio.create_task(stream_events(ws, bus, sub))
+        channel = Channel(ws, bus.last_seq)
+        await channel.reply("snapshot", snapshot)
+        reader = asyncio.create_task(_read_commands(channel, sub))
+        sender = asyncio.create_task(stream_events(channel, sub))
         done, _ = await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_COMPLETED)
         for task in {reader, sender} - done:
             task.cancel()

@@ -114,8 +114,10 @@ async def pull_socket(ws: WebSocket, pull_id: str) -> None:
             await ws.close(code=NOT_FOUND_CLOSE)
             return
         await ws.send_json(compat_pull(task))
-        if task["state"] not in FINISHED:
-            await _follow(ws, sub, pull_id)
+        if task["state"] in FINISHED:
+            await ws.close()  # 1000: the pull has ended, there is nothing more to send
+            return
+        await _follow(ws, sub, pull_id)
     except WebSocketDisconnect:
         pass
     finally:
@@ -152,6 +154,6 @@ async def _follow(ws: WebSocket, sub: Subscription, pull_id: str) -> None:
 
 
 async def _until_disconnect(ws: WebSocket) -> None:
-    with contextlib.suppress(WebSocketDisconnect):
-        while True:
-            await ws.receive_text()
+    """Read (and ignore) what the client sends, text or binary, until it leaves."""
+    while (await ws.receive())["type"] != "websocket.disconnect":
+        pass

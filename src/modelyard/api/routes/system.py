@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field
 
 from modelyard import __version__
 from modelyard.api.deps import ServicesDep
+from modelyard.config import ProviderKind
+from modelyard.instances import Instance
 
 router = APIRouter(tags=["system"])
 
@@ -29,6 +31,54 @@ async def version() -> dict[str, str]:
     return {"version": __version__}
 
 
+# Runtimes that serve the OpenAI API themselves (Ollama under /v1), preferred to the cloud API.
+_LOCAL_OPENAI = {
+    ProviderKind.OLLAMA,
+    ProviderKind.LLAMACPP,
+    ProviderKind.LMSTUDIO,
+    ProviderKind.OPENAI_COMPAT,
+}
+_NO_TARGET = (
+    "# No instance serves the OpenAI API yet: add an Ollama, llama.cpp, LM Studio or\n"
+    "# OpenAI-compatible one (Providers page, or POST /api/providers/{provider}/instances)\n"
+    "# and this snippet will use its base URL.\n"
+)
+
+
+def openai_target(instances: list[Instance]) -> Instance | None:
+    """The instance the OpenAI SDK snippet talks to: the first local runtime serving the
+    OpenAI API (servers started for one GGUF model last: they come and go), else OpenAI's."""
+    local = sorted(
+        (i for i in instances if i.config.provider in _LOCAL_OPENAI),
+        key=lambda i: i.origin == "model",
+    )
+    if local:
+        return local[0]
+    return next((i for i in instances if i.config.provider is ProviderKind.OPENAI), None)
+
+
+def openai_snippet(instances: list[Instance]) -> str:
+    """Python for the OpenAI SDK against a configured instance; a key is never written out,
+    only the environment variable it is read from."""
+    target = openai_target(instances)
+    if target is None:
+        header, base_url, key = _NO_TARGET, "http://HOST:PORT/v1", "'unused'"
+    else:
+        cfg = target.config
+        header = f"# The OpenAI API of {cfg.key}\n"
+        base_url = cfg.base_url if cfg.base_url.endswith("/v1") else f"{cfg.base_url}/v1"
+        if cfg.api_key_env:
+            header += "import os\n"
+            key = f"os.environ[{cfg.api_key_env!r}]"
+        else:
+            key = "'YOUR_API_KEY'" if cfg.api_key else "'unused'"
+    return (
+        f"{header}from openai import OpenAI\n"
+        f"client = OpenAI(base_url={base_url!r}, api_key={key})\n"
+        "print(client.models.list())"
+    )
+
+
 @router.get("/api/connection-info")
 async def connection_info(request: Request, services: ServicesDep) -> dict[str, Any]:
     """Base URLs and copy-paste snippets for talking to modelyard and its instances."""
@@ -46,11 +96,7 @@ async def connection_info(request: Request, services: ServicesDep) -> dict[str, 
         "snippets": {
             "curl": f"curl -s {base}/api/providers/status",
             "python": (f"import httpx\nprint(httpx.get('{base}/api/models/list').json())"),
-            "openai_sdk": (
-                "from openai import OpenAI\n"
-                "client = OpenAI(base_url='http://127.0.0.1:11434/v1', api_key='unused')\n"
-                "print(client.models.list())"
-            ),
+            "openai_sdk": openai_snippet(services.instances.list()),
         },
     }
 
