@@ -4,6 +4,8 @@ delete after confirming, and both pages at 360 px wide."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -13,11 +15,14 @@ import httpx
 from playwright.sync_api import Page, expect
 
 from modelyard.config import ProviderKind
-from tests.catalog_helpers import LLAMA_SERVER, instance
+from tests.catalog_helpers import LLAMA_SERVER, instance, wait_for
 from tests.e2e.conftest import screenshot
 from tests.fakes.fixtures import FakeServer
 from tests.fakes.ollama import OllamaState
+from tests.fakes.openai_compat import OpenAIState
 from tests.support.app_server import RunningApp
+from tests.support.llama import llama_server
+from tests.support.servers import free_port
 from tests.support.tiny_gguf import write_tiny_gguf
 
 
@@ -140,3 +145,112 @@ def test_models_page_search_start_live_state_and_batch_delete(
     httpx.post(
         f"{app.url}/api/models/stop", json={"provider": "llamacpp", "name": "tiny-chat.gguf"}
     )
+
+
+def keyed_row(page: Page, provider: str, instance_id: str, name: str) -> Any:
+    key = json.dumps([provider, instance_id, name], separators=(",", ":"))
+    return page.locator(f"#model-list tr[data-key='{key}']")
+
+
+def test_models_page_offers_only_actions_the_api_accepts(
+    page: Page,
+    modelyard: Callable[..., RunningApp],
+    openai_server: FakeServer[OpenAIState],
+    tmp_path: Path,
+    tiny_gguf: Path,
+) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(tiny_gguf, models / "mine.gguf")
+    shutil.copy(tiny_gguf, models / "spare.gguf")
+    openai_server.state.models = ["served-by-vllm"]
+    with llama_server(tiny_gguf) as external:
+        app = modelyard(
+            [
+                instance(ProviderKind.OPENAI_COMPAT, openai_server.url, id="vllm"),
+                instance(ProviderKind.LLAMACPP, external, id="ext"),
+                instance(
+                    ProviderKind.LLAMACPP,
+                    f"http://127.0.0.1:{free_port()}",
+                    id="own",
+                    managed=True,
+                    model=str(tiny_gguf),
+                    ctx_size=256,
+                ),
+            ],
+            models_dir=models,
+            llama_server=LLAMA_SERVER,
+        )
+        own = "/api/providers/llamacpp/instances/own"
+        assert app.http.post(f"{own}/start", timeout=60).status_code == 200
+        wait_for(
+            lambda: app.http.get(f"{own}/status?refresh=true").json()["state"] == "RUNNING",
+            what="the managed llama.cpp instance to run",
+        )
+        mine = app.http.post(
+            "/api/models/start", json={"provider": "llamacpp", "name": "mine.gguf"}, timeout=60
+        )
+        assert mine.json()["status"] == "loaded", mine.text
+        app.http.post("/api/models/sync")
+        listed = app.http.get("/api/models/list").json()["models"]
+        served = {
+            m["instance_id"]: m["name"]
+            for m in listed
+            if m["provider"] == "llamacpp" and m["status"] == "loaded"
+        }
+        assert {"ext", "own", "local"} <= set(served), listed
+        page.goto(f"{app.url}/#/models")
+
+        # The external llama.cpp server's model: nothing modelyard can do, and the page says why.
+        ext = keyed_row(page, "llamacpp", "ext", served["ext"])
+        expect(ext.get_by_test_id("status")).to_have_text("loaded")
+        for action in ("stop", "delete"):
+            button = ext.locator(f"[data-action={action}]")
+            expect(button).to_be_disabled()
+            expect(button).to_have_attribute("title", re.compile("not managed|GGUF files"))
+        expect(ext.locator("[data-action=stop]")).to_have_attribute(
+            "title", re.compile("not managed by modelyard")
+        )
+        # The managed instance's model can be stopped; a GGUF file too, but not deleted yet.
+        own_row = keyed_row(page, "llamacpp", "own", served["own"])
+        expect(own_row.locator("[data-action=stop]")).to_be_enabled()
+        expect(own_row.locator("[data-action=delete]")).to_be_disabled()
+        expect(row(page, "mine.gguf").locator("[data-action=stop]")).to_be_enabled()
+        expect(row(page, "mine.gguf").locator("[data-action=delete]")).to_have_attribute(
+            "title", "Stop the model first"
+        )
+        expect(row(page, "spare.gguf").locator("[data-action=start]")).to_be_enabled()
+        expect(row(page, "spare.gguf").locator("[data-action=delete]")).to_be_enabled()
+        vllm = row(page, "served-by-vllm")
+        expect(vllm.locator("[data-action=start]")).to_be_disabled()
+        expect(vllm.locator("[data-action=start]")).to_have_attribute(
+            "title", re.compile("load their models themselves")
+        )
+
+        # The drawer follows the same rules as the table.
+        drawer = page.locator("#model-drawer")
+        expectations = [
+            (vllm, {"start": False, "delete": False}),
+            (ext, {"stop": False, "delete": False}),
+            (row(page, "mine.gguf"), {"stop": True, "delete": False}),
+            (row(page, "spare.gguf"), {"start": True, "delete": True}),
+        ]
+        for model_row, enabled in expectations:
+            model_row.locator(".model-name").click()
+            expect(drawer).to_contain_text("Overview")
+            expect(drawer.locator("button[data-action]")).to_have_count(len(enabled))
+            for action, ok in enabled.items():
+                button = drawer.locator(f"[data-action={action}]")
+                if ok:
+                    expect(button).to_be_enabled()
+                else:
+                    expect(button).to_be_disabled()
+                    expect(button).not_to_have_attribute("title", "")
+            page.keyboard.press("Escape")
+            expect(drawer).to_have_count(0)
+
+        # What is offered works: stopping the managed instance's model succeeds.
+        own_row.locator("[data-action=stop]").click()
+        expect(page.locator(".toast-success")).to_contain_text(served["own"], timeout=20000)
+        expect(own_row.get_by_test_id("status")).to_have_text("available")
+        expect(page.locator(".toast-error")).to_have_count(0)

@@ -164,3 +164,81 @@ def test_edit_an_instance(
     form.get_by_role("button", name="Save").click()
     expect(box.get_by_test_id("state")).to_have_text("RUNNING")
     expect(box).to_contain_text(ollama_server.url)
+
+
+# Set by the page: whether an open History/Logs panel went back to "Loading…" or vanished.
+WATCH_PANELS = """(count) => {
+    window.__panelLost = false;
+    const check = () => {
+        const boxes = [...document.querySelectorAll('#provider-list .card-extra')];
+        if (boxes.length < count || boxes.some((b) => b.textContent.trim() === 'Loading…')) {
+            window.__panelLost = true;
+        }
+    };
+    new MutationObserver(check).observe(document.getElementById('provider-list'),
+        { childList: true, subtree: true, characterData: true });
+}"""
+
+
+def test_open_panels_stay_open_and_refresh(
+    page: Page,
+    modelyard: Callable[..., RunningApp],
+    tiny_gguf: Path,
+    ollama_server: Any,
+) -> None:
+    app = modelyard(
+        [
+            InstanceConfig(provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url),
+            InstanceConfig(
+                provider=ProviderKind.LLAMACPP,
+                id="tiny",
+                base_url=f"http://127.0.0.1:{free_port()}",
+                managed=True,
+                model=str(tiny_gguf),
+                ctx_size=256,
+            ),
+        ],
+        llama_server=LLAMA_SERVER,
+    )
+    page.goto(f"{app.url}/#/providers")
+    tiny = card(page, "llamacpp/tiny")
+    ollama = card(page, "ollama/default")
+    expect(tiny.get_by_test_id("state")).to_have_text("STOPPED")
+    expect(page.locator("#auto-refresh")).to_be_checked()
+
+    tiny.get_by_role("button", name="Logs").click()
+    logs = tiny.locator(".card-extra pre.log")
+    expect(logs).to_have_text("(empty log)")
+    ollama.get_by_role("button", name="History").click()
+    history_rows = ollama.locator(".card-extra .history tbody tr")
+    expect(history_rows.first).to_contain_text("RUNNING")
+    page.evaluate(WATCH_PANELS, 2)
+
+    # Refresh all runs a new check: the open History panel shows it, without going blank.
+    before = history_rows.count()
+    page.locator("#refresh-all").click()
+    page.wait_for_function(
+        "(n) => document.querySelectorAll("
+        "'[data-key=\"ollama/default\"] .history tbody tr').length > n",
+        arg=before,
+    )
+
+    # Start: the open Logs panel follows the server's output as it comes up.
+    tiny.locator('[data-action="start"]').click()
+    expect(tiny.get_by_test_id("state")).to_have_text("RUNNING", timeout=30000)
+    expect(logs).not_to_have_text("(empty log)")
+    expect(logs).to_contain_text("llama")
+
+    # The next auto-refresh reloads both panels; they keep their content throughout.
+    with page.expect_request(lambda r: r.url.endswith("/api/providers/status")):
+        pass
+    with page.expect_response(lambda r: r.url.endswith("/instances/default/history")):
+        pass
+    expect(history_rows.first).to_be_visible()
+    expect(logs).to_contain_text("llama")
+    assert page.evaluate("window.__panelLost") is False
+
+    tiny.locator('[data-action="stop"]').click()
+    expect(tiny.get_by_test_id("state")).to_have_text("STOPPED", timeout=20000)
+    expect(logs).to_contain_text("llama")
+    assert page.evaluate("window.__panelLost") is False

@@ -7,6 +7,71 @@ import { toast, toastError } from "../js/toast.js";
 const PROVIDERS = { ollama: "Ollama", llamacpp: "llama.cpp", lmstudio: "LM Studio",
   openai_compat: "OpenAI-compatible", openai: "OpenAI", anthropic: "Anthropic" };
 
+const LOCAL_INSTANCE = "local";  // the instance id of the GGUF files of the models directory
+const STARTABLE = new Set(["ollama", "lmstudio"]);
+const DELETABLE = new Set(["ollama"]);
+const ALLOW = { ok: true, why: null };
+const refuse = (why) => ({ ok: false, why });
+
+/** Whether a llama.cpp row is a GGUF file or server modelyard runs itself: a file of the models
+ * directory, or the model of a managed instance (`managed`: their "provider/id" keys). */
+function ownGguf(m, managed) {
+  return m.instance_id === LOCAL_INSTANCE || managed.has(`${m.provider}/${m.instance_id}`);
+}
+
+/**
+ * What modelyard can do with model `m` — the one rule set of the table, the cards and the drawer,
+ * matching what the API accepts. Each of start, stop, delete, recreate is `{ok, why}` (`why`
+ * says why not); `recreate` is null where there is nothing to recreate; `primary` is the
+ * start/stop button to show.
+ */
+export function modelRules(m, managed) {
+  const label = PROVIDERS[m.provider] || m.provider;
+  const running = ["loaded", "starting"].includes(m.status);
+  const gguf = m.provider === "llamacpp";
+  const file = gguf && m.instance_id === LOCAL_INSTANCE;
+  let never = null;  // why start and stop can never work
+  if (gguf && !ownGguf(m, managed)) {
+    never = `llama.cpp server ${m.instance_id} is not managed by modelyard: `
+      + "start or stop it yourself";
+  } else if (!gguf && !STARTABLE.has(m.provider)) {
+    never = `${label} servers load their models themselves: modelyard cannot start or stop them`;
+  }
+  let start = ALLOW;
+  if (never) start = refuse(never);
+  else if (m.status === "downloading") start = refuse("Wait for the download to finish");
+  else if (running) start = refuse("Already running");
+  else if (!["available", "failed"].includes(m.status)) start = refuse(`The model is ${m.status}`);
+  const stop = never ? refuse(never) : running ? ALLOW : refuse("The model is not running");
+  let del = ALLOW;
+  if (gguf && !file) del = refuse("modelyard deletes only GGUF files of its models directory");
+  else if (!gguf && !DELETABLE.has(m.provider)) del = refuse(`${label} models cannot be deleted`);
+  else if (m.status === "downloading") del = refuse("Wait for the download to finish");
+  else if (file && running) del = refuse("Stop the model first");
+  return { start, stop, delete: del, recreate: file || DELETABLE.has(m.provider) ? del : null,
+    primary: running ? "stop" : "start" };
+}
+
+/**
+ * The action buttons of model `m` under `modelRules`: Start or Stop, Delete and (with
+ * `recreate`) Recreate. A button that cannot work is disabled, its title says why.
+ */
+export function actionButtons(m, managed, opts) {
+  const { busy = false, recreate = true, emphasis = false, onAction } = opts;
+  const rules = modelRules(m, managed);
+  const btn = (label, action, cls = "") => h("button", {
+    class: `btn btn-small${cls}`, type: "button", "data-action": action,
+    disabled: busy || !rules[action].ok, title: rules[action].why,
+    onclick: (ev) => { ev.stopPropagation(); onAction(action); } }, label);
+  return [
+    rules.primary === "stop" ? btn("Stop", "stop")
+      : btn(busy && m.status === "starting" ? "Starting…" : "Start", "start",
+        emphasis ? " btn-primary" : ""),
+    btn("Delete", "delete", " btn-danger"),
+    recreate && rules.recreate ? btn("Recreate", "recreate") : null,
+  ];
+}
+
 function kv(pairs) {
   return h("dl", { class: "kv" }, pairs.filter(([, v]) => v !== null && v !== undefined && v !== "")
     .map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
@@ -44,8 +109,9 @@ function ggufView(g) {
   ]);
 }
 
-/** Open the details drawer of model `m`; `act(m, action)` runs row actions. */
-export async function openDrawer(m, { act }) {
+/** Open the details drawer of model `m`; `act(m, action)` runs row actions, `managed` holds
+ * the keys of managed instances (see `modelRules`). */
+export async function openDrawer(m, { act, managed }) {
   document.querySelector(".drawer")?.remove();
   const body = h("div", { class: "drawer-body" }, h("p", { class: "muted" }, "Loading…"));
   const close = () => { drawer.remove(); document.removeEventListener("keydown", onKey); };
@@ -61,14 +127,12 @@ export async function openDrawer(m, { act }) {
     const d = await get(`/api/models/details?${params}`);
     const loaded = d.loaded || {};
     const memory = loaded.memory ?? loaded.size;
-    const run = (action) => () => { close(); act(m, action); };
+    const onAction = (action) => { close(); act(m, action); };
     render(body,
-      h("div", { class: "row" }, h("span", { class: "badge", dataset: { state: d.status } }, d.status),
+      h("div", { class: "row drawer-actions" },
+        h("span", { class: "badge", dataset: { state: d.status } }, d.status),
         h("span", { class: "spacer" }),
-        ["loaded", "starting"].includes(d.status)
-          ? h("button", { class: "btn btn-small", type: "button", onclick: run("stop") }, "Stop")
-          : h("button", { class: "btn btn-small btn-primary", type: "button", onclick: run("start") }, "Start"),
-        h("button", { class: "btn btn-small btn-danger", type: "button", onclick: run("delete") }, "Delete")),
+        actionButtons({ ...m, ...d }, managed, { recreate: false, emphasis: true, onAction })),
       section("Overview", kv([
         ["Provider", `${PROVIDERS[d.provider] || d.provider} · ${d.instance_id}`], ["Size", bytes(d.size)],
         ["Format", d.format], ["Family", d.family], ["Parameters", d.parameter_size], ["Quantization", d.quantization],

@@ -6,7 +6,7 @@ import { confirmDialog, h, render } from "../js/dom.js";
 import { events } from "../js/events.js";
 import { ago, bytes } from "../js/format.js";
 import { toast, toastError } from "../js/toast.js";
-import { openDrawer, recommendedSection } from "./models-extra.js";
+import { actionButtons, openDrawer, recommendedSection } from "./models-extra.js";
 
 const VIEW_KEY = "modelyard.models.view";
 const STATUSES = ["loaded", "starting", "available", "downloading", "failed"];
@@ -20,15 +20,9 @@ const SIZES = {
   medium: ["1–5 GB", GB, 5 * GB], large: ["5–20 GB", 5 * GB, 20 * GB], huge: ["Over 20 GB", 20 * GB, null],
 };
 const SORTS = { name: "Name", size: "Size", modified: "Modified", status: "Status" };
-const STARTABLE = new Set(["ollama", "llamacpp", "lmstudio"]);
-const DELETABLE = new Set(["ollama", "llamacpp"]);
 
 export const modelKey = (m) => JSON.stringify([m.provider, m.instance_id, m.name]);
 export const ref = (m) => ({ provider: m.provider, name: m.name, instance_id: m.instance_id });
-const canStart = (m) => STARTABLE.has(m.provider) && ["available", "failed"].includes(m.status);
-const canStop = (m) => STARTABLE.has(m.provider) && ["loaded", "starting"].includes(m.status);
-const canDelete = (m) => DELETABLE.has(m.provider) && m.status !== "downloading"
-  && !(m.provider === "llamacpp" && ["loaded", "starting"].includes(m.status));
 
 function options(map, selected) {
   return Object.entries(map).map(([value, label]) =>
@@ -42,6 +36,7 @@ export default {
       page: 1, pageSize: 50, total: 0, models: [], selected: new Map(), busy: new Set(),
       view: localStorage.getItem(VIEW_KEY) || (window.innerWidth < 720 ? "cards" : "table"),
       seq: 0, reloadTimer: null,
+      managed: new Set(),  // "provider/id" of the instances modelyard runs (see modelRules)
     };
 
     const summary = h("p", { class: "page-sub", id: "models-summary" }, "Loading…");
@@ -83,8 +78,13 @@ export default {
       if (min !== null) params.set("min_size", min);
       if (max !== null) params.set("max_size", max);
       try {
-        const data = await get(`/api/models/search?${params}`);
+        const [data, providers] = await Promise.all([get(`/api/models/search?${params}`),
+          get("/api/providers").catch(() => null)]);
         if (seq !== state.seq) return;
+        if (providers) {
+          state.managed = new Set(providers.instances.filter((i) => i.managed)
+            .map((i) => `${i.provider}/${i.id}`));
+        }
         state.models = data.models;
         state.total = data.total;
         if (!data.models.length && state.page > 1 && data.total) { state.page = Math.ceil(data.total / state.pageSize); load(); return; }
@@ -129,19 +129,13 @@ export default {
     }
 
     function actions(m) {
-      const busy = state.busy.has(modelKey(m));
-      const btn = (label, action, enabled, extra = "") => h("button", {
-        class: `btn btn-small ${extra}`, type: "button", disabled: busy || !enabled, "data-action": action,
-        title: !enabled && action !== "start" && canStop(m) ? "Stop the model first" : null,
-        onclick: (ev) => { ev.stopPropagation(); act(m, action); } }, label);
-      return h("div", { class: "row model-actions" },
-        canStop(m) ? btn("Stop", "stop", true) : btn(busy && m.status === "starting" ? "Starting…" : "Start", "start", canStart(m)),
-        btn("Delete", "delete", canDelete(m), "btn-danger"),
-        DELETABLE.has(m.provider) ? btn("Recreate", "recreate", canDelete(m)) : null);
+      return h("div", { class: "row model-actions" }, actionButtons(m, state.managed,
+        { busy: state.busy.has(modelKey(m)), onAction: (action) => act(m, action) }));
     }
 
     function nameLink(m) {
-      return h("button", { class: "btn-link model-name", type: "button", onclick: () => openDrawer(m, { act }) }, m.name);
+      return h("button", { class: "btn-link model-name", type: "button",
+        onclick: () => openDrawer(m, { act, managed: state.managed }) }, m.name);
     }
 
     function sortHeader(field, label, cls = "") {

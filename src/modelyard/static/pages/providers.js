@@ -26,6 +26,7 @@ export default {
       instances: new Map(),   // key -> instance
       statuses: new Map(),    // key -> status
       open: new Map(),        // key -> "history" | "logs" | null
+      boxes: new Map(),       // key -> {what, el, seq}: an open panel, kept across redraws
       busy: new Set(),
       timer: null,
       ageMs: 0,
@@ -58,6 +59,7 @@ export default {
         state.statuses = new Map(status.providers.map((s) => [key(s), s]));
         state.ageMs = status.age_ms;
         draw();
+        for (const k of state.boxes.keys()) fillExtra(k);  // open panels show fresh content
       } catch (err) {
         toastError(err);
       }
@@ -72,6 +74,7 @@ export default {
       const items = [...state.instances.values()];
       const running = items.filter((i) => state.statuses.get(key(i))?.state === "RUNNING").length;
       summary.textContent = `${running} of ${items.length} running · checked ${state.ageMs < 1000 ? "just now" : `${Math.round(state.ageMs / 1000)} s ago`}`;
+      for (const k of state.boxes.keys()) if (!state.instances.has(k)) state.boxes.delete(k);
       render(list, items.length ? items.map(card) : h("div", { class: "empty" }, "No instances. Add one."));
     }
 
@@ -90,14 +93,17 @@ export default {
       }
       actions.push(
         h("button", { class: "btn btn-small", onclick: () => toggle(k, "history"), "aria-expanded": state.open.get(k) === "history" }, "History"));
-      if (inst.managed) actions.push(h("button", { class: "btn btn-small", onclick: () => toggle(k, "logs") }, "Logs"));
+      if (inst.managed) {
+        actions.push(h("button", { class: "btn btn-small", onclick: () => toggle(k, "logs"),
+          "aria-expanded": state.open.get(k) === "logs" }, "Logs"));
+      }
       if (inst.deletable) {
         actions.push(
           h("button", { class: "btn btn-small", onclick: () => showForm(inst), "data-action": "edit" }, "Edit"),
           h("button", { class: "btn btn-small btn-danger", onclick: () => remove(inst) }, "Remove"));
       }
 
-      const extra = state.open.get(k);
+      const extra = extraBox(k);
       return h("article", { class: "panel card", dataset: { key: k, state: st } },
         h("div", { class: "card-head" },
           h("div", { style: { flex: "1" } },
@@ -120,7 +126,21 @@ export default {
             s.reason_code ? h("code", {}, s.reason_code) : null, s.reason_code && s.hint ? " — " : "", s.hint || "")
           : null,
         h("div", { class: "card-actions" }, actions),
-        extra ? h("div", { class: "card-extra", "data-extra": extra }, "Loading…") : null);
+        extra);
+    }
+
+    /** The open panel of card `k` (null when none): the same element on every redraw, so it
+     * keeps its content (and scroll position) until fresh content replaces it. */
+    function extraBox(k) {
+      const what = state.instances.has(k) ? state.open.get(k) : null;
+      if (!what) { state.boxes.delete(k); return null; }
+      let box = state.boxes.get(k);
+      if (box?.what !== what) {
+        const el = h("div", { class: "card-extra", "data-extra": what }, "Loading…");
+        box = { what, seq: 0, el };
+        state.boxes.set(k, box);
+      }
+      return box.el;
     }
 
     async function act(inst, action) {
@@ -145,15 +165,20 @@ export default {
       if (state.open.get(k)) await fillExtra(k);
     }
 
+    /** Load (again) the content of card `k`'s open panel; an answer overtaken by a later
+     * request, or for a panel closed or switched meanwhile, is dropped. */
     async function fillExtra(k) {
-      const what = state.open.get(k);
+      const entry = state.boxes.get(k);
       const inst = state.instances.get(k);
-      const box = list.querySelector(`[data-key="${CSS.escape(k)}"] .card-extra`);
-      if (!box || !inst) return;
+      if (!entry || !inst) return;
+      const { what, el: box } = entry;
+      const seq = ++entry.seq;
+      const current = () => state.boxes.get(k) === entry && entry.seq === seq;
       const base = `/api/providers/${inst.provider}/instances/${encodeURIComponent(inst.id)}`;
       try {
         if (what === "history") {
           const { checks } = await get(`${base}/history`);
+          if (!current()) return;
           render(box, checks.length ? h("table", { class: "history" },
             h("thead", {}, h("tr", {}, h("th", {}, "When"), h("th", {}, "State"), h("th", {}, "Latency"), h("th", {}, "Reason"))),
             h("tbody", {}, checks.map((c) => h("tr", {},
@@ -163,10 +188,19 @@ export default {
               h("td", { class: "mono" }, c.reason_code || ""))))) : h("p", { class: "muted" }, "No checks yet."));
         } else {
           const { lines, path } = await get(`${base}/logs?lines=200`);
-          render(box, h("div", { class: "small muted" }, path), h("pre", { class: "log" }, lines.join("\n") || "(empty log)"));
+          if (!current()) return;
+          const text = lines.join("\n") || "(empty log)";
+          const pre = box.querySelector("pre.log");
+          if (pre) {  // in place: a reader scrolled up in the log stays where they are
+            box.querySelector(".log-path").textContent = path;
+            if (pre.textContent !== text) pre.textContent = text;
+          } else {
+            render(box, h("div", { class: "small muted log-path" }, path),
+              h("pre", { class: "log" }, text));
+          }
         }
       } catch (err) {
-        render(box, h("p", { class: "field-error" }, err.message));
+        if (current()) render(box, h("p", { class: "field-error" }, err.message));
       }
     }
 
