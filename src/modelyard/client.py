@@ -16,23 +16,35 @@ class ClientError(Exception):
     """An error answer (problem+json) or an unreachable server, ready to print."""
 
     def __init__(
-        self, message: str, *, code: str = "error", hint: str = "", status: int = 0
+        self,
+        message: str,
+        *,
+        code: str = "error",
+        hint: str = "",
+        status: int = 0,
+        errors: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.hint = hint
         self.status = status
+        self.errors = errors or []  # a validation problem's ``errors`` (loc, msg, type)
+
+
+# A server bound to every address is reached on the loopback address of the same family.
+_ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1", "[::]": "::1"}
 
 
 def server_url(settings: Settings | None = None) -> str:
-    """MODELYARD_URL, else the configured host and port."""
+    """MODELYARD_URL, else the host and port the server is configured with."""
     if os.environ.get("MODELYARD_URL"):
         return os.environ["MODELYARD_URL"].rstrip("/")
     host = settings.host if settings else os.environ.get("MODELYARD_HOST", "127.0.0.1")
     port = settings.port if settings else int(os.environ.get("MODELYARD_PORT", "8050"))
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
+    host = _ANY_ADDRESS.get(host, host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address
     return f"http://{host}:{port}"
 
 
@@ -46,7 +58,9 @@ class Client:
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> Client:
-        return cls(server_url(settings), os.environ.get("MODELYARD_API_KEY", ""))
+        """MODELYARD_URL (else the settings' host and port) and the server's API key."""
+        key = settings.api_key if settings else os.environ.get("MODELYARD_API_KEY", "")
+        return cls(server_url(settings), key)
 
     def close(self) -> None:
         self.http.close()
@@ -75,14 +89,20 @@ class Client:
             hint="Start it with 'modelyard serve' (or 'make run'), or set MODELYARD_URL.",
         )
 
-    @staticmethod
-    def _decode(resp: httpx.Response) -> Any:
+    def _not_modelyard(self, resp: httpx.Response) -> ClientError:
+        kind = resp.headers.get("content-type", "").split(";")[0].strip() or "no content type"
+        return ClientError(
+            f"the server at {self.base_url} does not look like modelyard "
+            f"(it answered HTTP {resp.status_code} with {kind}, not a modelyard answer)",
+            code="not_modelyard",
+            hint="Check MODELYARD_URL (or the config file's host and port): "
+            "it should point at a running 'modelyard serve'.",
+            status=resp.status_code,
+        )
+
+    def _decode(self, resp: httpx.Response) -> Any:
         if resp.status_code == 204:
             return None
-        try:
-            body = resp.json()
-        except ValueError:
-            body = None
         if 300 <= resp.status_code < 400:
             raise ClientError(
                 f"unexpected redirect (HTTP {resp.status_code}) to {resp.headers.get('location')}",
@@ -90,16 +110,21 @@ class Client:
                 hint="Check MODELYARD_URL: it should point at modelyard itself.",
                 status=resp.status_code,
             )
+        try:
+            body = resp.json()
+        except ValueError:
+            if resp.status_code >= 400 or resp.content.strip():
+                raise self._not_modelyard(resp) from None
+            return None
         if resp.status_code >= 400:
-            if isinstance(body, dict):
-                raise ClientError(
-                    str(body.get("detail") or body.get("title") or f"HTTP {resp.status_code}"),
-                    code=str(body.get("code", "http_error")),
-                    hint=str(body.get("hint", "")),
-                    status=resp.status_code,
-                )
+            if not isinstance(body, dict) or "code" not in body:
+                raise self._not_modelyard(resp)  # modelyard's errors are problem+json
             raise ClientError(
-                f"HTTP {resp.status_code}: {resp.text[:200]}", status=resp.status_code
+                str(body.get("detail") or body.get("title") or f"HTTP {resp.status_code}"),
+                code=str(body["code"]),
+                hint=str(body.get("hint", "")),
+                status=resp.status_code,
+                errors=[e for e in body.get("errors") or [] if isinstance(e, dict)],
             )
         return body
 

@@ -120,15 +120,30 @@ def list_models(
         print_json(data)
         return
     models = data["models"]
+    if not models and data["total"] > 0:
+        console.print(f"[dim]{_past_the_end(data)}[/]", highlight=False)
+        return
     if not models:
         filtered = any(params[k] is not None for k in ("q", "status", "provider", "source"))
-        filtered = filtered or min_size is not None or max_size is not None or page > 1
+        filtered = filtered or min_size is not None or max_size is not None
         console.print("[dim]No models match.[/]" if filtered else "[dim]No models yet.[/]")
         return
     console.print(_table(models))
     first = (data["page"] - 1) * data["page_size"] + 1
     more = " — use --page for more" if first + len(models) - 1 < data["total"] else ""
     console.print(f"[dim]{first}–{first + len(models) - 1} of {data['total']}{more}[/]")
+
+
+def _past_the_end(data: dict[str, Any]) -> str:
+    """'Page 5 is past the end: 18 models fit on 1 page of 100 (use --page 1).'"""
+    total, size = int(data["total"]), int(data["page_size"])
+    pages = -(-total // size)
+    models = "model" if total == 1 else "models"
+    use = "--page 1" if pages == 1 else f"--page 1 to {pages}"
+    return (
+        f"Page {data['page']} is past the end: {total} {models} fit on {pages} "
+        f"page{'' if pages == 1 else 's'} of {size} (use {use})."
+    )
 
 
 WORDS = typer.Argument(
