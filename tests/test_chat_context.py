@@ -105,6 +105,8 @@ def row(role: str, content: str, state: str = "complete") -> MessageRow:
 
 def test_history_leaves_out_failed_answers_and_merges_neighbours() -> None:
     rows = [
+        row("user", "zero"),
+        row("assistant", "   "),  # an empty answer: its question stays, merged with the next
         row("user", "one"),
         row("assistant", "partial", state="error"),
         row("user", "two"),
@@ -113,8 +115,9 @@ def test_history_leaves_out_failed_answers_and_merges_neighbours() -> None:
         row("user", "three"),
         row("assistant", "", state="streaming"),
     ]
+    # "one" failed: it is not sent again (it would fail every later message too).
     assert history_of(rows) == [
-        Turn("user", "one\n\ntwo"),
+        Turn("user", "zero\n\ntwo"),
         Turn("assistant", "kept though stopped"),
         Turn("user", "three"),
     ]

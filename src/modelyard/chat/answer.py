@@ -269,7 +269,9 @@ class Answerer:
         except Exception as exc:  # a bug must still end the answer and tell the client
             log.exception("chat generation failed")
             tally.state = "error"
-            tally.error = ChatError("internal_error", f"unexpected error: {exc}")
+            tally.error = ChatError(
+                "internal_error", f"unexpected error: {exc}", _internal_hint(choice, target)
+            )
         store_later.cancel()
         self._store_turn(gen, start)
         await asyncio.shield(self._finish(gen, choice, tally))
@@ -371,6 +373,16 @@ class Answerer:
 def _urgent(item: Event | _Marker | None) -> bool:
     """Whether an item sends its batch at once: anything but a token."""
     return not (isinstance(item, dict) and item.get("type") == "token")
+
+
+def _internal_hint(choice: Choice, target: Target | None) -> str:
+    """Where to look when answering failed inside modelyard itself."""
+    where = target.key if target is not None else f"{choice.provider}/{choice.instance_id or '?'}"
+    return (
+        f"modelyard failed while asking {where} for {choice.model}; its log (the output of "
+        "'modelyard serve') has the details. Check the instance on the Providers page, then "
+        "try again."
+    )
 
 
 def _status(text: str) -> Event:

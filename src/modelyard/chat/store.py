@@ -118,18 +118,35 @@ class Message(Protocol):
 
 def history_of(messages: Sequence[Message]) -> list[Turn]:
     """The turns to send: failed or empty answers left out, same-role neighbours merged
-    (strict chat templates require user and assistant to alternate)."""
+    (strict chat templates require user and assistant to alternate).
+
+    A user message whose answer failed is left out too: the upstream refused it or broke
+    down on it (a message too long for the context, say), and sending it again with every
+    later message would fail them all. Regenerating drops the failed answer first, so the
+    message is sent again then."""
     turns: list[Turn] = []
-    for m in messages:
+    for i, m in enumerate(messages):
         if m.role not in ("user", "assistant") or not m.content.strip():
             continue
         if m.role == "assistant" and m.state in ("error", STREAMING):
+            continue
+        if m.role == "user" and _answer_failed(messages, i):
             continue
         if turns and turns[-1].role == m.role:
             turns[-1] = Turn(m.role, f"{turns[-1].content}\n\n{m.content}")
         else:
             turns.append(Turn(m.role, m.content))
     return turns
+
+
+def _answer_failed(messages: Sequence[Message], index: int) -> bool:
+    """Whether the user message at ``index`` was answered, and the answer failed."""
+    for m in messages[index + 1 :]:
+        if m.role == "assistant":
+            return m.state == "error"
+        if m.role == "user":
+            return False
+    return False
 
 
 class ConversationStore:

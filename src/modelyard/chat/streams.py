@@ -193,7 +193,7 @@ class StreamClients:
                 **params,
             ) as response:
                 async for line in response.iter_lines():
-                    chunk = _sse_data(line)
+                    chunk = _sse_data(line, target)
                     if chunk is _DONE:
                         if not cloud:
                             # llama-server closes the connection after a stream although it
@@ -234,10 +234,16 @@ class StreamClients:
         params: dict[str, Any] = {}
         if system:
             params["system"] = system
+        # The SDK's ``messages.stream`` (anthropic 2.x) takes no ``temperature`` or ``top_p``
+        # argument although the API accepts both: they go in the body as ``extra_body``, which
+        # every SDK version merges into the request as it is.
+        sampling: dict[str, Any] = {}
         if options.temperature is not None:
-            params["temperature"] = min(options.temperature, 1.0)  # Anthropic's range is 0-1
+            sampling["temperature"] = min(options.temperature, 1.0)  # Anthropic's range is 0-1
         if options.top_p is not None:
-            params["top_p"] = options.top_p
+            sampling["top_p"] = options.top_p
+        if sampling:
+            params["extra_body"] = sampling
         try:
             async with self._anthropic_client(target).messages.stream(
                 model=target.model,
@@ -256,7 +262,7 @@ class StreamClients:
         except anthropic.APIConnectionError as exc:
             raise _unreachable(target, exc) from exc
         except anthropic.APIError as exc:  # an error event in the middle of the stream
-            raise ChatError("upstream_error", _anthropic_message(exc)) from exc
+            raise ChatError("upstream_error", _anthropic_message(exc), failed_hint(target)) from exc
 
 
 # -- turning SDK objects into pieces ------------------------------------------------------------
@@ -279,7 +285,7 @@ def _ollama_piece(part: ollama.ChatResponse) -> Piece:
 _DONE: Any = object()
 
 
-def _sse_data(line: str) -> Any:
+def _sse_data(line: str, target: Target) -> Any:
     """The JSON of one ``data:`` line; ``_DONE`` at ``[DONE]``; None for other lines (blank
     separators, ``:`` keep-alive comments). An error object ends the stream as a ChatError."""
     if not line.startswith("data:"):
@@ -294,7 +300,7 @@ def _sse_data(line: str) -> Any:
     if isinstance(chunk, dict) and chunk.get("error"):
         error = chunk["error"]
         message = error.get("message") if isinstance(error, dict) else str(error)
-        raise ChatError("upstream_error", str(message or "the stream failed"))
+        raise ChatError("upstream_error", str(message or "the stream failed"), failed_hint(target))
     return chunk if isinstance(chunk, dict) else None
 
 
@@ -359,14 +365,14 @@ def _anthropic_message(exc: anthropic.APIError) -> str:
 
 def _ollama_error(exc: ollama.ResponseError, target: Target) -> ChatError:
     if exc.status_code == -1:  # an {"error": ...} line in the middle of the stream
-        return ChatError("upstream_error", exc.error)
+        return ChatError("upstream_error", exc.error, failed_hint(target))
     return _status_error(exc.status_code, exc.error, target)
 
 
 def _status_error(status: int, message: str, target: Target) -> ChatError:
     where = f"{target.key} ({target.base_url})"
     if status < 400:  # an error event after a 200 had started the stream
-        return ChatError("upstream_error", message, "See the provider's log.")
+        return ChatError("upstream_error", message, failed_hint(target))
     if status in (401, 403):
         return ChatError(
             "unauthorized",
@@ -390,9 +396,16 @@ def _status_error(status: int, message: str, target: Target) -> ChatError:
             )
         return ChatError("bad_request", message, "Check the chat options.")
     return ChatError(
-        "upstream_error",
-        f"{where} answered HTTP {status}: {message}",
-        "See the provider's log on the Providers page.",
+        "upstream_error", f"{where} answered HTTP {status}: {message}", failed_hint(target)
+    )
+
+
+def failed_hint(target: Target) -> str:
+    """What to do when an instance failed while answering: which one, and where to look."""
+    return (
+        f"{target.key} ({target.base_url}) failed while answering with {target.model}: "
+        "check it on the Providers page and in its log, then send the message again or "
+        "regenerate the answer."
     )
 
 

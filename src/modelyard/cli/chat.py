@@ -12,11 +12,12 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import typer
 
-from modelyard.cli.app import app, client, console, fail
+from modelyard.cli.app import app, cli_words, client, console, explain, fail
 from modelyard.cli.resolve import matching
 from modelyard.client import Client, ClientError
 
@@ -35,19 +36,32 @@ def _events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
             yield json.loads(line[6:])
 
 
-def lookup(c: Client, name: str, provider: str | None) -> tuple[str, str | None] | None:
-    """(provider, instance id) of a model that can chat, from the catalog; None when the
-    catalog does not know it (or cannot be read)."""
+@dataclass(frozen=True)
+class Found:
+    """A model that can chat, as the catalog names it (``llama3.2`` → ``llama3.2:latest``)."""
+
+    provider: str
+    instance_id: str | None
+    name: str
+
+
+def lookup(c: Client, name: str, provider: str | None, instance: str | None = None) -> Found | None:
+    """The catalog's model that can chat named ``name``; None when the catalog does not know
+    it, or the server could not read it (HTTP 5xx). A server that cannot be reached, or
+    refuses the request, raises ClientError: it must not pass for an unknown model."""
     try:
         models = c.get("/api/models/list").get("models", [])
-    except ClientError:
-        return None
-    matches = [m for m in matching(models, name, provider) if m.get("mode", "llm") == "llm"]
+    except ClientError as exc:
+        if exc.status >= 500:
+            return None
+        raise
+    found = matching(models, name, provider, instance)
+    matches = [m for m in found if m.get("mode", "llm") == "llm"]
     if not matches:
         return None
     loaded = [m for m in matches if m.get("status") == "loaded"]
     chosen = (loaded or matches)[0]
-    return str(chosen["provider"]), chosen.get("instance_id")
+    return Found(str(chosen["provider"]), chosen.get("instance_id"), str(chosen["name"]))
 
 
 class ChatSession:
@@ -95,10 +109,10 @@ class ChatSession:
 
     def switch(self, name: str) -> None:
         # A model the catalog does not know is tried on the current provider.
-        provider, instance = lookup(self.c, name, None) or (self.provider, None)
-        body = {"provider": provider, "model": name}
-        if instance:
-            body["instance_id"] = instance
+        found = lookup(self.c, name, None) or Found(self.provider, None, name)
+        body = {"provider": found.provider, "model": found.name}
+        if found.instance_id:
+            body["instance_id"] = found.instance_id
         changed = self.c.request("PATCH", f"/api/conversations/{self.cid}", json=body)
         self.provider, self.model = changed["provider"], changed["model"]
         self.instance = changed.get("instance_id") or None
@@ -135,7 +149,7 @@ class ChatSession:
                 f"[bold red]error:[/] {event['detail']} ({event['code']})", highlight=False
             )
             if event.get("hint"):
-                console.print(f"[dim]hint:[/] {event['hint']}", highlight=False)
+                console.print(f"[dim]hint:[/] {cli_words(event['hint'])}", highlight=False)
         return wrote
 
 
@@ -176,16 +190,18 @@ def chat(
     with contextlib.suppress(ImportError):  # line editing and history for input()
         import readline  # noqa: F401
     with client() as c:
-        if provider is None or instance is None:
-            found = lookup(c, model, provider)
-            if found is None and provider is None:
-                fail(
-                    f"no model that can chat is named {model!r}",
-                    "'modelyard ls' lists the models; or pass --provider to use it anyway.",
-                )
-            if found is not None:
-                provider, instance = found[0], instance or found[1]
-        session = ChatSession(c, provider, model, instance)
+        found = lookup(c, model, provider, instance)
+        if found is None and provider is None:
+            fail(
+                f"no model that can chat is named {model!r}",
+                "'modelyard ls' lists the models; or pass --provider to use it anyway.",
+            )
+        # The catalog's name (llama3.2 → llama3.2:latest) is the one the conversation keeps.
+        if found is not None:
+            session = ChatSession(c, found.provider, found.name, instance or found.instance_id)
+        else:
+            session = ChatSession(c, provider, model, instance)
+        provider = session.provider
         session.system = system or ""
         session.new_conversation()
         console.print(
@@ -203,6 +219,7 @@ def chat(
                 else:
                     session.answer(text)
             except ClientError as exc:
-                console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-                if exc.hint:
-                    console.print(f"[dim]hint:[/] {exc.hint}", highlight=False)
+                message, hint = explain(exc)
+                console.print(f"[bold red]error:[/] {message}", highlight=False)
+                if hint:
+                    console.print(f"[dim]hint:[/] {hint}", highlight=False)

@@ -9,18 +9,21 @@ import { toast, toastError } from "../js/toast.js";
 import { PROVIDER_LABELS, groupLabel, icon, messageView, modelKey, readEvents } from "./chat-view.js";
 
 const LAST_MODEL = "modelyard.chat.model";
+// The API's limits; every value it takes must be valid for the browser too (step 1, not 256).
 const OPTIONS = [
-  { key: "temperature", label: "Temperature", min: 0, max: 2, step: 0.05, help: "0–2; lower is more focused." },
+  { key: "temperature", label: "Temperature", min: 0, max: 2, step: 0.01, help: "0–2; lower is more focused." },
   { key: "top_p", label: "Top P", min: 0.01, max: 1, step: 0.01, help: "0–1; nucleus sampling." },
-  { key: "max_tokens", label: "Max tokens", min: 1, step: 1, help: "Longest answer." },
-  { key: "ctx_size", label: "Context size", min: 64, step: 256, help: "Tokens of history the model sees." },
+  { key: "max_tokens", label: "Max tokens", min: 1, max: 1048576, step: 1, help: "1 or more; the longest answer." },
+  { key: "ctx_size", label: "Context size", min: 64, max: 1048576, step: 1, help: "64 or more, e.g. 4096; tokens of history the model sees." },
 ];
+const REMOTE_STATUS = "Another window is writing this answer…";
+const REMOTE_POLL_MS = 2000;
 const USABLE = new Set(["available", "loaded", "starting"]);
 
 export default {
   async mount(root, { args }) {
     const s = {
-      models: [], conversations: [], current: null, views: [], generating: null,
+      models: [], conversations: [], current: null, views: [], generating: null, remote: false,
       draft: { system: "", options: {} }, choice: localStorage.getItem(LAST_MODEL), filter: "",
     };
 
@@ -191,30 +194,61 @@ export default {
     async function open(id) {
       if (s.generating) stopNow();
       layout.removeAttribute("data-side");
-      if (!id) {
-        s.current = null;
-        title.textContent = "New chat";
-        drawMessages();
-        drawSettings();
-        drawPicker();
-        drawList();
-        input.focus();
-        return;
-      }
-      if (s.current?.id === id) return;
+      if (id && s.current?.id === id) return;
       try {
-        s.current = await get(`/api/conversations/${encodeURIComponent(id)}`);
+        s.current = id ? await get(`/api/conversations/${encodeURIComponent(id)}`) : null;
       } catch (err) {
         toastError(err);
         location.hash = "#/chat";
         return;
       }
-      title.textContent = s.current.title;
+      markRemote();  // its answer may be being written elsewhere (``generating``)
+      title.textContent = s.current?.title || "New chat";
       drawMessages();
       drawSettings();
       drawPicker();
       drawList();
-      scrollToEnd(true);
+      if (id) scrollToEnd(true);
+      else input.focus();
+    }
+
+    // An answer another window (or the CLI) writes here shows as being written, with Stop;
+    // the conversation is read again on its conversation.changed events (and polled meanwhile).
+    let remoteTimer = null;
+    function markRemote() {
+      clearTimeout(remoteTimer);
+      const c = s.current;
+      s.remote = !!(c && c.generating && s.generating?.conversation !== c.id);
+      if (s.remote) {
+        const last = c.messages[c.messages.length - 1];
+        if (last?.role === "assistant" && last.state === "streaming") last.status = REMOTE_STATUS;
+        else c.messages.push({ role: "assistant", content: "", state: "streaming", status: REMOTE_STATUS, model: c.model, provider: c.provider });
+        remoteTimer = setTimeout(refreshCurrent, REMOTE_POLL_MS);
+      }
+      setBusy(!!s.generating || s.remote);
+    }
+
+    // Messages this page sent have no id until reloaded: they match on what they say.
+    const sameMessages = (shown, stored) => shown.length === stored.length && shown.every((m, i) =>
+      m.role === stored[i].role && m.state === stored[i].state && m.content === stored[i].content && (!m.id || m.id === stored[i].id));
+
+    async function refreshCurrent() {
+      const c = s.current;
+      const mine = () => s.current !== c || s.generating?.conversation === c.id;  // or gone
+      if (!c || mine()) return;
+      let fresh;
+      try {
+        fresh = await get(`/api/conversations/${encodeURIComponent(c.id)}`);
+      } catch (err) {
+        if (s.current === c && err instanceof ApiError && err.status === 404) location.hash = "#/chat";
+        else if (s.current === c && s.remote) remoteTimer = setTimeout(refreshCurrent, REMOTE_POLL_MS);
+        return;
+      }
+      if (mine()) return;
+      const changed = s.remote || fresh.generating || fresh.title !== c.title || !sameMessages(c.messages, fresh.messages);
+      s.current = fresh;
+      markRemote();
+      if (changed) { title.textContent = fresh.title; drawMessages(); drawPicker(); scrollToEnd(); }
     }
 
     // -- messages --------------------------------------------------------------------------
@@ -235,7 +269,7 @@ export default {
 
     function refreshViews() {
       const lastAssistant = s.views.findLastIndex((v) => v.msg.role === "assistant");
-      s.views.forEach((v, i) => v.update({ isLast: i === lastAssistant && i === s.views.length - 1, busy: !!s.generating }));
+      s.views.forEach((v, i) => v.update({ isLast: i === lastAssistant && i === s.views.length - 1, busy: !!s.generating || s.remote }));
     }
 
     function nearBottom() {
@@ -257,16 +291,27 @@ export default {
           h("input", { type: "number", name: o.key, min: o.min, max: o.max, step: o.step, placeholder: "default", value: value ?? "" }),
           h("span", { class: "small muted" }, o.help));
       });
-      const form = h("form", { class: "form chat-settings-form" },
-        h("label", { class: "wide" }, "System prompt", system), ...fields,
+      // No browser checks (novalidate): a refused value is said here, not a silent Save.
+      const problem = h("div", { class: "field-error wide", id: "chat-settings-error", role: "alert" });
+      const form = h("form", { class: "form chat-settings-form", novalidate: true },
+        h("label", { class: "wide" }, "System prompt", system), ...fields, problem,
         h("div", { class: "row wide" },
           h("button", { class: "btn btn-primary", type: "submit" }, "Save"),
           h("button", { class: "btn", type: "button", onclick: () => toggleSettings(false) }, "Close")));
       form.addEventListener("submit", async (ev) => {
         ev.preventDefault();
+        problem.textContent = "";
         const options = {};
         for (const o of OPTIONS) {
-          const raw = form.elements[o.key].value.trim();
+          const field = form.elements[o.key];
+          field.removeAttribute("aria-invalid");
+          if (!field.validity.valid) {
+            field.setAttribute("aria-invalid", "true");
+            problem.textContent = `${o.label}: ${field.validationMessage || "not a valid number."} ${o.help}`;
+            field.focus();
+            return;
+          }
+          const raw = field.value.trim();
           if (raw !== "") options[o.key] = o.step >= 1 ? parseInt(raw, 10) : parseFloat(raw);
         }
         try {
@@ -279,7 +324,10 @@ export default {
           }
           toast("Settings saved", { kind: "success", timeout: 2000 });
           toggleSettings(false);
-        } catch (err) { toastError(err); }
+        } catch (err) {
+          problem.textContent = err.detail || err.message || "The settings could not be saved.";
+          toastError(err);
+        }
       });
       render(settings, h("h2", {}, "System prompt and options"), form);
     }
@@ -375,6 +423,7 @@ export default {
 
     async function sendText(text) {
       if (s.generating || !text.trim()) return;
+      if (s.remote) return toast("An answer is still being written in this chat: wait for it, or stop it.");
       try {
         await ensureConversation();
       } catch (err) { toastError(err); return; }
@@ -390,7 +439,7 @@ export default {
     }
 
     async function regenerate() {
-      if (s.generating || !s.current) return;
+      if (s.generating || s.remote || !s.current) return;
       const msgs = s.current.messages;
       while (msgs.length && msgs[msgs.length - 1].role === "assistant") msgs.pop();
       const answer = pendingAnswer();
@@ -403,15 +452,16 @@ export default {
 
     async function stop() {
       const gen = s.generating;
-      if (!gen) return;
+      const elsewhere = !gen && s.remote ? s.current : null;  // written by another window
+      if (!gen && !elsewhere) return;
       stopBtn.disabled = true;
       try {
-        await post(`/api/conversations/${gen.conversation}/stop`);
-      } catch {
-        gen.controller.abort();  // closing the request stops the answer too
-      } finally {
-        stopBtn.disabled = false;
-      }
+        await post(`/api/conversations/${gen ? gen.conversation : elsewhere.id}/stop`);
+        if (elsewhere) await refreshCurrent();
+      } catch (err) {
+        if (gen) gen.controller.abort();  // closing the request stops the answer too
+        else toastError(err);
+      } finally { stopBtn.disabled = false; }
     }
 
     function stopNow() {
@@ -434,7 +484,7 @@ export default {
     });
     composer.addEventListener("submit", (ev) => { ev.preventDefault(); sendText(input.value); });
     stopBtn.addEventListener("click", stop);
-    const onKey = (ev) => { if (ev.key === "Escape" && s.generating) stop(); };
+    const onKey = (ev) => { if (ev.key === "Escape" && (s.generating || s.remote)) stop(); };
     document.addEventListener("keydown", onKey);
     messages.addEventListener("scroll", () => { s.stick = nearBottom(); });
     newBtn.addEventListener("click", () => {
@@ -446,20 +496,20 @@ export default {
     search.addEventListener("input", () => { s.filter = search.value; drawList(); });
 
     // -- live updates ----------------------------------------------------------------------
-    let listTimer = null;
-    let modelTimer = null;
-    const offConv = events.on("conversation.changed", () => {
+    let listTimer = null, modelTimer = null, convTimer = null;
+    const offConv = events.on("conversation.changed", (ev) => {
       clearTimeout(listTimer);
       listTimer = setTimeout(loadList, 300);
+      // Another window (or the CLI) sent a message here, or its answer ended: show it.
+      const id = ev.data?.id;
+      if (id && id === s.current?.id && s.generating?.conversation !== id) {
+        clearTimeout(convTimer);
+        convTimer = setTimeout(refreshCurrent, 100);
+      }
     });
-    const offModels = events.on("catalog.changed", () => {
-      clearTimeout(modelTimer);
-      modelTimer = setTimeout(loadModels, 300);
-    });
-    const offState = events.on("model.state", () => {
-      clearTimeout(modelTimer);
-      modelTimer = setTimeout(loadModels, 300);
-    });
+    const reloadModels = () => { clearTimeout(modelTimer); modelTimer = setTimeout(loadModels, 300); };
+    const offModels = events.on("catalog.changed", reloadModels);
+    const offState = events.on("model.state", reloadModels);
 
     this.update = (newArgs) => { args = newArgs; open(newArgs[0] || null); };
     await Promise.all([loadModels(), loadList()]);
@@ -467,8 +517,7 @@ export default {
 
     return () => {
       stopNow();
-      clearTimeout(listTimer);
-      clearTimeout(modelTimer);
+      [listTimer, modelTimer, convTimer, remoteTimer].forEach(clearTimeout);
       offConv(); offModels(); offState();
       document.removeEventListener("keydown", onKey);
       window.removeEventListener("resize", fitHeight);
