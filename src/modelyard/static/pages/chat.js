@@ -7,15 +7,9 @@ import { events } from "../js/events.js";
 import { ago } from "../js/format.js";
 import { toast, toastError } from "../js/toast.js";
 import { PROVIDER_LABELS, groupLabel, icon, messageView, modelKey, readEvents } from "./chat-view.js";
+import { settingsForm } from "./chat-settings.js";
 
 const LAST_MODEL = "modelyard.chat.model";
-// The API's limits; every value it takes must be valid for the browser too (step 1, not 256).
-const OPTIONS = [
-  { key: "temperature", label: "Temperature", min: 0, max: 2, step: 0.01, help: "0–2; lower is more focused." },
-  { key: "top_p", label: "Top P", min: 0.01, max: 1, step: 0.01, help: "0–1; nucleus sampling." },
-  { key: "max_tokens", label: "Max tokens", min: 1, max: 1048576, step: 1, help: "1 or more; the longest answer." },
-  { key: "ctx_size", label: "Context size", min: 64, max: 1048576, step: 1, help: "64 or more, e.g. 4096; tokens of history the model sees." },
-];
 const REMOTE_STATUS = "Another window is writing this answer…";
 const REMOTE_POLL_MS = 2000;
 const USABLE = new Set(["available", "loaded", "starting"]);
@@ -283,52 +277,16 @@ export default {
     // -- settings --------------------------------------------------------------------------
     function drawSettings() {
       const source = s.current || s.draft;
-      const system = h("textarea", { id: "chat-system", rows: 3, placeholder: "You are a helpful assistant." });
-      system.value = source.system || "";
-      const fields = OPTIONS.map((o) => {
-        const value = source.options?.[o.key];
-        return h("label", {}, o.label,
-          h("input", { type: "number", name: o.key, min: o.min, max: o.max, step: o.step, placeholder: "default", value: value ?? "" }),
-          h("span", { class: "small muted" }, o.help));
-      });
-      // No browser checks (novalidate): a refused value is said here, not a silent Save.
-      const problem = h("div", { class: "field-error wide", id: "chat-settings-error", role: "alert" });
-      const form = h("form", { class: "form chat-settings-form", novalidate: true },
-        h("label", { class: "wide" }, "System prompt", system), ...fields, problem,
-        h("div", { class: "row wide" },
-          h("button", { class: "btn btn-primary", type: "submit" }, "Save"),
-          h("button", { class: "btn", type: "button", onclick: () => toggleSettings(false) }, "Close")));
-      form.addEventListener("submit", async (ev) => {
-        ev.preventDefault();
-        problem.textContent = "";
-        const options = {};
-        for (const o of OPTIONS) {
-          const field = form.elements[o.key];
-          field.removeAttribute("aria-invalid");
-          if (!field.validity.valid) {
-            field.setAttribute("aria-invalid", "true");
-            problem.textContent = `${o.label}: ${field.validationMessage || "not a valid number."} ${o.help}`;
-            field.focus();
-            return;
-          }
-          const raw = field.value.trim();
-          if (raw !== "") options[o.key] = o.step >= 1 ? parseInt(raw, 10) : parseFloat(raw);
+      const form = settingsForm(source, async (system, options) => {
+        if (s.current) {
+          const updated = await patch(`/api/conversations/${s.current.id}`, { system, options });
+          s.current.system = updated.system;
+          s.current.options = updated.options;
+        } else {
+          s.draft = { system, options };
         }
-        try {
-          if (s.current) {
-            const updated = await patch(`/api/conversations/${s.current.id}`, { system: system.value, options });
-            s.current.system = updated.system;
-            s.current.options = updated.options;
-          } else {
-            s.draft = { system: system.value, options };
-          }
-          toast("Settings saved", { kind: "success", timeout: 2000 });
-          toggleSettings(false);
-        } catch (err) {
-          problem.textContent = err.detail || err.message || "The settings could not be saved.";
-          toastError(err);
-        }
-      });
+        toggleSettings(false);
+      }, () => toggleSettings(false));
       render(settings, h("h2", {}, "System prompt and options"), form);
     }
 
