@@ -47,13 +47,17 @@ class ModelMode(StrEnum):
     RERANK = "rerank"
 
 
+# An instance id: 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit.
+INSTANCE_ID = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+
+
 class InstanceConfig(BaseModel):
     """One endpoint of a provider, as configured (file, defaults or API)."""
 
     model_config = ConfigDict(extra="forbid")
 
     provider: ProviderKind
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    id: str = Field(pattern=f"^{INSTANCE_ID}$")
     base_url: str
     managed: bool = False
     api_key_env: str = ""

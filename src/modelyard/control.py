@@ -139,7 +139,7 @@ class InstanceControl:
                 f"modelyard runs no process for {instance.key}; the server answering on "
                 f"{instance.config.base_url} was not started by modelyard",
                 code="not_ours",
-                hint="Stop that program yourself, or give this instance another port.",
+                hint=status.hint or "",
             )
         return status
 

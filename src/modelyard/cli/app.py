@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from modelyard.client import Client, ClientError
-from modelyard.config import load_settings
+from modelyard.config import INSTANCE_ID, load_settings
 from modelyard.errors import ConfigError
 
 app = typer.Typer(
@@ -113,8 +113,7 @@ def print_json(data: Any) -> None:
     console.print_json(json.dumps(data))
 
 
-# An instance id, as config.InstanceConfig.id accepts it.
-_INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_INSTANCE_ID = re.compile(INSTANCE_ID)  # as config.InstanceConfig.id accepts it
 _PROVIDER = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _KEY_HINT = (
     "Use PROVIDER/ID (or PROVIDER ID), e.g. llamacpp/qwen-small; an id is 1–64 letters, "
