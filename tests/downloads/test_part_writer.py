@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.downloads.engine_types import CHUNK_BYTES, DownloadError
-from modelyard.downloads.part_writer import ALIGN, PartWriter, open_direct
+from modelyard.downloads.part_writer import ALIGN, BUFFERS, PartWriter, open_direct
 from tests.downloads.support import random_bytes
 
 SIZES = [1, ALIGN - 1, ALIGN, ALIGN + 1, CHUNK_BYTES - 1, CHUNK_BYTES, 3 * CHUNK_BYTES + 77]
@@ -109,5 +109,5 @@ def test_a_failed_direct_write_surfaces_as_a_download_error(
 
     monkeypatch.setattr(os, "pwrite", full_disk)
     with pytest.raises(DownloadError) as failed:
-        _append(part, random_bytes(20 * CHUNK_BYTES, seed=5), 0)
+        _append(part, random_bytes((BUFFERS + 2) * CHUNK_BYTES, seed=5), 0)  # more than the pool
     assert failed.value.error_code == "insufficient_disk_space"

@@ -1,7 +1,7 @@
 """The URL engine's internals: one HTTP attempt against a locked part file.
 
 Bytes go through the standard library's ``http.client``: its public ``HTTPResponse.readinto``
-reads from the socket straight into a reused 1 MiB buffer. (urllib3's ``readinto`` is a
+reads from the socket straight into a reused 4 MiB buffer. (urllib3's ``readinto`` is a
 ``read()`` plus a copy and reached only 0.5 GB/s where this reaches 2 GB/s on loopback; httpx
 is slower still. docs/BENCHMARKS.md has the numbers.) ``part_writer`` hashes and writes the
 buffers off this thread. A watcher thread shuts the socket down on cancel, so a read blocked
@@ -41,8 +41,9 @@ from modelyard.downloads.engine_types import (
 from modelyard.downloads.part_writer import Digest, PartWriter, disk_errors
 
 MIN_READ_BYTES = 64 << 10
-# readinto() waits until its buffer is full, so on a slow link reads shrink until one takes
-# about this long: progress keeps moving without giving up 1 MiB reads on a fast link.
+# readinto() waits until its buffer is full, so reads start small and grow while they are
+# quick, and shrink again when one takes about this long: progress keeps moving on a slow
+# link without giving up whole-buffer reads on a fast one.
 READ_PACE_S = 0.1
 MAX_REDIRECTS = 10
 _CONTENT_RANGE = re.compile(r"^bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)$")
@@ -161,7 +162,7 @@ class Attempt:
 
     def stream(self, resp: HTTPResponse, start: int, total: int | None) -> int:
         """Append the body to the part file, hashing it on the way; the size reached."""
-        done, size = start, CHUNK_BYTES
+        done, size = start, MIN_READ_BYTES
         limit = self.req.max_bytes
         self.on_progress(done, total)
         with PartWriter(part_path(self.req.dest), self.fd, self.digest, start) as writer:

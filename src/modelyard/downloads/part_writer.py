@@ -1,6 +1,6 @@
 """Appending a download's bytes to its part file while hashing them.
 
-The reading thread fills 1 MiB buffers and hands each one over; sha256 runs in a helper
+The reading thread fills 4 MiB buffers and hands each one over; sha256 runs in a helper
 thread (hashlib releases the GIL), never in a second pass. Where the file system takes
 ``O_DIRECT`` (ext4, xfs, btrfs; not tmpfs) and the part ends on a block boundary, a third
 thread writes the buffers straight to the disk: copying them into the page cache cost this
@@ -25,7 +25,7 @@ from typing import Protocol
 
 from modelyard.downloads.engine_types import CHUNK_BYTES, DownloadError
 
-BUFFERS = 8
+BUFFERS = 4  # 16 MiB per download; more buffers measured no faster, and cost CPU
 ALIGN = 4096  # O_DIRECT wants offsets, lengths and addresses on the device's block size
 WRITEBACK_BYTES = 32 << 20
 
