@@ -30,7 +30,7 @@ from modelyard.catalog import LOCAL_SCOPE, Catalog
 from modelyard.catalog_sources import LOCAL_INSTANCE, ModelEntry, hf_source
 from modelyard.catalog_store import Key, Scope
 from modelyard.config import ModelMode, ProviderKind, Settings
-from modelyard.errors import Conflict, InvalidInput, ModelyardError, NotFound
+from modelyard.errors import Conflict, ModelyardError, NotFound
 from modelyard.gguf_meta import split_part, split_paths
 from modelyard.gguf_servers import GgufServers
 from modelyard.instances import Instance, InstanceRegistry
@@ -49,12 +49,12 @@ from modelyard.resources import MemoryEstimate, check_fits, system_resources
 from modelyard.validation import (
     ollama_display_name,
     resolve_inside,
+    validate_model_name,
     validate_ollama_name,
     validate_relative_path,
 )
 
 Action = Literal["start", "stop", "delete"]
-_MAX_NAME = 512
 
 
 class DownloadCreator(Protocol):
@@ -106,16 +106,6 @@ def _same_ctx(target: Target, running: list[Instance], ctx_size: int | None) -> 
     )
 
 
-def _check_name(name: str) -> str:
-    if not name or len(name) > _MAX_NAME or any(ord(ch) < 32 for ch in name):
-        raise InvalidInput(
-            f"{name[:80]!r} is not a valid model name",
-            code="invalid_model_name",
-            hint="Use the name exactly as GET /api/models/list shows it.",
-        )
-    return name
-
-
 class Lifecycle:
     """Model operations across runtimes; routes and the CLI reach them through the API."""
 
@@ -154,7 +144,7 @@ class Lifecycle:
         of a millisecond, less than the hand-offs to and from a thread would on the way to a
         started model (readers never wait for writers in WAL mode)."""
         kind = parse_provider(provider)
-        name = _check_name(name)
+        name = validate_model_name(name)
         if kind is ProviderKind.OLLAMA:
             name = ollama_display_name(validate_ollama_name(name))
         found: list[dict[str, Any]] | None = None  # every row of that name, when looked up

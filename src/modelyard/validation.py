@@ -10,6 +10,7 @@ from modelyard.errors import InvalidInput
 
 _MAX_URL = 4096
 _MAX_FILENAME = 255
+_MAX_MODEL_NAME = 512
 
 
 def validate_base_url(value: str) -> str:
@@ -108,6 +109,17 @@ _HOST = r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[0-9]+)?"
 _OLLAMA_NAME = re.compile(
     rf"^(?:(?:https?://)?(?P<host>{_HOST})/)??(?:(?P<ns>{_NS})/)?(?P<model>{_PART})(?::(?P<tag>{_PART}))?$"
 )
+
+
+def validate_model_name(name: str) -> str:
+    """A model name as the API takes it: not empty, not huge, no control characters."""
+    if not name or len(name) > _MAX_MODEL_NAME or any(ord(ch) < 32 for ch in name):
+        raise InvalidInput(
+            f"{name[:80]!r} is not a valid model name",
+            code="invalid_model_name",
+            hint="Use the name exactly as GET /api/models/list shows it.",
+        )
+    return name
 
 
 def validate_ollama_name(value: str) -> str:
