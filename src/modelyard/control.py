@@ -139,7 +139,7 @@ class InstanceControl:
                 f"modelyard runs no process for {instance.key}; the server answering on "
                 f"{instance.config.base_url} was not started by modelyard",
                 code="not_ours",
-                hint=status.hint or "",
+                hint=status.hint,
             )
         return status
 

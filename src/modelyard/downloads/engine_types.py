@@ -14,8 +14,8 @@ from typing import Protocol
 
 from modelyard.errors import InvalidInput, UpstreamError
 
-# 4 MiB reads and writes: a quarter of the syscalls, hand-overs and O_DIRECT writes of 1 MiB
-# ones, which took this machine's verified download from 1.45 to 1.25 CPU s per GiB.
+# 4 MiB reads and writes: a quarter of the reads, hand-overs and O_DIRECT writes of 1 MiB
+# ones, for less CPU per GB at the same speed (docs/BENCHMARKS.md has the experiment).
 CHUNK_BYTES = 4 << 20
 DISK_MARGIN_BYTES = 64 << 20
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
