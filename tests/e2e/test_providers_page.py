@@ -57,7 +57,7 @@ def test_states_start_stop_and_auto_refresh(
                 ),
             ],
             llama_server=LLAMA_SERVER,
-            api_timeout_ms=600,
+            api_timeout_ms=1500,
         )
         status_requests: list[str] = []
         page.on(

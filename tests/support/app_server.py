@@ -53,8 +53,10 @@ def make_settings(
         "data_dir": tmp / "data",
         "port": free_port(),
         "instances": instances if instances is not None else [],
-        "connect_timeout_ms": 500,
-        "api_timeout_ms": 1000,
+        "connect_timeout_ms": 1000,
+        # Generous: the fakes share this process (and its GIL) with the app under test, and CI
+        # runs on two busy cores. Tests that need a timeout to fire set their own.
+        "api_timeout_ms": 3000,
         "start_timeout_s": 60,
         "stop_grace_s": 5,
         "openai_api_key": "",
