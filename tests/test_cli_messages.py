@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelyard.cli.app import app as cli
-from modelyard.client import server_url
+from modelyard.cli.client import server_url
 from modelyard.config import ProviderKind, Settings
 from tests.catalog_helpers import assert_problem, instance
 from tests.fakes.fixtures import FakeServer

@@ -13,7 +13,7 @@ import pytest
 
 from modelyard.config import ModelMode
 from modelyard.errors import InvalidInput, NotFound
-from modelyard.gguf_meta import (
+from modelyard.gguf.metadata import (
     format_parameter_count,
     parse_quantization,
     read_gguf,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.config import ModelMode
-from modelyard.local_models import MetadataCache, scan_models_dir
+from modelyard.gguf.files import MetadataCache, scan_models_dir
 from tests.support.tiny_gguf import write_tiny_gguf
 
 

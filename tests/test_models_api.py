@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from modelyard.config import ProviderKind
-from modelyard.recommended import recommended
+from modelyard.models.recommended import recommended
 from tests.catalog_helpers import assert_problem, catalog, instance, wait_for
 from tests.fakes.fixtures import serve
 from tests.fakes.ollama import OllamaState, create_ollama_app

@@ -17,8 +17,8 @@ import psutil
 import pytest
 
 from modelyard.errors import Conflict, ModelyardError, NotFound
-from modelyard.processes import LaunchSpec, ProcessManager, ProcessRecord
-from modelyard.runtimes import llama_server_argv
+from modelyard.runtimes.launch import llama_server_argv
+from modelyard.runtimes.processes import LaunchSpec, ProcessManager, ProcessRecord
 from tests.support.llama import LLAMA_SERVER
 from tests.support.servers import free_port
 from tests.support.waiting import wait_until
@@ -147,7 +147,7 @@ def subreaper() -> Iterator[None]:
 _FIRST_MODELYARD = """
 import json, sys
 from pathlib import Path
-from modelyard.processes import LaunchSpec, ProcessManager
+from modelyard.runtimes.processes import LaunchSpec, ProcessManager
 spec = LaunchSpec(**json.loads(sys.argv[1]))
 print(ProcessManager(Path(sys.argv[2]), Path(sys.argv[3])).start(spec).pid)
 """

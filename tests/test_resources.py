@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from modelyard.errors import InsufficientResources
-from modelyard.gguf_meta import read_gguf
-from modelyard.resources import (
+from modelyard.gguf.metadata import read_gguf
+from modelyard.runtimes.resources import (
     COMPUTE_OVERHEAD,
     DEFAULT_CTX_SIZE,
     GiB,

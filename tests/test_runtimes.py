@@ -19,21 +19,21 @@ import pytest
 
 from modelyard.config import ModelMode
 from modelyard.errors import InvalidInput, NotFound
-from modelyard.processes import ProcessManager
-from modelyard.runtimes import (
+from modelyard.runtimes.launch import (
     find_llama_server,
     find_ollama,
     llama_server_argv,
     ollama_serve_spec,
     runtime_name,
 )
+from modelyard.runtimes.processes import ProcessManager
 from tests.support.llama import LLAMA_SERVER
 from tests.support.servers import free_port
 from tests.support.tiny_gguf import write_tiny_gguf
 from tests.support.waiting import wait_until
 
 GENUINE = LLAMA_SERVER
-RUNNER = [sys.executable, "-m", "modelyard.llama_runner"]
+RUNNER = [sys.executable, "-m", "modelyard.runtimes.llama_runner"]
 
 
 @pytest.fixture(params=["llama-server", "embedded"])

@@ -10,22 +10,22 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelyard.apikeys import ApiKeys
-from modelyard.audit import AuditLog
-from modelyard.catalog import Catalog
-from modelyard.catalog_store import CatalogStore
+from modelyard.access.audit import AuditLog
+from modelyard.access.keys import ApiKeys
 from modelyard.chat.service import ChatService
 from modelyard.chat.targets import gguf_starter
 from modelyard.config import Settings
-from modelyard.control import InstanceControl
 from modelyard.downloads.manager import DownloadManager
 from modelyard.events import EventBus
-from modelyard.gguf_servers import GgufServers
-from modelyard.health import HealthChecker
-from modelyard.instances import InstanceRegistry
-from modelyard.lifecycle import Lifecycle
+from modelyard.gguf.servers import GgufServers
 from modelyard.metrics import Metrics
-from modelyard.processes import ProcessManager
+from modelyard.models.catalog import Catalog
+from modelyard.models.lifecycle import Lifecycle
+from modelyard.models.store import CatalogStore
+from modelyard.runtimes.control import InstanceControl
+from modelyard.runtimes.health import HealthChecker
+from modelyard.runtimes.instances import InstanceRegistry
+from modelyard.runtimes.processes import ProcessManager
 from modelyard.store.db import Database
 
 log = logging.getLogger("modelyard")

@@ -16,7 +16,7 @@ import httpx
 
 from modelyard.api.app import create_app
 from modelyard.config import InstanceConfig, Settings
-from modelyard.processes import ProcessManager
+from modelyard.runtimes.processes import ProcessManager
 from modelyard.services import Services
 from tests.support.servers import ServerThread, free_port
 

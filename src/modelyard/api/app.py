@@ -25,7 +25,7 @@ from modelyard.api.routes import (
 from modelyard.api.security import SecurityMiddleware
 from modelyard.config import Settings, load_settings
 from modelyard.errors import ConfigError
-from modelyard.instances import is_local_host
+from modelyard.runtimes.instances import is_local_host
 from modelyard.services import Services
 
 STATIC = Path(__file__).resolve().parent.parent / "static"

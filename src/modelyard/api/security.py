@@ -12,9 +12,9 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelyard.apikeys import LOCAL, Principal
+from modelyard.access.keys import LOCAL, Principal
 from modelyard.errors import problem
-from modelyard.instances import is_local_host
+from modelyard.runtimes.instances import is_local_host
 from modelyard.services import Services
 
 log = logging.getLogger("modelyard.security")

@@ -24,14 +24,14 @@ from modelyard.chat.streams import StreamClients
 from modelyard.chat.targets import Targets
 from modelyard.chat.types import ChatOptions, Target
 from modelyard.config import ProviderKind, Settings
-from modelyard.control import InstanceControl
 from modelyard.errors import Conflict, InvalidInput
 from modelyard.events import EventBus
-from modelyard.health import HealthChecker
-from modelyard.instances import InstanceRegistry
 from modelyard.metrics import Metrics
-from modelyard.processes import ProcessManager
 from modelyard.providers.registry import parse_provider
+from modelyard.runtimes.control import InstanceControl
+from modelyard.runtimes.health import HealthChecker
+from modelyard.runtimes.instances import InstanceRegistry
+from modelyard.runtimes.processes import ProcessManager
 from modelyard.store.db import Database
 from modelyard.store.tables import ModelRow
 

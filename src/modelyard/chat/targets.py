@@ -10,16 +10,16 @@ from typing import TYPE_CHECKING
 
 from modelyard.chat.types import ChatError, Target
 from modelyard.config import ProviderKind, Settings
-from modelyard.control import InstanceControl
 from modelyard.errors import Conflict, ModelyardError, NotFound
-from modelyard.health import HealthChecker
-from modelyard.instances import Instance, InstanceRegistry
-from modelyard.processes import ProcessManager
 from modelyard.providers.base import ProviderState
 from modelyard.providers.registry import adapter_for, parse_provider
+from modelyard.runtimes.control import InstanceControl
+from modelyard.runtimes.health import HealthChecker
+from modelyard.runtimes.instances import Instance, InstanceRegistry
+from modelyard.runtimes.processes import ProcessManager
 
 if TYPE_CHECKING:
-    from modelyard.lifecycle import Lifecycle
+    from modelyard.models.lifecycle import Lifecycle
 
 # Starts a model that no instance serves yet (a GGUF file of the models directory) and
 # returns the instance now serving it, or None when it cannot.

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from modelyard.client import Client, ClientError
+from modelyard.cli.client import Client, ClientError
 from modelyard.config import INSTANCE_ID, load_settings
 from modelyard.errors import ConfigError
 

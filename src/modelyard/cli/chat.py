@@ -18,8 +18,8 @@ from typing import Any
 import typer
 
 from modelyard.cli.app import app, cli_words, client, console, explain, fail
+from modelyard.cli.client import Client, ClientError
 from modelyard.cli.resolve import matching
-from modelyard.client import Client, ClientError
 
 PROMPT = "› "
 HELP = (

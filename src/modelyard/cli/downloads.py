@@ -14,8 +14,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColum
 from rich.table import Table
 
 from modelyard.cli.app import app, client, console, fail, print_json
+from modelyard.cli.client import Client
 from modelyard.cli.models import human
-from modelyard.client import Client
 
 downloads_app = typer.Typer(
     help="List downloads, or pause, resume, cancel, retry or remove one.",

@@ -11,8 +11,8 @@ import typer
 from rich.table import Table
 
 from modelyard.cli.app import app, client, console, fail, print_json
+from modelyard.cli.client import Client
 from modelyard.cli.resolve import Model, resolve
-from modelyard.client import Client
 
 MODEL_STYLE = {
     "loaded": "green",

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from modelyard.cli.app import fail
-from modelyard.client import Client
+from modelyard.cli.client import Client
 from modelyard.validation import ollama_display_name
 
 Model = dict[str, Any]

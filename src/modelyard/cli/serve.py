@@ -80,7 +80,7 @@ def _port_free(host: str, port: int) -> bool:
 @app.command()
 def doctor() -> None:
     """Check this machine for what modelyard needs, and say what to fix."""
-    from modelyard.runtimes import find_llama_server, find_ollama
+    from modelyard.runtimes.launch import find_llama_server, find_ollama
 
     settings = _settings()
     problems = 0

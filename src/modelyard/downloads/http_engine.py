@@ -17,12 +17,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from modelyard.downloads._transfer import (
-    Attempt,
-    CancelWatch,
-    existing_dest,
-    locked_part,
-)
 from modelyard.downloads.engine_types import (
     CHUNK_BYTES,
     DISK_MARGIN_BYTES,
@@ -37,6 +31,12 @@ from modelyard.downloads.engine_types import (
     part_path,
 )
 from modelyard.downloads.part_writer import disk_errors
+from modelyard.downloads.transfer import (
+    Attempt,
+    CancelWatch,
+    existing_dest,
+    locked_part,
+)
 from modelyard.validation import validate_download_url
 
 __all__ = [

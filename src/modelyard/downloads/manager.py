@@ -23,21 +23,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modelyard.catalog_sources import LOCAL_INSTANCE
 from modelyard.clock import utcnow
 from modelyard.config import ProviderKind, Settings
-from modelyard.downloads.book import TaskBook
+from modelyard.downloads.execution import RunContext, run_fetch, run_pull
 from modelyard.downloads.http_engine import DownloadError, FetchResult, discard_part
 from modelyard.downloads.ollama_pull import PullError
-from modelyard.downloads.runs import RunContext, run_fetch, run_pull
-from modelyard.downloads.spare import Workers
+from modelyard.downloads.repository import TaskBook
 from modelyard.downloads.specs import DownloadRequest, Plan, check_destination, plan_download
 from modelyard.downloads.store import DownloadStore, SourceKey
 from modelyard.downloads.tasks import ACTIVE, RUNNING, Source, State, Task, TaskLog
+from modelyard.downloads.worker_pool import Workers
 from modelyard.errors import Conflict, InvalidInput, ModelyardError
 from modelyard.events import EventBus
-from modelyard.instances import InstanceRegistry
 from modelyard.metrics import Metrics
+from modelyard.models.sources import LOCAL_INSTANCE
+from modelyard.runtimes.instances import InstanceRegistry
 from modelyard.store.db import Database
 from modelyard.validation import ollama_display_name
 

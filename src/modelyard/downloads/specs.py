@@ -21,8 +21,8 @@ from modelyard.downloads.engine_types import part_path
 from modelyard.downloads.huggingface import parse_hf_uri, resolve_file
 from modelyard.downloads.tasks import Source
 from modelyard.errors import Conflict, InsufficientResources, InvalidInput, PayloadTooLarge
-from modelyard.instances import InstanceRegistry
-from modelyard.resources import check_disk
+from modelyard.runtimes.instances import InstanceRegistry
+from modelyard.runtimes.resources import check_disk
 from modelyard.validation import (
     ollama_display_name,
     resolve_inside,

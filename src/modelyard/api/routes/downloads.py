@@ -14,7 +14,7 @@ from modelyard.config import Settings
 from modelyard.downloads.huggingface import DEFAULT_REVISION, GGUFChoice, list_gguf_files
 from modelyard.downloads.specs import DownloadRequest
 from modelyard.downloads.tasks import State
-from modelyard.resources import (
+from modelyard.runtimes.resources import (
     SystemResources,
     check_disk,
     check_fits,

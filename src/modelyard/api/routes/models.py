@@ -15,11 +15,11 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelyard import recommended
 from modelyard.api.deps import ServicesDep
-from modelyard.catalog_store import STATUSES, SearchQuery, SortField, SortOrder
 from modelyard.config import ProviderKind
 from modelyard.errors import InvalidInput
+from modelyard.models import recommended
+from modelyard.models.store import STATUSES, SearchQuery, SortField, SortOrder
 from modelyard.providers.registry import parse_provider
 
 router = APIRouter(tags=["models"])

@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelyard.api.deps import ServicesDep
 from modelyard.config import ModelMode
 from modelyard.errors import Conflict
-from modelyard.health import ProviderStatus
 from modelyard.providers.base import ProviderState
+from modelyard.runtimes.health import ProviderStatus
 
 router = APIRouter(tags=["providers"])
 

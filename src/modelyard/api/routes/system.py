@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from modelyard import __version__
 from modelyard.api.deps import ServicesDep
 from modelyard.config import ProviderKind
-from modelyard.instances import Instance
+from modelyard.runtimes.instances import Instance
 
 router = APIRouter(tags=["system"])
 

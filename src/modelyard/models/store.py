@@ -16,8 +16,8 @@ from sqlalchemy import ColumnElement, Select, bindparam, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from modelyard.catalog_sources import ModelEntry
 from modelyard.clock import iso, utcnow
+from modelyard.models.sources import ModelEntry
 from modelyard.store.db import Database
 from modelyard.store.tables import ModelRow, ModelSourceRow
 

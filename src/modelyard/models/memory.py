@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 
 from modelyard.config import ProviderKind
 from modelyard.errors import InvalidInput
-from modelyard.gguf_meta import GGUFInfo, split_part, split_paths
-from modelyard.instances import Instance, is_local_host
-from modelyard.local_models import MetadataCache
-from modelyard.resources import MemoryEstimate, estimate_memory, system_resources
+from modelyard.gguf.files import MetadataCache
+from modelyard.gguf.metadata import GGUFInfo, split_part, split_paths
+from modelyard.runtimes.instances import Instance, is_local_host
+from modelyard.runtimes.resources import MemoryEstimate, estimate_memory, system_resources
 
 _PARAMS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMBT])\s*$", re.IGNORECASE)
 _SCALE = {"K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}

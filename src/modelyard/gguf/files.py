@@ -20,7 +20,7 @@ from typing import Any
 from modelyard.clock import iso
 from modelyard.config import ModelMode
 from modelyard.errors import InvalidInput, ModelyardError
-from modelyard.gguf_meta import GGUFInfo, parse_quantization, read_gguf, split_part, split_paths
+from modelyard.gguf.metadata import GGUFInfo, parse_quantization, read_gguf, split_part, split_paths
 
 # (size, mtime in ns) of every part present, in part order.
 Stamp = tuple[tuple[int, int], ...]

@@ -17,7 +17,7 @@ import psutil
 import pynvml
 
 from modelyard.errors import InsufficientResources
-from modelyard.gguf_meta import GGUFInfo
+from modelyard.gguf.metadata import GGUFInfo
 
 MiB = 2**20
 GiB = 2**30

@@ -1,9 +1,9 @@
 """Command lines for the managed runtimes: llama.cpp's server and ``ollama serve``.
 
 A GGUF model runs under the genuine ``llama-server`` when one is configured or on PATH, else
-under the embedded runtime (``python -m modelyard.llama_runner``, llama.cpp's own server from
-the xllamacpp wheel), which takes the same flags. Host and port are always passed explicitly:
-llama-server's default port has differed between builds (PROTOCOLS.md §3.1).
+under the embedded runtime (``python -m modelyard.runtimes.llama_runner``, llama.cpp's own
+server from the xllamacpp wheel), which takes the same flags. Host and port are always passed
+explicitly: llama-server's default port has differed between builds (PROTOCOLS.md §3.1).
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from urllib.parse import urlsplit
 
 from modelyard.config import ModelMode
 from modelyard.errors import InvalidInput, NotFound
-from modelyard.processes import LaunchSpec
+from modelyard.runtimes.processes import LaunchSpec
 from modelyard.validation import validate_base_url
 
 log = logging.getLogger(__name__)
 
 LLAMA_SERVER = "llama-server"
 OLLAMA = "ollama"
-EMBEDDED_RUNNER = "modelyard.llama_runner"
+EMBEDDED_RUNNER = "modelyard.runtimes.llama_runner"
 _MODE_FLAGS = {
     ModelMode.LLM: [],
     ModelMode.EMBED: ["--embedding"],

@@ -1,4 +1,5 @@
-"""The embedded llama.cpp server: ``python -m modelyard.llama_runner`` with llama-server's flags.
+"""The embedded llama.cpp server: ``python -m modelyard.runtimes.llama_runner``, taking
+llama-server's flags.
 
 xllamacpp runs llama.cpp's own HTTP server in this process, so the routes and answers are
 llama-server's: ``/health`` is 503 "Loading model" while the model loads, then 200. This module
@@ -21,7 +22,7 @@ from typing import Any
 
 import xllamacpp
 
-PROG = "python -m modelyard.llama_runner"
+PROG = "python -m modelyard.runtimes.llama_runner"
 
 
 def build_parser() -> argparse.ArgumentParser:

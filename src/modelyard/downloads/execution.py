@@ -20,10 +20,10 @@ from modelyard.downloads.http_engine import DownloadError, FetchResult, backoff_
 from modelyard.downloads.huggingface import auth_headers
 from modelyard.downloads.ollama_pull import LayerTracker, PullError, ollama_client, pull
 from modelyard.downloads.progress import Meter
-from modelyard.downloads.spare import Workers, spawn, stop
 from modelyard.downloads.tasks import Source, State, Task
 from modelyard.downloads.worker import Job
-from modelyard.instances import InstanceRegistry
+from modelyard.downloads.worker_pool import Workers, spawn, stop
+from modelyard.runtimes.instances import InstanceRegistry
 
 BACKOFF_CAP_S = 60.0
 # A download uses all the CPU it can get (sha256 alone is most of a core per GB/s); at a lower

@@ -23,11 +23,11 @@ from pydantic import BaseModel
 from modelyard.clock import iso, utcnow
 from modelyard.config import ProviderKind, Settings
 from modelyard.events import EventBus
-from modelyard.instances import Instance, InstanceRegistry
 from modelyard.metrics import Metrics
-from modelyard.processes import ProcessCheck, ProcessManager
 from modelyard.providers.base import ApiProbe, ProviderState
 from modelyard.providers.registry import adapter_for
+from modelyard.runtimes.instances import Instance, InstanceRegistry
+from modelyard.runtimes.processes import ProcessCheck, ProcessManager
 
 HISTORY = 10
 MONITOR_INTERVALS = {

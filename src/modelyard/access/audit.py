@@ -19,7 +19,7 @@ from modelyard.clock import iso, utcnow
 from modelyard.store.db import Database
 from modelyard.store.tables import AuditRow
 
-log = logging.getLogger("modelyard.audit")
+log = logging.getLogger("modelyard.access.audit")
 WRITE_AFTER_S = 0.1  # entries recorded within this long are written together
 
 

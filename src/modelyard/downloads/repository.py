@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from modelyard.downloads.runs import RunContext
+from modelyard.downloads.execution import RunContext
 from modelyard.downloads.store import DownloadStore, SourceKey
 from modelyard.downloads.tasks import ACTIVE, RUNNING, Source, State, Task, TaskLog
 from modelyard.errors import NotFound

@@ -15,7 +15,7 @@ import httpx
 import ollama
 
 from modelyard.errors import Conflict, ModelyardError, NotFound, Unavailable, UpstreamError
-from modelyard.instances import Instance
+from modelyard.runtimes.instances import Instance
 
 
 def model_not_found(name: str, instance: Instance) -> NotFound:

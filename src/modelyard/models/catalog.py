@@ -26,13 +26,17 @@ from typing import Any
 
 import httpx
 
-from modelyard.catalog_sources import (
+from modelyard.config import ProviderKind, Settings
+from modelyard.errors import ModelyardError
+from modelyard.events import Event, EventBus
+from modelyard.gguf.files import MetadataCache
+from modelyard.models.sources import (
     LOCAL_INSTANCE,
     ModelEntry,
     list_instance,
     list_local,
 )
-from modelyard.catalog_store import (
+from modelyard.models.store import (
     CatalogStore,
     Key,
     Listing,
@@ -41,17 +45,13 @@ from modelyard.catalog_store import (
     SyncCounts,
     state_event,
 )
-from modelyard.config import ProviderKind, Settings
-from modelyard.errors import ModelyardError
-from modelyard.events import Event, EventBus
-from modelyard.instances import Instance, InstanceRegistry
-from modelyard.local_models import MetadataCache
-from modelyard.processes import ProcessManager, ProcessRecord
 from modelyard.providers.registry import adapter_for
-from modelyard.resources import process_memory
+from modelyard.runtimes.instances import Instance, InstanceRegistry
+from modelyard.runtimes.processes import ProcessManager, ProcessRecord
+from modelyard.runtimes.resources import process_memory
 from modelyard.validation import ollama_display_name
 
-log = logging.getLogger("modelyard.catalog")
+log = logging.getLogger("modelyard.models.catalog")
 LOCAL_SCOPE: Scope = (ProviderKind.LLAMACPP.value, LOCAL_INSTANCE)
 _DEBOUNCE_S = 0.05
 _MEMORY_TTL_S = 2.0  # how old a running GGUF server's memory figure in the list may be

@@ -23,10 +23,10 @@ import ollama
 from modelyard.clock import iso
 from modelyard.config import ModelMode, ProviderKind
 from modelyard.errors import UpstreamError
-from modelyard.gguf_meta import format_parameter_count
-from modelyard.instances import Instance
-from modelyard.local_models import MetadataCache, scan_models_dir
+from modelyard.gguf.files import MetadataCache, scan_models_dir
+from modelyard.gguf.metadata import format_parameter_count
 from modelyard.providers.registry import adapter_for
+from modelyard.runtimes.instances import Instance
 
 LOCAL_INSTANCE = "local"  # the instance id of GGUF files in the models directory
 _EMBED_FAMILIES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "t5encoder"})

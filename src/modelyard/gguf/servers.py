@@ -20,15 +20,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from modelyard.catalog import Catalog, server_details
 from modelyard.config import ModelMode, ProviderKind, Settings
-from modelyard.control import InstanceControl
 from modelyard.errors import ModelyardError, Unavailable, UpstreamError
 from modelyard.events import EventBus
-from modelyard.health import HealthChecker
-from modelyard.instances import Instance, InstanceRegistry
-from modelyard.processes import ProcessManager
-from modelyard.runtimes import find_llama_server, llama_server_argv
+from modelyard.models.catalog import Catalog, server_details
+from modelyard.runtimes.control import InstanceControl
+from modelyard.runtimes.health import HealthChecker
+from modelyard.runtimes.instances import Instance, InstanceRegistry
+from modelyard.runtimes.launch import find_llama_server, llama_server_argv
+from modelyard.runtimes.processes import ProcessManager
 
 HOST = "127.0.0.1"
 # /health while loading: every 10 ms at first (a small model loads in tens of milliseconds),

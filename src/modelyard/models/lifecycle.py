@@ -26,16 +26,13 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
-from modelyard.catalog import LOCAL_SCOPE, Catalog
-from modelyard.catalog_sources import LOCAL_INSTANCE, ModelEntry, hf_source
-from modelyard.catalog_store import Key, Scope
 from modelyard.config import ModelMode, ProviderKind, Settings
 from modelyard.errors import Conflict, ModelyardError, NotFound
-from modelyard.gguf_meta import split_part, split_paths
-from modelyard.gguf_servers import GgufServers
-from modelyard.instances import Instance, InstanceRegistry
-from modelyard.model_memory import default_context, estimate_for, gguf_info, running_models
-from modelyard.model_ops import (
+from modelyard.gguf.metadata import split_part, split_paths
+from modelyard.gguf.servers import GgufServers
+from modelyard.models.catalog import LOCAL_SCOPE, Catalog
+from modelyard.models.memory import default_context, estimate_for, gguf_info, running_models
+from modelyard.models.operations import (
     lmstudio_load,
     lmstudio_unload,
     model_not_found,
@@ -44,8 +41,11 @@ from modelyard.model_ops import (
     ollama_load,
     ollama_unload,
 )
+from modelyard.models.sources import LOCAL_INSTANCE, ModelEntry, hf_source
+from modelyard.models.store import Key, Scope
 from modelyard.providers.registry import parse_provider
-from modelyard.resources import MemoryEstimate, check_fits, system_resources
+from modelyard.runtimes.instances import Instance, InstanceRegistry
+from modelyard.runtimes.resources import MemoryEstimate, check_fits, system_resources
 from modelyard.validation import (
     ollama_display_name,
     resolve_inside,

@@ -9,10 +9,15 @@ from urllib.parse import urlsplit
 
 from modelyard.config import ProviderKind, Settings
 from modelyard.errors import Conflict, ModelyardError
-from modelyard.health import HealthChecker, ProviderStatus, check_port
-from modelyard.instances import Instance
-from modelyard.processes import LaunchSpec, ProcessManager
-from modelyard.runtimes import find_llama_server, find_ollama, llama_server_argv, ollama_serve_spec
+from modelyard.runtimes.health import HealthChecker, ProviderStatus, check_port
+from modelyard.runtimes.instances import Instance
+from modelyard.runtimes.launch import (
+    find_llama_server,
+    find_ollama,
+    llama_server_argv,
+    ollama_serve_spec,
+)
+from modelyard.runtimes.processes import LaunchSpec, ProcessManager
 
 
 class InstanceControl:
