@@ -11,6 +11,15 @@ from modelyard.errors import InvalidInput
 _MAX_URL = 4096
 _MAX_FILENAME = 255
 _MAX_MODEL_NAME = 512
+# Names modelyard gives its own files beside a download: the part file, its record and the
+# record's temporary (downloads/engine_types.part_path, downloads/part_record.py).
+_RESERVED_NAME = re.compile(r"\.part(\.json(\.tmp)?)?$", re.IGNORECASE)
+_RESERVED_HINT = "Names ending in .part or .part.json are modelyard's partial downloads."
+
+
+def is_reserved_name(name: str) -> bool:
+    """Whether ``name`` is one modelyard uses for its own files beside a download."""
+    return _RESERVED_NAME.search(name) is not None
 
 
 def validate_base_url(value: str) -> str:
@@ -74,6 +83,12 @@ def validate_filename(value: str) -> str:
             code="invalid_filename",
             hint="Use a plain name like model-q4_k_m.gguf: no '/', no '..', no leading dot.",
         )
+    if is_reserved_name(value):
+        raise InvalidInput(
+            f"{value!r} is a name modelyard keeps for its own files",
+            code="invalid_filename",
+            hint=_RESERVED_HINT,
+        )
     return value
 
 
@@ -89,6 +104,12 @@ def validate_relative_path(value: str) -> PurePosixPath:
             f"{value!r} is not an acceptable path",
             code="invalid_path",
             hint="Use a path inside the models directory, without '..' or hidden parts.",
+        )
+    if is_reserved_name(path.name):
+        raise InvalidInput(
+            f"{value!r} names one of modelyard's own files",
+            code="invalid_path",
+            hint=_RESERVED_HINT,
         )
     return path
 

@@ -27,6 +27,7 @@ from modelyard.downloads.http_engine import (
     fetch_with_retries,
     part_path,
 )
+from modelyard.downloads.part_record import PartRecord, write_record
 from modelyard.errors import InvalidInput
 from tests.fakes.fileserver import FileServer
 from tests.support.servers import ServerThread, black_hole, closed_port
@@ -118,6 +119,12 @@ def request(payload: Payload, dest: Path, **kwargs: object) -> FetchRequest:
     return FetchRequest(url=payload.url, dest=dest, **kwargs)  # type: ignore[arg-type]
 
 
+def earlier_part(payload: Payload, dest: Path, data: bytes, validator: str | None = None) -> None:
+    """A part file as an earlier fetch of ``payload``'s URL left it: bytes and their record."""
+    part_path(dest).write_bytes(data)
+    write_record(dest, PartRecord(payload.url, validator))
+
+
 def gets(server: FileServer) -> list[str | None]:
     """The Range header of every GET the server saw."""
     return [r.header("Range") for r in server.requests if r.method == "GET"]
@@ -182,7 +189,7 @@ def test_a_200_answer_to_a_range_restarts_from_zero(
     if fault == "ignore_range":
         file_server.ignore_range()
     dest = tmp_path / "model.gguf"
-    part_path(dest).write_bytes(random_bytes(2 * MiB, seed=99))  # stale bytes, not the file's
+    earlier_part(payload, dest, random_bytes(2 * MiB, seed=99), if_range)  # stale bytes
 
     result = watcher.fetch(
         request(payload, dest, expected_sha256=payload.sha256, if_range=if_range)
@@ -279,7 +286,7 @@ def test_a_size_mismatch_is_refused_and_drops_the_part(
     payload: Payload, file_server: FileServer, watcher: Watcher, tmp_path: Path
 ) -> None:
     dest = tmp_path / "model.gguf"
-    part_path(dest).write_bytes(payload.data[:MiB])
+    earlier_part(payload, dest, payload.data[:MiB])
 
     with pytest.raises(DownloadError) as caught:
         watcher.fetch(request(payload, dest, expected_size=len(payload.data) + 1))
@@ -320,7 +327,7 @@ def test_a_resumed_part_is_rehashed(
     payload: Payload, file_server: FileServer, watcher: Watcher, tmp_path: Path
 ) -> None:
     dest = tmp_path / "model.gguf"
-    part_path(dest).write_bytes(payload.data[: 2 * MiB])
+    earlier_part(payload, dest, payload.data[: 2 * MiB])
 
     result = watcher.fetch(request(payload, dest, expected_sha256=payload.sha256))
 
@@ -336,7 +343,7 @@ def test_a_corrupt_resumed_part_is_caught_by_the_rehash(
     dest = tmp_path / "model.gguf"
     damaged = bytearray(payload.data[: 2 * MiB])
     damaged[1000] ^= 0xFF
-    part_path(dest).write_bytes(bytes(damaged))
+    earlier_part(payload, dest, bytes(damaged))
 
     with pytest.raises(DownloadError) as caught:
         watcher.fetch(request(payload, dest, expected_sha256=payload.sha256))
@@ -349,7 +356,7 @@ def test_a_complete_part_answered_416_is_verified_and_finished(
     payload: Payload, file_server: FileServer, watcher: Watcher, tmp_path: Path
 ) -> None:
     dest = tmp_path / "model.gguf"
-    part_path(dest).write_bytes(payload.data)
+    earlier_part(payload, dest, payload.data)
 
     result = watcher.fetch(request(payload, dest))  # size unknown: the server must say
 
@@ -361,7 +368,7 @@ def test_a_part_longer_than_the_remote_file_starts_over(
     payload: Payload, file_server: FileServer, watcher: Watcher, tmp_path: Path
 ) -> None:
     dest = tmp_path / "model.gguf"
-    part_path(dest).write_bytes(payload.data + b"extra bytes")
+    earlier_part(payload, dest, payload.data + b"extra bytes")
 
     result = watcher.fetch_with_retries(request(payload, dest))
 

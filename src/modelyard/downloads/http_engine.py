@@ -30,6 +30,7 @@ from modelyard.downloads.engine_types import (
     cancelled,
     part_path,
 )
+from modelyard.downloads.part_record import remove_record
 from modelyard.downloads.part_writer import disk_errors
 from modelyard.downloads.transfer import (
     Attempt,
@@ -64,9 +65,11 @@ def discard_part(dest: Path) -> None:
     """Delete ``dest``'s partial file, unless a running fetch holds it."""
     part = part_path(dest)
     if not part.exists():
+        remove_record(dest)
         return
     with locked_part(part):
         part.unlink(missing_ok=True)
+        remove_record(dest)
 
 
 def fetch(
@@ -94,6 +97,7 @@ def fetch(
                 result = existing_dest(req, cancel, on_stage)
             finally:  # a part beside an existing final file can never be used
                 part.unlink()
+                remove_record(req.dest)
             log(f"{req.dest.name} is already complete ({result.size} bytes)")
             return result
         try:
@@ -105,6 +109,7 @@ def fetch(
             # An empty part is litter.
             if exc.error_code in _DISCARD_PART or os.fstat(fd).st_size == 0:
                 part.unlink(missing_ok=True)
+                remove_record(req.dest)
             raise
 
 

@@ -38,6 +38,7 @@ from modelyard.downloads.engine_types import (
     cancelled,
     part_path,
 )
+from modelyard.downloads.part_record import PartRecord, read_record, remove_record, write_record
 from modelyard.downloads.part_writer import Digest, PartWriter, disk_errors
 
 MIN_READ_BYTES = 64 << 10
@@ -67,10 +68,22 @@ class Attempt:
         self.req, self.fd, self.watch, self.log = req, fd, watch, log
         self.on_progress, self.on_validator, self.on_stage = on_progress, on_validator, on_stage
         self.offset = os.fstat(fd).st_size
+        self.record = read_record(req.dest)
+        if self.offset and not self.owns_part():
+            log("the part file is not this download's: starting over from zero")
+            truncate(fd, 0)
+            self.offset = 0
         if req.expected_size is not None and self.offset > req.expected_size:
             truncate(fd, 0)
             self.offset = 0
         self.digest = hash_prefix(fd, self.offset, watch.cancel)
+
+    def owns_part(self) -> bool:
+        """Whether the part's bytes came from this URL, with the validator the task knows."""
+        record, known = self.record, self.req.if_range
+        if record is None or record.url != self.req.url:
+            return False
+        return known is None or record.validator == known
 
     def run(self, stall_timeout_s: float) -> FetchResult:
         """Ask for the bytes from the part's end on, append them, then finish."""
@@ -79,9 +92,10 @@ class Attempt:
             return self.finish(self.offset, resumed_from=self.offset)
         headers = {**self.req.headers, "Accept-Encoding": "identity"}
         if self.offset:
+            assert self.record is not None  # owns_part() kept the bytes
             headers["Range"] = f"bytes={self.offset}-"
-            if self.req.if_range:
-                headers["If-Range"] = self.req.if_range
+            if self.record.validator:
+                headers["If-Range"] = self.record.validator
         if_range = " (If-Range)" if "If-Range" in headers else ""
         self.log(f"GET {loggable(self.req.url)} from byte {self.offset}{if_range}")
         try:
@@ -117,6 +131,7 @@ class Attempt:
         encoding = (resp.getheader("Content-Encoding") or "identity").lower()
         if encoding != "identity":
             raise DownloadError(f"the server sent {encoding}-encoded content", code="bad_response")
+        validator = validator_of(resp)
         if status == 200:
             start, total = 0, to_int(resp.getheader("Content-Length"))
         else:
@@ -124,16 +139,36 @@ class Attempt:
             if first != self.offset:
                 detail = f"asked for bytes from {self.offset}, the server sent them from {first}"
                 raise DownloadError(detail, code="bad_response")
+            self.check_same_file(validator)
             start = self.offset
         self.check_size(total)
         if self.offset and not start:
             self.log("the server ignored the range: starting over from zero")
             truncate(self.fd, 0)
             self.digest = hashlib.sha256()
+        if not start:  # whose bytes follow, recorded before the first of them is written
+            self.record = PartRecord(self.req.url, validator)
+            with disk_errors():
+                write_record(self.req.dest, self.record)
         if self.on_validator is not None:
-            self.on_validator(validator_of(resp), total)
+            self.on_validator(validator, total)
         check_disk(self.req, start, total)
         return start, total
+
+    def check_same_file(self, validator: str | None) -> None:
+        """A 206 must come from the file the part holds: a server that answers the range
+        with another validator than If-Range named has a new file, so start over."""
+        recorded = self.record.validator if self.record is not None else None
+        if recorded is None or validator is None or validator == recorded:
+            return
+        truncate(self.fd, 0)
+        raise DownloadError(
+            f"the server sent part of another version of the file ({validator}, not {recorded})",
+            code="http_error",
+            retryable=True,
+            upstream_status=206,
+            hint="The remote file changed; the next attempt starts over.",
+        )
 
     def check_size(self, total: int | None) -> None:
         """Refuse a file of the wrong size, or a bigger one than ``max_bytes``, up front."""
@@ -208,6 +243,7 @@ class Attempt:
         with disk_errors():
             os.fsync(self.fd)
             os.replace(part, req.dest)
+            remove_record(req.dest)
             dir_fd = os.open(req.dest.parent, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 os.fsync(dir_fd)
