@@ -203,7 +203,9 @@ def test_sync_reports_exact_counts_for_changes_behind_our_back(
     (models / "file-1.gguf").write_bytes(b"corrupted")
 
     counts = app.http.post("/api/models/sync").json()
-    assert counts == {"added": 4, "updated": 2, "removed": 3, "unchanged": 2, "errors": []}
+    (broken,) = counts.pop("errors")  # the corrupted file is listed, and named here
+    assert (broken["name"], broken["code"]) == ("file-1.gguf", "invalid_gguf")
+    assert counts == {"added": 4, "updated": 2, "removed": 3, "unchanged": 2}
     assert names(app) == {
         "model-2:latest",
         "model-3:latest",

@@ -47,6 +47,9 @@ _SCALAR_FORMATS: dict[GGUFValueType, str] = {
 }
 # Numeric arrays longer than this (token types, scores) are skipped, not decoded.
 _MAX_KEPT_ARRAY = 4096
+# GGUF allows arrays of arrays; no writer nests them deeper than this, and a header nesting
+# thousands deep would otherwise exhaust Python's stack.
+_MAX_ARRAY_DEPTH = 8
 _MAX_DIMS = 8
 _CHUNK = 1 << 20
 
@@ -194,7 +197,7 @@ class _HeaderReader:
             if self.pos > self.file_size:
                 raise _Truncated
 
-    def value(self, type_id: int) -> Value | None:
+    def value(self, type_id: int, depth: int = 0) -> Value | None:
         """One metadata value; ``None`` for arrays skipped as too long or not numeric."""
         vtype = _value_type(type_id)
         if vtype == GGUFValueType.STRING:
@@ -202,6 +205,8 @@ class _HeaderReader:
         if vtype != GGUFValueType.ARRAY:
             scalar: Scalar = self.unpack(_SCALAR_FORMATS[vtype])[0]
             return scalar
+        if depth >= _MAX_ARRAY_DEPTH:
+            raise _Corrupt(f"its arrays are nested more than {_MAX_ARRAY_DEPTH} deep")
         item_type = _value_type(self.u32())
         count = self.u64()
         if count > self.file_size:
@@ -215,7 +220,7 @@ class _HeaderReader:
             self.skip_strings(count)
         else:
             for _ in range(count):
-                self.value(item_type)
+                self.value(item_type, depth + 1)
         return None
 
 
@@ -316,6 +321,9 @@ def _read_checked(path: Path) -> _Header:
         raise _invalid(path, "it ends early (truncated or still downloading)") from exc
     except _Corrupt as exc:
         raise _invalid(path, str(exc)) from exc
+    except (struct.error, ValueError, OverflowError, RecursionError) as exc:
+        # A header no check above foresaw is still one bad file, never a failed scan.
+        raise _invalid(path, f"its header cannot be parsed ({exc.__class__.__name__})") from exc
 
 
 def _invalid(path: Path, why: str) -> InvalidInput:

@@ -216,6 +216,19 @@ class Catalog:
                 for item in listings
                 if item.error is not None
             ]
+            # A file that cannot be read is listed (with its error) and named here too.
+            errors += [
+                {
+                    "provider": entry.provider,
+                    "instance_id": entry.instance_id,
+                    "name": entry.name,
+                    "code": entry.meta["error_code"],
+                    "detail": entry.meta["error"],
+                }
+                for item in listings
+                for entry in item.entries or ()
+                if entry.meta.get("error_code")
+            ]
         self._publish(counts)
         return {**counts.counts(), "errors": errors}
 
