@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import fnmatch
 import inspect
+import re
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -40,8 +41,26 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _matches(patterns: tuple[str, ...] | None, event_type: str) -> bool:
-    return patterns is None or any(fnmatch.fnmatchcase(event_type, p) for p in patterns)
+class TypeFilter:
+    """A subscription's patterns, compiled once into one expression when they are set; each
+    event type's verdict is then remembered, so publishing costs a dictionary look-up per
+    subscriber however many patterns it has (a handful of event types exist)."""
+
+    MAX_TYPES = 1024  # verdicts kept; beyond that, types are matched each time
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.patterns = tuple(patterns)
+        # No pattern matches nothing ("(?!)"), as any() of nothing is false.
+        self._expression = re.compile("|".join(map(fnmatch.translate, self.patterns)) or "(?!)")
+        self._verdicts: dict[str, bool] = {}
+
+    def __call__(self, event_type: str) -> bool:
+        verdict = self._verdicts.get(event_type)
+        if verdict is None:
+            verdict = self._expression.match(event_type) is not None
+            if len(self._verdicts) < self.MAX_TYPES:
+                self._verdicts[event_type] = verdict
+        return verdict
 
 
 @dataclass(eq=False)
@@ -49,7 +68,7 @@ class Subscription:
     """One client's view of the bus."""
 
     maxsize: int
-    patterns: tuple[str, ...] | None = None
+    wants: TypeFilter | None = None  # None: every event
     overflowed: bool = False
     _slots: deque[list[Event]] = field(default_factory=deque)
     _pending: dict[str, list[Event]] = field(default_factory=dict)
@@ -57,11 +76,17 @@ class Subscription:
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _loop: asyncio.AbstractEventLoop | None = None
 
+    @property
+    def patterns(self) -> tuple[str, ...] | None:
+        return None if self.wants is None else self.wants.patterns
+
     def set_patterns(self, patterns: Iterable[str] | None) -> None:
-        self.patterns = None if patterns is None else tuple(patterns)
+        """Filter by fnmatch patterns (None: everything). Compiled here, not when publishing."""
+        self.wants = None if patterns is None else TypeFilter(patterns)
 
     def offer(self, event: Event, *, coalesce: bool) -> None:
-        if not _matches(self.patterns, event.type):
+        wants = self.wants
+        if wants is not None and not wants(event.type):
             return
         with self._lock:
             slot = self._pending.get(event.key) if event.key is not None else None

@@ -9,16 +9,20 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from modelyard.api.policy import policy
 from modelyard.events import Event, Subscription, now_rfc3339
 from modelyard.services import Services
 
-router = APIRouter()
+router = APIRouter(dependencies=[policy()])
 OVERFLOW_CLOSE = 1013  # "try again later": the client reconnects and reads a fresh snapshot
 
 
 SUBSCRIBE_HINT = (
     'Send {"subscribe": ["download.*", ...]} as a text frame (or UTF-8 in a binary one).'
 )
+# Event types are few and short; these bounds leave room for every sensible filter.
+MAX_PATTERNS = 64
+MAX_PATTERN_LENGTH = 128
 
 
 class Channel:
@@ -57,6 +61,12 @@ async def _read_commands(channel: Channel, sub: Subscription) -> None:
             continue
         patterns = command.get("subscribe") if isinstance(command, dict) else None
         if isinstance(patterns, list) and all(isinstance(p, str) for p in patterns):
+            if len(patterns) > MAX_PATTERNS or any(len(p) > MAX_PATTERN_LENGTH for p in patterns):
+                await channel.error(
+                    "subscription_too_large",
+                    f"at most {MAX_PATTERNS} patterns of at most {MAX_PATTERN_LENGTH} characters",
+                )
+                continue
             sub.set_patterns(patterns or None)
             await channel.reply("subscribed", {"patterns": patterns})
         else:
