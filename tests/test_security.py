@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,7 +47,8 @@ def test_cross_site_mutations_and_websockets_are_refused(
 
 
 def test_api_keys_and_scopes(modelyard: Callable[..., RunningApp]) -> None:
-    app = modelyard(monitor=False, api_key="admin-secret")
+    # local_trust "none": this test's own process (modelyard's user) needs a key too.
+    app = modelyard(monitor=False, api_key="admin-secret", local_trust="none")
     assert app.http.get("/api/providers").json()["code"] == "unauthorized"
     assert app.http.get("/").status_code == 200  # the UI shell loads and asks for a key
     admin = {"Authorization": "Bearer admin-secret"}
@@ -76,7 +79,10 @@ def test_mutations_are_audited(modelyard: Callable[..., RunningApp]) -> None:
     app.http.post("/api/providers/nope/instances", json={"id": "a", "base_url": "http://h"})
     entries = app.http.get("/api/audit").json()["entries"]
     assert [(e["method"], e["status"]) for e in entries[:2]] == [("POST", 404), ("POST", 201)]
-    assert entries[0]["client"] == "127.0.0.1" and entries[0]["actor"] == "local"
+    assert (
+        entries[0]["client"] == "127.0.0.1"
+        and entries[0]["actor"] == f"local:{pwd.getpwuid(os.geteuid()).pw_name}"
+    )
 
 
 def test_audit_entries_written_in_the_background_survive_a_shutdown(
@@ -112,8 +118,8 @@ def test_binding_beyond_loopback_needs_a_key(tmp_path: Path) -> None:
 def test_a_listed_origin_can_call_the_api_from_a_browser_when_keys_are_on(
     modelyard: Callable[..., RunningApp],
 ) -> None:
-    site = "http://127.0.0.1:18661"
-    app = modelyard(monitor=False, api_key="admin-secret", cors_origins=[site])
+    site = "https://dashboard.example"
+    app = modelyard(monitor=False, api_key="admin-secret", cors_origins=[site], local_trust="none")
     preflight = {"Origin": site, "Access-Control-Request-Method": "POST"}
     preflight["Access-Control-Request-Headers"] = "authorization, content-type"
     # A browser sends the preflight without credentials; it must not be refused with 401.

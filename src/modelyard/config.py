@@ -7,6 +7,7 @@ file lists ``[[instances]]`` they replace the default instances. Every setting i
 
 from __future__ import annotations
 
+import grp
 import ipaddress
 import os
 import tomllib
@@ -111,9 +112,16 @@ class Settings(BaseModel):
 
     # security (SPEC §12)
     api_key: str = Field(default="", repr=False)
+    local_trust: Literal["user", "any", "none"] = "user"
+    trusted_group: str = ""
     allowed_hosts: list[str] = Field(default_factory=list)
     cors_origins: list[str] = Field(default_factory=list)
+    allow_local_origins: bool = True
     ip_allowlist: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=4 * 2**20, ge=1024)
+    ws_max_connections: int = Field(default=32, ge=1)
+    audit_retention_days: float = Field(default=90.0, gt=0)
+    audit_max_rows: int = Field(default=100_000, ge=100)
 
     # provider status (SPEC §3)
     status_cache_ttl_ms: int = Field(default=5000, ge=0)
@@ -154,6 +162,16 @@ class Settings(BaseModel):
     @classmethod
     def _lower_level(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("trusted_group")
+    @classmethod
+    def _check_group(cls, value: str) -> str:
+        if value:
+            try:
+                grp.getgrnam(value)
+            except KeyError:
+                raise ValueError(f"there is no group {value!r} on this machine") from None
+        return value
 
     @field_validator("ip_allowlist")
     @classmethod
@@ -196,6 +214,11 @@ class Settings(BaseModel):
     @property
     def logs_dir(self) -> Path:
         return self.data_dir / "logs"
+
+    @property
+    def cli_key_path(self) -> Path:
+        """The admin key ``serve`` makes at each start, for the CLI (SPEC §12)."""
+        return self.data_dir / "cli.key"
 
     def effective_instances(self) -> list[InstanceConfig]:
         """Configured instances, or the defaults when the file lists none."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from modelyard.access.audit import AuditLog
 from modelyard.access.keys import ApiKeys
+from modelyard.access.private_files import make_private_dir, remove_key_file, write_key_file
 from modelyard.chat.service import ChatService
 from modelyard.chat.targets import gguf_starter
 from modelyard.config import Settings
@@ -51,13 +52,10 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        for path in (
-            settings.data_dir,
-            settings.run_dir,
-            settings.logs_dir,
-            settings.resolved_models_dir,
-        ):
-            path.mkdir(parents=True, exist_ok=True)
+        make_private_dir(settings.data_dir, settings.trusted_group)
+        make_private_dir(settings.run_dir)
+        make_private_dir(settings.logs_dir)
+        settings.resolved_models_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.resolved_database_url)
         db.migrate()
         bus = EventBus()
@@ -85,7 +83,7 @@ class Services:
             health,
             control,
             ApiKeys(db, settings.api_key),
-            AuditLog(db),
+            AuditLog(db, settings.audit_retention_days, settings.audit_max_rows),
         )
         bus.add_snapshot_source("providers", services._provider_snapshot)
         services.chat = ChatService(
@@ -107,6 +105,8 @@ class Services:
         return [self.health.as_json(s) for s in self.health.cached()]
 
     async def startup(self) -> None:
+        settings = self.settings
+        write_key_file(settings.cli_key_path, self.api_keys.cli_key, settings.trusted_group)
         adopted = self.processes.adopt()
         for record in adopted:
             log.info("adopted %s (PID %s)", record.key, record.pid)
@@ -127,3 +127,4 @@ class Services:
         await self.health.close()
         await self.audit.close()
         self.db.dispose()
+        remove_key_file(self.settings.cli_key_path, self.api_keys.cli_key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from modelyard.api.app import create_app
 from modelyard.config import InstanceConfig, Settings
 from modelyard.runtimes.processes import ProcessManager
 from modelyard.services import Services
+from tests.support.os_users import python_argv, python_env
 from tests.support.servers import ServerThread, free_port
 
 
@@ -89,18 +91,34 @@ def running_app(settings: Settings) -> Iterator[RunningApp]:
 class ServerProcess:
     """``python -m modelyard serve`` as a real child process (for restart and SIGKILL tests)."""
 
-    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], port: int, log: Path, *, user: str | None = None
+    ) -> None:
         self.env = env
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
+        self.user = user  # run as this OS user (the test runs as root)
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30) -> ServerProcess:
+    def start(self, timeout: float = 90) -> ServerProcess:
+        # A CI-sized budget: importing the app alone took 15 s on two busy cores.
         env = {**os.environ, **self.env, "MODELYARD_PORT": str(self.port)}
+        argv = [sys.executable, "-m", "modelyard", "serve"]
+        identity: dict[str, Any] = {}
+        if self.user is not None:
+            entry = pwd.getpwnam(self.user)
+            groups = os.getgrouplist(self.user, entry.pw_gid)
+            identity = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": groups}
+            argv = python_argv("-m", "modelyard", "serve")
+            env.update(python_env())
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "modelyard", "serve"], env=env, stdout=out, stderr=out
+                argv,
+                env=env,
+                stdout=out,
+                stderr=out,
+                **identity,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -4,6 +4,10 @@ Every mutating request is recorded. Entries are written in the background, in ba
 after they are recorded, so that no response waits for a database write (a chat answer's first
 token would otherwise wait behind one). Reading the log writes what is pending first, so a
 read that follows a request always finds it; shutting down writes the rest.
+
+Refused requests (a foreign origin, no key, a bad key…) cost their sender nothing, so they are
+not one row each: they are counted per source address, reason and minute, in one row whose
+``count`` grows. The table is kept to ``audit_retention_days`` and ``audit_max_rows``.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from modelyard.clock import iso, utcnow
 from modelyard.store.db import Database
@@ -21,16 +28,34 @@ from modelyard.store.tables import AuditRow
 
 log = logging.getLogger("modelyard.access.audit")
 WRITE_AFTER_S = 0.1  # entries recorded within this long are written together
+REFUSALS_WINDOW_S = 60  # refused requests are counted per source and reason in this window
+PRUNE_EVERY_S = 60.0
+MAX_REFUSAL_SOURCES = 10_000  # beyond this many open counters, new sources share one
+_MAX_REFUSED_PATH = 256
+
+
+@dataclass
+class _Refusals:
+    """The counter of one (source, reason, window): its row once written, and what is new."""
+
+    values: dict[str, Any]
+    count: int = 0
+    written: int = 0
+    row_id: int | None = None
 
 
 class AuditLog:
     """Records entries now; writes them soon, in one transaction per batch."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, retention_days: float = 90, max_rows: int = 100_000) -> None:
         self.db = db
+        self.retention = timedelta(days=retention_days)
+        self.max_rows = max_rows
         self._pending: list[dict[str, Any]] = []
+        self._refusals: dict[tuple[str, str, int], _Refusals] = {}
         self._writer: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one batch written at a time, in order
+        self._pruned_at = -PRUNE_EVERY_S
 
     def record(
         self, *, actor: str, client: str, method: str, path: str, status: int, detail: str
@@ -46,29 +71,87 @@ class AuditLog:
                 "detail": detail,
             }
         )
+        self._wake_writer()
+
+    def refused(
+        self, *, actor: str, client: str, method: str, path: str, status: int, code: str
+    ) -> None:
+        """Count a refused request with the others from its source for the same reason."""
+        window = int(time.time()) // REFUSALS_WINDOW_S
+        key = (client[:128], code, window)
+        if key not in self._refusals and len(self._refusals) >= MAX_REFUSAL_SOURCES:
+            key = ("(many sources)", code, window)
+        counter = self._refusals.get(key)
+        if counter is None:
+            counter = self._refusals[key] = _Refusals(
+                {
+                    "ts": utcnow(),
+                    "actor": actor[:128],
+                    "client": key[0],
+                    "method": method[:8],
+                    "path": path[:_MAX_REFUSED_PATH],
+                    "status": status,
+                    "detail": code,
+                }
+            )
+        counter.count += 1
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_soon())
 
     async def _write_soon(self) -> None:
         # Entries recorded while a batch is being written wait for the next round here.
-        while self._pending:
+        while self._pending or any(c.count > c.written for c in self._refusals.values()):
             await asyncio.sleep(WRITE_AFTER_S)
             await self.flush()
 
     async def flush(self) -> None:
-        """Write every entry recorded so far."""
+        """Write every entry recorded so far (and prune, at most once a minute)."""
         async with self._lock:
             batch, self._pending = self._pending, []
-            if not batch:
+            counters = [c for c in self._refusals.values() if c.count > c.written]
+            window = int(time.time()) // REFUSALS_WINDOW_S
+            # Closed windows are dropped once written: their rows keep the final counts.
+            for key in [k for k, c in self._refusals.items() if k[2] < window]:
+                del self._refusals[key]
+            prune = time.monotonic() - self._pruned_at >= PRUNE_EVERY_S
+            if not batch and not counters and not prune:
                 return
+            if prune:
+                self._pruned_at = time.monotonic()
             try:
-                await asyncio.to_thread(self._insert, batch)
+                await asyncio.to_thread(self._write, batch, counters, prune)
             except Exception:  # the audit log must never break a request
-                log.exception("could not write %d audit entries", len(batch))
+                log.exception("could not write %d audit entries", len(batch) + len(counters))
 
-    def _insert(self, batch: list[dict[str, Any]]) -> None:
+    def _write(self, batch: list[dict[str, Any]], counters: list[_Refusals], prune: bool) -> None:
         with self.db.session() as s:
             s.add_all(AuditRow(**values) for values in batch)
+            for counter in counters:
+                count = counter.count
+                if counter.row_id is None:
+                    row = AuditRow(**counter.values, count=count)
+                    s.add(row)
+                    s.flush()
+                    counter.row_id = row.id
+                else:
+                    s.execute(
+                        update(AuditRow).where(AuditRow.id == counter.row_id).values(count=count)
+                    )
+                counter.written = count
+            if prune:
+                self._prune(s)
+
+    def _prune(self, s: Any) -> None:
+        """Drop rows older than the retention, then the oldest beyond ``max_rows``."""
+        s.execute(delete(AuditRow).where(AuditRow.ts < utcnow() - self.retention))
+        newest_dropped = s.scalar(
+            select(AuditRow.id).order_by(AuditRow.id.desc()).offset(self.max_rows).limit(1)
+        )
+        if newest_dropped is not None:
+            s.execute(delete(AuditRow).where(AuditRow.id <= newest_dropped))
 
     async def entries(self, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` entries, newest first (pending ones included)."""
@@ -86,6 +169,7 @@ class AuditLog:
                         "path": r.path,
                         "status": r.status,
                         "detail": r.detail,
+                        "count": r.count,
                     }
                     for r in rows
                 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -20,56 +19,47 @@ SCOPES = ("admin", "read", "inference")
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling."""
+    """Who is calling. ``subject`` identifies them for limits (a key, a local user)."""
 
     name: str
     scopes: tuple[str, ...]
+    subject: str = ""
 
     def allows(self, scope: str) -> bool:
         s = self.scopes
         return "admin" in s or scope in s or (scope == "read" and "inference" in s)
 
 
-LOCAL = Principal("local", SCOPES)
-
-
 def hash_key(key: str) -> str:
     """Keys are random 256-bit tokens, so one SHA-256 suffices (no password stretching)."""
-    return hashlib.sha256(key.encode()).hexdigest()
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def new_secret() -> str:
+    return "my_" + secrets.token_urlsafe(32)
 
 
 class ApiKeys:
-    """Create, list, revoke and look up keys. ``config_key`` (MODELYARD_API_KEY) is admin."""
+    """Create, list, revoke and look up keys. ``config_key`` (MODELYARD_API_KEY) is admin, and
+    so is ``cli_key``, the key ``serve`` makes at each start for the CLI (SPEC §12)."""
 
     def __init__(self, db: Database, config_key: str = "") -> None:
         self.db = db
         self.config_key = config_key
-        self._lock = threading.Lock()
-        self._has_rows: bool | None = None
-
-    def known_required(self) -> bool | None:
-        """``required()`` without touching the store: None until it has been read once."""
-        return True if self.config_key else self._has_rows
-
-    def required(self) -> bool:
-        """Whether requests must carry a key (any key exists)."""
-        if self.config_key:
-            return True
-        with self._lock:
-            if self._has_rows is None:
-                with self.db.session() as s:
-                    self._has_rows = s.query(ApiKeyRow.id).first() is not None
-            return self._has_rows
+        self.cli_key = new_secret()
 
     def lookup(self, token: str) -> Principal | None:
-        if self.config_key and hmac.compare_digest(token, self.config_key):
-            return Principal("config-key", SCOPES)
+        """The key's principal, or None. Compared as bytes: a header may hold any octet."""
+        given = token.encode("utf-8", "surrogateescape")
+        for secret, name in ((self.config_key, "config-key"), (self.cli_key, "cli")):
+            if secret and hmac.compare_digest(given, secret.encode()):
+                return Principal(name, SCOPES, subject=name)
         with self.db.session() as s:
             row = s.query(ApiKeyRow).filter_by(key_hash=hash_key(token)).first()
             if row is None:
                 return None
             row.last_used_at = utcnow()
-            return Principal(row.name, tuple(row.scopes))
+            return Principal(row.name, tuple(row.scopes), subject=f"key:{row.id}")
 
     def create(self, name: str, scopes: list[str]) -> tuple[str, dict[str, Any]]:
         """A new key: the secret is returned once, only its hash is kept."""
@@ -80,7 +70,7 @@ class ApiKeys:
                 code="invalid_api_key_request",
                 hint=f"Give a name and scopes from {', '.join(SCOPES)}.",
             )
-        secret = "my_" + secrets.token_urlsafe(32)
+        secret = new_secret()
         row = ApiKeyRow(
             id=uuid.uuid4().hex,
             name=name.strip()[:128],
@@ -90,8 +80,6 @@ class ApiKeys:
         )
         with self.db.session() as s:
             s.add(row)
-        with self._lock:
-            self._has_rows = True
         return secret, self.public(row)
 
     def list(self) -> list[dict[str, Any]]:
@@ -104,8 +92,6 @@ class ApiKeys:
             if row is None:
                 raise NotFound(f"there is no API key {key_id!r}", code="api_key_not_found")
             s.delete(row)
-        with self._lock:
-            self._has_rows = None
 
     @staticmethod
     def public(row: ApiKeyRow) -> dict[str, Any]:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse
-from fastapi.staticfiles import StaticFiles
 
 from modelyard import __version__
-from modelyard.api import problems
+from modelyard.api import pages, problems
+from modelyard.api.headers import SecurityHeaders
+from modelyard.api.policy import RouteTable
 from modelyard.api.routes import (
     conversations,
     downloads,
@@ -28,7 +26,8 @@ from modelyard.errors import ConfigError
 from modelyard.runtimes.instances import is_local_host
 from modelyard.services import Services
 
-STATIC = Path(__file__).resolve().parent.parent / "static"
+# Order matters: specific /api/models/... routers before the catch-all model routes.
+ROUTERS = (providers, system, events, conversations, downloads, pulls, models)
 
 
 def _check_bind(settings: Settings) -> None:
@@ -60,27 +59,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="See, fetch, run and talk to the language models on your own machines.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # pages.py serves /docs from local files
         redoc_url=None,
     )
     app.state.services = services
     problems.install(app)
-    # Order matters: specific /api/models/... routers before the catch-all model routes.
-    for module in (providers, system, events, conversations, downloads, pulls, models):
+    table = RouteTable(settings.max_body_bytes)
+    openapi = next(r for r in app.router.routes if getattr(r, "path", "") == app.openapi_url)
+    table.add(openapi, table.default)
+    for module in ROUTERS:
         app.include_router(module.router)
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
-
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["*"],
-            allow_headers=["*"],
-        )
-    app.add_middleware(SecurityMiddleware, services=services)
+        table.add_router(module.router)
+    pages.install(app, table)
+    # CORS is applied inside the guards, per route (api/security.py).
+    app.add_middleware(SecurityMiddleware, services=services, routes=table)
+    app.add_middleware(SecurityHeaders)
     return app

@@ -34,6 +34,12 @@ _BODY_HINT = "Send a JSON object matching the schema in /openapi.json."
 _HTTP_CODES = {
     404: ("route_not_found", "Not found", "Check the path; /openapi.json lists every endpoint."),
     405: ("method_not_allowed", "Method not allowed", "Check the HTTP method for this path."),
+    # A chunked body that passed the limit while it was read (api/security.py).
+    413: (
+        "body_too_large",
+        "Content too large",
+        "Send a smaller body (the limit is max_body_bytes).",
+    ),
 }
 
 
@@ -95,9 +101,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ModelyardError)
     async def _modelyard(request: Request, exc: ModelyardError) -> JSONResponse:
         if exc.http_status >= 500:
-            log.warning(
-                "%s %s → %s %s", request.method, request.url.path, exc.http_status, exc.detail
-            )
+            method = request.scope.get("method", "WEBSOCKET")
+            log.warning("%s %s → %s %s", method, request.url.path, exc.http_status, exc.detail)
         return problem_response(request, exc.to_problem(request.url.path))
 
     @app.exception_handler(RequestValidationError)

@@ -1,36 +1,43 @@
-"""Request guards of SPEC §12, as one ASGI middleware: IP allow-list, Host check (DNS
-rebinding), Origin check (cross-site requests), API keys with scopes, and the audit log."""
+"""Request guards of SPEC §12, as one ASGI middleware in front of the app.
+
+In order: the IP allow-list, the ``Host`` check (DNS rebinding), the ``Origin`` check
+(cross-site requests; local apps' origins only where the route allows them), CORS, the caller
+(a key, judged by that key alone; else local trust, judged by the OS user owning the peer's
+socket), the scope the route declares, the request body's size, and WebSockets per caller.
+Everything is decided from the route the request is for (``api/policy.py``) before the app
+runs or the body is read. Changes are audited; refusals are counted per source and reason.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import logging
+import re
+from collections import Counter
 from typing import Any
 from urllib.parse import parse_qs
 
+from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelyard.access.keys import LOCAL, Principal
+from modelyard.access.keys import Principal
+from modelyard.access.trust import LocalTrust
+from modelyard.api.policy import POLICY_KEY, RoutePolicy, RouteTable
 from modelyard.errors import problem
 from modelyard.runtimes.instances import is_local_host
 from modelyard.services import Services
 
 log = logging.getLogger("modelyard.security")
-MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
-_PUBLIC_PREFIXES = ("/static/",)
-_PUBLIC_PATHS = {"/", "/favicon.ico"}
-
-
-def required_scope(method: str, path: str) -> str:
-    if method not in MUTATING:
-        return "read"
-    if path == "/api/conversations" or (
-        path.startswith("/api/conversations/") and path.endswith(("/messages", "/stop"))
-    ):
-        return "inference"
-    return "admin"
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Ollama's default origins (envconfig.AllowedOrigins): local pages on any port, and the
+# schemes of desktop and editor apps. ``null`` (sandboxed frames, file://) is not one.
+LOCAL_ORIGIN = re.compile(
+    r"(https?://(localhost|127\.0\.0\.1|\[::1\]|0\.0\.0\.0)(:\d{1,5})?"
+    r"|(app|tauri|vscode-webview)://[^\s/]+)"
+)
+Refusal = dict[str, Any]
 
 
 def _hostname(host_header: str) -> str:
@@ -40,13 +47,30 @@ def _hostname(host_header: str) -> str:
 
 
 class SecurityMiddleware:
-    def __init__(self, app: ASGIApp, services: Services) -> None:
+    def __init__(self, app: ASGIApp, services: Services, routes: RouteTable) -> None:
         self.app = app
         self.services = services
+        self.routes = routes
         settings = services.settings
         self.check_host = is_local_host(settings.host)
         self.allowed_hosts = {h.lower() for h in settings.allowed_hosts}
         self.networks = [ipaddress.ip_network(c, strict=False) for c in settings.ip_allowlist]
+        self.cors_origins = set(settings.cors_origins)
+        self.local_origins = settings.allow_local_origins
+        self.trust = LocalTrust(settings.local_trust, settings.trusted_group)
+        self.max_sockets = settings.ws_max_connections
+        self.sockets: Counter[str] = Counter()
+        listed = list(self.cors_origins)
+        self.cors_listed = CORSMiddleware(
+            app, allow_origins=listed, allow_methods=["*"], allow_headers=["*"]
+        )
+        self.cors_local = CORSMiddleware(
+            app,
+            allow_origins=listed,
+            allow_origin_regex=LOCAL_ORIGIN.pattern,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -55,50 +79,74 @@ class SecurityMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         client = (scope.get("client") or ("unknown", 0))[0]
         method = scope.get("method", "GET") if scope["type"] == "http" else "WEBSOCKET"
-        path: str = scope["path"]
-        denial = self._deny(scope, headers, client, method)
-        principal: Principal | None = None
-        if denial is None and self._cors_preflight(headers, method):
-            # Browsers never send credentials on a preflight; CORSMiddleware answers it.
-            await self.app(scope, receive, send)
+        route, declared = self.routes.match(scope)
+        scope[POLICY_KEY] = (route, declared)
+        denial = self._deny(scope, headers, client, method, declared)
+        preflight = self._preflight(scope, headers, method)
+        if denial is None and preflight is not None:
+            # Browsers never send credentials on a preflight; the CORS middleware answers it.
+            await self._cors_app(preflight)(scope, receive, send)
             return
+        inner = self._cors_app(declared)
+        principal: Principal | None = None
         if denial is None:
-            principal, denial = await self._authenticate(scope, headers, method, path)
+            principal, denial = self._authenticate(scope, headers, method, declared)
+        limit = declared.max_body
+        assert limit is not None  # an effective policy has every field
+        if denial is None:
+            denial = _body_too_large(headers, limit)
         if denial is not None:
             await self._refuse(scope, send, denial)
-            if method in MUTATING:
-                self._audit(principal, client, method, path, denial["status"], denial["code"])
+            if method in MUTATING or denial["status"] in (401, 403):
+                self.services.audit.refused(
+                    actor=principal.name if principal else "anonymous",
+                    client=client,
+                    method=method,
+                    path=scope["path"],
+                    status=denial["status"],
+                    code=denial["code"],
+                )
             return
         scope.setdefault("state", {})["principal"] = principal
-        if method not in MUTATING:
-            await self.app(scope, receive, send)
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send, inner, principal)
             return
-        audited = False
+        receive = _limited(receive, limit)
+        if method not in MUTATING:
+            await inner(scope, receive, send)
+            return
+        await self._audited(scope, receive, send, inner, principal, client, method)
 
-        async def send_wrapper(message: Message) -> None:
-            nonlocal audited
-            if message["type"] == "http.response.start" and not audited:
-                # Recorded before the client sees the answer, so a read that follows finds it.
-                audited = True
-                self._audit(principal, client, method, path, int(message["status"]), "")
-            await send(message)
+    def _cors_app(self, declared: RoutePolicy) -> ASGIApp:
+        if declared.local_origins and self.local_origins:
+            return self.cors_local
+        return self.cors_listed if self.cors_origins else self.app
 
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            if not audited:  # the request died before any answer
-                self._audit(principal, client, method, path, 500, "no response")
-
-    def _cors_preflight(self, headers: dict[str, str], method: str) -> bool:
-        return (
-            method == "OPTIONS"
-            and "access-control-request-method" in headers
-            and headers.get("origin") in self.services.settings.cors_origins
+    def _origin_allowed(self, origin: str, declared: RoutePolicy) -> bool:
+        if origin in self.cors_origins:
+            return True
+        return bool(
+            declared.local_origins and self.local_origins and LOCAL_ORIGIN.fullmatch(origin)
         )
 
+    def _preflight(self, scope: Scope, headers: dict[str, str], method: str) -> RoutePolicy | None:
+        """For a CORS preflight from an origin the route it asks about allows: that route's
+        policy (its CORS middleware answers); else None (an ordinary OPTIONS request)."""
+        wanted = headers.get("access-control-request-method")
+        origin = headers.get("origin")
+        if method != "OPTIONS" or not wanted or not origin:
+            return None
+        declared = self.routes.match_method(scope, wanted.upper())
+        return declared if self._origin_allowed(origin, declared) else None
+
     def _deny(
-        self, scope: Scope, headers: dict[str, str], client: str, method: str
-    ) -> dict[str, Any] | None:
+        self,
+        scope: Scope,
+        headers: dict[str, str],
+        client: str,
+        method: str,
+        declared: RoutePolicy,
+    ) -> Refusal | None:
         if self.networks:
             try:
                 addr = ipaddress.ip_address(client)
@@ -126,45 +174,44 @@ class SecurityMiddleware:
         origin = headers.get("origin")
         if origin and (method in MUTATING or scope["type"] == "websocket"):
             own = {f"http://{host}", f"https://{host}"}
-            if origin not in own and origin not in self.services.settings.cors_origins:
+            if origin not in own and not self._origin_allowed(origin, declared):
                 return problem(
                     403,
                     "cross_origin_forbidden",
                     "Forbidden",
-                    f"requests from {origin} are not allowed",
+                    f"requests from {origin[:200]} are not allowed",
                     "Use modelyard's own UI, or add the origin to cors_origins.",
                 )
         return None
 
-    async def _authenticate(
-        self, scope: Scope, headers: dict[str, str], method: str, path: str
-    ) -> tuple[Principal | None, dict[str, Any] | None]:
-        keys = self.services.api_keys
-        required = keys.known_required()
-        if required is None:  # first request: read the store once, off the event loop
-            required = await asyncio.to_thread(keys.required)
-        if not required:
-            return LOCAL, None
-        if method in {"GET", "HEAD"} and (
-            path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES)
-        ):
+    def _authenticate(
+        self, scope: Scope, headers: dict[str, str], method: str, declared: RoutePolicy
+    ) -> tuple[Principal | None, Refusal | None]:
+        token = _token(scope)
+        if token:
+            principal = self.services.api_keys.lookup(token)
+            if principal is None:
+                return None, problem(
+                    401,
+                    "unauthorized",
+                    "Unauthorized",
+                    "the API key is not valid",
+                    "Send a valid key as 'Authorization: Bearer <key>'.",
+                )
+        elif declared.public and method in ("GET", "HEAD"):
             return None, None
-        token = ""
-        auth = headers.get("authorization", "")
-        if auth.lower().startswith("bearer "):
-            token = auth[7:].strip()
-        elif scope["type"] == "websocket":
-            token = parse_qs(scope.get("query_string", b"").decode()).get("access_token", [""])[0]
-        principal = await asyncio.to_thread(keys.lookup, token) if token else None
-        if principal is None:
-            return None, problem(
-                401,
-                "unauthorized",
-                "Unauthorized",
-                "a valid API key is required" if token else "an API key is required",
-                "Send 'Authorization: Bearer <key>'.",
-            )
-        needed = required_scope(method, path)
+        else:
+            principal = self.trust.principal(scope.get("client"), scope.get("server"), headers)
+            if principal is None:
+                return None, problem(
+                    401,
+                    "unauthorized",
+                    "Unauthorized",
+                    "an API key is required",
+                    "Send 'Authorization: Bearer <key>'. Without a key, modelyard accepts only "
+                    "programs of its own OS user (or of trusted_group) on this machine.",
+                )
+        needed = declared.scope_for(method)
         if not principal.allows(needed):
             return principal, problem(
                 403,
@@ -175,37 +222,121 @@ class SecurityMiddleware:
             )
         return principal, None
 
-    async def _refuse(self, scope: Scope, send: Send, body: dict[str, Any]) -> None:
+    async def _websocket(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        inner: ASGIApp,
+        principal: Principal | None,
+    ) -> None:
+        subject = principal.subject if principal else "anonymous"
+        if self.sockets[subject] >= self.max_sockets:
+            await send({"type": "websocket.close", "code": 1008, "reason": "too_many_websockets"})
+            return
+        self.sockets[subject] += 1
+        try:
+            await inner(scope, receive, send)
+        finally:
+            self.sockets[subject] -= 1
+            if not self.sockets[subject]:
+                del self.sockets[subject]
+
+    async def _audited(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        inner: ASGIApp,
+        principal: Principal | None,
+        client: str,
+        method: str,
+    ) -> None:
+        audited = False
+
+        def audit(status: int, detail: str) -> None:
+            self.services.audit.record(
+                actor=principal.name if principal else "anonymous",
+                client=client,
+                method=method,
+                path=scope["path"],
+                status=status,
+                detail=detail,
+            )
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal audited
+            if message["type"] == "http.response.start" and not audited:
+                # Recorded before the client sees the answer, so a read that follows finds it.
+                audited = True
+                audit(int(message["status"]), "")
+            await send(message)
+
+        try:
+            await inner(scope, receive, send_wrapper)
+        finally:
+            if not audited:  # the request died before any answer
+                audit(500, "no response")
+
+    async def _refuse(self, scope: Scope, send: Send, body: Refusal) -> None:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": body["code"]})
             return
         payload = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": body["status"],
-                "headers": [
-                    (b"content-type", b"application/problem+json"),
-                    (b"content-length", str(len(payload)).encode()),
-                ],
-            }
-        )
+        headers = [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(payload)).encode()),
+        ]
+        if body["status"] == 413:  # its body is never read, so the connection cannot go on
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": body["status"], "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
-    def _audit(
-        self,
-        principal: Principal | None,
-        client: str,
-        method: str,
-        path: str,
-        status: int,
-        detail: str,
-    ) -> None:
-        self.services.audit.record(
-            actor=principal.name if principal else "anonymous",
-            client=client,
-            method=method,
-            path=path,
-            status=status,
-            detail=detail,
-        )
+
+def _token(scope: Scope) -> str:
+    """The key a request carries: ``Authorization: Bearer``, or a WebSocket's access_token.
+
+    Decoded as UTF-8 with surrogate escapes, so any octets compare (and fail) as bytes."""
+    for name, value in scope["headers"]:
+        if name.lower() == b"authorization" and value[:7].lower() == b"bearer ":
+            return str(value[7:].strip().decode("utf-8", "surrogateescape"))
+    if scope["type"] == "websocket":
+        query = scope.get("query_string", b"").decode("latin-1")
+        return str(parse_qs(query).get("access_token", [""])[0])
+    return ""
+
+
+def _body_too_large(headers: dict[str, str], limit: int) -> Refusal | None:
+    length = headers.get("content-length", "")
+    return _too_large(limit) if length.isdigit() and int(length) > limit else None
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """``receive`` that fails once the body passes ``limit``: a chunked body has no
+    Content-Length to refuse up front, so it is refused on the first chunk past the limit."""
+    seen = 0
+
+    async def receive_limited() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                # The rest of the body is never read: the connection cannot serve another
+                # request after it, so it closes once this answer is sent.
+                raise HTTPException(
+                    413, detail=_too_large(limit)["detail"], headers={"Connection": "close"}
+                )
+        return message
+
+    return receive_limited
+
+
+def _too_large(limit: int) -> Refusal:
+    return problem(
+        413,
+        "body_too_large",
+        "Content too large",
+        f"the request body is larger than the {limit} bytes allowed",
+        "Send a smaller body (the limit is max_body_bytes).",
+    )

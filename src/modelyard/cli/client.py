@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from modelyard.access.private_files import read_key_file
 from modelyard.config import Settings
 
 
@@ -58,8 +59,11 @@ class Client:
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> Client:
-        """MODELYARD_URL (else the settings' host and port) and the server's API key."""
+        """MODELYARD_URL (else the settings' host and port) and a key: the configured one,
+        else the one ``serve`` wrote for the CLI (when this user may read it)."""
         key = settings.api_key if settings else os.environ.get("MODELYARD_API_KEY", "")
+        if not key and settings is not None:
+            key = read_key_file(settings.cli_key_path)
         return cls(server_url(settings), key)
 
     def close(self) -> None:

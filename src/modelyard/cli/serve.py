@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import shutil
@@ -11,9 +12,12 @@ from typing import Any
 
 import typer
 
+from modelyard.access.private_files import SERVE_UMASK
 from modelyard.cli.app import app, console, fail
 from modelyard.config import ProviderKind, Settings, load_settings
 from modelyard.errors import ConfigError, ModelyardError
+
+log = logging.getLogger("modelyard")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -36,6 +40,13 @@ def serve(
     from modelyard.cli.logs import uvicorn_log_config
 
     settings = _settings(host=host, port=port)
+    # Everything serve and its children write is private: chats, keys, logs (SPEC §12).
+    os.umask(SERVE_UMASK)
+    if os.geteuid() == 0:
+        log.warning(
+            "modelyard is running as root: every program it starts runs as root too. "
+            "Run it as a user of its own (docs/CONFIGURATION.md has a systemd unit)."
+        )
     try:
         app_ = create_app(settings)
     except ModelyardError as exc:
@@ -64,6 +75,9 @@ def serve(
         log_level=settings.log_level,
         log_config=uvicorn_log_config(),
         ws_ping_interval=20,
+        # The peer is the client: X-Forwarded-For from any local program must not rewrite
+        # the address the IP allow-list and the audit log see.
+        proxy_headers=False,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,8 +35,11 @@ class Database:
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 5}
             path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
+            if "///" in url and path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+                # Private whatever the umask; SQLite gives its WAL and SHM files this mode too.
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+                os.chmod(path, 0o600)
         # A SQLite connection is a file handle that cannot go stale: no ping before each use.
         ping = not url.startswith("sqlite")
         self.engine: Engine = create_engine(url, pool_pre_ping=ping, **kwargs)

@@ -180,7 +180,8 @@ class MessageRow(Base):
 
 
 class AuditRow(Base):
-    """Who did what from where, and how it ended (every mutating request)."""
+    """Who did what from where, and how it ended (every mutating request). Refused requests
+    are one row per source, reason and minute, ``count`` saying how many there were."""
 
     __tablename__ = "audit_log"
     __table_args__ = (Index("ix_audit_ts", "ts"),)
@@ -193,6 +194,7 @@ class AuditRow(Base):
     path: Mapped[str] = mapped_column(Text)
     status: Mapped[int] = mapped_column(Integer)
     detail: Mapped[str] = mapped_column(Text, default="")
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class ApiKeyRow(Base):

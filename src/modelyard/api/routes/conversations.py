@@ -12,11 +12,13 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from modelyard.api.deps import ServicesDep
+from modelyard.api.policy import policy
 from modelyard.chat.answer import Generation
 from modelyard.chat.types import ChatOptions
 from modelyard.errors import InvalidInput
 
-router = APIRouter(tags=["chat"])
+# Conversations are what their users wrote: reading them needs the inference scope too.
+router = APIRouter(tags=["chat"], dependencies=[policy(read="inference", write="inference")])
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _NAME = Field(default=None, min_length=1, max_length=512)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from modelyard.api.deps import ServicesDep
+from modelyard.api.policy import policy
 from modelyard.config import Settings
 from modelyard.downloads.huggingface import DEFAULT_REVISION, GGUFChoice, list_gguf_files
 from modelyard.downloads.specs import DownloadRequest
@@ -22,7 +23,7 @@ from modelyard.runtimes.resources import (
     system_resources,
 )
 
-router = APIRouter(tags=["downloads"])
+router = APIRouter(tags=["downloads"], dependencies=[policy()])
 
 
 @router.get("/api/downloads/hf/files")

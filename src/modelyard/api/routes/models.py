@@ -16,13 +16,14 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.api.deps import ServicesDep
+from modelyard.api.policy import policy
 from modelyard.config import ProviderKind
 from modelyard.errors import InvalidInput
 from modelyard.models import recommended
 from modelyard.models.store import STATUSES, SearchQuery, SortField, SortOrder
 from modelyard.providers.registry import parse_provider
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], dependencies=[policy()])
 _MAX_SIZE = 2**60
 
 

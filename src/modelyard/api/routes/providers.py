@@ -10,12 +10,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.api.deps import ServicesDep
+from modelyard.api.policy import policy
 from modelyard.config import ModelMode
 from modelyard.errors import Conflict
 from modelyard.providers.base import ProviderState
 from modelyard.runtimes.health import ProviderStatus
 
-router = APIRouter(tags=["providers"])
+router = APIRouter(tags=["providers"], dependencies=[policy()])
 
 
 class InstanceCreate(BaseModel):

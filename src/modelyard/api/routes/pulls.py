@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.api.deps import ServicesDep
+from modelyard.api.policy import policy
 from modelyard.config import ProviderKind
 from modelyard.downloads.specs import DownloadRequest
 from modelyard.downloads.tasks import FINISHED, compat_download, compat_pull
@@ -24,7 +25,8 @@ from modelyard.errors import InvalidInput, NotFound
 from modelyard.events import Subscription
 from modelyard.services import Services
 
-router = APIRouter(tags=["compatibility"])
+# Local apps (seed 004's page on another port) call these from a browser (SPEC §12).
+router = APIRouter(tags=["compatibility"], dependencies=[policy(local_origins=True)])
 NOT_FOUND_CLOSE = 4404  # a WebSocket close code in the application range, like HTTP 404
 OVERFLOW_CLOSE = 1013
 

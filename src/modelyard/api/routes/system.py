@@ -10,10 +10,11 @@ from pydantic import BaseModel, Field
 
 from modelyard import __version__
 from modelyard.api.deps import ServicesDep
+from modelyard.api.policy import policy
 from modelyard.config import ProviderKind
 from modelyard.runtimes.instances import Instance
 
-router = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"], dependencies=[policy()])
 
 
 class KeyCreate(BaseModel):
@@ -101,14 +102,14 @@ async def connection_info(request: Request, services: ServicesDep) -> dict[str, 
     }
 
 
-@router.get("/api/audit")
+@router.get("/api/audit", dependencies=[policy(read="admin")])
 async def audit(
     services: ServicesDep, limit: int = Query(default=100, ge=1, le=1000)
 ) -> dict[str, Any]:
     return {"entries": await services.audit.entries(limit)}
 
 
-@router.get("/api/keys")
+@router.get("/api/keys", dependencies=[policy(read="admin")])
 async def list_keys(services: ServicesDep) -> dict[str, Any]:
     return {"keys": services.api_keys.list()}
 
