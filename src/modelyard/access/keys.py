@@ -48,12 +48,19 @@ class ApiKeys:
         self.config_key = config_key
         self.cli_key = new_secret()
 
-    def lookup(self, token: str) -> Principal | None:
-        """The key's principal, or None. Compared as bytes: a header may hold any octet."""
+    def builtin(self, token: str) -> Principal | None:
+        """The configured key's or the CLI key's principal (in memory, no store access).
+
+        Compared as bytes: a header may hold any octets, and compare_digest refuses str that
+        is not ASCII."""
         given = token.encode("utf-8", "surrogateescape")
         for secret, name in ((self.config_key, "config-key"), (self.cli_key, "cli")):
             if secret and hmac.compare_digest(given, secret.encode()):
                 return Principal(name, SCOPES, subject=name)
+        return None
+
+    def stored(self, token: str) -> Principal | None:
+        """The principal of a key from the store (blocking: call it in a thread)."""
         with self.db.session() as s:
             row = s.query(ApiKeyRow).filter_by(key_hash=hash_key(token)).first()
             if row is None:

@@ -88,7 +88,10 @@ def _spellings(host: str) -> list[tuple[int, str]]:
 
 
 def _ask_kernel(candidates: list[tuple[int, Endpoint, Endpoint]]) -> int | None:
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as sock:
+    family = getattr(socket, "AF_NETLINK", None)
+    if family is None:
+        raise OSError("no netlink on this system")
+    with socket.socket(family, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as sock:
         for seq, (family, local, remote) in enumerate(candidates, start=1):
             request = b"".join(
                 (

@@ -10,6 +10,7 @@ runs or the body is read. Changes are audited; refusals are counted per source a
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
@@ -90,7 +91,7 @@ class SecurityMiddleware:
         inner = self._cors_app(declared)
         principal: Principal | None = None
         if denial is None:
-            principal, denial = self._authenticate(scope, headers, method, declared)
+            principal, denial = await self._authenticate(scope, headers, method, declared)
         limit = declared.max_body
         assert limit is not None  # an effective policy has every field
         if denial is None:
@@ -184,12 +185,13 @@ class SecurityMiddleware:
                 )
         return None
 
-    def _authenticate(
+    async def _authenticate(
         self, scope: Scope, headers: dict[str, str], method: str, declared: RoutePolicy
     ) -> tuple[Principal | None, Refusal | None]:
         token = _token(scope)
+        keys = self.services.api_keys
         if token:
-            principal = self.services.api_keys.lookup(token)
+            principal = keys.builtin(token) or await asyncio.to_thread(keys.stored, token)
             if principal is None:
                 return None, problem(
                     401,

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from modelyard.api.deps import ServicesDep
+from modelyard.api.designed import MODEL_SOURCE
 from modelyard.api.policy import policy
 from modelyard.config import Settings
 from modelyard.downloads.huggingface import DEFAULT_REVISION, GGUFChoice, list_gguf_files
@@ -26,7 +27,7 @@ from modelyard.runtimes.resources import (
 router = APIRouter(tags=["downloads"], dependencies=[policy()])
 
 
-@router.get("/api/downloads/hf/files")
+@router.get("/api/downloads/hf/files", responses=MODEL_SOURCE)
 async def hf_files(
     services: ServicesDep,
     repo: str = Query(min_length=3, max_length=256, description="owner/name"),
@@ -78,7 +79,7 @@ def _choice(
     return item
 
 
-@router.post("/api/downloads", status_code=201)
+@router.post("/api/downloads", status_code=201, responses=MODEL_SOURCE)
 async def create_download(body: DownloadRequest, services: ServicesDep) -> JSONResponse:
     """Start a download: 201 with the new task, or 200 with the existing one for its source."""
     task, created = await services.downloads.submit(body)

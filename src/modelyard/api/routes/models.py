@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.api.deps import ServicesDep
+from modelyard.api.designed import MODEL_RECREATE, MODEL_RUNTIME, MODEL_SOURCE
 from modelyard.api.policy import policy
 from modelyard.config import ProviderKind
 from modelyard.errors import InvalidInput
@@ -130,7 +131,7 @@ def available_models(services: ServicesDep) -> dict[str, Any]:
     return {"models": recommended.with_installed(names)}
 
 
-@router.post("/api/models/install")
+@router.post("/api/models/install", responses=MODEL_SOURCE)
 async def install_recommended(body: InstallBody, services: ServicesDep) -> dict[str, Any]:
     """Download a recommended model; answers with the download task."""
     item = recommended.find(body.id)
@@ -146,7 +147,7 @@ async def sync_models(services: ServicesDep) -> dict[str, Any]:
     return await services.catalog.sync()
 
 
-@router.get("/api/models/details")
+@router.get("/api/models/details", responses=MODEL_RUNTIME)
 async def model_details(
     services: ServicesDep,
     provider: str = Query(min_length=1, max_length=32),
@@ -157,7 +158,7 @@ async def model_details(
     return await services.lifecycle.details(provider, name, instance_id)
 
 
-@router.post("/api/models/start")
+@router.post("/api/models/start", responses=MODEL_RUNTIME)
 async def start_model(body: StartBody, services: ServicesDep) -> dict[str, Any]:
     """Load a model (memory check first; ``force`` skips it); answers with the model."""
     return await services.lifecycle.start(
@@ -170,13 +171,13 @@ async def start_model(body: StartBody, services: ServicesDep) -> dict[str, Any]:
     )
 
 
-@router.post("/api/models/stop")
+@router.post("/api/models/stop", responses=MODEL_RUNTIME)
 async def stop_model(body: ModelRef, services: ServicesDep) -> dict[str, Any]:
     """Unload a model; answers with the model."""
     return await services.lifecycle.stop(body.provider, body.name, body.instance_id)
 
 
-@router.post("/api/models/recreate")
+@router.post("/api/models/recreate", responses=MODEL_RECREATE)
 async def recreate_model(body: ModelRef, services: ServicesDep) -> dict[str, Any]:
     """Delete a model and download it again from its recorded source."""
     return await services.lifecycle.recreate(body.provider, body.name, body.instance_id)
@@ -189,7 +190,7 @@ async def batch_models(body: BatchBody, services: ServicesDep) -> dict[str, Any]
     return await services.lifecycle.batch(body.action, items, force=body.force)
 
 
-@router.delete("/api/models/{provider}/{model_name:path}")
+@router.delete("/api/models/{provider}/{model_name:path}", responses=MODEL_RUNTIME)
 async def delete_model(
     provider: str,
     model_name: str,

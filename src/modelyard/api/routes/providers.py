@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.api.deps import ServicesDep
+from modelyard.api.designed import MANAGED_PROCESS
 from modelyard.api.policy import policy
 from modelyard.config import ModelMode
 from modelyard.errors import Conflict
@@ -86,7 +87,9 @@ async def update_instance(
     return updated.public()
 
 
-@router.delete("/api/providers/{provider}/instances/{instance_id}", status_code=204)
+@router.delete(
+    "/api/providers/{provider}/instances/{instance_id}", status_code=204, responses=MANAGED_PROCESS
+)
 async def delete_instance(provider: str, instance_id: str, services: ServicesDep) -> Response:
     instance = services.instances.deletable(provider, instance_id)
     if instance.config.managed:
@@ -144,17 +147,17 @@ async def instance_logs(
     }
 
 
-@router.post("/api/providers/{provider}/instances/{instance_id}/start")
+@router.post("/api/providers/{provider}/instances/{instance_id}/start", responses=MANAGED_PROCESS)
 async def start_instance(provider: str, instance_id: str, services: ServicesDep) -> ProviderStatus:
     return await services.control.start(services.instances.get(provider, instance_id))
 
 
-@router.post("/api/providers/{provider}/instances/{instance_id}/stop")
+@router.post("/api/providers/{provider}/instances/{instance_id}/stop", responses=MANAGED_PROCESS)
 async def stop_instance(provider: str, instance_id: str, services: ServicesDep) -> ProviderStatus:
     return await services.control.stop(services.instances.get(provider, instance_id))
 
 
-@router.post("/api/providers/{provider}/instances/{instance_id}/restart")
+@router.post("/api/providers/{provider}/instances/{instance_id}/restart", responses=MANAGED_PROCESS)
 async def restart_instance(
     provider: str, instance_id: str, services: ServicesDep
 ) -> ProviderStatus:

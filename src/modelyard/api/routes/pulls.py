@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.api.deps import ServicesDep
+from modelyard.api.designed import MODEL_SOURCE
 from modelyard.api.policy import policy
 from modelyard.config import ProviderKind
 from modelyard.downloads.specs import DownloadRequest
@@ -47,7 +48,7 @@ class DownloadBody(BaseModel):
     mode: str | None = Field(default=None, max_length=16)
 
 
-@router.post("/api/models/pull")
+@router.post("/api/models/pull", responses=MODEL_SOURCE)
 async def start_pull(body: PullBody, services: ServicesDep) -> dict[str, Any]:
     """Pull an Ollama model: ``{"pull_id", "status": "PULLING"}``."""
     if body.provider.strip().lower() != ProviderKind.OLLAMA.value:
@@ -69,7 +70,7 @@ async def pull_status(pull_id: str, services: ServicesDep) -> dict[str, Any]:
     return compat_pull(services.downloads.get(pull_id))
 
 
-@router.post("/api/models/download")
+@router.post("/api/models/download", responses=MODEL_SOURCE)
 async def start_download(body: DownloadBody, services: ServicesDep) -> dict[str, Any]:
     """Download a file from a URL into the models directory."""
     request = DownloadRequest(source="url", url=body.url, filename=body.filename, mode=body.mode)
