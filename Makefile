@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TSTAMP  = $(VENV)/.installed-test-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test check lint typecheck bench browser llama clean
+.PHONY: run test check lint typecheck bench browser systools llama clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+## unshare and ip for the fuzz run's network namespace; Debian's python3 for the tests that
+## run modelyard as other OS users (they cannot reach an interpreter under /root).
+systools:
+	@command -v ip >/dev/null 2>&1 && command -v unshare >/dev/null 2>&1 && test -x /usr/bin/python3 || { \
+	  echo "installing iproute2, util-linux and python3 for the security tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq iproute2 util-linux python3 >/dev/null; }
+
 ## The genuine llama-server the tests run: the packaged one, or (on a CPU it cannot run on)
 ## one built once from llama.cpp's sources into ~/.cache/modelyard-tests.
 llama: $(TSTAMP)
@@ -32,7 +40,7 @@ llama: $(TSTAMP)
 run: $(STAMP)
 	$(BIN)/modelyard serve
 
-test: $(TSTAMP) browser llama
+test: $(TSTAMP) browser systools llama
 	$(BIN)/python -m pytest -q
 
 lint: $(TSTAMP)
