@@ -20,6 +20,7 @@ import httpx
 from tests.support.servers import free_port
 
 ST = Path(sys.executable).with_name("st")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main(budget_s: int) -> int:
@@ -62,7 +63,8 @@ def main(budget_s: int) -> int:
                 "none",
                 "--no-color",
             ],
-            env={**env, "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks"},
+            env={**env, "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks", "PYTHONPATH": str(ROOT)},
+            cwd=work,  # its crash cache goes with the run's other files
             check=False,
         )
         print(f"fuzz run: {time.monotonic() - started:.0f} s", flush=True)
