@@ -35,7 +35,7 @@ from tests.support.servers import free_port
 from tests.support.tiny_gguf import write_tiny_gguf
 
 from modelyard.config import ModelMode
-from modelyard.runtimes.launch import llama_server_argv
+from modelyard.providers.llamacpp import llama_server_argv
 
 TITLE = "Model catalog: list/search with 1,000 models, GGUF start to loaded"
 REQUESTS = 400

@@ -14,7 +14,7 @@ from tests.support.llama import llama_server
 from tests.support.servers import black_hole, closed_port
 from tests.support.tiny_gguf import write_tiny_gguf
 
-from modelyard.config import InstanceConfig, ProviderKind
+from modelyard.config import InstanceConfig
 
 TITLE = "Provider status: 10 instances, 3 black-holed and 3 refused"
 API_TIMEOUT_MS = 1000
@@ -37,20 +37,20 @@ def run(workdir: Path) -> str:
         black_hole() as h3,
     ):
 
-        def inst(kind: ProviderKind, id: str, url: str) -> InstanceConfig:
+        def inst(kind: str, id: str, url: str) -> InstanceConfig:
             return InstanceConfig(provider=kind, id=id, base_url=url)
 
         instances = [
-            inst(ProviderKind.LLAMACPP, "real", llama_url),
-            inst(ProviderKind.LLAMACPP, "real2", llama_url2),
-            inst(ProviderKind.OPENAI_COMPAT, "llama", f"{llama_url}/v1"),
-            inst(ProviderKind.OPENAI_COMPAT, "llama2", f"{llama_url2}/v1"),
+            inst("llamacpp", "real", llama_url),
+            inst("llamacpp", "real2", llama_url2),
+            inst("openai_compat", "llama", f"{llama_url}/v1"),
+            inst("openai_compat", "llama2", f"{llama_url2}/v1"),
             *[
-                inst(ProviderKind.OLLAMA, f"hole{i}", f"http://127.0.0.1:{p}")
+                inst("ollama", f"hole{i}", f"http://127.0.0.1:{p}")
                 for i, p in enumerate((h1, h2, h3))
             ],
             *[
-                inst(ProviderKind.LMSTUDIO, f"refused{i}", f"http://127.0.0.1:{closed_port()}")
+                inst("lmstudio", f"refused{i}", f"http://127.0.0.1:{closed_port()}")
                 for i in range(3)
             ],
         ]

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from modelyard.config import InstanceConfig, ProviderKind
+from modelyard.config import InstanceConfig
 from modelyard.events import Subscription
 from tests.support.app_server import RunningApp
 from tests.support.llama import LLAMA_SERVER
@@ -16,7 +16,7 @@ __all__ = ["LLAMA_SERVER", "assert_problem", "catalog", "drain", "instance", "na
 T = TypeVar("T")
 
 
-def instance(provider: ProviderKind, url: str, id: str = "default", **extra: Any) -> InstanceConfig:
+def instance(provider: str, url: str, id: str = "default", **extra: Any) -> InstanceConfig:
     return InstanceConfig(provider=provider, id=id, base_url=url, **extra)
 
 

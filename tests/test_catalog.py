@@ -12,7 +12,6 @@ from typing import Any
 
 from websockets.sync.client import connect
 
-from modelyard.config import ProviderKind
 from modelyard.store.tables import ModelSourceRow
 from tests.catalog_helpers import catalog, drain, instance, names, wait_for
 from tests.fakes.fileserver import FileServer, file_server
@@ -89,7 +88,7 @@ def test_ollama_models_with_loaded_state_from_ps(
     )
     state.add_model("nomic-embed-text", family="nomic-bert", parameter_size="137M")
     state.load("llama3.2:3b", keep_alive=600, size_vram=0, context_length=8192)
-    app = modelyard([instance(ProviderKind.OLLAMA, ollama_server.url)])
+    app = modelyard([instance("ollama", ollama_server.url)])
 
     assert app.http.post("/api/models/sync").json()["errors"] == []
     got = {name: m for (p, _, name), m in catalog(app).items() if p == "ollama"}
@@ -119,7 +118,7 @@ def test_lmstudio_models_loaded_and_not_loaded(
     state = lmstudio_server.state
     state.add_model("qwen/qwen3-4b", params_string="4B", loaded=True, size_bytes=2_500_000_000)
     state.add_model("text-embedding-nomic-embed-text-v1.5", type="embeddings", quantization="Q8_0")
-    app = modelyard([instance(ProviderKind.LMSTUDIO, lmstudio_server.url)])
+    app = modelyard([instance("lmstudio", lmstudio_server.url)])
 
     app.http.post("/api/models/sync")
     got = {name: m for (p, _, name), m in catalog(app).items() if p == "lmstudio"}
@@ -153,10 +152,10 @@ def test_openai_compatible_and_cloud_listings(
     with serve(*_openai_with_key("sk-right")) as locked:
         app = modelyard(
             [
-                instance(ProviderKind.OPENAI_COMPAT, openai_server.url, id="vllm"),
-                instance(ProviderKind.OPENAI_COMPAT, locked.url, id="locked", api_key="sk-wrong"),
-                instance(ProviderKind.ANTHROPIC, anthropic_server.url, api_key="sk-ant-test-key"),
-                instance(ProviderKind.OPENAI, openai_server.url),  # no key: not listed at all
+                instance("openai_compat", openai_server.url, id="vllm"),
+                instance("openai_compat", locked.url, id="locked", api_key="sk-wrong"),
+                instance("anthropic", anthropic_server.url, api_key="sk-ant-test-key"),
+                instance("openai", openai_server.url),  # no key: not listed at all
             ]
         )
         result = app.http.post("/api/models/sync").json()
@@ -187,7 +186,7 @@ def test_sync_reports_exact_counts_for_changes_behind_our_back(
     models.mkdir()
     for n in range(2):
         shutil.copy(tiny_gguf, models / f"file-{n}.gguf")
-    app = modelyard([instance(ProviderKind.OLLAMA, ollama_server.url)], models_dir=models)
+    app = modelyard([instance("ollama", ollama_server.url)], models_dir=models)
     first = app.http.post("/api/models/sync").json()
     assert first["added"] + first["unchanged"] == 7 and first["removed"] == 0
     quiet = app.http.post("/api/models/sync").json()
@@ -225,7 +224,7 @@ def test_unreachable_instance_keeps_its_models_but_nothing_is_loaded(modelyard: 
     state.load("kept")
     port = free_port()
     with ServerThread(create_ollama_app(state), port=port, server_header=False):
-        app = modelyard([instance(ProviderKind.OLLAMA, f"http://127.0.0.1:{port}")])
+        app = modelyard([instance("ollama", f"http://127.0.0.1:{port}")])
         app.http.post("/api/models/sync")
         assert catalog(app)[("ollama", "default", "kept:latest")]["status"] == "loaded"
 
@@ -242,7 +241,7 @@ def test_provider_coming_up_triggers_a_background_sync(modelyard: App) -> None:
     state = OllamaState()
     state.add_model("late:latest")
     port = free_port()
-    app = modelyard([instance(ProviderKind.OLLAMA, f"http://127.0.0.1:{port}")])
+    app = modelyard([instance("ollama", f"http://127.0.0.1:{port}")])
     sub = app.services.bus.subscribe(["catalog.changed"])
     wait_for(lambda: app.http.get("/api/providers/status?refresh=true").json(), what="a status")
     assert "late:latest" not in names(app)
@@ -261,7 +260,7 @@ def test_state_changes_are_events_and_loaded_models_are_in_the_snapshot(
 ) -> None:
     state = ollama_server.state
     state.add_model("chatty:latest")
-    app = modelyard([instance(ProviderKind.OLLAMA, ollama_server.url)])
+    app = modelyard([instance("ollama", ollama_server.url)])
     app.http.post("/api/models/sync")
     sub = app.services.bus.subscribe(["model.state", "catalog.changed"])
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from modelyard.config import ProviderKind
 from tests.catalog_helpers import assert_problem, instance
 from tests.fakes.fixtures import serve
 from tests.fakes.lmstudio import LMStudioState, create_lmstudio_app
@@ -66,9 +65,9 @@ def big(
         settings = make_settings(
             tmp,
             [
-                instance(ProviderKind.OLLAMA, o.url),
-                instance(ProviderKind.LMSTUDIO, lm.url),
-                instance(ProviderKind.OPENAI_COMPAT, oa.url, id="vllm"),
+                instance("ollama", o.url),
+                instance("lmstudio", lm.url),
+                instance("openai_compat", oa.url, id="vllm"),
             ],
             models_dir=models,
             monitor=False,

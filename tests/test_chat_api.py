@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from modelyard.chat.store import ConversationStore
-from modelyard.config import InstanceConfig, ProviderKind
+from modelyard.config import InstanceConfig
 from tests.chat_helpers import events_of, send, text_of
 from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp
@@ -21,7 +21,7 @@ def app(modelyard: Callable[..., RunningApp], ollama_server: Any) -> RunningApp:
     """modelyard with the Ollama stand-in holding two models."""
     ollama_server.state.add_model("llama3.2")
     ollama_server.state.add_model("qwen2.5:0.5b")
-    inst = InstanceConfig(provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url)
+    inst = InstanceConfig(provider="ollama", id="default", base_url=ollama_server.url)
     return modelyard([inst])
 
 
@@ -222,7 +222,7 @@ def test_deleting_a_conversation_stops_its_answer(app: RunningApp, ollama_server
 def test_answers_interrupted_by_a_restart_are_marked_stopped(
     modelyard: Callable[..., RunningApp], ollama_server: Any
 ) -> None:
-    inst = InstanceConfig(provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url)
+    inst = InstanceConfig(provider="ollama", id="default", base_url=ollama_server.url)
     first = modelyard([inst])
     cid = create(first)["id"]
     # What a crash mid-answer leaves behind: an answer still marked as streaming.

@@ -11,15 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from modelyard.chat.context import (
-    MESSAGE_OVERHEAD,
-    PROMPT_OVERHEAD,
-    LlamaTokenizer,
-    fit,
-    reply_reserve,
-)
+from modelyard.chat.context import MESSAGE_OVERHEAD, PROMPT_OVERHEAD, fit, reply_reserve
 from modelyard.chat.store import history_of, title_from
 from modelyard.chat.types import Turn
+from modelyard.providers.llamacpp import LlamaTokenizer
 from modelyard.store.tables import MessageRow
 from tests.support.servers import closed_port
 

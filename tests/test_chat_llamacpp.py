@@ -14,7 +14,7 @@ import pytest
 
 from modelyard.chat import context
 from modelyard.chat.types import ChatOptions, Target
-from modelyard.config import InstanceConfig, ProviderKind
+from modelyard.config import InstanceConfig
 from tests.chat_helpers import (
     events_of,
     llama_server,
@@ -43,7 +43,7 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def external(url: str) -> InstanceConfig:
-    return InstanceConfig(provider=ProviderKind.LLAMACPP, id="tiny", base_url=url)
+    return InstanceConfig(provider="llamacpp", id="tiny", base_url=url)
 
 
 def new_chat(app: RunningApp, **body: Any) -> str:
@@ -147,7 +147,7 @@ def test_a_stopped_managed_server_is_started_first_and_a_tiny_context_is_respect
     modelyard: Callable[..., RunningApp], tiny_gguf: Path
 ) -> None:
     inst = InstanceConfig(
-        provider=ProviderKind.LLAMACPP,
+        provider="llamacpp",
         id="small",
         base_url=f"http://127.0.0.1:{free_port()}",
         managed=True,
@@ -213,7 +213,7 @@ def test_a_window_guessed_while_the_server_did_not_answer_is_looked_up_again(
     next message rather than the stand-in value being used for half a minute."""
     monkeypatch.setattr(context, "GUESS_TTL_S", 0.0)  # the next message comes "later"
     n_ctx = httpx.get(f"{llama}/props").json()["default_generation_settings"]["n_ctx"]
-    down = Target(ProviderKind.LLAMACPP, "small", f"http://127.0.0.1:{closed_port()}", "", "m")
+    down = Target("llamacpp", "small", f"http://127.0.0.1:{closed_port()}", "", "m")
 
     async def windows_seen() -> tuple[int, int]:
         async with httpx.AsyncClient(timeout=5) as http:

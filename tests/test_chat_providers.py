@@ -7,9 +7,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from modelyard.chat.streams import StreamClients
 from modelyard.chat.types import Target
-from modelyard.config import InstanceConfig, ProviderKind
+from modelyard.config import InstanceConfig
+from modelyard.providers import openai_api
+from modelyard.providers.sdk import SdkClients
 from tests.chat_helpers import send, text_of
 from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp
@@ -30,7 +31,7 @@ def last_message(app: RunningApp, cid: str) -> dict[str, Any]:
 
 
 def ollama(url: str) -> InstanceConfig:
-    return InstanceConfig(provider=ProviderKind.OLLAMA, id="default", base_url=url)
+    return InstanceConfig(provider="ollama", id="default", base_url=url)
 
 
 def test_ollama_streams_ndjson_with_options_and_usage(
@@ -107,7 +108,7 @@ def test_anthropic_messages_stream(
 ) -> None:
     anthropic_server.state.reply = ReplyScript(pieces=PIECES)
     inst = InstanceConfig(
-        provider=ProviderKind.ANTHROPIC,
+        provider="anthropic",
         id="default",
         base_url=anthropic_server.url,
         api_key=anthropic_server.state.api_key,
@@ -129,14 +130,12 @@ def test_anthropic_mid_stream_error_and_missing_key(
 ) -> None:
     anthropic_server.state.reply = ReplyScript(pieces=PIECES, error_after=1)
     keyed = InstanceConfig(
-        provider=ProviderKind.ANTHROPIC,
+        provider="anthropic",
         id="default",
         base_url=anthropic_server.url,
         api_key=anthropic_server.state.api_key,
     )
-    keyless = InstanceConfig(
-        provider=ProviderKind.ANTHROPIC, id="nokey", base_url=anthropic_server.url
-    )
+    keyless = InstanceConfig(provider="anthropic", id="nokey", base_url=anthropic_server.url)
     app = modelyard([keyed, keyless])
     failing = send(app.http, chat_with(app, "anthropic", "claude-sonnet-4-6"), content="Hi")
     assert text_of(failing) == "Hello"
@@ -154,7 +153,7 @@ def test_openai_compatible_401_is_unauthorized(
 ) -> None:
     openai_server.state.api_key = "sk-right"
     inst = InstanceConfig(
-        provider=ProviderKind.OPENAI_COMPAT,
+        provider="openai_compat",
         id="vllm",
         base_url=openai_server.url,
         api_key="sk-wrong",
@@ -177,12 +176,8 @@ def test_openai_compatible_and_lmstudio_stream_with_usage(
     app = modelyard(
         [
             # Base URLs of OpenAI-compatible servers are often given with their /v1.
-            InstanceConfig(
-                provider=ProviderKind.OPENAI_COMPAT, id="vllm", base_url=f"{openai_server.url}/v1"
-            ),
-            InstanceConfig(
-                provider=ProviderKind.LMSTUDIO, id="default", base_url=lmstudio_server.url
-            ),
+            InstanceConfig(provider="openai_compat", id="vllm", base_url=f"{openai_server.url}/v1"),
+            InstanceConfig(provider="lmstudio", id="default", base_url=lmstudio_server.url),
         ]
     )
     events = send(
@@ -202,7 +197,7 @@ def test_a_provider_that_is_down_gives_the_health_reason_code(
     modelyard: Callable[..., RunningApp],
 ) -> None:
     inst = InstanceConfig(
-        provider=ProviderKind.OLLAMA, id="default", base_url=f"http://127.0.0.1:{closed_port()}"
+        provider="ollama", id="default", base_url=f"http://127.0.0.1:{closed_port()}"
     )
     app = modelyard([inst])
     cid = chat_with(app, "ollama", "llama3.2")
@@ -219,10 +214,11 @@ def test_openai_style_endpoints_share_one_http_client_and_closing_closes_it() ->
     and TLS context, tens of milliseconds, on the way to its first token."""
 
     async def scenario() -> None:
-        clients = StreamClients(connect_timeout_s=1.0, read_timeout_s=5.0)
-        one = Target(ProviderKind.LLAMACPP, "a", "http://127.0.0.1:1", "", "m")
-        two = Target(ProviderKind.OPENAI_COMPAT, "b", "http://127.0.0.1:2/v1", "key", "m")
-        first, second = clients._openai_client(one), clients._openai_client(two)
+        clients = SdkClients(connect_timeout_s=1.0, read_timeout_s=5.0)
+        one = Target("llamacpp", "a", "http://127.0.0.1:1", "", "m")
+        two = Target("openai_compat", "b", "http://127.0.0.1:2/v1", "key", "m")
+        first = openai_api.client_for(clients, one, cloud=False)
+        second = openai_api.client_for(clients, two, cloud=False)
         assert first is not second and str(second.base_url) == "http://127.0.0.1:2/v1/"
         assert first._client is second._client
         await clients.aclose()
@@ -236,8 +232,8 @@ def test_opening_the_chat_prepares_the_sdk_clients_before_the_first_answer(
 ) -> None:
     app = modelyard()
     clients = app.services.chat.clients
-    assert clients._openai_http is None  # nothing is built at startup (it costs ~0.2 s)
+    assert not clients.warmed  # nothing is built at startup (it costs ~0.2 s)
 
     assert app.http.get("/api/conversations").status_code == 200  # the Chat page opens
 
-    wait_until(lambda: clients._openai_http is not None, timeout=30)
+    wait_until(lambda: clients.warmed, timeout=30)

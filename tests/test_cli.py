@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelyard.cli import app
-from modelyard.config import InstanceConfig, ProviderKind
+from modelyard.config import InstanceConfig
 from tests.support.app_server import RunningApp
 from tests.support.servers import closed_port, free_port
 
@@ -35,9 +35,9 @@ def test_status_and_providers_list(
 ) -> None:
     app_ = modelyard(
         [
-            InstanceConfig(provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url),
+            InstanceConfig(provider="ollama", id="default", base_url=ollama_server.url),
             InstanceConfig(
-                provider=ProviderKind.LMSTUDIO,
+                provider="lmstudio",
                 id="off",
                 base_url=f"http://127.0.0.1:{closed_port()}",
             ),
@@ -70,7 +70,7 @@ def test_managed_start_and_stop_from_the_cli(
     modelyard: Callable[..., RunningApp], tiny_gguf: Path
 ) -> None:
     inst = InstanceConfig(
-        provider=ProviderKind.LLAMACPP,
+        provider="llamacpp",
         id="tiny",
         base_url=f"http://127.0.0.1:{free_port()}",
         managed=True,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from modelyard.config import InstanceConfig, ProviderKind
+from modelyard.config import InstanceConfig
 from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp
 from tests.support.waiting import wait_until
@@ -102,7 +102,7 @@ def test_chat_in_a_terminal(
     ollama_server.state.add_model("llama3.2")
     ollama_server.state.add_model("qwen2.5:0.5b")
     ollama_server.state.reply = ReplyScript(pieces=["Hi", " there", "!"])
-    inst = InstanceConfig(provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url)
+    inst = InstanceConfig(provider="ollama", id="default", base_url=ollama_server.url)
     app = modelyard([inst])
     term = terminal(app.url, "llama3.2", "--provider", "ollama", "--system", "Be kind.")
 

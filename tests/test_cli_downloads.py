@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelyard.cli import app
-from modelyard.config import InstanceConfig, ProviderKind
+from modelyard.config import InstanceConfig
 from tests.downloads.support import (
     MiB,
     add_payload,
@@ -66,7 +66,7 @@ def test_pull_an_ollama_model_shows_its_layers(
     modelyard: Callable[..., RunningApp], ollama_server: FakeServer[OllamaState]
 ) -> None:
     ollama_server.state.add_registry_model("qwen2:0.5b", [30_000_000, 1_400])
-    instance = InstanceConfig(provider=ProviderKind.OLLAMA, id="box", base_url=ollama_server.url)
+    instance = InstanceConfig(provider="ollama", id="box", base_url=ollama_server.url)
     server = modelyard([instance])
 
     result = run(server.url, "pull", "qwen2:0.5b", "--instance", "box")

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from modelyard.cli.app import app as cli
 from modelyard.cli.client import server_url
-from modelyard.config import ProviderKind, Settings
+from modelyard.config import Settings
 from tests.catalog_helpers import assert_problem, instance
 from tests.fakes.fixtures import FakeServer
 from tests.fakes.ollama import OllamaState
@@ -218,7 +218,7 @@ def test_an_any_address_bind_means_the_loopback_of_its_family() -> None:
 def with_ollama(
     modelyard: Callable[..., RunningApp], ollama_server: FakeServer[OllamaState]
 ) -> RunningApp:
-    return modelyard([instance(ProviderKind.OLLAMA, ollama_server.url)], monitor=False)
+    return modelyard([instance("ollama", ollama_server.url)], monitor=False)
 
 
 def test_delete_answers_errors_with_success_false(with_ollama: RunningApp) -> None:

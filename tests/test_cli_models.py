@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 
 from modelyard.cli import app as cli
 from modelyard.cli.models import human, parse_size
-from modelyard.config import ProviderKind
 from tests.catalog_helpers import LLAMA_SERVER, catalog, instance
 from tests.fakes.fixtures import serve
 from tests.fakes.ollama import OllamaState, create_ollama_app
@@ -44,7 +43,7 @@ def app(
     with serve(create_ollama_app(state), state) as ollama:
         settings = make_settings(
             tmp,
-            [instance(ProviderKind.OLLAMA, ollama.url)],
+            [instance("ollama", ollama.url)],
             models_dir=models,
             llama_server=LLAMA_SERVER,
             monitor=False,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from modelyard.config import InstanceConfig, ProviderKind
+from modelyard.config import InstanceConfig
 from tests.fakes.fixtures import FakeServer
 from tests.fakes.lmstudio import LMStudioState
 from tests.fakes.ollama import OllamaState
@@ -21,7 +21,7 @@ from tests.support.servers import black_hole, closed_port
 
 
 def inst(provider: str, id: str, url: str, **kw: Any) -> InstanceConfig:
-    return InstanceConfig(provider=ProviderKind(provider), id=id, base_url=url, **kw)
+    return InstanceConfig(provider=provider, id=id, base_url=url, **kw)
 
 
 def status_of(app: RunningApp, provider: str, id: str, refresh: bool = True) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from modelyard.config import InstanceConfig, ProviderKind
+from modelyard.config import InstanceConfig
 from tests.support.app_server import RunningApp, ServerProcess, stop_managed
 from tests.support.llama import LLAMA_SERVER
 from tests.support.servers import ServerThread, free_port
@@ -32,7 +32,7 @@ RUNTIMES = [
 
 def managed(model: Path, port: int, id: str = "tiny") -> InstanceConfig:
     return InstanceConfig(
-        provider=ProviderKind.LLAMACPP,
+        provider="llamacpp",
         id=id,
         base_url=f"http://127.0.0.1:{port}",
         managed=True,
@@ -111,7 +111,7 @@ def test_start_timeout_shows_the_log(modelyard: Callable[..., RunningApp], tmp_p
         "import sys, time; print('loading weights... out of memory', flush=True); time.sleep(60)"
     )
     inst = InstanceConfig(
-        provider=ProviderKind.LLAMACPP,
+        provider="llamacpp",
         id="stuck",
         base_url=f"http://127.0.0.1:{port}",
         managed=True,
@@ -146,7 +146,7 @@ def test_stop_does_not_answer_with_a_check_begun_before_it(
         "    conn.close()\n"
     )
     inst = InstanceConfig(
-        provider=ProviderKind.LLAMACPP,
+        provider="llamacpp",
         id="mute",
         base_url=f"http://127.0.0.1:{port}",
         managed=True,
@@ -171,7 +171,7 @@ def test_stop_does_not_answer_with_a_check_begun_before_it(
 
 def test_missing_ollama_binary(modelyard: Callable[..., RunningApp]) -> None:
     inst = InstanceConfig(
-        provider=ProviderKind.OLLAMA,
+        provider="ollama",
         id="local",
         base_url=f"http://127.0.0.1:{free_port()}",
         managed=True,
@@ -201,7 +201,7 @@ def test_loading_model_is_starting(modelyard: Callable[..., RunningApp]) -> None
 
     fake = Starlette(routes=[Route("/{path:path}", loading)])
     with ServerThread(fake) as server:
-        inst = InstanceConfig(provider=ProviderKind.LLAMACPP, id="tiny", base_url=server.url)
+        inst = InstanceConfig(provider="llamacpp", id="tiny", base_url=server.url)
         app = modelyard([inst])
         status = wait_state(app, "STARTING")
     assert status["reason_code"] == "loading_model" and status["port_listening"]

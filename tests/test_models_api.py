@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from modelyard.config import ProviderKind
 from modelyard.models.recommended import recommended
 from tests.catalog_helpers import assert_problem, catalog, instance, wait_for
 from tests.fakes.fixtures import serve
@@ -51,7 +50,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[R
     shutil.copy(tiny_gguf, models / "tiny.gguf")
     with serve(create_ollama_app(state), state) as ollama:
         settings = make_settings(
-            tmp, [instance(ProviderKind.OLLAMA, ollama.url)], models_dir=models, monitor=False
+            tmp, [instance("ollama", ollama.url)], models_dir=models, monitor=False
         )
         with running_app(settings) as running:
             running.http.post("/api/models/sync")

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from modelyard.errors import Conflict, ModelyardError, NotFound
-from modelyard.runtimes.launch import llama_server_argv
+from modelyard.providers.llamacpp import llama_server_argv
 from modelyard.runtimes.processes import LaunchSpec, ProcessManager, ProcessRecord
 from tests.support.llama import LLAMA_SERVER
 from tests.support.servers import free_port

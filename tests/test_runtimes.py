@@ -19,13 +19,8 @@ import pytest
 
 from modelyard.config import ModelMode
 from modelyard.errors import InvalidInput, NotFound
-from modelyard.runtimes.launch import (
-    find_llama_server,
-    find_ollama,
-    llama_server_argv,
-    ollama_serve_spec,
-    runtime_name,
-)
+from modelyard.providers.llamacpp import find_llama_server, llama_server_argv, runtime_name
+from modelyard.providers.ollama.provider import find_ollama, ollama_serve_spec
 from modelyard.runtimes.processes import ProcessManager
 from tests.support.llama import LLAMA_SERVER
 from tests.support.servers import free_port

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelyard.config import InstanceConfig, ProviderKind
+from modelyard.config import InstanceConfig
 from tests.catalog_helpers import LLAMA_SERVER, assert_problem, catalog, instance
 from tests.fakes.fixtures import FakeServer
 from tests.fakes.lmstudio import LMStudioState
@@ -49,8 +49,8 @@ def test_a_llamacpp_instance_answered_by_ollama_lists_nothing_as_loaded(
     ollama_server.state.add_model("qwen2:0.5b")
     app = modelyard(
         [
-            instance(ProviderKind.LLAMACPP, ollama_server.url, id="wrong"),
-            instance(ProviderKind.LLAMACPP, llama_url, id="real"),
+            instance("llamacpp", ollama_server.url, id="wrong"),
+            instance("llamacpp", llama_url, id="real"),
         ]
     )
     assert _status(app, "llamacpp", "wrong")["reason_code"] == "wrong_service"
@@ -71,7 +71,7 @@ def test_a_foreign_llama_server_on_a_managed_port_is_not_ours(
     modelyard: App, tiny_gguf: Path, llama_url: str
 ) -> None:
     managed = InstanceConfig(
-        provider=ProviderKind.LLAMACPP,
+        provider="llamacpp",
         id="tiny",
         base_url=llama_url,
         managed=True,
@@ -99,7 +99,7 @@ def test_starting_a_loaded_ollama_model_again_is_a_no_op(
 ) -> None:
     state = ollama_server.state
     state.add_model("big:latest", size=4_000_000_000, parameter_size="7B")
-    app = modelyard([instance(ProviderKind.OLLAMA, ollama_server.url)], memory_margin_bytes=2**50)
+    app = modelyard([instance("ollama", ollama_server.url)], memory_margin_bytes=2**50)
     app.http.post("/api/models/sync")
     ref = {"provider": "ollama", "name": "big:latest"}
     refused = assert_problem(app.http.post(START, json=ref), 507, "insufficient_memory")
@@ -120,7 +120,7 @@ def test_starting_a_loaded_lmstudio_model_again_loads_no_second_copy(
 ) -> None:
     state = lmstudio_server.state
     state.add_model("qwen/qwen3-4b", params_string="4B", size_bytes=2_000_000_000)
-    app = modelyard([instance(ProviderKind.LMSTUDIO, lmstudio_server.url)])
+    app = modelyard([instance("lmstudio", lmstudio_server.url)])
     app.http.post("/api/models/sync")
     ref = {"provider": "lmstudio", "name": "qwen/qwen3-4b"}
 

@@ -15,7 +15,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from modelyard.config import InstanceConfig, ProviderKind
+from modelyard.config import InstanceConfig
 from tests.downloads.support import wait_bytes, wait_state
 from tests.fakes.fixtures import FakeServer
 from tests.fakes.ollama_state import OllamaState
@@ -53,9 +53,7 @@ def app(modelyard: Callable[..., RunningApp], ollama_server: FakeServer[OllamaSt
     state.pull_tick, state.pull_chunk_bytes = 0.01, 1_000_000  # slow:1b takes seconds
     state.add_registry_model("tiny:1b", [3_000_000, 1_400])
     state.add_registry_model("slow:1b", [400_000_000, 1_400])
-    instance = InstanceConfig(
-        provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url
-    )
+    instance = InstanceConfig(provider="ollama", id="default", base_url=ollama_server.url)
     return modelyard([instance], monitor=False)
 
 
@@ -215,7 +213,7 @@ def test_the_openai_snippet_lists_the_models_of_the_configured_ollama(
     modelyard: Callable[..., RunningApp], ollama_server: FakeServer[OllamaState]
 ) -> None:
     ollama_server.state.add_model("qwen2.5:0.5b")
-    instance = InstanceConfig(provider=ProviderKind.OLLAMA, id="box", base_url=ollama_server.url)
+    instance = InstanceConfig(provider="ollama", id="box", base_url=ollama_server.url)
     app = modelyard([instance], monitor=False)
 
     code = _snippet(app)
@@ -232,11 +230,9 @@ def test_the_openai_snippet_uses_an_openai_compatible_server_and_its_key_variabl
     openai_server.state.api_key = "sk-snippet-1"
     openai_server.state.models = ["served-model"]
     monkeypatch.setenv("SNIPPET_TEST_KEY", "sk-snippet-1")
-    cloud = InstanceConfig(
-        provider=ProviderKind.ANTHROPIC, id="default", base_url="https://api.anthropic.com"
-    )
+    cloud = InstanceConfig(provider="anthropic", id="default", base_url="https://api.anthropic.com")
     served = InstanceConfig(
-        provider=ProviderKind.OPENAI_COMPAT,
+        provider="openai_compat",
         id="vllm",
         base_url=openai_server.url + "/v1",
         api_key_env="SNIPPET_TEST_KEY",
@@ -253,9 +249,7 @@ def test_the_openai_snippet_uses_an_openai_compatible_server_and_its_key_variabl
 def test_without_an_openai_compatible_server_the_snippet_says_how_to_add_one(
     modelyard: Callable[..., RunningApp],
 ) -> None:
-    cloud = InstanceConfig(
-        provider=ProviderKind.ANTHROPIC, id="default", base_url="https://api.anthropic.com"
-    )
+    cloud = InstanceConfig(provider="anthropic", id="default", base_url="https://api.anthropic.com")
     app = modelyard([cloud], monitor=False)
 
     code = _snippet(app)

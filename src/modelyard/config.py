@@ -29,17 +29,6 @@ from pydantic import (
 from modelyard.errors import ConfigError, ModelyardError
 
 
-class ProviderKind(StrEnum):
-    """A kind of runtime."""
-
-    OLLAMA = "ollama"
-    LLAMACPP = "llamacpp"
-    LMSTUDIO = "lmstudio"
-    OPENAI_COMPAT = "openai_compat"
-    OPENAI = "openai"
-    ANTHROPIC = "anthropic"
-
-
 class ModelMode(StrEnum):
     """What a model serves."""
 
@@ -57,7 +46,7 @@ class InstanceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    provider: ProviderKind
+    provider: str = Field(description="a provider kind the registry knows, e.g. ollama")
     id: str = Field(pattern=f"^{INSTANCE_ID}$")
     base_url: str
     managed: bool = False
@@ -68,6 +57,15 @@ class InstanceConfig(BaseModel):
     command: list[str] = Field(default_factory=list)
     ctx_size: int = Field(default=0, ge=0, le=1_048_576)
 
+    @field_validator("provider")
+    @classmethod
+    def _check_provider(cls, value: str) -> str:
+        from modelyard.providers.registry import registry  # which imports this module
+
+        if registry.find(value) is None:
+            raise ValueError(f"unknown provider {value!r} (known: {', '.join(registry.kinds())})")
+        return value
+
     @field_validator("base_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
@@ -77,7 +75,7 @@ class InstanceConfig(BaseModel):
 
     @property
     def key(self) -> str:
-        return f"{self.provider.value}/{self.id}"
+        return f"{self.provider}/{self.id}"
 
     def resolved_api_key(self, env: Mapping[str, str] | None = None) -> str:
         """The key to send: the named environment variable wins over a stored key."""
@@ -246,29 +244,11 @@ def check_database_url(url: str) -> None:
 
 
 def default_instances(settings: Settings) -> list[InstanceConfig]:
-    """The defaults of SPEC §2. Cloud instances exist always; without a key they say so."""
-    return [
-        InstanceConfig(
-            provider=ProviderKind.OLLAMA, id="default", base_url="http://127.0.0.1:11434"
-        ),
-        InstanceConfig(
-            provider=ProviderKind.LMSTUDIO, id="default", base_url="http://127.0.0.1:1234"
-        ),
-        InstanceConfig(
-            provider=ProviderKind.OPENAI,
-            id="default",
-            base_url=settings.openai_base_url,
-            api_key_env="OPENAI_API_KEY",
-            api_key=settings.openai_api_key,
-        ),
-        InstanceConfig(
-            provider=ProviderKind.ANTHROPIC,
-            id="default",
-            base_url=settings.anthropic_base_url,
-            api_key_env="ANTHROPIC_API_KEY",
-            api_key=settings.anthropic_api_key,
-        ),
-    ]
+    """The defaults of SPEC §2, each provider's own. Cloud instances exist always; without a
+    key they say so."""
+    from modelyard.providers.registry import registry  # which imports this module
+
+    return [inst for provider in registry for inst in provider.default_instances(settings)]
 
 
 _LIST_FIELDS = {"allowed_hosts", "cors_origins", "ip_allowlist"}

@@ -149,3 +149,26 @@ class ConfigError(ModelyardError):
     code = "config_error"
     title = "Configuration error"
     default_hint = "See docs/CONFIGURATION.md."
+
+
+class ListingError(UpstreamError):
+    """An instance's models could not be listed; ``code`` says why."""
+
+
+class ChatError(UpstreamError):
+    """A generation that could not start or finish. Its stable ``code`` reaches the client in
+    the stream's ``error`` event (``provider_unreachable``, ``timeout``, ``unauthorized``,
+    ``model_not_found``, ``context_exceeded``, ``bad_request``, ``rate_limited``,
+    ``upstream_error``, or the health check's reason when the provider is down)."""
+
+    title = "Chat failed"
+
+
+class PullError(UpstreamError):
+    """A pull that ended without success; ``retryable`` says whether to try again."""
+
+    title = "Pull failed"
+
+    def __init__(self, detail: str, *, code: str, retryable: bool, hint: str | None = None) -> None:
+        super().__init__(detail, code=code, hint=hint)
+        self.retryable = retryable

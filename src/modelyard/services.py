@@ -14,7 +14,6 @@ from modelyard.access.audit import AuditLog
 from modelyard.access.keys import ApiKeys
 from modelyard.access.private_files import make_private_dir, remove_key_file, write_key_file
 from modelyard.chat.service import ChatService
-from modelyard.chat.targets import gguf_starter
 from modelyard.config import Settings
 from modelyard.downloads.manager import DownloadManager
 from modelyard.events import EventBus
@@ -25,6 +24,7 @@ from modelyard.models.lifecycle import Lifecycle
 from modelyard.models.store import CatalogStore
 from modelyard.runtimes.control import InstanceControl
 from modelyard.runtimes.health import HealthChecker
+from modelyard.runtimes.instance_service import InstanceService
 from modelyard.runtimes.instances import InstanceRegistry
 from modelyard.runtimes.processes import ProcessManager
 from modelyard.store.db import Database
@@ -34,6 +34,8 @@ log = logging.getLogger("modelyard")
 
 @dataclass
 class Services:
+    """Built in dependency order, each part handed what it uses: nothing is patched in later."""
+
     settings: Settings
     db: Database
     bus: EventBus
@@ -42,13 +44,14 @@ class Services:
     processes: ProcessManager
     health: HealthChecker
     control: InstanceControl
+    instance_service: InstanceService
+    catalog: Catalog
+    downloads: DownloadManager
+    lifecycle: Lifecycle
+    chat: ChatService
     api_keys: ApiKeys
     audit: AuditLog
     extras: dict[str, Any] = field(default_factory=dict)
-    chat: ChatService = field(init=False)
-    catalog: Catalog = field(init=False)
-    lifecycle: Lifecycle = field(init=False)
-    downloads: DownloadManager = field(init=False)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -62,17 +65,24 @@ class Services:
         metrics = Metrics()
         instances = InstanceRegistry(settings, db)
         processes = ProcessManager(settings.run_dir, settings.logs_dir)
-        control_ref: list[InstanceControl] = []
-        health = HealthChecker(
+        health = HealthChecker(settings, instances, processes, bus, metrics)
+        control = InstanceControl(settings, processes, health)
+        instance_service = InstanceService(instances, processes, health, control, bus)
+        catalog = Catalog(settings, CatalogStore(db), bus, instances, processes)
+        downloads = DownloadManager(settings, db, bus, metrics, instances)
+        servers = GgufServers(settings, catalog, instance_service, control, processes, health)
+        lifecycle = Lifecycle(settings, catalog, servers, instances, downloads)
+        chat = ChatService(
             settings,
-            instances,
-            processes,
+            db,
             bus,
             metrics,
-            binary_missing=lambda inst: control_ref[0].binary_missing(inst),
+            instances,
+            health,
+            control,
+            processes,
+            starter=lifecycle.start_local,
         )
-        control = InstanceControl(settings, processes, health)
-        control_ref.append(control)
         services = cls(
             settings,
             db,
@@ -82,23 +92,15 @@ class Services:
             processes,
             health,
             control,
+            instance_service,
+            catalog,
+            downloads,
+            lifecycle,
+            chat,
             ApiKeys(db, settings.api_key),
             AuditLog(db, settings.audit_retention_days, settings.audit_max_rows),
         )
         bus.add_snapshot_source("providers", services._provider_snapshot)
-        services.chat = ChatService(
-            settings, db, bus, metrics, instances, health, control, processes
-        )
-        services.catalog = Catalog(settings, CatalogStore(db), bus, instances, processes)
-        services.lifecycle = Lifecycle(
-            settings,
-            services.catalog,
-            GgufServers(settings, services.catalog, instances, control, processes, health, bus),
-            instances,
-            downloads=lambda: services.downloads,
-        )
-        services.chat.targets.starter = gguf_starter(services.lifecycle)
-        services.downloads = DownloadManager(settings, db, bus, metrics, instances)
         return services
 
     def _provider_snapshot(self) -> list[dict[str, Any]]:

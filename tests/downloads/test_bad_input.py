@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from modelyard.config import InstanceConfig, ProviderKind
+from modelyard.config import InstanceConfig
 from modelyard.store.tables import DownloadRow
 from tests.downloads.support import files_under
 from tests.support.app_server import RunningApp, make_settings, running_app
@@ -20,7 +20,7 @@ GOOD_URL = "http://127.0.0.1:9/model.gguf"  # never contacted: every request her
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     """One modelyard for the whole table (nothing it is asked should change it)."""
     ollama = InstanceConfig(
-        provider=ProviderKind.OLLAMA, id="default", base_url=f"http://127.0.0.1:{closed_port()}"
+        provider="ollama", id="default", base_url=f"http://127.0.0.1:{closed_port()}"
     )
     with running_app(make_settings(tmp_path_factory.mktemp("bad"), [ollama])) as running:
         yield running

@@ -10,7 +10,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from modelyard.config import InstanceConfig, ProviderKind
+from modelyard.config import InstanceConfig
 from tests.downloads.support import MiB, add_payload
 from tests.fakes.fileserver import FileServer
 from tests.fakes.fixtures import FakeServer
@@ -39,9 +39,7 @@ def app(modelyard: Callable[..., RunningApp], ollama_server: FakeServer[OllamaSt
     state = ollama_server.state
     state.pull_tick, state.pull_chunk_bytes = 0.01, 2_000_000
     state.add_registry_model("qwen2:0.5b", [60_000_000, 1_400, 20_000_000])
-    instance = InstanceConfig(
-        provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url
-    )
+    instance = InstanceConfig(provider="ollama", id="default", base_url=ollama_server.url)
     return modelyard([instance])
 
 

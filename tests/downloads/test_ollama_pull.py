@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from modelyard.config import InstanceConfig, ProviderKind
-from modelyard.downloads.ollama_pull import LayerTracker
+from modelyard.config import InstanceConfig
+from modelyard.providers.ollama.pull import feed
+from modelyard.providers.pull import LayerTracker
 from modelyard.store.tables import ModelSourceRow
 from tests.downloads.support import Recorder, create, wait_bytes, wait_state
 from tests.fakes.fixtures import FakeServer
@@ -29,12 +30,12 @@ def line(digest: str, total: int, completed: int | None = None) -> tuple[Any, ..
 
 def test_a_layer_counts_as_done_when_the_next_layer_arrives() -> None:
     tracker = LayerTracker()
-    tracker.feed("pulling manifest", None, None, None)
-    tracker.feed(*line(A, 1000))  # completed left out while 0
-    tracker.feed(*line(A, 1000, 600))
+    feed(tracker, "pulling manifest", None, None, None)
+    feed(tracker, *line(A, 1000))  # completed left out while 0
+    feed(tracker, *line(A, 1000, 600))
     assert (tracker.downloaded, tracker.total, tracker.current_layer) == (600, 1000, 1)
 
-    tracker.feed(*line(B, 50, 10))  # A finished between ticks: no line with 1000/1000
+    feed(tracker, *line(B, 50, 10))  # A finished between ticks: no line with 1000/1000
 
     assert (tracker.downloaded, tracker.total) == (1010, 1050)
     assert (tracker.current_layer, tracker.total_layers) == (2, 2)
@@ -43,36 +44,36 @@ def test_a_layer_counts_as_done_when_the_next_layer_arrives() -> None:
 
 def test_a_later_status_finishes_the_last_layer_and_marks_verifying() -> None:
     tracker = LayerTracker()
-    tracker.feed(*line(A, 1000, 400))
-    tracker.feed("verifying sha256 digest", None, None, None)
+    feed(tracker, *line(A, 1000, 400))
+    feed(tracker, "verifying sha256 digest", None, None, None)
     assert tracker.downloaded == tracker.total == 1000 and tracker.verifying
-    tracker.feed("writing manifest", None, None, None)
-    tracker.feed("success", None, None, None)
+    feed(tracker, "writing manifest", None, None, None)
+    feed(tracker, "success", None, None, None)
     assert (tracker.current_layer, tracker.total_layers, tracker.status) == (1, 1, "success")
 
 
 def test_progress_never_goes_backwards() -> None:
     tracker = LayerTracker()
-    tracker.feed(*line(A, 1000, 700))
-    tracker.feed(*line(A, 1000, 300))  # Ollama rolled a failed part back
+    feed(tracker, *line(A, 1000, 700))
+    feed(tracker, *line(A, 1000, 300))  # Ollama rolled a failed part back
     assert tracker.downloaded == 700
-    tracker.feed(*line(A, 1000, 5000))  # never more than the layer
+    feed(tracker, *line(A, 1000, 5000))  # never more than the layer
     assert tracker.downloaded == 1000
 
 
 def test_a_resumed_pull_starts_from_what_the_last_run_reached() -> None:
     tracker = LayerTracker(floor=800, total_floor=1500)
     assert (tracker.downloaded, tracker.total) == (800, 1500)
-    tracker.feed(*line(A, 500, 500))  # Ollama reports the layers again, from the start
+    feed(tracker, *line(A, 500, 500))  # Ollama reports the layers again, from the start
     assert (tracker.downloaded, tracker.total) == (800, 1500)
-    tracker.feed(*line(B, 1000, 450))
+    feed(tracker, *line(B, 1000, 450))
     assert (tracker.downloaded, tracker.total) == (950, 1500)
 
 
 def test_already_present_layers_count_at_once() -> None:
     tracker = LayerTracker()
     for digest in (A, B, C):
-        tracker.feed(*line(digest, 100, 100))
+        feed(tracker, *line(digest, 100, 100))
     assert tracker.downloaded == tracker.total == 300 and tracker.total_layers == 3
 
 
@@ -81,9 +82,7 @@ def ollama_app(
     modelyard: Callable[..., RunningApp], ollama_server: FakeServer[OllamaState]
 ) -> Callable[..., RunningApp]:
     def start(**settings: Any) -> RunningApp:
-        instance = InstanceConfig(
-            provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url
-        )
+        instance = InstanceConfig(provider="ollama", id="default", base_url=ollama_server.url)
         return modelyard([instance], **settings)
 
     return start
@@ -207,7 +206,7 @@ def test_an_unreachable_ollama_is_retried_then_fails(
     modelyard: Callable[..., RunningApp],
 ) -> None:
     down = InstanceConfig(
-        provider=ProviderKind.OLLAMA, id="default", base_url=f"http://127.0.0.1:{closed_port()}"
+        provider="ollama", id="default", base_url=f"http://127.0.0.1:{closed_port()}"
     )
     app = modelyard([down], download_max_attempts=2)
 
@@ -224,7 +223,7 @@ def test_pulls_go_to_the_instance_asked_for(
     modelyard: Callable[..., RunningApp], ollama_server: FakeServer[OllamaState]
 ) -> None:
     ollama_server.state.add_registry_model("llama3.2:1b", [1_000_000])
-    other = InstanceConfig(provider=ProviderKind.OLLAMA, id="box", base_url=ollama_server.url)
+    other = InstanceConfig(provider="ollama", id="box", base_url=ollama_server.url)
     app = modelyard([other])
 
     task = create(app.http, source="ollama", model_name="llama3.2:1b", instance_id="box")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from modelyard.config import InstanceConfig, ProviderKind
+from modelyard.config import InstanceConfig
 from tests.chat_helpers import send as api_send
 from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp
@@ -20,7 +20,7 @@ from tests.support.app_server import RunningApp
 @pytest.fixture
 def app(modelyard: Callable[..., RunningApp], ollama_server: Any) -> RunningApp:
     ollama_server.state.add_model("llama3.2")
-    inst = InstanceConfig(provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url)
+    inst = InstanceConfig(provider="ollama", id="default", base_url=ollama_server.url)
     running = modelyard([inst])
     assert running.http.post("/api/models/sync").status_code == 200
     return running

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from modelyard.config import InstanceConfig, ProviderKind
+from modelyard.config import InstanceConfig
 from tests.e2e.conftest import screenshot
 from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp
@@ -32,7 +32,7 @@ HOSTILE_REPLY = [
 def app(modelyard: Callable[..., RunningApp], ollama_server: Any) -> RunningApp:
     ollama_server.state.add_model("llama3.2")
     ollama_server.state.add_model("qwen2.5:0.5b")
-    inst = InstanceConfig(provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url)
+    inst = InstanceConfig(provider="ollama", id="default", base_url=ollama_server.url)
     running = modelyard([inst])
     assert running.http.post("/api/models/sync").status_code == 200
     return running

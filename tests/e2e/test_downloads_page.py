@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from modelyard.config import InstanceConfig, ProviderKind
+from modelyard.config import InstanceConfig
 from tests.downloads.support import MiB, add_payload, create, wait_bytes, wait_state
 from tests.e2e.conftest import screenshot
 from tests.fakes.fileserver import FileServer
@@ -45,9 +45,7 @@ def progress_of(card: Locator) -> float:
 def test_a_url_download_from_get_models_to_completed(
     page: Page, modelyard: Callable[..., RunningApp], files: FileServer, ollama_server: Any
 ) -> None:
-    instance = InstanceConfig(
-        provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url
-    )
+    instance = InstanceConfig(provider="ollama", id="default", base_url=ollama_server.url)
     app = modelyard([instance])
     payload = add_payload(files, "qwen2.5-0.5b-instruct-q4_k_m.gguf", 12 * MiB)
     files.throttle(MiB)
@@ -140,9 +138,7 @@ def test_get_models_validates_names_and_browses_a_hub_repo(
         },
     )
     ollama_server.state.add_registry_model("qwen2.5:0.5b", [20_000_000, 1_400])
-    instance = InstanceConfig(
-        provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url
-    )
+    instance = InstanceConfig(provider="ollama", id="default", base_url=ollama_server.url)
     app = modelyard([instance], hf_endpoint=hub.endpoint)
     page.goto(f"{app.url}/#/get")
 

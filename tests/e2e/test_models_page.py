@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 from playwright.sync_api import Page, expect
 
-from modelyard.config import ProviderKind
 from tests.catalog_helpers import LLAMA_SERVER, instance, wait_for
 from tests.e2e.conftest import screenshot
 from tests.fakes.fixtures import FakeServer
@@ -48,7 +47,7 @@ def test_models_page_search_start_live_state_and_batch_delete(
     state.add_model("nomic-embed-text", size=274_302_450, family="nomic-bert")
     state.load("llama3.2:3b")
     app = modelyard(
-        [instance(ProviderKind.OLLAMA, ollama_server.url)],
+        [instance("ollama", ollama_server.url)],
         models_dir=models,
         llama_server=LLAMA_SERVER,
     )
@@ -167,10 +166,10 @@ def test_models_page_offers_only_actions_the_api_accepts(
     with llama_server(tiny_gguf) as external:
         app = modelyard(
             [
-                instance(ProviderKind.OPENAI_COMPAT, openai_server.url, id="vllm"),
-                instance(ProviderKind.LLAMACPP, external, id="ext"),
+                instance("openai_compat", openai_server.url, id="vllm"),
+                instance("llamacpp", external, id="ext"),
                 instance(
-                    ProviderKind.LLAMACPP,
+                    "llamacpp",
                     f"http://127.0.0.1:{free_port()}",
                     id="own",
                     managed=True,

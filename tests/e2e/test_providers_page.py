@@ -8,7 +8,7 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from modelyard.config import InstanceConfig, ProviderKind
+from modelyard.config import InstanceConfig
 from tests.e2e.conftest import screenshot
 from tests.support.app_server import RunningApp
 from tests.support.llama import LLAMA_SERVER
@@ -30,11 +30,9 @@ def test_states_start_stop_and_auto_refresh(
     with black_hole() as hole:
         app = modelyard(
             [
+                InstanceConfig(provider="ollama", id="default", base_url=ollama_server.url),
                 InstanceConfig(
-                    provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url
-                ),
-                InstanceConfig(
-                    provider=ProviderKind.LLAMACPP,
+                    provider="llamacpp",
                     id="tiny",
                     base_url=f"http://127.0.0.1:{free_port()}",
                     managed=True,
@@ -42,15 +40,13 @@ def test_states_start_stop_and_auto_refresh(
                     ctx_size=256,
                 ),
                 InstanceConfig(
-                    provider=ProviderKind.LMSTUDIO,
+                    provider="lmstudio",
                     id="off",
                     base_url=f"http://127.0.0.1:{closed_port()}",
                 ),
+                InstanceConfig(provider="ollama", id="hung", base_url=f"http://127.0.0.1:{hole}"),
                 InstanceConfig(
-                    provider=ProviderKind.OLLAMA, id="hung", base_url=f"http://127.0.0.1:{hole}"
-                ),
-                InstanceConfig(
-                    provider=ProviderKind.OPENAI_COMPAT,
+                    provider="openai_compat",
                     id="vllm",
                     base_url=openai_server.url,
                     api_key="sk-wrong",
@@ -188,9 +184,9 @@ def test_open_panels_stay_open_and_refresh(
 ) -> None:
     app = modelyard(
         [
-            InstanceConfig(provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url),
+            InstanceConfig(provider="ollama", id="default", base_url=ollama_server.url),
             InstanceConfig(
-                provider=ProviderKind.LLAMACPP,
+                provider="llamacpp",
                 id="tiny",
                 base_url=f"http://127.0.0.1:{free_port()}",
                 managed=True,

@@ -19,13 +19,12 @@ import httpx
 
 from modelyard.chat.context import ContextWindows, fit
 from modelyard.chat.store import ConversationStore, TurnStart
-from modelyard.chat.streams import StreamClients
 from modelyard.chat.targets import Targets
-from modelyard.chat.types import ChatError, ChatOptions, Target, Turn
-from modelyard.config import ProviderKind
-from modelyard.errors import ModelyardError
+from modelyard.chat.types import ChatOptions, Target, Turn
+from modelyard.errors import ChatError, ModelyardError
 from modelyard.metrics import Metrics
-from modelyard.validation import ollama_display_name
+from modelyard.providers.registry import registry
+from modelyard.providers.sdk import SdkClients
 
 log = logging.getLogger("modelyard.chat")
 STORE_AFTER_S = 1.0
@@ -182,7 +181,7 @@ class Tally:
             return {
                 "type": "error",
                 "message_id": message_id,
-                "code": self.error.code,
+                "code": self.error.error_code,
                 "detail": self.error.detail,
                 "hint": self.error.hint,
             }
@@ -209,7 +208,7 @@ class Answerer:
         store: ConversationStore,
         targets: Targets,
         windows: ContextWindows,
-        clients: StreamClients,
+        clients: SdkClients,
         http: httpx.AsyncClient,
         metrics: Metrics,
         ended: Callable[[Generation], None],
@@ -264,13 +263,15 @@ class Answerer:
             tally.state = "stopped"
         except ChatError as exc:
             tally.state = "error"
-            connection = exc.code in ("provider_unreachable", "timeout")
+            connection = exc.error_code in ("provider_unreachable", "timeout")
             tally.error = await self.targets.down(target, exc) if target and connection else exc
         except Exception as exc:  # a bug must still end the answer and tell the client
             log.exception("chat generation failed")
             tally.state = "error"
             tally.error = ChatError(
-                "internal_error", f"unexpected error: {exc}", _internal_hint(choice, target)
+                f"unexpected error: {exc}",
+                code="internal_error",
+                hint=_internal_hint(choice, target),
             )
         store_later.cancel()
         self._store_turn(gen, start)
@@ -302,15 +303,16 @@ class Answerer:
         tally: Tally,
         start: TurnStart,
     ) -> None:
+        provider = registry.get(target.provider)
         loading = (
             asyncio.create_task(self._announce_loading(gen, target, tally))
-            if target.provider is ProviderKind.OLLAMA
+            if provider.loads_on_demand
             else None
         )
         thinking_said = False
         tally.started = time.perf_counter()
         try:
-            async for piece in self.clients.stream(target, turns, options):
+            async for piece in provider.chat(self.clients, target, turns, options):
                 if piece.text:
                     now = time.perf_counter()
                     tally.first = tally.first or now
@@ -335,20 +337,11 @@ class Answerer:
                 loading.cancel()
 
     async def _announce_loading(self, gen: Generation, target: Target, tally: Tally) -> None:
-        """Ollama loads a model on its first chat: say so when the model is installed
-        (``/api/tags``) but not loaded (``/api/ps``)."""
+        """A runtime that loads a model on its first request (Ollama): say so when this
+        answer will have to wait for that."""
         with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, TypeError):
-            ps, tags = await asyncio.gather(
-                self.http.get(f"{target.base_url}/api/ps"),
-                self.http.get(f"{target.base_url}/api/tags"),
-            )
-            wanted = ollama_display_name(target.model).lower()
-
-            def listed(resp: httpx.Response) -> bool:
-                names = {str(m.get("name") or m.get("model")) for m in resp.json()["models"]}
-                return wanted in {ollama_display_name(n).lower() for n in names}
-
-            if listed(tags) and not listed(ps) and tally.first is None:
+            will_load = await registry.get(target.provider).will_load(self.http, target)
+            if will_load and tally.first is None:
                 gen.emit(_status(f"Loading {target.model}…"))
 
     async def _finish(self, gen: Generation, choice: Choice, tally: Tally) -> None:
@@ -358,7 +351,7 @@ class Answerer:
                 await gen.written
         except ModelyardError as exc:  # the conversation was deleted meanwhile
             tally.state = "error"
-            tally.error = ChatError(exc.error_code, exc.detail, exc.hint)
+            tally.error = ChatError(exc.detail, code=exc.error_code, hint=exc.hint)
         try:
             await asyncio.to_thread(self.store.finish, gen.message_id, tally.stored())
         except Exception:

@@ -20,14 +20,14 @@ from sqlalchemy import select
 from modelyard.chat.answer import Answerer, Choice, Generation
 from modelyard.chat.context import ContextWindows
 from modelyard.chat.store import DEFAULT_TITLE, ConversationStore
-from modelyard.chat.streams import StreamClients
-from modelyard.chat.targets import Targets
+from modelyard.chat.targets import ModelStarter, Targets
 from modelyard.chat.types import ChatOptions, Target
-from modelyard.config import ProviderKind, Settings
+from modelyard.config import Settings
 from modelyard.errors import Conflict, InvalidInput
 from modelyard.events import EventBus
 from modelyard.metrics import Metrics
-from modelyard.providers.registry import parse_provider
+from modelyard.providers.registry import registry
+from modelyard.providers.sdk import SdkClients
 from modelyard.runtimes.control import InstanceControl
 from modelyard.runtimes.health import HealthChecker
 from modelyard.runtimes.instances import InstanceRegistry
@@ -52,16 +52,17 @@ class ChatService:
         health: HealthChecker,
         control: InstanceControl,
         processes: ProcessManager,
+        starter: ModelStarter | None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.bus = bus
         self.metrics = metrics
         self.store = ConversationStore(db)
-        self.targets = Targets(settings, instances, health, control, processes)
+        self.targets = Targets(settings, instances, health, control, processes, starter)
         self.http = httpx.AsyncClient(timeout=settings.api_timeout_ms / 1000)
         self.windows = ContextWindows(self.http, settings.default_ctx_size, self._catalog_ctx)
-        self.clients = StreamClients(settings.connect_timeout_ms / 1000, settings.chat_timeout_s)
+        self.clients = SdkClients(settings.connect_timeout_ms / 1000, settings.chat_timeout_s)
         self.answerer = Answerer(
             self.store, self.targets, self.windows, self.clients, self.http, metrics, self._ended
         )
@@ -102,7 +103,7 @@ class ChatService:
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
         self.warm_up()
-        provider = parse_provider(body["provider"]).value
+        provider = registry.get(body["provider"]).kind
         instance = self.targets.require(provider, body["model"], body.get("instance_id"))
         values = {
             "provider": provider,
@@ -137,7 +138,7 @@ class ChatService:
             provider = body.get("provider") or current["provider"]
             model = body.get("model") or current["model"]
             instance = self.targets.require(provider, model, body.get("instance_id"))
-            changes["provider"] = parse_provider(provider).value
+            changes["provider"] = registry.get(provider).kind
             changes["model"] = model
             changes["instance_id"] = instance.config.id if instance is not None else ""
         updated = await asyncio.to_thread(self.store.update, conversation_id, changes)
@@ -173,7 +174,7 @@ class ChatService:
         answer. 409 ``generation_in_progress`` while another answer is being written."""
         override = _options(options) if options is not None else None
         if provider is not None:
-            parse_provider(provider)
+            registry.get(provider)  # 404 unknown_provider
         await self._wait_for_stopping(conversation_id)
         gen = self._claim(conversation_id)
         choice: list[Choice] = []
@@ -210,11 +211,11 @@ class ChatService:
         provider: str | None,
         model: str | None,
     ) -> Choice:
-        new_provider = parse_provider(provider).value if provider else row_provider
+        new_provider = registry.get(provider).kind if provider else row_provider
         new_model = model or row_model
-        same = new_provider == row_provider and (
-            new_model == row_model or new_provider != ProviderKind.LLAMACPP.value
-        )
+        # Where one server serves one model, another model means another instance.
+        one_model = registry.get(new_provider).capabilities.runs_gguf
+        same = new_provider == row_provider and (new_model == row_model or not one_model)
         found = self.targets.find(new_provider, new_model, row_instance if same else None)
         return Choice(new_provider, found.config.id if found else "", new_model)
 
@@ -265,7 +266,7 @@ class ChatService:
             query = (
                 select(ModelRow.context_length)
                 .where(
-                    ModelRow.provider == target.provider.value,
+                    ModelRow.provider == target.provider,
                     ModelRow.name == target.model,
                     ModelRow.context_length.is_not(None),
                 )

@@ -6,24 +6,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from modelyard.chat.types import ChatError, Target
-from modelyard.config import ProviderKind, Settings
-from modelyard.errors import Conflict, ModelyardError, NotFound
-from modelyard.providers.base import ProviderState
-from modelyard.providers.registry import adapter_for, parse_provider
+from modelyard.chat.types import Target
+from modelyard.config import Settings
+from modelyard.errors import ChatError, Conflict, ModelyardError, NotFound
+from modelyard.providers.base import Provider, ProviderState
+from modelyard.providers.registry import registry
 from modelyard.runtimes.control import InstanceControl
 from modelyard.runtimes.health import HealthChecker
-from modelyard.runtimes.instances import Instance, InstanceRegistry
+from modelyard.runtimes.instances import Instance, InstanceOrigin, InstanceRegistry
 from modelyard.runtimes.processes import ProcessManager
 
-if TYPE_CHECKING:
-    from modelyard.models.lifecycle import Lifecycle
-
-# Starts a model that no instance serves yet (a GGUF file of the models directory) and
-# returns the instance now serving it, or None when it cannot.
-ModelStarter = Callable[[ProviderKind, str], Awaitable[Instance | None]]
+# Starts a local file that no instance serves yet and returns the instance now serving it,
+# or None when it cannot (``Lifecycle.start_local``).
+ModelStarter = Callable[[str], Awaitable[Instance | None]]
 Say = Callable[[str], None]
 
 
@@ -37,23 +33,25 @@ class Targets:
         health: HealthChecker,
         control: InstanceControl,
         processes: ProcessManager,
+        starter: ModelStarter | None = None,
     ) -> None:
         self.settings = settings
         self.instances = instances
         self.health = health
         self.control = control
         self.processes = processes
-        self.starter: ModelStarter | None = None
+        self.starter = starter
 
     def find(self, provider: str, model: str, instance_id: str | None) -> Instance | None:
         """The instance named, else the one serving ``model``; None when none exists yet."""
-        kind = parse_provider(provider)
+        found_provider = registry.get(provider)
+        kind = found_provider.kind
         if instance_id:
-            found = self.instances.find(f"{kind.value}/{instance_id}")
+            found = self.instances.find(f"{kind}/{instance_id}")
             if found is not None:
                 return found
-        candidates = [i for i in self.instances.list() if i.config.provider is kind]
-        if kind is ProviderKind.LLAMACPP:
+        candidates = [i for i in self.instances.list() if i.config.provider == kind]
+        if found_provider.capabilities.runs_gguf:  # one server per model
             return next((i for i in candidates if self._serves(i, model)), None)
         by_id = {i.config.id: i for i in candidates}
         return by_id.get("default") or (candidates[0] if candidates else None)
@@ -61,21 +59,22 @@ class Targets:
     def require(self, provider: str, model: str, instance_id: str | None) -> Instance | None:
         """Like ``find`` for a new conversation, but an unknown instance is a 404. None means
         a GGUF model that is started on the first message."""
-        kind = parse_provider(provider)
-        # GGUF files are catalogued under a pseudo-instance ("local"): their server is found
+        found_provider = registry.get(provider)
+        kind = found_provider.kind
+        # Local files are catalogued under a pseudo-instance ("local"): their server is found
         # (or started) by model name.
-        startable = kind is ProviderKind.LLAMACPP and self.starter is not None
-        unknown = instance_id and self.instances.find(f"{kind.value}/{instance_id}") is None
+        startable = self._startable(found_provider)
+        unknown = instance_id and self.instances.find(f"{kind}/{instance_id}") is None
         if unknown and not startable:
             raise NotFound(
-                f"there is no {kind.value} instance {instance_id!r}",
+                f"there is no {kind} instance {instance_id!r}",
                 code="instance_not_found",
                 hint="GET /api/providers lists the instances.",
             )
         found = self.find(provider, model, instance_id)
         if found is None and not startable:
             raise NotFound(
-                f"no {kind.value} instance serves {model!r}",
+                f"no {kind} instance serves {model!r}",
                 code="instance_not_found",
                 hint="Add an instance on the Providers page, or pick another model.",
             )
@@ -92,6 +91,9 @@ class Targets:
             path = self.settings.resolved_models_dir / path
         return Path(cfg.model).resolve() == path.resolve()
 
+    def _startable(self, provider: Provider) -> bool:
+        return provider.capabilities.runs_gguf and self.starter is not None
+
     @staticmethod
     def target(instance: Instance, model: str) -> Target:
         cfg = instance.config
@@ -100,43 +102,45 @@ class Targets:
     async def ready(self, provider: str, model: str, instance_id: str | None, say: Say) -> Target:
         """The target to stream from, after starting what is not running (``say`` tells the
         user); raises ChatError when that is not possible."""
-        kind = parse_provider(provider)
+        chosen = registry.get(provider)
         instance = self.find(provider, model, instance_id)
         lifecycle_owned = (
-            self.starter is not None and instance is not None and instance.origin == "model"
+            self.starter is not None
+            and instance is not None
+            and instance.origin is InstanceOrigin.MODEL
         )
         if instance is None or (lifecycle_owned and not await self._alive(instance)):
-            # A GGUF model's server is the catalog's to start (it tracks the model's state).
-            instance = await self._start_model(kind, model, say)
+            # A local file's server is the lifecycle's to start (it tracks the model's state).
+            instance = await self._start_model(chosen, model, say)
         cfg = instance.config
-        if adapter_for(cfg.provider).needs_api_key and not cfg.resolved_api_key():
+        if registry.get(cfg.provider).capabilities.needs_api_key and not cfg.resolved_api_key():
             status = await self.health.status(instance)
             raise ChatError(
-                status.reason_code or "missing_api_key",
                 f"{cfg.key} has no API key",
-                status.hint or "Configure an API key for this instance.",
+                code=status.reason_code or "missing_api_key",
+                hint=status.hint or "Configure an API key for this instance.",
             )
         if cfg.managed:
             await self._ensure_started(instance, say)
         return self.target(instance, model)
 
-    async def _start_model(self, kind: ProviderKind, model: str, say: Say) -> Instance:
-        if self.starter is None or kind is not ProviderKind.LLAMACPP:
+    async def _start_model(self, provider: Provider, model: str, say: Say) -> Instance:
+        if self.starter is None or not self._startable(provider):
             raise ChatError(
-                "instance_not_found",
-                f"no {kind.value} instance serves {model!r}",
-                "Add an instance on the Providers page, or pick another model.",
+                f"no {provider.kind} instance serves {model!r}",
+                code="instance_not_found",
+                hint="Add an instance on the Providers page, or pick another model.",
             )
         say(f"Starting {model}…")
         try:
-            instance = await self.starter(kind, model)
+            instance = await self.starter(model)
         except ModelyardError as exc:
-            raise ChatError(exc.error_code, exc.detail, exc.hint) from exc
+            raise ChatError(exc.detail, code=exc.error_code, hint=exc.hint) from exc
         if instance is None:
             raise ChatError(
-                "model_not_found",
                 f"{model!r} is not a model modelyard can start",
-                "Pick a model from the list.",
+                code="model_not_found",
+                hint="Pick a model from the list.",
             )
         await self._settle(instance)
         return instance
@@ -151,7 +155,7 @@ class Targets:
                 await self.control.start(instance)
             except Conflict as exc:
                 if exc.error_code != "already_running":
-                    raise ChatError(exc.error_code, exc.detail, exc.hint) from exc
+                    raise ChatError(exc.detail, code=exc.error_code, hint=exc.hint) from exc
             await self._settle(instance)
             return
         status = await self.health.status(instance)
@@ -163,9 +167,9 @@ class Targets:
         status = await self.health.watch_until_settled(instance, self.settings.start_timeout_s)
         if status.state is not ProviderState.RUNNING:
             raise ChatError(
-                status.reason_code or "not_running",
                 f"{instance.key} did not start: it is {status.state.value}",
-                status.hint or "See its log on the Providers page.",
+                code=status.reason_code or "not_running",
+                hint=status.hint or "See its log on the Providers page.",
             )
 
     async def down(self, target: Target, error: ChatError) -> ChatError:
@@ -177,18 +181,7 @@ class Targets:
         if status.state is ProviderState.RUNNING or not status.reason_code:
             return error
         return ChatError(
-            status.reason_code,
             f"{target.key} at {target.base_url} is {status.state.value}",
-            status.hint or error.hint,
+            code=status.reason_code,
+            hint=status.hint or error.hint,
         )
-
-
-def gguf_starter(lifecycle: Lifecycle) -> ModelStarter:
-    """Start GGUF models of the models directory through the model lifecycle."""
-
-    async def start(kind: ProviderKind, model: str) -> Instance | None:
-        await lifecycle.start(kind.value, model)
-        running = lifecycle.servers.running(model)
-        return running[0] if running else None
-
-    return start

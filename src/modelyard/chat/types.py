@@ -7,8 +7,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelyard.config import ProviderKind
-
 
 class ChatOptions(BaseModel):
     """Generation options of a conversation or of one message (unset: the provider's default)."""
@@ -43,7 +41,7 @@ class Turn:
 class Target:
     """Where a message goes: one model of one instance."""
 
-    provider: ProviderKind
+    provider: str  # its kind
     instance_id: str
     base_url: str
     api_key: str
@@ -51,7 +49,7 @@ class Target:
 
     @property
     def key(self) -> str:
-        return f"{self.provider.value}/{self.instance_id}"
+        return f"{self.provider}/{self.instance_id}"
 
 
 @dataclass(frozen=True)
@@ -63,13 +61,3 @@ class Piece:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     finish_reason: str | None = None
-
-
-class ChatError(Exception):
-    """A generation that could not start or finish, with a stable reason code for the client."""
-
-    def __init__(self, code: str, detail: str, hint: str = "") -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
-        self.hint = hint

@@ -14,7 +14,7 @@ from typing import Any
 
 from modelyard.cli.app import fail
 from modelyard.cli.client import Client
-from modelyard.validation import ollama_display_name
+from modelyard.providers.ollama.names import ollama_display_name
 
 Model = dict[str, Any]
 

@@ -14,7 +14,7 @@ import typer
 
 from modelyard.access.private_files import SERVE_UMASK
 from modelyard.cli.app import app, console, fail
-from modelyard.config import ProviderKind, Settings, load_settings
+from modelyard.config import Settings, load_settings
 from modelyard.errors import ConfigError, ModelyardError
 
 log = logging.getLogger("modelyard")
@@ -94,7 +94,7 @@ def _port_free(host: str, port: int) -> bool:
 @app.command()
 def doctor() -> None:
     """Check this machine for what modelyard needs, and say what to fix."""
-    from modelyard.runtimes.launch import find_llama_server, find_ollama
+    from modelyard.providers.registry import registry
 
     settings = _settings()
     problems = 0
@@ -133,36 +133,19 @@ def doctor() -> None:
             f"{free / 2**30:.1f} GiB free for models in {models}",
             "Free some disk space or set MODELYARD_MODELS_DIR to a larger disk.",
         )
-    binary = find_llama_server(settings.llama_server)
-    if binary:
-        report(True, f"llama.cpp runtime: llama-server at {binary}")
-    else:
-        try:
-            import xllamacpp  # noqa: F401
-
-            report(True, "llama.cpp runtime: embedded (xllamacpp); no llama-server on PATH")
-        except ImportError:
-            report(
-                False, "no llama.cpp runtime", "pip install xllamacpp, or put llama-server on PATH."
-            )
-    ollama = find_ollama(settings.ollama_binary)
-    managed = [
-        i.key
-        for i in settings.effective_instances()
-        if i.managed and i.provider is ProviderKind.OLLAMA
-    ]
-    if ollama is not None or managed:
-        report(
-            ollama is not None,
-            f"ollama binary: {ollama or 'not found'}"
-            + (f" (needed by {', '.join(managed)})" if managed else ""),
-            "Install Ollama (https://ollama.com/download) or set MODELYARD_OLLAMA_BINARY.",
-        )
-    else:
-        console.print(
-            "[dim]•[/] ollama binary: not found (only needed for managed Ollama instances)",
-            highlight=False,
-        )
+    for provider in registry:  # the runtimes modelyard can run itself
+        needed = [
+            i.key
+            for i in settings.effective_instances()
+            if i.managed and i.provider == provider.kind
+        ]
+        check = provider.runtime_check(settings, needed)
+        if check is None:
+            continue
+        if check.required:
+            report(check.ok, check.what, check.fix)
+        else:
+            console.print(f"[dim]•[/] {check.what}", highlight=False)
     free_port = _port_free(settings.host, settings.port)
     console.print(
         f"{'[green]✓[/]' if free_port else '[yellow]•[/]'} port {settings.port} "

@@ -15,14 +15,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from modelyard.config import ProviderKind, Settings
+from modelyard.config import Settings
 from modelyard.downloads.http_engine import DownloadError, FetchResult, backoff_delay
 from modelyard.downloads.huggingface import auth_headers
-from modelyard.downloads.ollama_pull import LayerTracker, PullError, ollama_client, pull
 from modelyard.downloads.progress import Meter
 from modelyard.downloads.tasks import Source, State, Task
 from modelyard.downloads.worker import Job
 from modelyard.downloads.worker_pool import Workers, spawn, stop
+from modelyard.errors import PullError
+from modelyard.providers.pull import LayerTracker
+from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import InstanceRegistry
 
 BACKOFF_CAP_S = 60.0
@@ -168,13 +170,15 @@ async def _follow(
 
 
 async def run_pull(ctx: RunContext, settings: Settings, instances: InstanceRegistry) -> None:
-    """Pull an Ollama task's model, retrying transient failures with backoff and jitter.
+    """Pull a task's model through the provider its source names (Ollama), retrying
+    transient failures with backoff and jitter.
 
     Cancelling the asyncio task running this closes the stream (pause, cancel, shutdown).
     """
     task = ctx.task
     assert task.model_name is not None and task.instance_id is not None
-    instance = instances.get(ProviderKind.OLLAMA.value, task.instance_id).config
+    provider = registry.get(task.source.value)
+    instance = instances.get(provider.kind, task.instance_id).config
     tracker = LayerTracker(floor=task.downloaded, total_floor=task.total or 0)
 
     def update() -> None:
@@ -191,23 +195,20 @@ async def run_pull(ctx: RunContext, settings: Settings, instances: InstanceRegis
     while True:
         ctx.attempt(attempt)
         ctx.log(f"attempt {attempt} of {settings.download_max_attempts}")
-        client = ollama_client(
-            instance.base_url, instance.resolved_api_key(), settings.connect_timeout_ms / 1000
-        )
         try:
-            async with client:
-                await pull(
-                    client,
-                    task.model_name,
-                    tracker,
-                    on_update=update,
-                    log=ctx.log,
-                    stall_timeout_s=settings.download_stall_s,
-                )
+            await provider.pull(
+                instance,
+                task.model_name,
+                tracker,
+                on_update=update,
+                log=ctx.log,
+                stall_timeout_s=settings.download_stall_s,
+                connect_timeout_s=settings.connect_timeout_ms / 1000,
+            )
             ctx.sink.report(ctx, force=True, publish=False)
             return
         except PullError as exc:
-            ctx.log(f"failed: {exc.code}: {exc.detail}")
+            ctx.log(f"failed: {exc.error_code}: {exc.detail}")
             if not exc.retryable or attempt >= settings.download_max_attempts:
                 raise
         delay = backoff_delay(attempt, settings.download_backoff_s, BACKOFF_CAP_S)

@@ -24,10 +24,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from modelyard.clock import utcnow
-from modelyard.config import ProviderKind, Settings
+from modelyard.config import Settings
 from modelyard.downloads.execution import RunContext, run_fetch, run_pull
 from modelyard.downloads.http_engine import DownloadError, FetchResult, discard_part
-from modelyard.downloads.ollama_pull import PullError
 from modelyard.downloads.repository import TaskBook
 from modelyard.downloads.specs import DownloadRequest, Plan, check_destination, plan_download
 from modelyard.downloads.store import DownloadStore, SourceKey
@@ -35,11 +34,11 @@ from modelyard.downloads.tasks import ACTIVE, RUNNING, Source, State, Task, Task
 from modelyard.downloads.worker_pool import Workers
 from modelyard.errors import Conflict, InvalidInput, ModelyardError
 from modelyard.events import EventBus
+from modelyard.gguf.local import local_key
 from modelyard.metrics import Metrics
-from modelyard.models.sources import LOCAL_INSTANCE
+from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import InstanceRegistry
 from modelyard.store.db import Database
-from modelyard.validation import ollama_display_name
 
 log = logging.getLogger("modelyard.downloads")
 TICK_S = 1.0  # refresh speed (it decays during a stall) and save progress this often
@@ -272,8 +271,6 @@ class DownloadManager:
             await self._stopped(ctx)
         except DownloadError as exc:
             self._failed(ctx, exc.error_code, exc.detail)
-        except PullError as exc:
-            self._failed(ctx, exc.code, exc.detail)
         except ModelyardError as exc:
             self._failed(ctx, exc.error_code, exc.detail)
         except Exception as exc:  # a bug: the task must still end in a true state
@@ -366,11 +363,12 @@ class DownloadManager:
     def _source_key(self, task: Task) -> SourceKey:
         """The catalog's key of the model a task produced."""
         if task.source is Source.OLLAMA:
-            name = ollama_display_name(task.model_name or "")
-            return (ProviderKind.OLLAMA.value, task.instance_id or "default", name)
+            puller = registry.get(task.source.value)
+            name = puller.catalog_name(task.model_name or "")
+            return (puller.kind, task.instance_id or "default", name)
         models_dir = self.settings.resolved_models_dir.resolve()
         name = Path(task.path or "").resolve().relative_to(models_dir).as_posix()
-        return (ProviderKind.LLAMACPP.value, LOCAL_INSTANCE, name)
+        return local_key(name)
 
     async def _tick(self) -> None:
         """Refresh every running task's speed and save its progress about once a second."""

@@ -16,20 +16,15 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelyard.config import ModelMode, ProviderKind, Settings
+from modelyard.config import ModelMode, Settings
 from modelyard.downloads.engine_types import part_path
 from modelyard.downloads.huggingface import parse_hf_uri, resolve_file
 from modelyard.downloads.tasks import Source
 from modelyard.errors import Conflict, InsufficientResources, InvalidInput, PayloadTooLarge
+from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import InstanceRegistry
 from modelyard.runtimes.resources import check_disk
-from modelyard.validation import (
-    ollama_display_name,
-    resolve_inside,
-    validate_download_url,
-    validate_filename,
-    validate_ollama_name,
-)
+from modelyard.validation import resolve_inside, validate_download_url, validate_filename
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 DEFAULT_OLLAMA_INSTANCE = "default"
@@ -94,10 +89,11 @@ def plan_download(
 
 
 def _plan_ollama(request: DownloadRequest, mode: str, instances: InstanceRegistry) -> Plan:
-    name = validate_ollama_name((request.model_name or "").strip())
+    puller = registry.get(Source.OLLAMA.value)  # the provider this source pulls through
+    name = puller.check_name((request.model_name or "").strip())
     instance_id = request.instance_id or DEFAULT_OLLAMA_INSTANCE
-    instances.get(ProviderKind.OLLAMA.value, instance_id)  # 404 instance_not_found
-    display = ollama_display_name(name)
+    instances.get(puller.kind, instance_id)  # 404 instance_not_found
+    display = puller.catalog_name(name)
     return Plan(
         source=Source.OLLAMA,
         dedupe_key=f"ollama:{instance_id}:{display.lower()}",

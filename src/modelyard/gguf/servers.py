@@ -1,11 +1,11 @@
-"""llama.cpp servers for the GGUF files of the models directory (SPEC §2, §4).
+"""Servers for the local files, the GGUF files of the models directory (SPEC §2, §4).
 
-Starting a GGUF model creates a managed ``llamacpp`` instance with origin ``model``, bound to
-127.0.0.1 on a free port, whose command line serves that file with the flags of its mode
-(``--embedding``, ``--reranking``) and the model's name as alias, so ``/v1/models`` and chat
-use the name. It runs through the process manager like any managed instance: the Providers
-page shows it, its PID file lets a restarted modelyard adopt it. Stopping the model stops the
-server and removes the instance again.
+Starting a local file creates a managed instance of the provider that runs GGUF files
+(llama.cpp) with origin ``model``, bound to 127.0.0.1 on a free port, whose command line (the
+provider's ``file_command``) serves that file with the flags of its mode and the model's name as
+alias, so ``/v1/models`` and chat use the name. It runs through the process manager like any
+managed instance: the Providers page shows it, its PID file lets a restarted modelyard adopt it.
+Stopping the model stops the server and removes the instance again.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from modelyard.config import ModelMode, ProviderKind, Settings
+from modelyard.config import ModelMode, Settings
 from modelyard.errors import ModelyardError, Unavailable, UpstreamError
-from modelyard.events import EventBus
+from modelyard.gguf.local import runner
 from modelyard.models.catalog import Catalog, server_details
 from modelyard.runtimes.control import InstanceControl
 from modelyard.runtimes.health import HealthChecker
-from modelyard.runtimes.instances import Instance, InstanceRegistry
-from modelyard.runtimes.launch import find_llama_server, llama_server_argv
+from modelyard.runtimes.instance_service import InstanceService
+from modelyard.runtimes.instances import Instance, InstanceOrigin
 from modelyard.runtimes.processes import ProcessManager
 
 HOST = "127.0.0.1"
@@ -74,11 +74,10 @@ class GgufServers:
         self,
         settings: Settings,
         catalog: Catalog,
-        instances: InstanceRegistry,
+        instances: InstanceService,
         control: InstanceControl,
         processes: ProcessManager,
         health: HealthChecker,
-        bus: EventBus,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -86,7 +85,6 @@ class GgufServers:
         self.control = control
         self.processes = processes
         self.health = health
-        self.bus = bus
         self._checks: set[asyncio.Task[Any]] = set()
 
     def running(self, name: str) -> list[Instance]:
@@ -109,7 +107,7 @@ class GgufServers:
         for instance in self.catalog.servers_for(name):
             cfg = instance.config
             port = urlsplit(cfg.base_url).port or 0
-            if instance.origin != "model":
+            if instance.origin is not InstanceOrigin.MODEL:
                 return instance  # configured for this file: start it as it is
             if cfg.mode is mode and cfg.ctx_size == ctx_size and _port_free(port):
                 return instance
@@ -118,14 +116,9 @@ class GgufServers:
 
     def _create(self, name: str, path: Path, mode: ModelMode, ctx_size: int) -> Instance:
         port = _free_port()
-        argv = llama_server_argv(
-            model=path,
-            host=HOST,
-            port=port,
-            ctx_size=ctx_size,
-            alias=name,
-            mode=mode,
-            binary=find_llama_server(self.settings.llama_server),
+        provider = runner()
+        argv = provider.file_command(
+            self.settings, path, host=HOST, port=port, ctx_size=ctx_size, alias=name, mode=mode
         )
         data: dict[str, Any] = {
             "id": instance_id_for(name),
@@ -138,7 +131,7 @@ class GgufServers:
         }
         # Not checked now: its status is checked once it has loaded (announce), and checks
         # while it loads would compete with the wait for it.
-        return self.instances.create(ProviderKind.LLAMACPP.value, data, origin="model")
+        return self.instances.add_model_server(provider.kind, data)
 
     async def wait_loaded(self, instance: Instance, *, announce: bool = True) -> None:
         """Return once ``/health`` answers 200; stop the server and raise if it exits or times
@@ -150,7 +143,7 @@ class GgufServers:
         base_url = instance.config.base_url
         next_poll = began
         next_check = began + _PROCESS_CHECK_S
-        while not await self.catalog.healthy(base_url):
+        while not await self.catalog.serving(base_url):
             # Polls keep their rate however long each takes (a fixed delay after each
             # would add the time of a poll to every period), without catching up after a
             # slow one.
@@ -168,7 +161,7 @@ class GgufServers:
             tail = " | ".join(self.processes.log_tail(instance.key, 5)) or "(empty log)"
             self.remove(instance)
             raise UpstreamError(
-                f"the llama.cpp server for {instance.config.model} exited while loading",
+                f"the {runner().label} server for {instance.config.model} exited while loading",
                 code="start_failed",
                 hint=f"Last log lines: {tail}",
             )
@@ -215,16 +208,4 @@ class GgufServers:
 
     def remove(self, instance: Instance) -> None:
         """Forget an auto-created instance that no longer runs (configured ones stay)."""
-        if instance.origin != "model":
-            return
-        try:
-            self.processes.forget(instance.key)  # drops a crashed server's stale PID file
-        except ModelyardError:
-            return  # still running: it stays visible and manageable
-        with contextlib.suppress(ModelyardError):  # already gone
-            self.instances.delete(instance.config.provider.value, instance.config.id)
-        self.health.forget(instance)
-        self.bus.publish(
-            "provider.removed",
-            {"provider": instance.config.provider.value, "instance_id": instance.config.id},
-        )
+        self.instances.remove_model_server(instance)

@@ -1,12 +1,13 @@
-"""The model catalog (SPEC §4): every instance's models merged into one list, kept in the
-store and synchronised with the instances.
+"""The model catalog (SPEC §4): every instance's models merged into one list, kept in the store
+and synchronised with the instances.
 
-A sync lists the chosen *scopes* in parallel — an instance, or ``llamacpp/local`` for the GGUF
-files of the models directory — and applies the listings in one transaction, reporting exact
-``added``/``updated``/``removed``/``unchanged`` counts. Syncs run one at a time. Besides
-``POST /api/models/sync``, background syncs run when a provider's status changes (it came up,
-or went away), after every finished download and after every start, stop and delete. Changes
-are published as ``catalog.changed`` (the counts) and ``model.state`` events.
+A sync lists the chosen *scopes* in parallel — an instance through its provider, or the local
+files (``gguf/local.py``: the GGUF files of the models directory) — and applies the listings in
+one transaction, reporting exact ``added``/``updated``/``removed``/``unchanged`` counts. Syncs
+run one at a time. Besides ``POST /api/models/sync``, background syncs run when a provider's
+status changes (it came up, or went away), after every finished download and after every start,
+stop and delete. Changes are published as ``catalog.changed`` (the counts) and ``model.state``
+events.
 
 A GGUF file is *loaded* only when a managed llama.cpp server for it runs and its ``/health``
 answers 200; a server still loading makes the model ``starting``.
@@ -26,33 +27,37 @@ from typing import Any
 
 import httpx
 
-from modelyard.config import ProviderKind, Settings
+from modelyard.config import Settings
 from modelyard.errors import ModelyardError
 from modelyard.events import Event, EventBus
 from modelyard.gguf.files import MetadataCache
-from modelyard.models.sources import (
-    LOCAL_INSTANCE,
-    ModelEntry,
-    list_instance,
+from modelyard.gguf.local import (
+    ServerState,
     list_local,
+    local_key,
+    local_scope,
+    runner,
+    served_file,
 )
-from modelyard.models.store import (
-    CatalogStore,
-    Key,
-    Listing,
+from modelyard.models.store import CatalogStore, Listing, SearchQuery, SyncCounts, state_event
+from modelyard.models.types import (
+    Model,
+    ModelEntry,
+    ModelKey,
+    ModelPage,
+    ModelState,
+    ModelStatus,
     Scope,
-    SearchQuery,
-    SyncCounts,
-    state_event,
+    SyncError,
+    SyncResult,
 )
-from modelyard.providers.registry import adapter_for
+from modelyard.providers.base import Provider
+from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import Instance, InstanceRegistry
 from modelyard.runtimes.processes import ProcessManager, ProcessRecord
 from modelyard.runtimes.resources import process_memory
-from modelyard.validation import ollama_display_name
 
 log = logging.getLogger("modelyard.models.catalog")
-LOCAL_SCOPE: Scope = (ProviderKind.LLAMACPP.value, LOCAL_INSTANCE)
 _DEBOUNCE_S = 0.05
 _MEMORY_TTL_S = 2.0  # how old a running GGUF server's memory figure in the list may be
 _ACTIVE_DOWNLOAD = frozenset({"queued", "downloading", "verifying", "paused"})
@@ -81,7 +86,7 @@ class Catalog:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: set[Scope] | None = set()  # None: everything
         self._scheduled: asyncio.Task[None] | None = None
-        self._downloads: dict[Key, str] = {}  # placeholder key → "downloading" | "failed"
+        self._downloads: dict[ModelKey, ModelStatus] = {}  # placeholders: downloading, failed
         self._starting: set[str] = set()  # GGUF models whose start is under way
         self._deferred = False  # a sync was asked for meanwhile by one of their servers
         # Download events are applied one at a time, in order: a task's "failed" must never be
@@ -155,28 +160,19 @@ class Catalog:
             self._scheduled = asyncio.get_running_loop().create_task(self._run_scheduled())
 
     async def _snapshot(self) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.active)
+        return [m.wire() for m in await asyncio.to_thread(self.active)]
 
     # -- scopes --------------------------------------------------------------------------------
 
     def scope_of(self, instance: Instance) -> Scope:
-        """GGUF servers of the models directory report through ``llamacpp/local``."""
+        """The servers of local files report through the local files' scope."""
         if self.local_model_name(instance) is not None:
-            return LOCAL_SCOPE
-        return (instance.config.provider.value, instance.config.id)
+            return local_scope()
+        return _scope(instance)
 
     def local_model_name(self, instance: Instance) -> str | None:
-        """The model name (path in the models dir) a managed llama.cpp instance serves."""
-        cfg = instance.config
-        if cfg.provider is not ProviderKind.LLAMACPP or not cfg.managed or not cfg.model:
-            return None
-        path = Path(cfg.model)
-        path = path if path.is_absolute() else self.models_dir / path
-        root = self.models_dir.resolve()
-        try:
-            return path.resolve().relative_to(root).as_posix()
-        except ValueError:
-            return None
+        """The local file (path in the models dir) an instance serves, if it serves one."""
+        return served_file(instance.config, self.models_dir)
 
     def servers_for(self, name: str) -> list[Instance]:
         """Managed llama.cpp instances serving the GGUF file ``name``."""
@@ -187,22 +183,25 @@ class Catalog:
             i
             for i in self.instances.list()
             if self.local_model_name(i) is None
-            and (not adapter_for(i.config.provider).needs_api_key or i.config.resolved_api_key())
+            and (
+                not registry.get(i.config.provider).capabilities.needs_api_key
+                or i.config.resolved_api_key()
+            )
         ]
 
     # -- sync ------------------------------------------------------------------------------------
 
-    async def sync(self, scopes: set[Scope] | None = None) -> dict[str, Any]:
+    async def sync(self, scopes: set[Scope] | None = None) -> SyncResult:
         """List the scopes (None: all) and make the store match; returns the counts."""
+        local = local_scope()
         async with self._lock:
             listable = self._listable()
-            targets = [(i.config.provider.value, i.config.id) for i in listable]
-            live = {LOCAL_SCOPE, *targets}
+            targets = [_scope(i) for i in listable]
+            live = {local, *targets}
             if scopes is not None:
                 targets = [t for t in targets if t in scopes]
-            wanted = scopes is None or LOCAL_SCOPE in scopes
             jobs = [self._list_scope(i) for i in listable if _scope(i) in targets]
-            if wanted:
+            if scopes is None or local in scopes:
                 jobs.append(self._list_local())
             listings = await asyncio.gather(*jobs)
             counts = await asyncio.to_thread(
@@ -211,63 +210,68 @@ class Catalog:
                 live_scopes=live if scopes is None else None,
                 keep=dict(self._downloads),
             )
-            errors = [
-                {"provider": item.scope[0], "instance_id": item.scope[1], **item.error}
-                for item in listings
-                if item.error is not None
-            ]
-            # A file that cannot be read is listed (with its error) and named here too.
-            errors += [
-                {
-                    "provider": entry.provider,
-                    "instance_id": entry.instance_id,
-                    "name": entry.name,
-                    "code": entry.meta["error_code"],
-                    "detail": entry.meta["error"],
-                }
-                for item in listings
-                for entry in item.entries or ()
-                if entry.meta.get("error_code")
-            ]
-        self._publish(counts)
-        return {**counts.counts(), "errors": errors}
+        # A file that cannot be read is listed (with its error) and named here too.
+        unreadable = [
+            SyncError(
+                entry.provider,
+                entry.instance_id,
+                entry.meta["error_code"],
+                entry.meta["error"],
+                name=entry.name,
+            )
+            for item in listings
+            for entry in item.entries or ()
+            if entry.meta.get("error_code")
+        ]
+        result = SyncResult(
+            counts.added,
+            counts.updated,
+            counts.removed,
+            counts.unchanged,
+            (*(item.error for item in listings if item.error is not None), *unreadable),
+        )
+        self._publish(counts, result)
+        return result
 
-    def _publish(self, counts: SyncCounts) -> None:
-        for data in counts.changed_states:
-            self.bus.publish("model.state", data)
+    def _publish(self, counts: SyncCounts, result: SyncResult) -> None:
+        for state in counts.changed_states:
+            self.bus.publish("model.state", state.wire())
         if counts.changed:
-            self.bus.publish("catalog.changed", counts.counts())
+            self.bus.publish("catalog.changed", result.counts())
 
     async def _list_scope(self, instance: Instance) -> Listing:
         scope = _scope(instance)
         limit = max(2 * self.settings.api_timeout_ms / 1000, 1.0)
+        provider = registry.get(instance.config.provider)
         try:
             async with asyncio.timeout(limit):
-                entries = await list_instance(instance, self._http, limit)
+                entries = await provider.list_models(self._http, instance.config, limit)
         except TimeoutError:
-            return Listing(scope, None, {"code": "timeout", "detail": f"no answer in {limit:g} s"})
+            return Listing(scope, None, _failure(scope, "timeout", f"no answer in {limit:g} s"))
         except ModelyardError as exc:
-            error = {"code": exc.error_code, "detail": exc.detail, "hint": exc.hint}
+            error = _failure(scope, exc.error_code, exc.detail, exc.hint)
             return Listing(scope, None, error)
         return Listing(scope, entries)
 
     async def _list_local(self) -> Listing:
-        by_name: dict[str, dict[str, Any]] = {}
+        scope = local_scope()
+        by_name: dict[str, ServerState] = {}
         servers = [(n, i) for i in self.instances.list() if (n := self.local_model_name(i))]
         states = await asyncio.gather(*(self.server_state(i) for _, i in servers))
         for (name, _), state in zip(servers, states, strict=True):
-            if state is not None and by_name.get(name, {}).get("status") != "loaded":
+            known = by_name.get(name)
+            if state is not None and (known is None or known.status is not ModelStatus.LOADED):
                 by_name[name] = state
         for name in self._starting:  # launched, but maybe before its process is on record
-            by_name.setdefault(name, {"status": "starting", "loaded": None})
-        sources = await asyncio.to_thread(self.store.sources, LOCAL_SCOPE)
+            by_name.setdefault(name, ServerState(ModelStatus.STARTING, None))
+        sources = await asyncio.to_thread(self.store.sources, scope)
         try:
             entries = await asyncio.to_thread(
                 list_local, self.models_dir, self.metadata, by_name, sources
             )
         except OSError as exc:
-            return Listing(LOCAL_SCOPE, None, {"code": "unreadable", "detail": str(exc)})
-        return Listing(LOCAL_SCOPE, entries)
+            return Listing(scope, None, _failure(scope, "unreadable", str(exc)))
+        return Listing(scope, entries)
 
     @contextlib.contextmanager
     def starting(self, name: str) -> Iterator[None]:
@@ -281,44 +285,38 @@ class Catalog:
             self._starting.discard(name)
             if self._deferred and not self._starting:
                 self._deferred = False
-                self.schedule({LOCAL_SCOPE})
+                self.schedule({local_scope()})
 
-    async def server_state(self, instance: Instance) -> dict[str, Any] | None:
-        """``{"status": "loaded"|"starting", "loaded": ...}`` of a running GGUF server, or None."""
+    async def server_state(self, instance: Instance) -> ServerState | None:
+        """Loaded or starting, for a local file's server that runs; None when none does."""
         check = await asyncio.to_thread(self.processes.check, instance.key)
         if not check.alive or check.record is None:
             return None
-        server = server_details(instance, check.record)
-        healthy = await self.healthy(instance.config.base_url)
-        return {
-            "status": "loaded" if healthy else "starting",
-            "loaded": server if healthy else None,
-        }
+        if await self.serving(instance.config.base_url):
+            return ServerState(ModelStatus.LOADED, server_details(instance, check.record))
+        return ServerState(ModelStatus.STARTING, None)
 
-    async def healthy(self, base_url: str) -> bool:
-        """Whether a llama-server at ``base_url`` has its model loaded (``/health`` is 200)."""
-        try:
-            resp = await self._http.get(f"{base_url}/health")
-        except httpx.HTTPError:
-            return False
-        return resp.status_code == 200
+    async def serving(self, base_url: str) -> bool:
+        """Whether the local files' server at ``base_url`` has loaded its model."""
+        return await runner().serving(self._http, base_url)
 
     # -- single models ---------------------------------------------------------------------
 
-    def get(self, key: Key) -> dict[str, Any] | None:
+    def get(self, key: ModelKey) -> Model | None:
         return _with_memory(self.store.get(key))
 
-    def find(self, provider: str, name: str) -> list[dict[str, Any]]:
-        return [m for m in (_with_memory(m) for m in self.store.find(provider, name)) if m]
+    def find(self, provider: str, name: str) -> list[Model]:
+        return [_measured(m) for m in self.store.find(provider, name)]
 
     async def set_state(
         self,
-        key: Key,
-        status: str,
+        key: ModelKey,
+        status: ModelStatus,
         loaded: dict[str, Any] | None,
         meta: dict[str, Any] | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> Model | None:
         """Record a state the lifecycle just observed; publishes ``model.state`` on a change.
+        409 ``invalid_model_transition`` when the model's status cannot become ``status``.
 
         Written in the event loop: one indexed SELECT and at most one UPDATE without fsync
         (WAL, synchronous=NORMAL) take well under a millisecond, less than the hand-offs to
@@ -326,31 +324,21 @@ class Catalog:
         async with self._lock:
             model, event = self.store.set_state(key, status, loaded, meta)
         if event is not None:
-            self.bus.publish("model.state", event)
+            self.bus.publish("model.state", event.wire())
         return _with_memory(model)
 
-    async def forget(self, key: Key) -> None:
+    async def forget(self, key: ModelKey) -> None:
         """Drop a deleted model's row at once (the background sync confirms it)."""
         async with self._lock:
             self._downloads.pop(key, None)
             removed = await asyncio.to_thread(self.store.delete, key)
         if removed:
-            provider, instance_id, name = key
-            self.bus.publish(
-                "model.state",
-                {
-                    "provider": provider,
-                    "instance_id": instance_id,
-                    "name": name,
-                    "status": "removed",
-                    "loaded": False,
-                    "details": None,
-                },
-            )
-            self.bus.publish("catalog.changed", _counts(removed=1))
+            gone = ModelState(key.provider, key.instance_id, key.name, ModelStatus.REMOVED, None)
+            self.bus.publish("model.state", gone.wire())
+            self.bus.publish("catalog.changed", SyncResult(removed=1).counts())
 
-    def list_all(self) -> list[dict[str, Any]]:
-        return [m for m in map(_with_memory, self.store.list_all()) if m]
+    def list_all(self) -> list[Model]:
+        return [_measured(m) for m in self.store.list_all()]
 
     def cached_list_json(self) -> bytes | None:
         """The encoded list when nothing has changed since it was built, else None."""
@@ -367,19 +355,28 @@ class Catalog:
             return cached
         version, now = self.store.version, time.monotonic()
         models = self.list_all()
-        body = json.dumps({"models": models}, separators=(",", ":")).encode()
-        live = any(isinstance(m["loaded"], dict) and "memory" in m["loaded"] for m in models)
+        body = json.dumps({"models": [m.wire() for m in models]}, separators=(",", ":")).encode()
+        live = any(m.loaded is not None and "memory" in m.loaded for m in models)
         self._list_cache = (version, now + _MEMORY_TTL_S if live else math.inf, body)
         return body
 
-    def search(self, query: SearchQuery) -> dict[str, Any]:
+    def search(self, query: SearchQuery) -> ModelPage:
         page = self.store.search(query)
-        page["models"] = [m for m in map(_with_memory, page["models"]) if m]
+        for model in page.models:
+            _measured(model)
         return page
 
-    def active(self) -> list[dict[str, Any]]:
+    def active(self) -> list[Model]:
         """Models loaded or starting right now (the ``models`` section of the WS snapshot)."""
-        return [m for m in map(_with_memory, self.store.active()) if m]
+        return [_measured(m) for m in self.store.active()]
+
+    def names(self) -> list[ModelKey]:
+        """The key of every model of a registered provider."""
+        return self.store.names(registry.kinds())
+
+    def source_of(self, key: ModelKey) -> tuple[str, dict[str, Any]] | None:
+        """The source recorded for a model, and the download request that fetches it."""
+        return self.store.source_of(key)
 
     # -- downloads -------------------------------------------------------------------------------
 
@@ -397,57 +394,57 @@ class Catalog:
             except Exception:  # one bad event must not stop the others
                 log.exception("could not follow download %s", data.get("id"))
 
-    def download_key(self, data: dict[str, Any]) -> Key | None:
-        """The catalog key a download produces, from its source fields."""
-        source = data.get("source")
-        if source == "ollama" and isinstance(data.get("model_name"), str):
+    def download_key(self, data: dict[str, Any]) -> ModelKey | None:
+        """The catalog key a download produces, from its source fields: a model of the
+        provider that pulled it, or a local file."""
+        puller = _puller(data.get("source"))
+        if puller is not None and isinstance(data.get("model_name"), str):
             instance_id = data.get("instance_id") or "default"
-            return ("ollama", instance_id, ollama_display_name(data["model_name"]))
+            return ModelKey(puller.kind, instance_id, puller.catalog_name(data["model_name"]))
         path = data.get("path")
         if isinstance(path, str) and path:
             try:
                 name = Path(path).resolve().relative_to(self.models_dir.resolve()).as_posix()
             except ValueError:
                 return None
-            return (*LOCAL_SCOPE, name)
-        if source == "hf" and data.get("repo") and data.get("filename"):
-            return (*LOCAL_SCOPE, f"hf/{data['repo']}/{data['filename']}")
-        if source == "url" and data.get("filename"):
-            return (*LOCAL_SCOPE, str(data["filename"]))
+            return local_key(name)
+        if data.get("source") == "hf" and data.get("repo") and data.get("filename"):
+            return local_key(f"hf/{data['repo']}/{data['filename']}")
+        if data.get("source") == "url" and data.get("filename"):
+            return local_key(str(data["filename"]))
         return None
 
     async def placeholder(self, entry: ModelEntry) -> None:
         """Show a model being downloaded again (recreate) until its download ends."""
         self._downloads[entry.key] = entry.status
         if await asyncio.to_thread(self.store.add_placeholder, entry):
-            self.bus.publish("model.state", state_event(entry.values()))
-            self.bus.publish("catalog.changed", _counts(added=1))
+            self.bus.publish("model.state", state_event(entry.values()).wire())
+            self.bus.publish("catalog.changed", SyncResult(added=1).counts())
 
-    async def _apply_download(self, key: Key, state: str, data: dict[str, Any]) -> None:
-        scope: Scope = (key[0], key[1])
+    async def _apply_download(self, key: ModelKey, state: str, data: dict[str, Any]) -> None:
         if state in _ACTIVE_DOWNLOAD:
-            self._downloads[key] = "downloading"
+            self._downloads[key] = ModelStatus.DOWNLOADING
             entry = ModelEntry(
                 *key,
                 size=_int(data.get("total")),
-                status="downloading",
+                status=ModelStatus.DOWNLOADING,
                 mode=str(data.get("mode") or "llm"),
                 source=_source_text(data),
             )
             if await asyncio.to_thread(self.store.add_placeholder, entry):
-                self.bus.publish("catalog.changed", _counts(added=1))
-            await self.set_state(key, "downloading", None)
+                self.bus.publish("catalog.changed", SyncResult(added=1).counts())
+            await self.set_state(key, ModelStatus.DOWNLOADING, None)
             return
         if state == "failed" and key in self._downloads:
-            self._downloads[key] = "failed"
-            await self.set_state(key, "failed", None, {"error": data.get("error")})
+            self._downloads[key] = ModelStatus.FAILED
+            await self.set_state(key, ModelStatus.FAILED, None, {"error": data.get("error")})
             return
         self._downloads.pop(key, None)  # completed (the manager recorded the source) or gone
-        self.schedule({scope})
+        self.schedule({key.scope})
 
 
 def server_details(instance: Instance, record: ProcessRecord) -> dict[str, Any]:
-    """The ``loaded`` details of a GGUF model served by ``instance`` (process ``record``)."""
+    """The ``loaded`` details of a local file served by ``instance`` (process ``record``)."""
     cfg = instance.config
     return {
         "instance_id": cfg.id,
@@ -460,11 +457,17 @@ def server_details(instance: Instance, record: ProcessRecord) -> dict[str, Any]:
 
 
 def _scope(instance: Instance) -> Scope:
-    return (instance.config.provider.value, instance.config.id)
+    return Scope(instance.config.provider, instance.config.id)
 
 
-def _counts(added: int = 0, removed: int = 0) -> dict[str, int]:
-    return {"added": added, "updated": 0, "removed": removed, "unchanged": 0}
+def _failure(scope: Scope, code: str, detail: str, hint: str | None = None) -> SyncError:
+    return SyncError(scope.provider, scope.instance_id, code, detail, hint)
+
+
+def _puller(source: Any) -> Provider | None:
+    """The provider a download of this source pulls through (its kind names the source)."""
+    provider = registry.find(source) if isinstance(source, str) else None
+    return provider if provider is not None and provider.capabilities.pulls else None
 
 
 def _int(value: Any) -> int | None:
@@ -472,22 +475,23 @@ def _int(value: Any) -> int | None:
 
 
 def _source_text(data: dict[str, Any]) -> str:
-    source = data.get("source")
-    if source == "ollama":
-        return "ollama"
-    if source == "hf" and data.get("repo"):
+    puller = _puller(data.get("source"))
+    if puller is not None:
+        return puller.kind
+    if data.get("source") == "hf" and data.get("repo"):
         rev = f"@{data['revision']}" if data.get("revision") else ""
         return f"hf://{data['repo']}/{data.get('filename') or ''}{rev}"
     return str(data.get("url") or "local")
 
 
-def _with_memory(model: dict[str, Any] | None) -> dict[str, Any] | None:
+def _measured(model: Model) -> Model:
     """Add the resident memory of a loaded GGUF server's process, measured now."""
-    if model is None:
-        return None
-    loaded = model.get("loaded")
-    pid = loaded.get("pid") if isinstance(loaded, dict) else None
-    if isinstance(loaded, dict) and isinstance(pid, int):
-        memory = process_memory([pid]).get(pid)
-        model["loaded"] = {**loaded, "memory": memory}
+    loaded = model.loaded
+    pid = loaded.get("pid") if loaded is not None else None
+    if loaded is not None and isinstance(pid, int):
+        model.loaded = {**loaded, "memory": process_memory([pid]).get(pid)}
     return model
+
+
+def _with_memory(model: Model | None) -> Model | None:
+    return _measured(model) if model is not None else None

@@ -1,8 +1,9 @@
-"""Memory of models (SPEC §4): the estimate checked before a start, and what running models use.
+"""Memory of models (SPEC §4): the estimate checked before a start.
 
 A GGUF model's estimate comes from its header (weights = the file, KV cache from layers,
-heads and the context). An Ollama or LM Studio model on this machine is estimated from its
-parameter count and quantization. A model served by another machine is not ours to judge.
+heads and the context). A model of a runtime that manages its own memory (``owns_memory``:
+Ollama, LM Studio) on this machine is estimated from its parameter count and quantization. A
+model served by another machine is not ours to judge.
 """
 
 from __future__ import annotations
@@ -10,19 +11,18 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-from modelyard.config import ProviderKind
 from modelyard.errors import InvalidInput
 from modelyard.gguf.files import MetadataCache
 from modelyard.gguf.metadata import GGUFInfo, split_part, split_paths
+from modelyard.models.types import Model
+from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import Instance, is_local_host
-from modelyard.runtimes.resources import MemoryEstimate, estimate_memory, system_resources
+from modelyard.runtimes.resources import MemoryEstimate, estimate_memory
 
 _PARAMS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMBT])\s*$", re.IGNORECASE)
 _SCALE = {"K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
-_SELF_LOADING = (ProviderKind.OLLAMA, ProviderKind.LMSTUDIO)
 
 
 def parameter_count(text: str | None) -> int | None:
@@ -49,21 +49,21 @@ def default_context(info: GGUFInfo | None, configured: int) -> int:
 
 
 def estimate_for(
-    model: dict[str, Any],
+    model: Model,
     *,
     info: GGUFInfo | None,
     instance: Instance | None,
     ctx_size: int,
 ) -> MemoryEstimate | None:
     """The memory ``model`` needs with ``ctx_size`` tokens of context, where we can tell."""
-    size = model.get("size") or 0
+    size = model.size or 0
     if info is not None:
         return estimate_memory(info, file_size=size, ctx_size=ctx_size)
-    if instance is None or instance.config.provider not in _SELF_LOADING:
+    if instance is None or not registry.get(instance.config.provider).capabilities.owns_memory:
         return None
     if not is_local_host(urlsplit(instance.config.base_url).hostname or ""):
         return None
-    count = parameter_count(model.get("parameter_size"))
+    count = parameter_count(model.parameter_size)
     if not count and not size:
         return None
     return estimate_memory(
@@ -71,31 +71,5 @@ def estimate_for(
         file_size=size,
         ctx_size=ctx_size,
         parameter_count=count,
-        quantization=model.get("quantization"),
+        quantization=model.quantization,
     )
-
-
-def running_models(models_dir: Path, active: list[dict[str, Any]]) -> dict[str, Any]:
-    """``GET /api/system/resources``: this machine, and the memory each running model uses
-    (a GGUF server's resident memory; what Ollama reports for its models)."""
-    running = []
-    for model in active:
-        loaded = model.get("loaded") or {}
-        running.append(
-            {
-                "provider": model["provider"],
-                "instance_id": model["instance_id"],
-                "name": model["name"],
-                "status": model["status"],
-                "size": model["size"],
-                "pid": loaded.get("pid"),
-                "memory": loaded.get("memory", loaded.get("size")),
-                "vram": loaded.get("size_vram"),
-            }
-        )
-    return {
-        **system_resources(models_dir),
-        "models_dir": str(models_dir),
-        "models": running,
-        "models_memory": sum(m["memory"] or 0 for m in running),
-    }

@@ -15,11 +15,13 @@ from importlib import resources
 from pathlib import PurePosixPath
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from modelyard.config import ModelMode, ProviderKind
+from modelyard.config import ModelMode
 from modelyard.errors import NotFound
-from modelyard.validation import ollama_display_name
+from modelyard.gguf.local import runner
+from modelyard.models.types import ModelKey
+from modelyard.providers.registry import registry
 
 
 class RecommendedModel(BaseModel):
@@ -29,18 +31,24 @@ class RecommendedModel(BaseModel):
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
     name: str
-    provider: ProviderKind
+    provider: str
     size: int = Field(gt=0)
     mode: ModelMode
     description: str = Field(max_length=200)
     tags: list[str]
     download: dict[str, Any]
 
+    @field_validator("provider")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return registry.get(value).kind
+
     def installed_in(self, present: set[tuple[str, str]], files: set[str]) -> bool:
-        """Whether the catalog (``(provider, name)`` pairs and GGUF file names) has it."""
-        if self.provider is ProviderKind.OLLAMA:
-            return (self.provider.value, ollama_display_name(self.name)) in present
-        return (self.provider.value, self.name) in present or PurePosixPath(self.name).name in files
+        """Whether the catalog (``(provider, name)`` pairs and local file names) has it."""
+        name = registry.get(self.provider).catalog_name(self.name)
+        return (self.provider, name) in present or (
+            self.provider == runner().kind and PurePosixPath(self.name).name in files
+        )
 
 
 @functools.cache
@@ -50,17 +58,20 @@ def recommended() -> tuple[RecommendedModel, ...]:
     return tuple(RecommendedModel.model_validate(item) for item in json.loads(text))
 
 
-def with_installed(catalog_names: Iterable[tuple[str, str, str]]) -> list[dict[str, Any]]:
-    """The list as ``GET /api/models/available`` shows it, each with ``installed``."""
+class AvailableModel(RecommendedModel):
+    """A recommended model as ``GET /api/models/available`` shows it."""
+
+    installed: bool
+
+
+def with_installed(catalog_names: Iterable[ModelKey]) -> list[AvailableModel]:
+    """The list, each with ``installed``."""
     names = list(catalog_names)
-    present = {(provider, name) for provider, _, name in names}
-    files = {
-        PurePosixPath(name).name
-        for provider, _, name in names
-        if provider == ProviderKind.LLAMACPP.value
-    }
+    present = {(key.provider, key.name) for key in names}
+    kind = runner().kind
+    files = {PurePosixPath(key.name).name for key in names if key.provider == kind}
     return [
-        {**item.model_dump(mode="json"), "installed": item.installed_in(present, files)}
+        AvailableModel(**dict(item), installed=item.installed_in(present, files))
         for item in recommended()
     ]
 

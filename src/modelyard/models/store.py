@@ -17,19 +17,28 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelyard.clock import iso, utcnow
-from modelyard.models.sources import ModelEntry
+from modelyard.errors import Conflict
+from modelyard.models.types import (
+    ACTIVE,
+    COLUMNS,
+    FIELDS,
+    ROW_STATUSES,
+    Model,
+    ModelEntry,
+    ModelKey,
+    ModelPage,
+    ModelState,
+    ModelStatus,
+    Scope,
+    SyncError,
+)
 from modelyard.store.db import Database
 from modelyard.store.tables import ModelRow, ModelSourceRow
 
-Key = tuple[str, str, str]  # provider, instance_id, name
-Scope = tuple[str, str]  # provider, instance_id
 SortField = Literal["name", "size", "modified", "status"]
 SortOrder = Literal["asc", "desc"]
 
-STATUSES = ("loaded", "starting", "downloading", "available", "failed")
-ACTIVE = frozenset({"loaded", "starting"})
-_FIELDS = tuple(f for f in ModelEntry.__dataclass_fields__ if f not in ("provider", "instance_id"))
-_COLUMNS = [getattr(ModelRow, name) for name in ("provider", "instance_id", *_FIELDS)]
+_COLUMNS = [getattr(ModelRow, name) for name in COLUMNS]
 _COLUMNS.append(ModelRow.synced_at)
 # The statements a start and a lookup of one model run, built once with bound parameters:
 # building them per call costs several times what SQLite takes to run them.
@@ -51,30 +60,24 @@ _SET_STATE = (
     .values(status=bindparam("status"), loaded=bindparam("loaded"))
 )
 _SET_STATE_META = _SET_STATE.values(meta=bindparam("meta"))
-_STATUS_RANK = case({s: i for i, s in enumerate(STATUSES)}, value=ModelRow.status, else_=99)
+_STATUS_RANK = case(
+    {s.value: i for i, s in enumerate(ROW_STATUSES)}, value=ModelRow.status, else_=99
+)
 
 
 @dataclass
 class SyncCounts:
-    """What a sync changed, per SPEC §8 ``POST /api/models/sync``."""
+    """What applying listings changed: the counts, and the ``model.state`` events it makes."""
 
     added: int = 0
     updated: int = 0
     removed: int = 0
     unchanged: int = 0
-    changed_states: list[dict[str, Any]] = field(default_factory=list)
+    changed_states: list[ModelState] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.removed)
-
-    def counts(self) -> dict[str, int]:
-        return {
-            "added": self.added,
-            "updated": self.updated,
-            "removed": self.removed,
-            "unchanged": self.unchanged,
-        }
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ class Listing:
 
     scope: Scope
     entries: list[ModelEntry] | None
-    error: dict[str, str] | None = None
+    error: SyncError | None = None
 
 
 @dataclass(frozen=True)
@@ -104,13 +107,28 @@ class SearchQuery:
     page_size: int = 50
 
 
-def public(values: Mapping[Any, Any]) -> dict[str, Any]:
+def public(values: Mapping[Any, Any]) -> Model:
     """A catalog row as the API shows it (times as RFC 3339)."""
-    out = {name: values[name] for name in ("provider", "instance_id", *_FIELDS)}
-    out["modified_at"] = iso(values["modified_at"])
-    out["synced_at"] = iso(values["synced_at"])
-    out["meta"] = dict(values["meta"] or {})
-    return out
+    return Model(
+        provider=values["provider"],
+        instance_id=values["instance_id"],
+        name=values["name"],
+        size=values["size"],
+        family=values["family"],
+        parameter_size=values["parameter_size"],
+        quantization=values["quantization"],
+        format=values["format"],
+        digest=values["digest"],
+        modified_at=iso(values["modified_at"]),
+        mode=values["mode"],
+        source=values["source"],
+        status=ModelStatus(values["status"]),
+        context_length=values["context_length"],
+        path=values["path"],
+        loaded=values["loaded"],
+        meta=dict(values["meta"] or {}),
+        synced_at=iso(values["synced_at"]),
+    )
 
 
 def _row_values(row: ModelRow) -> dict[str, Any]:
@@ -124,19 +142,18 @@ def _utc(value: Any) -> Any:
 
 
 def _differs(row: ModelRow, entry: ModelEntry) -> bool:
-    return any(_utc(getattr(row, name)) != _utc(getattr(entry, name)) for name in _FIELDS)
+    return any(_utc(getattr(row, name)) != _utc(getattr(entry, name)) for name in FIELDS)
 
 
-def state_event(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The data of a ``model.state`` event."""
-    return {
-        "provider": values["provider"],
-        "instance_id": values["instance_id"],
-        "name": values["name"],
-        "status": values["status"],
-        "loaded": values["status"] == "loaded",
-        "details": values["loaded"],
-    }
+def state_event(values: Mapping[str, Any], status: ModelStatus | None = None) -> ModelState:
+    """The ``model.state`` event of a row (``status``: instead of the row's)."""
+    return ModelState(
+        provider=values["provider"],
+        instance_id=values["instance_id"],
+        name=values["name"],
+        status=status or ModelStatus(values["status"]),
+        details=values["loaded"],
+    )
 
 
 class CatalogStore:
@@ -166,7 +183,7 @@ class CatalogStore:
         listings: Iterable[Listing],
         *,
         live_scopes: set[Scope] | None,
-        keep: Mapping[Key, str],
+        keep: Mapping[ModelKey, ModelStatus],
     ) -> SyncCounts:
         """Make the table match the listings. A failed listing keeps its rows but clears their
         loaded state (nobody can say they are loaded). ``live_scopes``: when given, rows of any
@@ -188,7 +205,7 @@ class CatalogStore:
         return counts
 
     def _apply_scope(
-        self, s: Session, listing: Listing, keep: Mapping[Key, str], counts: SyncCounts
+        self, s: Session, listing: Listing, keep: Mapping[ModelKey, ModelStatus], counts: SyncCounts
     ) -> None:
         provider, instance_id = listing.scope
         rows = {
@@ -202,7 +219,7 @@ class CatalogStore:
         if listing.entries is None:
             for row in rows.values():
                 if row.status in ACTIVE:
-                    self._set(row, status="available", loaded=None)
+                    self._set(row, status=ModelStatus.AVAILABLE.value, loaded=None)
                     counts.updated += 1
                     counts.changed_states.append(state_event(_row_values(row)))
                 else:
@@ -225,13 +242,13 @@ class CatalogStore:
             if existing is None:
                 s.add(ModelRow(**entry.values(), synced_at=now))
                 counts.added += 1
-                if entry.status != "available":
+                if entry.status is not ModelStatus.AVAILABLE:
                     counts.changed_states.append(state_event(entry.values()))
-                if entry.name not in known_sources:
-                    self._record_first_seen(s, entry)
+                if entry.refetch is not None and entry.name not in known_sources:
+                    self._record_first_seen(s, entry, entry.refetch)
             elif _differs(existing, entry):
                 before = (existing.status, existing.loaded)
-                self._set(existing, **{name: getattr(entry, name) for name in _FIELDS})
+                self._set(existing, **{name: getattr(entry, name) for name in FIELDS})
                 existing.synced_at = now
                 counts.updated += 1
                 if before != (existing.status, existing.loaded):
@@ -239,11 +256,11 @@ class CatalogStore:
             else:
                 counts.unchanged += 1
         for name, row in rows.items():
-            status = keep.get((provider, instance_id, name))
+            status = keep.get(ModelKey(provider, instance_id, name))
             if status is None:
                 self._remove(s, row, counts)
             elif row.status != status:
-                self._set(row, status=status)
+                self._set(row, status=status.value)
                 counts.updated += 1
                 counts.changed_states.append(state_event(_row_values(row)))
             else:
@@ -259,27 +276,11 @@ class CatalogStore:
         values = _row_values(row)
         s.delete(row)
         counts.removed += 1
-        counts.changed_states.append({**state_event(values), "status": "removed"})
+        counts.changed_states.append(state_event(values, ModelStatus.REMOVED))
 
     @staticmethod
-    def _record_first_seen(s: Session, entry: ModelEntry) -> None:
-        """Ollama models and Hugging Face files have a known source as soon as they appear."""
-        if entry.source == "ollama":
-            request = {
-                "source": "ollama",
-                "model_name": entry.name,
-                "instance_id": entry.instance_id,
-            }
-        elif entry.source.startswith("hf://"):
-            repo_path = entry.source.removeprefix("hf://").split("/")
-            request = {
-                "source": "hf",
-                "repo": "/".join(repo_path[:2]),
-                "filename": "/".join(repo_path[2:]),
-                "mode": entry.mode,
-            }
-        else:
-            return
+    def _record_first_seen(s: Session, entry: ModelEntry, request: dict[str, Any]) -> None:
+        """A model whose listing says how to fetch it again has a known source at once."""
         s.add(
             ModelSourceRow(
                 provider=entry.provider,
@@ -292,13 +293,13 @@ class CatalogStore:
 
     # -- single rows -----------------------------------------------------------------------
 
-    def get(self, key: Key) -> dict[str, Any] | None:
+    def get(self, key: ModelKey) -> Model | None:
         """The public model, or None."""
         with self.db.engine.connect() as conn:
             row = conn.execute(_GET, _key_params(key)).mappings().first()
             return public(row) if row is not None else None
 
-    def find(self, provider: str, name: str) -> list[dict[str, Any]]:
+    def find(self, provider: str, name: str) -> list[Model]:
         """Every instance's model of that provider and name."""
         with self.db.engine.connect() as conn:
             rows = conn.execute(_FIND, {"provider": provider, "name": name}).mappings()
@@ -306,22 +307,30 @@ class CatalogStore:
 
     def set_state(
         self,
-        key: Key,
-        status: str,
+        key: ModelKey,
+        status: ModelStatus,
         loaded: dict[str, Any] | None,
         meta: Mapping[str, Any] | None = None,
-    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """Change one row's status (and meta keys); (the model, a ``model.state`` event data
-        when the status or loaded details changed). One SELECT and at most one UPDATE, without
-        the ORM: a start waits for this write before it answers."""
+    ) -> tuple[Model | None, ModelState | None]:
+        """Change one row's status (and meta keys); (the model, its ``model.state`` event when
+        the status or loaded details changed). 409 ``invalid_model_transition`` when the row's
+        status cannot become ``status``. One SELECT and at most one UPDATE, without the ORM: a
+        start waits for this write before it answers."""
         with self.db.engine.begin() as conn:
             found = conn.execute(_GET_WITH_PK, _key_params(key)).mappings().first()
             if found is None:
                 return None, None
             values = dict(found)
             pk = values.pop("pk")
+            current = ModelStatus(values["status"])
+            if not current.can_become(status):
+                raise Conflict(
+                    f"{key.name} is {current.value} and cannot become {status.value}",
+                    code="invalid_model_transition",
+                    hint="Wait until it is available (a sync shows it), then try again.",
+                )
             before = (values["status"], values["loaded"])
-            changes: dict[str, Any] = {"status": status, "loaded": loaded}
+            changes: dict[str, Any] = {"status": status.value, "loaded": loaded}
             if meta is not None:
                 changes["meta"] = {**(values["meta"] or {}), **meta}
             changed = any(values[name] != value for name, value in changes.items())
@@ -331,7 +340,7 @@ class CatalogStore:
                 values.update(changes)
         if changed:
             self._bump()
-        event = state_event(values) if before != (status, loaded) else None
+        event = state_event(values) if before != (status.value, loaded) else None
         return public(values), event
 
     def add_placeholder(self, entry: ModelEntry) -> bool:
@@ -346,7 +355,7 @@ class CatalogStore:
         self._bump()
         return True
 
-    def delete(self, key: Key) -> bool:
+    def delete(self, key: ModelKey) -> bool:
         """Drop one row (the model is gone); its recorded source stays."""
         with self.db.session() as s:
             row = s.scalars(select(ModelRow).where(*_BY_KEY), _key_params(key)).first()
@@ -358,7 +367,7 @@ class CatalogStore:
 
     # -- sources -----------------------------------------------------------------------------
 
-    def source_of(self, key: Key) -> tuple[str, dict[str, Any]] | None:
+    def source_of(self, key: ModelKey) -> tuple[str, dict[str, Any]] | None:
         with self.db.session() as s:
             row = s.get(ModelSourceRow, key)
             return (row.source, dict(row.request or {})) if row is not None else None
@@ -375,7 +384,7 @@ class CatalogStore:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def list_all(self) -> list[dict[str, Any]]:
+    def list_all(self) -> list[Model]:
         """Every model, by provider, instance and name."""
         with self.db.session() as s:
             rows = s.execute(
@@ -385,25 +394,27 @@ class CatalogStore:
             ).mappings()
             return [public(r) for r in rows]
 
-    def active(self) -> list[dict[str, Any]]:
+    def active(self) -> list[Model]:
         """Models loaded or starting right now."""
         with self.db.session() as s:
             rows = s.execute(
-                select(*_COLUMNS).where(ModelRow.status.in_(tuple(ACTIVE))).order_by(ModelRow.name)
+                select(*_COLUMNS)
+                .where(ModelRow.status.in_([s.value for s in ACTIVE]))
+                .order_by(ModelRow.name)
             ).mappings()
             return [public(r) for r in rows]
 
-    def names(self, providers: Iterable[str]) -> list[tuple[str, str, str]]:
-        """(provider, instance_id, name) of every model of these providers."""
+    def names(self, providers: Iterable[str]) -> list[ModelKey]:
+        """The key of every model of these providers."""
         with self.db.session() as s:
             rows = s.execute(
                 select(ModelRow.provider, ModelRow.instance_id, ModelRow.name).where(
                     ModelRow.provider.in_(list(providers))
                 )
             )
-            return [(p, i, n) for p, i, n in rows]
+            return [ModelKey(p, i, n) for p, i, n in rows]
 
-    def search(self, query: SearchQuery) -> dict[str, Any]:
+    def search(self, query: SearchQuery) -> ModelPage:
         """One page of matching models and the total number of matches."""
         conditions = _conditions(query)
         stmt: Select[Any] = select(*_COLUMNS).where(*conditions)
@@ -412,11 +423,11 @@ class CatalogStore:
         with self.db.session() as s:
             total = s.scalar(select(func.count()).select_from(ModelRow).where(*conditions)) or 0
             rows = [public(r) for r in s.execute(stmt).mappings()]
-        return {"models": rows, "total": total, "page": query.page, "page_size": query.page_size}
+        return ModelPage(rows, total, query.page, query.page_size)
 
 
-def _key_params(key: Key) -> dict[str, str]:
-    return {"provider": key[0], "instance_id": key[1], "name": key[2]}
+def _key_params(key: ModelKey) -> dict[str, str]:
+    return {"provider": key.provider, "instance_id": key.instance_id, "name": key.name}
 
 
 def _like_escape(text: str) -> str:

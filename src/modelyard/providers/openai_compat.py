@@ -1,57 +1,46 @@
-"""Any OpenAI-compatible server (vLLM, LocalAI, …), and the shared ``/v1/models`` probe that the
-OpenAI adapter reuses. Recognised by an OpenAI list shape: ``{"object": "list", "data": [...]}``."""
+"""Any OpenAI-compatible server (vLLM, LocalAI, …). Recognised by an OpenAI list shape:
+``{"object": "list", "data": [...]}`` at ``/v1/models``; it decides itself what is loaded."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar
 
 import httpx
 
-from modelyard.config import InstanceConfig, ProviderKind
-from modelyard.providers.base import (
-    ApiProbe,
-    ProviderState,
-    describe_http,
-    json_or_none,
-    unauthorized,
-    wrong_service,
-)
+from modelyard.chat.types import ChatOptions, Piece, Target, Turn
+from modelyard.config import InstanceConfig
+from modelyard.models.types import ModelEntry
+from modelyard.providers import openai_api
+from modelyard.providers.base import ApiProbe, Capabilities, Provider
+from modelyard.providers.sdk import SdkClients
 
 
-def models_url(base_url: str) -> str:
-    """``/v1/models`` under the base URL, whether or not the base URL already ends in /v1."""
-    return f"{base_url}/models" if base_url.endswith("/v1") else f"{base_url}/v1/models"
-
-
-async def probe_openai_models(
-    client: httpx.AsyncClient, inst: InstanceConfig, api_key: str, label: str
-) -> ApiProbe:
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    resp = await client.get(models_url(inst.base_url), headers=headers)
-    body = json_or_none(resp)
-    if resp.status_code in (401, 403):
-        return unauthorized(inst, bool(api_key))
-    if resp.status_code == 429 or resp.status_code >= 500:
-        return ApiProbe(
-            responded=True,
-            state=ProviderState.DEGRADED,
-            reason_code="rate_limited" if resp.status_code == 429 else "server_error",
-            hint=f"{label} answered {describe_http(resp)}; try again later.",
-        )
-    data = body.get("data", ...) if isinstance(body, dict) else ...
-    if resp.status_code != 200 or not (data is None or isinstance(data, list)):
-        return wrong_service(inst, resp, f"an {label} API")
-    return ApiProbe(
-        responded=True, ok=True, models_loaded=len(data) if isinstance(data, list) else 0
-    )
-
-
-class OpenAICompatAdapter:
-    kind: ClassVar[ProviderKind] = ProviderKind.OPENAI_COMPAT
-    needs_api_key: ClassVar[bool] = False
+class OpenAICompatProvider(Provider):
+    kind: ClassVar[str] = "openai_compat"
     label: ClassVar[str] = "OpenAI-compatible"
+    capabilities: ClassVar[Capabilities] = Capabilities(embeddings=True)
 
-    async def probe(
-        self, client: httpx.AsyncClient, inst: InstanceConfig, api_key: str
-    ) -> ApiProbe:
-        return await probe_openai_models(client, inst, api_key, "OpenAI-compatible")
+    async def probe(self, http: httpx.AsyncClient, inst: InstanceConfig, api_key: str) -> ApiProbe:
+        return await openai_api.probe_models(http, inst, api_key, self.label)
+
+    async def list_models(
+        self, http: httpx.AsyncClient, inst: InstanceConfig, timeout: float
+    ) -> list[ModelEntry]:
+        return await openai_api.list_models(http, inst)
+
+    def chat(
+        self, clients: SdkClients, target: Target, turns: Sequence[Turn], options: ChatOptions
+    ) -> AsyncIterator[Piece]:
+        client = openai_api.client_for(clients, target, cloud=False)
+        return openai_api.stream_chat(client, target, turns, options)
+
+    async def embed(
+        self, clients: SdkClients, target: Target, texts: Sequence[str]
+    ) -> list[list[float]]:
+        return await openai_api.embed(
+            openai_api.client_for(clients, target, cloud=False), target, texts
+        )
+
+    async def model_context(self, http: httpx.AsyncClient, target: Target) -> int | None:
+        return await openai_api.model_context(http, target)

@@ -1,39 +1,72 @@
-"""Provider kind → adapter. Adding a provider is one file and one line here."""
+"""Provider kind → provider. A provider is one module and one ``register`` line below; the
+kinds config and API validation accept are the kinds registered here."""
 
 from __future__ import annotations
 
-from modelyard.config import ProviderKind
+import re
+from collections.abc import Iterator
+
 from modelyard.errors import NotFound
-from modelyard.providers.anthropic import AnthropicAdapter
-from modelyard.providers.base import ProviderAdapter
-from modelyard.providers.llamacpp import LlamaCppAdapter
-from modelyard.providers.lmstudio import LMStudioAdapter
-from modelyard.providers.ollama import OllamaAdapter
-from modelyard.providers.openai import OpenAIAdapter
-from modelyard.providers.openai_compat import OpenAICompatAdapter
+from modelyard.providers.anthropic import AnthropicProvider
+from modelyard.providers.base import Provider
+from modelyard.providers.llamacpp import LlamaCppProvider
+from modelyard.providers.lmstudio import LMStudioProvider
+from modelyard.providers.ollama.provider import OllamaProvider
+from modelyard.providers.openai import OpenAIProvider
+from modelyard.providers.openai_compat import OpenAICompatProvider
 
-ADAPTERS: dict[ProviderKind, ProviderAdapter] = {
-    ProviderKind.OLLAMA: OllamaAdapter(),
-    ProviderKind.LLAMACPP: LlamaCppAdapter(),
-    ProviderKind.LMSTUDIO: LMStudioAdapter(),
-    ProviderKind.OPENAI_COMPAT: OpenAICompatAdapter(),
-    ProviderKind.OPENAI: OpenAIAdapter(),
-    ProviderKind.ANTHROPIC: AnthropicAdapter(),
-}
+_KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
-def parse_provider(value: str) -> ProviderKind:
-    """The provider kind named ``value``, or 404 ``unknown_provider``."""
-    try:
-        return ProviderKind(value)
-    except ValueError as exc:
-        known = ", ".join(k.value for k in ProviderKind)
-        raise NotFound(
-            f"there is no provider {value!r}",
-            code="unknown_provider",
-            hint=f"Use one of: {known}.",
-        ) from exc
+class ProviderRegistry:
+    """The providers of this process, in the order they were registered."""
+
+    def __init__(self) -> None:
+        self._providers: dict[str, Provider] = {}
+
+    def register(self, provider: Provider) -> None:
+        if not _KIND.match(provider.kind):
+            raise ValueError(f"{provider.kind!r} is not a provider kind: use [a-z][a-z0-9_]*")
+        if provider.kind in self._providers:
+            raise ValueError(f"a provider of kind {provider.kind!r} is registered already")
+        if provider.capabilities.runs_gguf and any(
+            p.capabilities.runs_gguf for p in self._providers.values()
+        ):
+            raise ValueError("one provider runs the models directory's GGUF files")
+        self._providers[provider.kind] = provider
+
+    def unregister(self, kind: str) -> None:
+        self._providers.pop(kind, None)
+
+    def __iter__(self) -> Iterator[Provider]:
+        return iter(list(self._providers.values()))
+
+    def kinds(self) -> list[str]:
+        return list(self._providers)
+
+    def find(self, kind: str) -> Provider | None:
+        return self._providers.get(kind)
+
+    def get(self, kind: str) -> Provider:
+        """The provider of kind ``kind``, or 404 ``unknown_provider``."""
+        found = self._providers.get(kind)
+        if found is None:
+            raise NotFound(
+                f"there is no provider {kind!r}",
+                code="unknown_provider",
+                hint=f"Use one of: {', '.join(self._providers)}.",
+            )
+        return found
+
+    def gguf_runner(self) -> Provider:
+        """The provider that runs the models directory's GGUF files."""
+        return next(p for p in self._providers.values() if p.capabilities.runs_gguf)
 
 
-def adapter_for(kind: ProviderKind) -> ProviderAdapter:
-    return ADAPTERS[kind]
+registry = ProviderRegistry()
+registry.register(OllamaProvider())
+registry.register(LlamaCppProvider())
+registry.register(LMStudioProvider())
+registry.register(OpenAICompatProvider())
+registry.register(OpenAIProvider())
+registry.register(AnthropicProvider())

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
 from urllib.parse import urlsplit
 
-from modelyard.config import ProviderKind, Settings
+from modelyard.config import Settings
 from modelyard.errors import Conflict, ModelyardError
+from modelyard.providers.registry import registry
 from modelyard.runtimes.health import HealthChecker, ProviderStatus, check_port
 from modelyard.runtimes.instances import Instance
-from modelyard.runtimes.launch import (
-    find_llama_server,
-    find_ollama,
-    llama_server_argv,
-    ollama_serve_spec,
-)
 from modelyard.runtimes.processes import LaunchSpec, ProcessManager
 
 
@@ -32,47 +26,13 @@ class InstanceControl:
         self._locks: dict[str, asyncio.Lock] = {}
         self._watchers: set[asyncio.Task[ProviderStatus]] = set()
 
-    def binary_missing(self, instance: Instance) -> str | None:
-        """A hint when the instance's runtime cannot be found, else None."""
-        cfg = instance.config
-        ollama = cfg.provider is ProviderKind.OLLAMA and not cfg.command
-        if ollama and find_ollama(self.settings.ollama_binary) is None:
-            return (
-                "No 'ollama' binary found. Install Ollama from https://ollama.com/download "
-                "or set MODELYARD_OLLAMA_BINARY to its path."
-            )
-        configured = self.settings.llama_server
-        if (
-            cfg.provider is ProviderKind.LLAMACPP
-            and configured
-            and not find_llama_server(configured)
-        ):
-            return (
-                f"MODELYARD_LLAMA_SERVER={configured} is not an executable; "
-                "fix it or unset it to use the embedded runtime."
-            )
-        return None
-
     def launch_spec(self, instance: Instance) -> LaunchSpec:
+        """A configured command line wins; else the provider's own."""
         cfg = instance.config
         if cfg.command:
             parts = urlsplit(cfg.base_url)
             return LaunchSpec(key=cfg.key, argv=list(cfg.command), port=parts.port)
-        if cfg.provider is ProviderKind.OLLAMA:
-            return ollama_serve_spec(cfg.key, cfg.base_url, self.settings.ollama_binary)
-        parts = urlsplit(cfg.base_url)
-        port = parts.port or 80
-        argv = llama_server_argv(
-            model=Path(cfg.model),
-            host=parts.hostname or "127.0.0.1",
-            port=port,
-            ctx_size=cfg.ctx_size,
-            alias=cfg.id,
-            mode=cfg.mode,
-            api_key=cfg.resolved_api_key() or None,
-            binary=find_llama_server(self.settings.llama_server),
-        )
-        return LaunchSpec(key=cfg.key, argv=argv, port=port)
+        return registry.get(cfg.provider).launch_spec(self.settings, cfg)
 
     def _lock(self, instance: Instance) -> asyncio.Lock:
         return self._locks.setdefault(instance.key, asyncio.Lock())
@@ -112,7 +72,9 @@ class InstanceControl:
                 code="already_running",
                 hint="Use restart to start it again.",
             )
-        missing = self.binary_missing(instance)
+        missing = registry.get(instance.config.provider).binary_missing(
+            self.settings, instance.config
+        )
         if missing:
             await self.health.check(instance, fresh=True)
             raise Conflict(missing, code="binary_not_found", hint=missing)

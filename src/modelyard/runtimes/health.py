@@ -21,15 +21,16 @@ import httpx
 from pydantic import BaseModel
 
 from modelyard.clock import iso, utcnow
-from modelyard.config import ProviderKind, Settings
+from modelyard.config import Settings
 from modelyard.events import EventBus
 from modelyard.metrics import Metrics
 from modelyard.providers.base import ApiProbe, ProviderState
-from modelyard.providers.registry import adapter_for
+from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import Instance, InstanceRegistry
 from modelyard.runtimes.processes import ProcessCheck, ProcessManager
 
 HISTORY = 10
+_START_IT = "Start it from the Providers page."
 MONITOR_INTERVALS = {
     ProviderState.UNKNOWN: 0.0,
     ProviderState.STARTING: 2.0,
@@ -38,9 +39,6 @@ MONITOR_INTERVALS = {
     ProviderState.STOPPED: 30.0,
     ProviderState.ERROR: 30.0,
 }
-
-
-_KEY_ENV = {ProviderKind.OPENAI: "OPENAI_API_KEY", ProviderKind.ANTHROPIC: "ANTHROPIC_API_KEY"}
 
 
 class ProviderStatus(BaseModel):
@@ -112,14 +110,12 @@ class HealthChecker:
         processes: ProcessManager,
         bus: EventBus,
         metrics: Metrics,
-        binary_missing: Callable[[Instance], str | None],
     ) -> None:
         self.settings = settings
         self.instances = instances
         self.processes = processes
         self.bus = bus
         self.metrics = metrics
-        self.binary_missing = binary_missing
         self._latest: dict[str, tuple[float, ProviderStatus]] = {}
         self._dumped: dict[str, dict[str, Any]] = {}  # key -> JSON form of the latest status
         self._history: dict[str, deque[ProviderStatus]] = {}
@@ -197,21 +193,21 @@ class HealthChecker:
         self._dumped.pop(instance.key, None)
         self._history.pop(instance.key, None)
         self._next_due.pop(instance.key, None)
-        self.metrics.forget_instance(instance.config.provider.value, instance.config.id)
+        self.metrics.forget_instance(instance.config.provider, instance.config.id)
 
     async def _check(self, instance: Instance, seq: int) -> ProviderStatus:
         cfg = instance.config
-        adapter = adapter_for(cfg.provider)
+        provider = registry.get(cfg.provider)
         api_key = cfg.resolved_api_key()
         proc = await asyncio.to_thread(self.processes.check, cfg.key) if cfg.managed else None
-        if adapter.needs_api_key and not api_key:
+        if provider.capabilities.needs_api_key and not api_key:
             status = self._status(
                 instance,
                 ProviderState.STOPPED,
                 proc,
                 reason="missing_api_key",
-                hint=f"Set {cfg.api_key_env or _KEY_ENV.get(cfg.provider, 'an API key')} "
-                f"or give the instance an api_key to enable {adapter.label}.",
+                hint=f"Set {cfg.api_key_env or provider.api_key_env or 'an API key'} "
+                f"or give the instance an api_key to enable {provider.label}.",
             )
             return self._record(instance, status, seq)
         connect_s = self.settings.connect_timeout_ms / 1000
@@ -225,20 +221,20 @@ class HealthChecker:
         status = self._derive(instance, proc, port, api, latency)
         return self._record(instance, status, seq)
 
-    async def _timed(self, provider: ProviderKind, layer: str, coro: Any) -> Any:
+    async def _timed(self, provider: str, layer: str, coro: Any) -> Any:
         started = time.perf_counter()
         try:
             return await coro
         finally:
-            self.metrics.check_duration.labels(provider.value, layer).observe(
+            self.metrics.check_duration.labels(provider, layer).observe(
                 time.perf_counter() - started
             )
 
     async def _probe_api(self, instance: Instance, api_key: str, timeout: float) -> ApiProbe:
-        adapter = adapter_for(instance.config.provider)
+        provider = registry.get(instance.config.provider)
         try:
             async with asyncio.timeout(timeout):
-                return await adapter.probe(self._client, instance.config, api_key)
+                return await provider.probe(self._client, instance.config, api_key)
         except (TimeoutError, httpx.TimeoutException):
             return ApiProbe(responded=False, reason_code="timeout")
         except httpx.ConnectError as exc:
@@ -297,10 +293,11 @@ class HealthChecker:
                 f"{self.settings.api_timeout_ms} ms; the server may be hung or overloaded.",
             )
         if instance.config.managed:
-            missing = self.binary_missing(instance)
+            provider = registry.get(instance.config.provider)
+            missing = provider.binary_missing(self.settings, instance.config)
             if missing:
                 return make(ProviderState.ERROR, "binary_not_found", missing)
-            return make(ProviderState.STOPPED, "not_running", "Start it from the Providers page.")
+            return make(ProviderState.STOPPED, "not_running", _START_IT)
         reason = port.reason or api.reason_code or "connection_refused"
         return make(ProviderState.STOPPED, reason, _stopped_hint(instance, reason))
 
@@ -314,7 +311,7 @@ class HealthChecker:
         record = proc.record
         assert record is not None
         if not proc.alive and proc.stopping:
-            return make(ProviderState.STOPPED, "not_running", "Start it from the Providers page.")
+            return make(ProviderState.STOPPED, "not_running", _START_IT)
         tail = " | ".join(self.processes.log_tail(instance.key, 5)[-5:])
         if not proc.alive:
             code = f" with code {proc.exit_code}" if proc.exit_code is not None else ""
@@ -348,7 +345,7 @@ class HealthChecker:
     ) -> ProviderStatus:
         cfg = instance.config
         return ProviderStatus(
-            provider=cfg.provider.value,
+            provider=cfg.provider,
             instance_id=cfg.id,
             base_url=cfg.base_url,
             state=state,
@@ -421,7 +418,7 @@ class HealthChecker:
 
 def _not_ours_hint(instance: Instance) -> str:
     cfg = instance.config
-    label = adapter_for(cfg.provider).label
+    label = registry.get(cfg.provider).label
     return (
         f"A {label} server that modelyard did not start answers on {cfg.base_url}; stop that "
         "program yourself, or give this instance another port."
@@ -434,9 +431,5 @@ def _stopped_hint(instance: Instance, reason: str) -> str:
         return f"{cfg.base_url} cannot be reached (DNS or network); check the address."
     if reason == "timeout":
         return f"Connecting to {cfg.base_url} timed out; check the host and firewall."
-    how = {
-        ProviderKind.OLLAMA: "Start Ollama ('ollama serve')",
-        ProviderKind.LLAMACPP: "Start llama-server",
-        ProviderKind.LMSTUDIO: "Start LM Studio's server ('lms server start')",
-    }.get(cfg.provider, "Start the server")
+    how = registry.get(cfg.provider).start_hint
     return f"Nothing listens on {cfg.base_url}. {how} or fix the base URL."

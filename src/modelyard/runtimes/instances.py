@@ -7,50 +7,81 @@ the ones created when a GGUF model is started are kept in the store.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import threading
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import bindparam, delete, insert
 
-from modelyard.config import InstanceConfig, ModelMode, ProviderKind, Settings
+from modelyard.config import InstanceConfig, ModelMode, Settings
 from modelyard.errors import Conflict, InvalidInput, NotFound
-from modelyard.providers.registry import parse_provider
+from modelyard.providers.registry import registry
 from modelyard.store.db import Database
 from modelyard.store.tables import InstanceRow
 
-MANAGEABLE = {ProviderKind.LLAMACPP, ProviderKind.OLLAMA}
+log = logging.getLogger("modelyard.instances")
+
+
+class InstanceOrigin(StrEnum):
+    """Where an instance comes from."""
+
+    CONFIG = "config"  # the config file, or the defaults: read-only here
+    API = "api"  # POST /api/providers/{provider}/instances
+    MODEL = "model"  # created to serve a local file, removed when it stops
+
+
+class InstanceView(BaseModel):
+    """An instance as the API shows it (``GET /api/providers``): never the key itself."""
+
+    provider: str
+    id: str
+    label: str
+    base_url: str
+    managed: bool
+    model: str | None
+    mode: ModelMode
+    command: list[str]
+    ctx_size: int
+    api_key_env: str | None
+    has_api_key: bool
+    origin: InstanceOrigin
+    deletable: bool
+    capabilities: dict[str, bool]
 
 
 @dataclass(frozen=True)
 class Instance:
     config: InstanceConfig
-    origin: str  # config | api | model
+    origin: InstanceOrigin
 
     @property
     def key(self) -> str:
         return self.config.key
 
-    def public(self) -> dict[str, Any]:
-        """The instance as the API shows it: never the key itself."""
+    def view(self) -> InstanceView:
         c = self.config
-        return {
-            "provider": c.provider.value,
-            "id": c.id,
-            "base_url": c.base_url,
-            "managed": c.managed,
-            "model": c.model or None,
-            "mode": c.mode.value,
-            "command": c.command,
-            "ctx_size": c.ctx_size,
-            "api_key_env": c.api_key_env or None,
-            "has_api_key": bool(c.resolved_api_key()),
-            "origin": self.origin,
-            "deletable": self.origin != "config",
-        }
+        provider = registry.get(c.provider)
+        return InstanceView(
+            provider=c.provider,
+            id=c.id,
+            label=provider.label,
+            base_url=c.base_url,
+            managed=c.managed,
+            model=c.model or None,
+            mode=c.mode,
+            command=c.command,
+            ctx_size=c.ctx_size,
+            api_key_env=c.api_key_env or None,
+            has_api_key=bool(c.resolved_api_key()),
+            origin=self.origin,
+            deletable=self.origin is not InstanceOrigin.CONFIG,
+            capabilities=provider.capabilities.wire(),
+        )
 
 
 def is_local_host(host: str) -> bool:
@@ -64,7 +95,7 @@ def is_local_host(host: str) -> bool:
 
 def _row_to_config(row: InstanceRow) -> InstanceConfig:
     return InstanceConfig(
-        provider=ProviderKind(row.provider),
+        provider=row.provider,
         id=row.id,
         base_url=row.base_url,
         managed=row.managed,
@@ -86,7 +117,7 @@ _DELETE = delete(InstanceRow).where(
 
 def _row_values(cfg: InstanceConfig) -> dict[str, Any]:
     return {
-        "provider": cfg.provider.value,
+        "provider": cfg.provider,
         "id": cfg.id,
         "base_url": cfg.base_url,
         "managed": cfg.managed,
@@ -108,23 +139,28 @@ class InstanceRegistry:
         self._lock = threading.Lock()
         self._items: dict[str, Instance] = {}
         for cfg in settings.effective_instances():
-            self._items[cfg.key] = Instance(cfg, "config")
+            self._items[cfg.key] = Instance(cfg, InstanceOrigin.CONFIG)
         with db.session() as s:
             for row in s.query(InstanceRow).all():
+                if registry.find(row.provider) is None:
+                    log.warning(
+                        "instance %s/%s: no provider %r", row.provider, row.id, row.provider
+                    )
+                    continue  # its provider is no longer registered: kept, but not shown
                 cfg = _row_to_config(row)
-                self._items.setdefault(cfg.key, Instance(cfg, row.origin))
+                self._items.setdefault(cfg.key, Instance(cfg, InstanceOrigin(row.origin)))
 
     def list(self) -> list[Instance]:
         with self._lock:
             return list(self._items.values())
 
     def get(self, provider: str, instance_id: str) -> Instance:
-        kind = parse_provider(provider)
+        kind = registry.get(provider).kind
         with self._lock:
-            found = self._items.get(f"{kind.value}/{instance_id}")
+            found = self._items.get(f"{kind}/{instance_id}")
         if found is None:
             raise NotFound(
-                f"there is no {kind.value} instance {instance_id!r}",
+                f"there is no {kind} instance {instance_id!r}",
                 code="instance_not_found",
                 hint="GET /api/providers lists the instances.",
             )
@@ -134,9 +170,11 @@ class InstanceRegistry:
         with self._lock:
             return self._items.get(key)
 
-    def create(self, provider: str, data: dict[str, Any], *, origin: str = "api") -> Instance:
+    def create(
+        self, provider: str, data: dict[str, Any], *, origin: InstanceOrigin = InstanceOrigin.API
+    ) -> Instance:
         """Validate and add an instance; 409 ``instance_exists`` for a duplicate id."""
-        cfg = self._validated(parse_provider(provider), data)
+        cfg = self._validated(registry.get(provider).kind, data)
         with self._lock:
             if cfg.key in self._items:
                 raise Conflict(
@@ -145,7 +183,7 @@ class InstanceRegistry:
                     hint="Pick another id, or delete the existing instance first.",
                 )
             with self.db.engine.begin() as conn:  # one INSERT; the ORM's unit of work is slower
-                conn.execute(_INSERT, {**_row_values(cfg), "origin": origin})
+                conn.execute(_INSERT, {**_row_values(cfg), "origin": origin.value})
             instance = Instance(cfg, origin)
             self._items[cfg.key] = instance
         return instance
@@ -157,7 +195,7 @@ class InstanceRegistry:
         cfg = self._validated(current.config.provider, merged)
         with self._lock:
             with self.db.session() as s:
-                row = s.get(InstanceRow, (cfg.provider.value, cfg.id))
+                row = s.get(InstanceRow, (cfg.provider, cfg.id))
                 if row is not None:
                     for name, value in _row_values(cfg).items():
                         setattr(row, name, value)
@@ -165,7 +203,7 @@ class InstanceRegistry:
             self._items[cfg.key] = instance
         return instance
 
-    def _validated(self, kind: ProviderKind, data: dict[str, Any]) -> InstanceConfig:
+    def _validated(self, kind: str, data: dict[str, Any]) -> InstanceConfig:
         fields = {k: v for k, v in data.items() if v is not None and k != "provider"}
         try:
             cfg = InstanceConfig(provider=kind, **fields)
@@ -182,11 +220,13 @@ class InstanceRegistry:
     def _check_managed(self, cfg: InstanceConfig) -> InstanceConfig:
         if not cfg.managed:
             return cfg
-        if cfg.provider not in MANAGEABLE:
+        capabilities = registry.get(cfg.provider).capabilities
+        if not capabilities.manageable:
+            manageable = [p.kind for p in registry if p.capabilities.manageable]
             raise InvalidInput(
-                f"{cfg.provider.value} instances cannot be managed by modelyard",
+                f"{cfg.provider} instances cannot be managed by modelyard",
                 code="not_manageable",
-                hint="Only llamacpp and ollama instances can be started and stopped.",
+                hint=f"Only {' and '.join(manageable)} instances can be started and stopped.",
             )
         host = urlsplit(cfg.base_url).hostname or ""
         if not is_local_host(host):
@@ -195,10 +235,10 @@ class InstanceRegistry:
                 code="not_local",
                 hint="Use a loopback base_url such as http://127.0.0.1:8081.",
             )
-        if cfg.provider is ProviderKind.LLAMACPP:
+        if capabilities.runs_gguf:  # a managed server serves one GGUF file
             if not cfg.model:
                 raise InvalidInput(
-                    "a managed llamacpp instance needs a GGUF model path",
+                    f"a managed {cfg.provider} instance needs a GGUF model path",
                     code="model_required",
                     hint="Set model to a .gguf file (absolute, or relative to the models dir).",
                 )
@@ -217,7 +257,7 @@ class InstanceRegistry:
     def deletable(self, provider: str, instance_id: str) -> Instance:
         """The instance, if it may be deleted; configured ones answer 409."""
         instance = self.get(provider, instance_id)
-        if instance.origin == "config":
+        if instance.origin is InstanceOrigin.CONFIG:
             raise Conflict(
                 f"instance {instance.key} comes from the configuration",
                 code="instance_from_config",
@@ -231,6 +271,6 @@ class InstanceRegistry:
         with self._lock:
             self._items.pop(instance.key, None)
             with self.db.engine.begin() as conn:
-                key = {"row_provider": instance.config.provider.value, "row_id": instance.config.id}
+                key = {"row_provider": instance.config.provider, "row_id": instance.config.id}
                 conn.execute(_DELETE, key)
         return instance

@@ -11,10 +11,11 @@ import shutil
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
 
 import psutil
 import pynvml
+from typing_extensions import TypedDict  # pydantic documents these (typing.TypedDict: 3.12+)
 
 from modelyard.errors import InsufficientResources
 from modelyard.gguf.metadata import GGUFInfo

@@ -9,6 +9,7 @@ included after the other ``/api/models/...`` routers.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query
@@ -18,11 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelyard.api.deps import ServicesDep
 from modelyard.api.designed import MODEL_RECREATE, MODEL_RUNTIME, MODEL_SOURCE
 from modelyard.api.policy import policy
-from modelyard.config import ProviderKind
 from modelyard.errors import InvalidInput
 from modelyard.models import recommended
-from modelyard.models.store import STATUSES, SearchQuery, SortField, SortOrder
-from modelyard.providers.registry import parse_provider
+from modelyard.models.details import ModelDetails, ResourcesReport
+from modelyard.models.store import SearchQuery, SortField, SortOrder
+from modelyard.models.types import ROW_STATUSES, BatchItem, Model
+from modelyard.models.types import ModelRef as Ref
+from modelyard.providers.registry import registry
 
 router = APIRouter(tags=["models"], dependencies=[policy()])
 _MAX_SIZE = 2**60
@@ -59,6 +62,59 @@ class InstallBody(BaseModel):
     instance_id: str | None = Field(default=None, min_length=1, max_length=64)
 
 
+class ModelList(BaseModel):
+    models: list[Model]
+
+
+class ModelPageOut(BaseModel):
+    models: list[Model]
+    total: int
+    page: int
+    page_size: int
+
+
+class SyncErrorOut(BaseModel):
+    provider: str
+    instance_id: str
+    name: str | None = Field(default=None, description="a model listed with this error")
+    code: str
+    detail: str
+    hint: str | None = Field(default=None, description="present when there is one")
+
+
+class SyncOut(BaseModel):
+    added: int
+    updated: int
+    removed: int
+    unchanged: int
+    errors: list[SyncErrorOut]
+
+
+@dataclass(slots=True)
+class RecreatedOut(Model):
+    download: dict[str, Any]  # the download task
+
+
+class BatchOut(BaseModel):
+    batch_id: str
+    action: str
+    results: list[BatchItem]
+    ok: int
+    failed: int
+
+
+class DeletedOut(BaseModel):
+    success: bool
+    provider: str
+    instance_id: str
+    name: str
+    message: str
+
+
+class AvailableList(BaseModel):
+    models: list[recommended.AvailableModel]
+
+
 def _csv(value: str | None, allowed: tuple[str, ...] | None, what: str) -> tuple[str, ...]:
     items = tuple(v.strip() for v in (value or "").split(",") if v.strip())
     bad = [v for v in items if allowed is not None and v not in allowed]
@@ -71,7 +127,7 @@ def _csv(value: str | None, allowed: tuple[str, ...] | None, what: str) -> tuple
     return items
 
 
-@router.get("/api/models/list")
+@router.get("/api/models/list", response_model=ModelList)
 async def list_models(services: ServicesDep) -> Response:
     """Compatibility: every model of every instance, ``{"models": [...]}``. An unchanged
     catalog answers on the event loop; a rebuild (a store query) runs in a thread."""
@@ -81,7 +137,7 @@ async def list_models(services: ServicesDep) -> Response:
     return Response(body, media_type="application/json")
 
 
-@router.get("/api/models/search")
+@router.get("/api/models/search", response_model=ModelPageOut)
 def search_models(
     services: ServicesDep,
     q: str = Query(default="", max_length=256, description="Name substring (any case)."),
@@ -100,7 +156,7 @@ def search_models(
     """A page of models matching every given filter, sorted."""
     providers = _csv(provider, None, "provider")
     for name in providers:
-        parse_provider(name)
+        registry.get(name)  # 404 unknown_provider
     if min_size is not None and max_size is not None and min_size > max_size:
         raise InvalidInput(
             "min_size is larger than max_size",
@@ -109,7 +165,7 @@ def search_models(
         )
     query = SearchQuery(
         q=q.strip(),
-        status=_csv(status, STATUSES, "status"),
+        status=_csv(status, tuple(s.value for s in ROW_STATUSES), "status"),
         provider=providers,
         source=_csv(source, None, "source"),
         instance_id=instance_id,
@@ -121,14 +177,13 @@ def search_models(
         page=page,
         page_size=page_size,
     )
-    return JSONResponse(services.catalog.search(query))
+    return JSONResponse(services.catalog.search(query).wire())
 
 
 @router.get("/api/models/available")
-def available_models(services: ServicesDep) -> dict[str, Any]:
+def available_models(services: ServicesDep) -> AvailableList:
     """Compatibility: the recommended models, each with ``installed``."""
-    names = services.catalog.store.names([k.value for k in ProviderKind])
-    return {"models": recommended.with_installed(names)}
+    return AvailableList(models=recommended.with_installed(services.catalog.names()))
 
 
 @router.post("/api/models/install", responses=MODEL_SOURCE)
@@ -136,72 +191,78 @@ async def install_recommended(body: InstallBody, services: ServicesDep) -> dict[
     """Download a recommended model; answers with the download task."""
     item = recommended.find(body.id)
     request = dict(item.download)
-    if body.instance_id and item.provider is ProviderKind.OLLAMA:
-        request["instance_id"] = body.instance_id
+    if body.instance_id and registry.get(item.provider).capabilities.pulls:
+        request["instance_id"] = body.instance_id  # the instance that pulls it
     return await services.lifecycle.install(request)
 
 
-@router.post("/api/models/sync")
-async def sync_models(services: ServicesDep) -> dict[str, Any]:
+@router.post("/api/models/sync", response_model=SyncOut)
+async def sync_models(services: ServicesDep) -> JSONResponse:
     """List every instance now: ``{"added", "updated", "removed", "unchanged", "errors"}``."""
-    return await services.catalog.sync()
+    return JSONResponse((await services.catalog.sync()).wire())
 
 
-@router.get("/api/models/details", responses=MODEL_RUNTIME)
+@router.get("/api/models/details", responses=MODEL_RUNTIME, response_model=ModelDetails)
 async def model_details(
     services: ServicesDep,
     provider: str = Query(min_length=1, max_length=32),
     name: str = Query(min_length=1, max_length=1024),
     instance_id: str | None = Query(default=None, min_length=1, max_length=64),
-) -> dict[str, Any]:
+) -> JSONResponse:
     """The model with GGUF metadata, memory estimate, fit verdict and recorded source."""
-    return await services.lifecycle.details(provider, name, instance_id)
+    details = await services.lifecycle.details(Ref(provider, name, instance_id))
+    return JSONResponse(details.wire())
 
 
-@router.post("/api/models/start", responses=MODEL_RUNTIME)
-async def start_model(body: StartBody, services: ServicesDep) -> dict[str, Any]:
+@router.post("/api/models/start", responses=MODEL_RUNTIME, response_model=Model)
+async def start_model(body: StartBody, services: ServicesDep) -> JSONResponse:
     """Load a model (memory check first; ``force`` skips it); answers with the model."""
-    return await services.lifecycle.start(
-        body.provider,
-        body.name,
-        body.instance_id,
+    model = await services.lifecycle.start(
+        Ref(body.provider, body.name, body.instance_id),
         force=body.force,
         wait=body.wait,
         ctx_size=body.ctx_size,
     )
+    return JSONResponse(model.wire())
 
 
-@router.post("/api/models/stop", responses=MODEL_RUNTIME)
-async def stop_model(body: ModelRef, services: ServicesDep) -> dict[str, Any]:
+@router.post("/api/models/stop", responses=MODEL_RUNTIME, response_model=Model)
+async def stop_model(body: ModelRef, services: ServicesDep) -> JSONResponse:
     """Unload a model; answers with the model."""
-    return await services.lifecycle.stop(body.provider, body.name, body.instance_id)
+    model = await services.lifecycle.stop(Ref(body.provider, body.name, body.instance_id))
+    return JSONResponse(model.wire())
 
 
-@router.post("/api/models/recreate", responses=MODEL_RECREATE)
-async def recreate_model(body: ModelRef, services: ServicesDep) -> dict[str, Any]:
+@router.post("/api/models/recreate", responses=MODEL_RECREATE, response_model=RecreatedOut)
+async def recreate_model(body: ModelRef, services: ServicesDep) -> JSONResponse:
     """Delete a model and download it again from its recorded source."""
-    return await services.lifecycle.recreate(body.provider, body.name, body.instance_id)
+    ref = Ref(body.provider, body.name, body.instance_id)
+    return JSONResponse((await services.lifecycle.recreate(ref)).wire())
 
 
-@router.post("/api/models/batch")
-async def batch_models(body: BatchBody, services: ServicesDep) -> dict[str, Any]:
+@router.post("/api/models/batch", response_model=BatchOut)
+async def batch_models(body: BatchBody, services: ServicesDep) -> JSONResponse:
     """One action on many models: a result per item, ``batch.progress`` events meanwhile."""
-    items = [m.model_dump() for m in body.models]
-    return await services.lifecycle.batch(body.action, items, force=body.force)
+    refs = [Ref(m.provider, m.name, m.instance_id) for m in body.models]
+    result = await services.lifecycle.batch(body.action, refs, force=body.force)
+    return JSONResponse(result.wire())
 
 
-@router.delete("/api/models/{provider}/{model_name:path}", responses=MODEL_RUNTIME)
+@router.delete(
+    "/api/models/{provider}/{model_name:path}", responses=MODEL_RUNTIME, response_model=DeletedOut
+)
 async def delete_model(
     provider: str,
     model_name: str,
     services: ServicesDep,
     instance_id: str | None = Query(default=None, min_length=1, max_length=64),
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Delete a model (names may contain '/' and ':'); a running GGUF answers 409."""
-    return await services.lifecycle.delete(provider, model_name, instance_id)
+    deleted = await services.lifecycle.delete(Ref(provider, model_name, instance_id))
+    return JSONResponse(deleted.wire())
 
 
 @router.get("/api/system/resources")
-async def system_resources(services: ServicesDep) -> dict[str, Any]:
+async def system_resources(services: ServicesDep) -> ResourcesReport:
     """Disk of the models directory, RAM, CPU, NVIDIA GPUs and the running models' memory."""
     return await asyncio.to_thread(services.lifecycle.resources)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,9 +10,11 @@ from modelyard.api.deps import ServicesDep
 from modelyard.api.designed import MANAGED_PROCESS
 from modelyard.api.policy import policy
 from modelyard.config import ModelMode
-from modelyard.errors import Conflict
 from modelyard.providers.base import ProviderState
+from modelyard.providers.registry import registry
 from modelyard.runtimes.health import ProviderStatus
+from modelyard.runtimes.instance_service import InstanceLog
+from modelyard.runtimes.instances import InstanceView
 
 router = APIRouter(tags=["providers"], dependencies=[policy()])
 
@@ -47,56 +46,88 @@ class InstancePatch(BaseModel):
     ctx_size: int | None = Field(default=None, ge=0, le=1_048_576)
 
 
+class InstanceList(BaseModel):
+    instances: list[InstanceView]
+
+
+class ProviderKindView(BaseModel):
+    kind: str
+    label: str
+    capabilities: dict[str, bool]
+
+
+class KindList(BaseModel):
+    kinds: list[ProviderKindView]
+
+
 class StatusList(BaseModel):
     providers: list[ProviderStatus]
     cache_ttl_ms: int
     age_ms: int
 
 
+class CheckList(BaseModel):
+    checks: list[ProviderStatus]
+
+
+class RunningVersion(BaseModel):
+    running: bool
+    version: str | None
+
+
+class ProviderErrorRef(BaseModel):
+    instance_id: str
+    reason_code: str | None
+
+
+class ProviderHealth(BaseModel):
+    status: str  # healthy, degraded or unavailable
+    running: int
+    instances: int
+    errors: list[ProviderErrorRef]
+
+
+class HealthAnswer(BaseModel):
+    status: str  # healthy or degraded
+    providers: dict[str, ProviderHealth]
+
+
 @router.get("/api/providers")
-async def list_instances(services: ServicesDep) -> dict[str, Any]:
-    return {"instances": [i.public() for i in services.instances.list()]}
+async def list_instances(services: ServicesDep) -> InstanceList:
+    return InstanceList(instances=services.instance_service.views())
+
+
+@router.get("/api/providers/kinds")
+async def list_kinds() -> KindList:
+    """Every provider kind this modelyard knows, with what its runtimes can do."""
+    kinds = [
+        ProviderKindView(kind=p.kind, label=p.label, capabilities=p.capabilities.wire())
+        for p in registry
+    ]
+    return KindList(kinds=kinds)
 
 
 @router.post("/api/providers/{provider}/instances", status_code=201)
 async def create_instance(
     provider: str, body: InstanceCreate, services: ServicesDep
-) -> dict[str, Any]:
-    instance = services.instances.create(provider, body.model_dump(exclude_none=True))
-    services.health.poke(instance)
-    return instance.public()
+) -> InstanceView:
+    return services.instance_service.create(provider, body.model_dump(exclude_none=True))
 
 
 @router.patch("/api/providers/{provider}/instances/{instance_id}")
 async def update_instance(
     provider: str, instance_id: str, body: InstancePatch, services: ServicesDep
-) -> dict[str, Any]:
+) -> InstanceView:
     """Edit an instance added through the API; a managed one must be stopped first."""
-    instance = services.instances.deletable(provider, instance_id)
-    if instance.config.managed:
-        check = await asyncio.to_thread(services.processes.check, instance.key)
-        if check.alive:
-            raise Conflict(
-                f"{instance.key} is running",
-                code="instance_running",
-                hint="Stop it first, then edit it.",
-            )
-    updated = services.instances.update(provider, instance_id, body.model_dump(exclude_unset=True))
-    services.health.forget(instance)
-    services.health.poke(updated)
-    return updated.public()
+    changes = body.model_dump(exclude_unset=True)
+    return await services.instance_service.update(provider, instance_id, changes)
 
 
 @router.delete(
     "/api/providers/{provider}/instances/{instance_id}", status_code=204, responses=MANAGED_PROCESS
 )
 async def delete_instance(provider: str, instance_id: str, services: ServicesDep) -> Response:
-    instance = services.instances.deletable(provider, instance_id)
-    if instance.config.managed:
-        await services.control.stop(instance)
-    services.instances.delete(provider, instance_id)
-    services.health.forget(instance)
-    services.bus.publish("provider.removed", {"provider": provider, "instance_id": instance_id})
+    await services.instance_service.delete(provider, instance_id)
     return Response(status_code=204)
 
 
@@ -117,17 +148,12 @@ async def provider_statuses(services: ServicesDep, refresh: bool = False) -> JSO
 async def instance_status(
     provider: str, instance_id: str, services: ServicesDep, refresh: bool = False
 ) -> ProviderStatus:
-    return await services.health.status(
-        services.instances.get(provider, instance_id), refresh=refresh
-    )
+    return await services.instance_service.status(provider, instance_id, refresh=refresh)
 
 
 @router.get("/api/providers/{provider}/instances/{instance_id}/history")
-async def instance_history(
-    provider: str, instance_id: str, services: ServicesDep
-) -> dict[str, Any]:
-    instance = services.instances.get(provider, instance_id)
-    return {"checks": [s.model_dump(mode="json") for s in services.health.history(instance)]}
+async def instance_history(provider: str, instance_id: str, services: ServicesDep) -> CheckList:
+    return CheckList(checks=services.instance_service.history(provider, instance_id))
 
 
 @router.get("/api/providers/{provider}/instances/{instance_id}/logs")
@@ -136,64 +162,59 @@ async def instance_logs(
     instance_id: str,
     services: ServicesDep,
     lines: int = Query(default=200, ge=1, le=5000),
-) -> dict[str, Any]:
-    instance = services.instances.get(provider, instance_id)
-    path = services.processes.log_path(instance.key)
-    return {
-        "path": str(path),
-        "lines": services.processes.log_tail(instance.key, lines)
-        if instance.config.managed
-        else [],
-    }
+) -> InstanceLog:
+    return services.instance_service.log(provider, instance_id, lines)
 
 
 @router.post("/api/providers/{provider}/instances/{instance_id}/start", responses=MANAGED_PROCESS)
 async def start_instance(provider: str, instance_id: str, services: ServicesDep) -> ProviderStatus:
-    return await services.control.start(services.instances.get(provider, instance_id))
+    return await services.instance_service.start(provider, instance_id)
 
 
 @router.post("/api/providers/{provider}/instances/{instance_id}/stop", responses=MANAGED_PROCESS)
 async def stop_instance(provider: str, instance_id: str, services: ServicesDep) -> ProviderStatus:
-    return await services.control.stop(services.instances.get(provider, instance_id))
+    return await services.instance_service.stop(provider, instance_id)
 
 
 @router.post("/api/providers/{provider}/instances/{instance_id}/restart", responses=MANAGED_PROCESS)
 async def restart_instance(
     provider: str, instance_id: str, services: ServicesDep
 ) -> ProviderStatus:
-    return await services.control.restart(services.instances.get(provider, instance_id))
+    return await services.instance_service.restart(provider, instance_id)
 
 
 @router.get("/api/models/status")
-async def models_status(services: ServicesDep) -> dict[str, dict[str, Any]]:
+async def models_status(services: ServicesDep) -> dict[str, RunningVersion]:
     """Compatibility: per provider, whether any instance runs and its version."""
-    result: dict[str, dict[str, Any]] = {}
+    result: dict[str, RunningVersion] = {}
     for status in await services.health.statuses():
-        entry = result.setdefault(status.provider, {"running": False, "version": None})
-        if status.state is ProviderState.RUNNING and not entry["running"]:
-            entry.update(running=True, version=status.version)
+        entry = result.setdefault(status.provider, RunningVersion(running=False, version=None))
+        if status.state is ProviderState.RUNNING and not entry.running:
+            entry.running, entry.version = True, status.version
     return result
 
 
 @router.get("/api/models/health")
-async def models_health(services: ServicesDep) -> dict[str, Any]:
+async def models_health(services: ServicesDep) -> HealthAnswer:
     """Compatibility: healthy when something runs and nothing is broken."""
-    providers: dict[str, dict[str, Any]] = {}
+    providers: dict[str, ProviderHealth] = {}
     for status in await services.health.statuses():
         entry = providers.setdefault(
-            status.provider, {"status": "unavailable", "running": 0, "instances": 0, "errors": []}
+            status.provider,
+            ProviderHealth(status="unavailable", running=0, instances=0, errors=[]),
         )
-        entry["instances"] += 1
+        entry.instances += 1
         if status.state is ProviderState.RUNNING:
-            entry["running"] += 1
+            entry.running += 1
         elif status.state in (ProviderState.ERROR, ProviderState.DEGRADED):
-            entry["errors"].append(
-                {"instance_id": status.instance_id, "reason_code": status.reason_code}
+            entry.errors.append(
+                ProviderErrorRef(instance_id=status.instance_id, reason_code=status.reason_code)
             )
     for entry in providers.values():
-        entry["status"] = (
-            "degraded" if entry["errors"] else ("healthy" if entry["running"] else "unavailable")
+        entry.status = (
+            "degraded" if entry.errors else ("healthy" if entry.running else "unavailable")
         )
-    broken = any(e["errors"] for e in providers.values())
-    running = any(e["running"] for e in providers.values())
-    return {"status": "healthy" if running and not broken else "degraded", "providers": providers}
+    broken = any(e.errors for e in providers.values())
+    running = any(e.running for e in providers.values())
+    overall = "healthy" if running and not broken else "degraded"
+    return HealthAnswer(status=overall, providers=providers)

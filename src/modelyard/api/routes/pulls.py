@@ -19,11 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelyard.api.deps import ServicesDep
 from modelyard.api.designed import MODEL_SOURCE
 from modelyard.api.policy import policy
-from modelyard.config import ProviderKind
 from modelyard.downloads.specs import DownloadRequest
 from modelyard.downloads.tasks import FINISHED, compat_download, compat_pull
 from modelyard.errors import InvalidInput, NotFound
 from modelyard.events import Subscription
+from modelyard.providers.registry import registry
 from modelyard.services import Services
 
 # Local apps (seed 004's page on another port) call these from a browser (SPEC §12).
@@ -36,7 +36,9 @@ class PullBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_name: str = Field(max_length=512)
-    provider: str = Field(default=ProviderKind.OLLAMA.value, max_length=32)
+    provider: str | None = Field(
+        default=None, max_length=32, description="a provider that pulls; default: the first"
+    )
     instance_id: str | None = Field(default=None, max_length=64)
 
 
@@ -50,15 +52,18 @@ class DownloadBody(BaseModel):
 
 @router.post("/api/models/pull", responses=MODEL_SOURCE)
 async def start_pull(body: PullBody, services: ServicesDep) -> dict[str, Any]:
-    """Pull an Ollama model: ``{"pull_id", "status": "PULLING"}``."""
-    if body.provider.strip().lower() != ProviderKind.OLLAMA.value:
+    """Pull a model through a runtime that pulls (Ollama): ``{"pull_id", "status": "PULLING"}``."""
+    pullers = [p.kind for p in registry if p.capabilities.pulls]
+    puller = registry.find(body.provider.strip().lower() if body.provider else pullers[0])
+    if puller is None or not puller.capabilities.pulls:
         raise InvalidInput(
-            f"models can be pulled from Ollama only, not {body.provider!r}",
+            f"models can be pulled from {', '.join(pullers)} only, not {body.provider!r}",
             code="unsupported_provider",
-            hint="Use provider 'ollama', or POST /api/downloads for URL and Hugging Face files.",
+            hint=f"Use provider {pullers[0]!r}, or POST /api/downloads for URL and Hugging "
+            "Face files.",
         )
     request = DownloadRequest(
-        source="ollama", model_name=body.model_name, instance_id=body.instance_id
+        source=puller.kind, model_name=body.model_name, instance_id=body.instance_id
     )
     task, _ = await services.downloads.submit(request)
     return {"pull_id": task["id"], "status": compat_pull(task)["status"]}

@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 from modelyard import __version__
 from modelyard.api.deps import ServicesDep
 from modelyard.api.policy import policy
-from modelyard.config import ProviderKind
-from modelyard.runtimes.instances import Instance
+from modelyard.providers.registry import registry
+from modelyard.runtimes.instances import Instance, InstanceOrigin
 
 router = APIRouter(tags=["system"], dependencies=[policy()])
 
@@ -32,30 +32,27 @@ async def version() -> dict[str, str]:
     return {"version": __version__}
 
 
-# Runtimes that serve the OpenAI API themselves (Ollama under /v1), preferred to the cloud API.
-_LOCAL_OPENAI = {
-    ProviderKind.OLLAMA,
-    ProviderKind.LLAMACPP,
-    ProviderKind.LMSTUDIO,
-    ProviderKind.OPENAI_COMPAT,
-}
-_NO_TARGET = (
-    "# No instance serves the OpenAI API yet: add an Ollama, llama.cpp, LM Studio or\n"
-    "# OpenAI-compatible one (Providers page, or POST /api/providers/{provider}/instances)\n"
-    "# and this snippet will use its base URL.\n"
-)
+def _no_target() -> str:
+    local = [
+        p.label for p in registry if p.api_paths.openai is not None and not p.capabilities.cloud
+    ]
+    return (
+        f"# No instance serves the OpenAI API yet: add a {', '.join(local)} instance\n"
+        "# (Providers page, or POST /api/providers/{provider}/instances)\n"
+        "# and this snippet will use its base URL.\n"
+    )
 
 
 def openai_target(instances: list[Instance]) -> Instance | None:
     """The instance the OpenAI SDK snippet talks to: the first local runtime serving the
-    OpenAI API (servers started for one GGUF model last: they come and go), else OpenAI's."""
+    OpenAI API (servers started for one GGUF model last: they come and go), else a hosted
+    API that speaks it."""
+    speaking = [i for i in instances if registry.get(i.config.provider).api_paths.openai]
     local = sorted(
-        (i for i in instances if i.config.provider in _LOCAL_OPENAI),
-        key=lambda i: i.origin == "model",
+        (i for i in speaking if not registry.get(i.config.provider).capabilities.cloud),
+        key=lambda i: i.origin is InstanceOrigin.MODEL,
     )
-    if local:
-        return local[0]
-    return next((i for i in instances if i.config.provider is ProviderKind.OPENAI), None)
+    return local[0] if local else next(iter(speaking), None)
 
 
 def openai_snippet(instances: list[Instance]) -> str:
@@ -63,7 +60,7 @@ def openai_snippet(instances: list[Instance]) -> str:
     only the environment variable it is read from."""
     target = openai_target(instances)
     if target is None:
-        header, base_url, key = _NO_TARGET, "http://HOST:PORT/v1", "'unused'"
+        header, base_url, key = _no_target(), "http://HOST:PORT/v1", "'unused'"
     else:
         cfg = target.config
         header = f"# The OpenAI API of {cfg.key}\n"
@@ -85,7 +82,7 @@ async def connection_info(request: Request, services: ServicesDep) -> dict[str, 
     """Base URLs and copy-paste snippets for talking to modelyard and its instances."""
     base = str(request.base_url).rstrip("/")
     endpoints = [
-        {"provider": i.config.provider.value, "id": i.config.id, "base_url": i.config.base_url}
+        {"provider": i.config.provider, "id": i.config.id, "base_url": i.config.base_url}
         for i in services.instances.list()
     ]
     return {

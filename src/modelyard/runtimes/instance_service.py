@@ -1,0 +1,122 @@
+"""What can be done to instances, one method per request: add, edit and remove them (stopping
+a running managed one, forgetting its status, announcing ``provider.removed``), their status,
+history and log, and starting or stopping their process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from modelyard.errors import Conflict, ModelyardError
+from modelyard.events import EventBus
+from modelyard.runtimes.control import InstanceControl
+from modelyard.runtimes.health import HealthChecker, ProviderStatus
+from modelyard.runtimes.instances import Instance, InstanceOrigin, InstanceRegistry, InstanceView
+from modelyard.runtimes.processes import ProcessManager
+
+
+@dataclass(frozen=True)
+class InstanceLog:
+    """The tail of a managed instance's log (external ones have none)."""
+
+    path: str
+    lines: list[str]
+
+
+class InstanceService:
+    def __init__(
+        self,
+        instances: InstanceRegistry,
+        processes: ProcessManager,
+        health: HealthChecker,
+        control: InstanceControl,
+        bus: EventBus,
+    ) -> None:
+        self.instances = instances
+        self.processes = processes
+        self.health = health
+        self.control = control
+        self.bus = bus
+
+    def views(self) -> list[InstanceView]:
+        return [i.view() for i in self.instances.list()]
+
+    def create(self, provider: str, fields: dict[str, Any]) -> InstanceView:
+        """Add an instance (``POST /api/providers/{provider}/instances``); checked soon."""
+        instance = self.instances.create(provider, fields)
+        self.health.poke(instance)
+        return instance.view()
+
+    async def update(
+        self, provider: str, instance_id: str, changes: dict[str, Any]
+    ) -> InstanceView:
+        """Edit an instance added through the API; a managed one must be stopped first."""
+        instance = self.instances.deletable(provider, instance_id)
+        if instance.config.managed:
+            check = await asyncio.to_thread(self.processes.check, instance.key)
+            if check.alive:
+                raise Conflict(
+                    f"{instance.key} is running",
+                    code="instance_running",
+                    hint="Stop it first, then edit it.",
+                )
+        updated = self.instances.update(provider, instance_id, changes)
+        self.health.forget(instance)
+        self.health.poke(updated)
+        return updated.view()
+
+    async def delete(self, provider: str, instance_id: str) -> None:
+        """Remove an instance added through the API, stopping its process first."""
+        instance = self.instances.deletable(provider, instance_id)
+        if instance.config.managed:
+            await self.control.stop(instance)
+        self.instances.delete(provider, instance_id)
+        self._forget(instance)
+
+    def add_model_server(self, provider: str, fields: dict[str, Any]) -> Instance:
+        """An instance serving one local file (its status is checked once it has loaded)."""
+        return self.instances.create(provider, fields, origin=InstanceOrigin.MODEL)
+
+    def remove_model_server(self, instance: Instance) -> None:
+        """Forget an instance created for a local file once it no longer runs (configured
+        ones, and one still running, stay visible and manageable)."""
+        if instance.origin is not InstanceOrigin.MODEL:
+            return
+        try:
+            self.processes.forget(instance.key)  # drops a crashed server's stale PID file
+        except ModelyardError:
+            return  # still running
+        with contextlib.suppress(ModelyardError):  # already gone
+            self.instances.delete(instance.config.provider, instance.config.id)
+        self._forget(instance)
+
+    def _forget(self, instance: Instance) -> None:
+        self.health.forget(instance)
+        self.bus.publish(
+            "provider.removed",
+            {"provider": instance.config.provider, "instance_id": instance.config.id},
+        )
+
+    # -- status and process ----------------------------------------------------------------
+
+    async def status(self, provider: str, instance_id: str, *, refresh: bool) -> ProviderStatus:
+        return await self.health.status(self.instances.get(provider, instance_id), refresh=refresh)
+
+    def history(self, provider: str, instance_id: str) -> list[ProviderStatus]:
+        return self.health.history(self.instances.get(provider, instance_id))
+
+    def log(self, provider: str, instance_id: str, lines: int) -> InstanceLog:
+        instance = self.instances.get(provider, instance_id)
+        tail = self.processes.log_tail(instance.key, lines) if instance.config.managed else []
+        return InstanceLog(str(self.processes.log_path(instance.key)), tail)
+
+    async def start(self, provider: str, instance_id: str) -> ProviderStatus:
+        return await self.control.start(self.instances.get(provider, instance_id))
+
+    async def stop(self, provider: str, instance_id: str) -> ProviderStatus:
+        return await self.control.stop(self.instances.get(provider, instance_id))
+
+    async def restart(self, provider: str, instance_id: str) -> ProviderStatus:
+        return await self.control.restart(self.instances.get(provider, instance_id))
