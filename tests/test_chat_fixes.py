@@ -16,8 +16,8 @@ import pytest
 
 from modelyard.chat.types import ChatOptions, Piece, Target, Turn
 from modelyard.config import InstanceConfig
+from modelyard.providers.clients import Clients
 from modelyard.providers.registry import registry
-from modelyard.providers.sdk import SdkClients
 from tests.chat_helpers import llama_server, send, text_of
 from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp
@@ -176,7 +176,7 @@ def test_an_internal_error_has_a_hint_naming_the_instance(
     app = modelyard([ollama_instance(ollama_server.url)])
 
     async def broken(
-        clients: SdkClients, target: Target, turns: list[Turn], options: ChatOptions
+        clients: Clients, target: Target, turns: list[Turn], options: ChatOptions
     ) -> AsyncIterator[Piece]:
         raise RuntimeError("a bug")  # a fault no stand-in can cause: a bug in modelyard
         yield Piece()  # pragma: no cover - makes this an async generator

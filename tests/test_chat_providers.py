@@ -10,7 +10,7 @@ from typing import Any
 from modelyard.chat.types import Target
 from modelyard.config import InstanceConfig
 from modelyard.providers import openai_api
-from modelyard.providers.sdk import SdkClients
+from modelyard.providers.clients import Clients
 from tests.chat_helpers import send, text_of
 from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp
@@ -214,7 +214,7 @@ def test_openai_style_endpoints_share_one_http_client_and_closing_closes_it() ->
     and TLS context, tens of milliseconds, on the way to its first token."""
 
     async def scenario() -> None:
-        clients = SdkClients(connect_timeout_s=1.0, read_timeout_s=5.0)
+        clients = Clients(connect_timeout_s=1.0, read_timeout_s=5.0)
         one = Target("llamacpp", "a", "http://127.0.0.1:1", "", "m")
         two = Target("openai_compat", "b", "http://127.0.0.1:2/v1", "key", "m")
         first = openai_api.client_for(clients, one, cloud=False)

@@ -7,7 +7,7 @@ route → service → provider adapter / store → event bus → WebSocket and U
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from modelyard.access.audit import AuditLog
@@ -51,7 +51,6 @@ class Services:
     chat: ChatService
     api_keys: ApiKeys
     audit: AuditLog
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:

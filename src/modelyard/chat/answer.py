@@ -23,8 +23,8 @@ from modelyard.chat.targets import Targets
 from modelyard.chat.types import ChatOptions, Target, Turn
 from modelyard.errors import ChatError, ModelyardError
 from modelyard.metrics import Metrics
+from modelyard.providers.clients import Clients
 from modelyard.providers.registry import registry
-from modelyard.providers.sdk import SdkClients
 
 log = logging.getLogger("modelyard.chat")
 STORE_AFTER_S = 1.0
@@ -208,7 +208,7 @@ class Answerer:
         store: ConversationStore,
         targets: Targets,
         windows: ContextWindows,
-        clients: SdkClients,
+        clients: Clients,
         http: httpx.AsyncClient,
         metrics: Metrics,
         ended: Callable[[Generation], None],

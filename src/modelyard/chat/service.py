@@ -26,8 +26,8 @@ from modelyard.config import Settings
 from modelyard.errors import Conflict, InvalidInput
 from modelyard.events import EventBus
 from modelyard.metrics import Metrics
+from modelyard.providers.clients import Clients
 from modelyard.providers.registry import registry
-from modelyard.providers.sdk import SdkClients
 from modelyard.runtimes.control import InstanceControl
 from modelyard.runtimes.health import HealthChecker
 from modelyard.runtimes.instances import InstanceRegistry
@@ -62,7 +62,7 @@ class ChatService:
         self.targets = Targets(settings, instances, health, control, processes, starter)
         self.http = httpx.AsyncClient(timeout=settings.api_timeout_ms / 1000)
         self.windows = ContextWindows(self.http, settings.default_ctx_size, self._catalog_ctx)
-        self.clients = SdkClients(settings.connect_timeout_ms / 1000, settings.chat_timeout_s)
+        self.clients = Clients(settings.connect_timeout_ms / 1000, settings.chat_timeout_s)
         self.answerer = Answerer(
             self.store, self.targets, self.windows, self.clients, self.http, metrics, self._ended
         )

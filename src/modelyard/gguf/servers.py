@@ -27,7 +27,7 @@ from modelyard.models.catalog import Catalog, server_details
 from modelyard.runtimes.control import InstanceControl
 from modelyard.runtimes.health import HealthChecker
 from modelyard.runtimes.instance_service import InstanceService
-from modelyard.runtimes.instances import Instance, InstanceOrigin
+from modelyard.runtimes.instances import Instance, InstanceFields, InstanceOrigin
 from modelyard.runtimes.processes import ProcessManager
 
 HOST = "127.0.0.1"
@@ -120,18 +120,18 @@ class GgufServers:
         argv = provider.file_command(
             self.settings, path, host=HOST, port=port, ctx_size=ctx_size, alias=name, mode=mode
         )
-        data: dict[str, Any] = {
-            "id": instance_id_for(name),
-            "base_url": f"http://{HOST}:{port}",
-            "managed": True,
-            "model": str(path),
-            "mode": mode.value,
-            "ctx_size": ctx_size,
-            "command": argv,
-        }
+        fields = InstanceFields(
+            id=instance_id_for(name),
+            base_url=f"http://{HOST}:{port}",
+            managed=True,
+            model=str(path),
+            mode=mode,
+            ctx_size=ctx_size,
+            command=argv,
+        )
         # Not checked now: its status is checked once it has loaded (announce), and checks
         # while it loads would compete with the wait for it.
-        return self.instances.add_model_server(provider.kind, data)
+        return self.instances.add_model_server(provider.kind, fields)
 
     async def wait_loaded(self, instance: Instance, *, announce: bool = True) -> None:
         """Return once ``/health`` answers 200; stop the server and raise if it exits or times

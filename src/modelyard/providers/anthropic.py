@@ -24,9 +24,9 @@ from modelyard.providers.base import (
     unauthorized,
     wrong_service,
 )
+from modelyard.providers.clients import Clients
 from modelyard.providers.failures import status_error, timed_out, unreachable, upstream_failed
 from modelyard.providers.listing import data_list, get_json, parse_time
-from modelyard.providers.sdk import SdkClients
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # the API requires max_tokens
@@ -99,7 +99,7 @@ class AnthropicProvider(Provider):
         ]
 
     async def chat(
-        self, clients: SdkClients, target: Target, turns: Sequence[Turn], options: ChatOptions
+        self, clients: Clients, target: Target, turns: Sequence[Turn], options: ChatOptions
     ) -> AsyncIterator[Piece]:
         system = "\n\n".join(t.content for t in turns if t.role == "system")
         messages: Any = [

@@ -28,8 +28,8 @@ from modelyard.models.types import ModelEntry
 from modelyard.runtimes.processes import LaunchSpec
 
 if TYPE_CHECKING:
+    from modelyard.providers.clients import Clients
     from modelyard.providers.pull import LayerTracker
-    from modelyard.providers.sdk import SdkClients
 
 
 class ProviderState(StrEnum):
@@ -272,14 +272,14 @@ class Provider(ABC):
     # -- chat -----------------------------------------------------------------------------
 
     def chat(
-        self, clients: SdkClients, target: Target, turns: Sequence[Turn], options: ChatOptions
+        self, clients: Clients, target: Target, turns: Sequence[Turn], options: ChatOptions
     ) -> AsyncIterator[Piece]:
         """The token stream of one answer. Leaving the iterator early closes the upstream
         response, which is how the runtime learns to stop. Failures raise ``ChatError``."""
         raise ChatError(f"cannot chat with {self.kind}", code="unsupported_provider")
 
     async def embed(
-        self, clients: SdkClients, target: Target, texts: Sequence[str]
+        self, clients: Clients, target: Target, texts: Sequence[str]
     ) -> list[list[float]]:
         """One vector per text (``embeddings``); failures raise ``ChatError``."""
         raise ChatError(f"{self.label} has no embeddings", code="not_supported")

@@ -39,9 +39,9 @@ from modelyard.providers.base import (
     unauthorized,
     wrong_service,
 )
+from modelyard.providers.clients import Clients
 from modelyard.providers.listing import data_list, get_json, int_or_none
 from modelyard.providers.programs import find_program
-from modelyard.providers.sdk import SdkClients
 from modelyard.runtimes.processes import LaunchSpec
 
 LLAMA_SERVER = "llama-server"
@@ -125,13 +125,13 @@ class LlamaCppProvider(Provider):
     # -- chat -----------------------------------------------------------------------------
 
     def chat(
-        self, clients: SdkClients, target: Target, turns: Sequence[Turn], options: ChatOptions
+        self, clients: Clients, target: Target, turns: Sequence[Turn], options: ChatOptions
     ) -> AsyncIterator[Piece]:
         client = openai_api.client_for(clients, target, cloud=False)
         return openai_api.stream_chat(client, target, turns, options)
 
     async def embed(
-        self, clients: SdkClients, target: Target, texts: Sequence[str]
+        self, clients: Clients, target: Target, texts: Sequence[str]
     ) -> list[list[float]]:
         client = openai_api.client_for(clients, target, cloud=False)
         return await openai_api.embed(client, target, texts)

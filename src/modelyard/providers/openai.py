@@ -12,7 +12,7 @@ from modelyard.config import InstanceConfig, Settings
 from modelyard.models.types import ModelEntry
 from modelyard.providers import openai_api
 from modelyard.providers.base import ApiProbe, Capabilities, Provider
-from modelyard.providers.sdk import SdkClients
+from modelyard.providers.clients import Clients
 
 
 class OpenAIProvider(Provider):
@@ -44,7 +44,7 @@ class OpenAIProvider(Provider):
         return await openai_api.list_models(http, inst)
 
     def chat(
-        self, clients: SdkClients, target: Target, turns: Sequence[Turn], options: ChatOptions
+        self, clients: Clients, target: Target, turns: Sequence[Turn], options: ChatOptions
     ) -> AsyncIterator[Piece]:
         client = openai_api.client_for(clients, target, cloud=True)
         # OpenAI's newer models refuse max_tokens; local servers know only max_tokens.
@@ -58,7 +58,7 @@ class OpenAIProvider(Provider):
         )
 
     async def embed(
-        self, clients: SdkClients, target: Target, texts: Sequence[str]
+        self, clients: Clients, target: Target, texts: Sequence[str]
     ) -> list[list[float]]:
         client = openai_api.client_for(clients, target, cloud=True)
         return await openai_api.embed(client, target, texts)

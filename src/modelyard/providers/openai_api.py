@@ -23,9 +23,9 @@ from modelyard.providers.base import (
     unauthorized,
     wrong_service,
 )
+from modelyard.providers.clients import Clients
 from modelyard.providers.failures import status_error, timed_out, unreachable, upstream_failed
 from modelyard.providers.listing import data_list, get_json, guess_mode, int_or_none
-from modelyard.providers.sdk import SdkClients
 
 
 def models_url(base_url: str) -> str:
@@ -152,7 +152,7 @@ async def embed(
     return [list(item.embedding) for item in sorted(answer.data, key=lambda d: d.index)]
 
 
-def client_for(clients: SdkClients, target: Target, *, cloud: bool) -> openai.AsyncOpenAI:
+def client_for(clients: Clients, target: Target, *, cloud: bool) -> openai.AsyncOpenAI:
     """Cloud APIs have transient failures worth the SDK's retries (made before any token
     arrives); a local server that refuses is reported at once."""
     return clients.openai_client(target.base_url, target.api_key, 2 if cloud else 0)

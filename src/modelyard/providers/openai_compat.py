@@ -13,7 +13,7 @@ from modelyard.config import InstanceConfig
 from modelyard.models.types import ModelEntry
 from modelyard.providers import openai_api
 from modelyard.providers.base import ApiProbe, Capabilities, Provider
-from modelyard.providers.sdk import SdkClients
+from modelyard.providers.clients import Clients
 
 
 class OpenAICompatProvider(Provider):
@@ -30,13 +30,13 @@ class OpenAICompatProvider(Provider):
         return await openai_api.list_models(http, inst)
 
     def chat(
-        self, clients: SdkClients, target: Target, turns: Sequence[Turn], options: ChatOptions
+        self, clients: Clients, target: Target, turns: Sequence[Turn], options: ChatOptions
     ) -> AsyncIterator[Piece]:
         client = openai_api.client_for(clients, target, cloud=False)
         return openai_api.stream_chat(client, target, turns, options)
 
     async def embed(
-        self, clients: SdkClients, target: Target, texts: Sequence[str]
+        self, clients: Clients, target: Target, texts: Sequence[str]
     ) -> list[list[float]]:
         return await openai_api.embed(
             openai_api.client_for(clients, target, cloud=False), target, texts

@@ -7,13 +7,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from typing import Any
 
 from modelyard.errors import Conflict, ModelyardError
 from modelyard.events import EventBus
 from modelyard.runtimes.control import InstanceControl
 from modelyard.runtimes.health import HealthChecker, ProviderStatus
-from modelyard.runtimes.instances import Instance, InstanceOrigin, InstanceRegistry, InstanceView
+from modelyard.runtimes.instances import (
+    Instance,
+    InstanceChanges,
+    InstanceFields,
+    InstanceOrigin,
+    InstanceRegistry,
+    InstanceView,
+)
 from modelyard.runtimes.processes import ProcessManager
 
 
@@ -43,14 +49,14 @@ class InstanceService:
     def views(self) -> list[InstanceView]:
         return [i.view() for i in self.instances.list()]
 
-    def create(self, provider: str, fields: dict[str, Any]) -> InstanceView:
+    def create(self, provider: str, fields: InstanceFields) -> InstanceView:
         """Add an instance (``POST /api/providers/{provider}/instances``); checked soon."""
         instance = self.instances.create(provider, fields)
         self.health.poke(instance)
         return instance.view()
 
     async def update(
-        self, provider: str, instance_id: str, changes: dict[str, Any]
+        self, provider: str, instance_id: str, changes: InstanceChanges
     ) -> InstanceView:
         """Edit an instance added through the API; a managed one must be stopped first."""
         instance = self.instances.deletable(provider, instance_id)
@@ -75,7 +81,7 @@ class InstanceService:
         self.instances.delete(provider, instance_id)
         self._forget(instance)
 
-    def add_model_server(self, provider: str, fields: dict[str, Any]) -> Instance:
+    def add_model_server(self, provider: str, fields: InstanceFields) -> Instance:
         """An instance serving one local file (its status is checked once it has loaded)."""
         return self.instances.create(provider, fields, origin=InstanceOrigin.MODEL)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import bindparam, delete, insert
 
 from modelyard.config import InstanceConfig, ModelMode, Settings
@@ -33,6 +33,29 @@ class InstanceOrigin(StrEnum):
     CONFIG = "config"  # the config file, or the defaults: read-only here
     API = "api"  # POST /api/providers/{provider}/instances
     MODEL = "model"  # created to serve a local file, removed when it stops
+
+
+class InstanceChanges(BaseModel):
+    """What may be changed of an instance (``PATCH``; its id and provider stay)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = Field(default=None, min_length=1, max_length=2048)
+    managed: bool | None = None
+    api_key: str | None = Field(default=None, max_length=4096)
+    api_key_env: str | None = Field(default=None, max_length=128)
+    model: str | None = Field(default=None, max_length=4096)
+    mode: ModelMode | None = None
+    command: list[str] | None = None
+    ctx_size: int | None = Field(default=None, ge=0, le=1_048_576)
+
+
+class InstanceFields(InstanceChanges):
+    """A new instance (``POST``): at least its id and base URL."""
+
+    id: str = Field(min_length=1, max_length=64)
+    base_url: str = Field(min_length=1, max_length=2048)
+    managed: bool = False
 
 
 class InstanceView(BaseModel):
@@ -171,9 +194,14 @@ class InstanceRegistry:
             return self._items.get(key)
 
     def create(
-        self, provider: str, data: dict[str, Any], *, origin: InstanceOrigin = InstanceOrigin.API
+        self,
+        provider: str,
+        fields: InstanceFields,
+        *,
+        origin: InstanceOrigin = InstanceOrigin.API,
     ) -> Instance:
         """Validate and add an instance; 409 ``instance_exists`` for a duplicate id."""
+        data = fields.model_dump(exclude_none=True)
         cfg = self._validated(registry.get(provider).kind, data)
         with self._lock:
             if cfg.key in self._items:
@@ -188,10 +216,15 @@ class InstanceRegistry:
             self._items[cfg.key] = instance
         return instance
 
-    def update(self, provider: str, instance_id: str, changes: dict[str, Any]) -> Instance:
-        """Change an API-created instance's fields (not its id); configured ones answer 409."""
+    def update(self, provider: str, instance_id: str, changes: InstanceChanges) -> Instance:
+        """Change an API-created instance's fields (not its id); configured ones answer 409.
+        A field sent as null is reset to its default."""
         current = self.deletable(provider, instance_id)
-        merged = {**current.config.model_dump(), **changes, "id": current.config.id}
+        merged = {
+            **current.config.model_dump(),
+            **changes.model_dump(exclude_unset=True),
+            "id": current.config.id,
+        }
         cfg = self._validated(current.config.provider, merged)
         with self._lock:
             with self.db.session() as s:

@@ -4,46 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from modelyard.api.deps import ServicesDep
 from modelyard.api.designed import MANAGED_PROCESS
 from modelyard.api.policy import policy
-from modelyard.config import ModelMode
 from modelyard.providers.base import ProviderState
 from modelyard.providers.registry import registry
 from modelyard.runtimes.health import ProviderStatus
 from modelyard.runtimes.instance_service import InstanceLog
-from modelyard.runtimes.instances import InstanceView
+from modelyard.runtimes.instances import InstanceChanges, InstanceFields, InstanceView
 
 router = APIRouter(tags=["providers"], dependencies=[policy()])
-
-
-class InstanceCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Field(min_length=1, max_length=64)
-    base_url: str = Field(min_length=1, max_length=2048)
-    managed: bool = False
-    api_key: str | None = Field(default=None, max_length=4096)
-    api_key_env: str | None = Field(default=None, max_length=128)
-    model: str | None = Field(default=None, max_length=4096)
-    mode: ModelMode | None = None
-    command: list[str] | None = None
-    ctx_size: int | None = Field(default=None, ge=0, le=1_048_576)
-
-
-class InstancePatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str | None = Field(default=None, min_length=1, max_length=2048)
-    managed: bool | None = None
-    api_key: str | None = Field(default=None, max_length=4096)
-    api_key_env: str | None = Field(default=None, max_length=128)
-    model: str | None = Field(default=None, max_length=4096)
-    mode: ModelMode | None = None
-    command: list[str] | None = None
-    ctx_size: int | None = Field(default=None, ge=0, le=1_048_576)
 
 
 class InstanceList(BaseModel):
@@ -109,18 +81,17 @@ async def list_kinds() -> KindList:
 
 @router.post("/api/providers/{provider}/instances", status_code=201)
 async def create_instance(
-    provider: str, body: InstanceCreate, services: ServicesDep
+    provider: str, body: InstanceFields, services: ServicesDep
 ) -> InstanceView:
-    return services.instance_service.create(provider, body.model_dump(exclude_none=True))
+    return services.instance_service.create(provider, body)
 
 
 @router.patch("/api/providers/{provider}/instances/{instance_id}")
 async def update_instance(
-    provider: str, instance_id: str, body: InstancePatch, services: ServicesDep
+    provider: str, instance_id: str, body: InstanceChanges, services: ServicesDep
 ) -> InstanceView:
     """Edit an instance added through the API; a managed one must be stopped first."""
-    changes = body.model_dump(exclude_unset=True)
-    return await services.instance_service.update(provider, instance_id, changes)
+    return await services.instance_service.update(provider, instance_id, body)
 
 
 @router.delete(

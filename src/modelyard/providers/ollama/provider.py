@@ -34,6 +34,7 @@ from modelyard.providers.base import (
     unreachable,
     wrong_service,
 )
+from modelyard.providers.clients import Clients
 from modelyard.providers.failures import status_error, timed_out, upstream_failed
 from modelyard.providers.failures import unreachable as chat_unreachable
 from modelyard.providers.listing import aware, guess_mode, int_or_none
@@ -41,7 +42,6 @@ from modelyard.providers.ollama import pull
 from modelyard.providers.ollama.names import ollama_display_name, validate_ollama_name
 from modelyard.providers.programs import find_program
 from modelyard.providers.pull import LayerTracker
-from modelyard.providers.sdk import SdkClients
 from modelyard.runtimes.processes import LaunchSpec
 from modelyard.validation import validate_base_url
 
@@ -193,7 +193,7 @@ class OllamaProvider(Provider):
     # -- chat -----------------------------------------------------------------------------
 
     async def chat(
-        self, clients: SdkClients, target: Target, turns: Sequence[Turn], options: ChatOptions
+        self, clients: Clients, target: Target, turns: Sequence[Turn], options: ChatOptions
     ) -> AsyncIterator[Piece]:
         params: dict[str, Any] = {
             "temperature": options.temperature,
@@ -220,7 +220,7 @@ class OllamaProvider(Provider):
             raise chat_unreachable(target, exc) from exc
 
     async def embed(
-        self, clients: SdkClients, target: Target, texts: Sequence[str]
+        self, clients: Clients, target: Target, texts: Sequence[str]
     ) -> list[list[float]]:
         try:
             answer = await clients.ollama_client(target.base_url).embed(

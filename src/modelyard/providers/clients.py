@@ -1,4 +1,5 @@
-"""The official SDK clients a running modelyard keeps for answering: one per endpoint and key.
+"""The clients a running modelyard keeps for answering: the official SDKs' clients, one per
+endpoint and key, and one plain HTTP client for runtimes spoken to without an SDK.
 
 The ``openai`` clients share one HTTP client: each would otherwise build its own TLS
 context, about 30 ms, on the way to the first token of the first answer from every new
@@ -21,8 +22,8 @@ def with_v1(base_url: str) -> str:
     return base_url if base_url.endswith("/v1") else f"{base_url}/v1"
 
 
-class SdkClients:
-    """SDK clients kept per endpoint and key; closed together at shutdown."""
+class Clients:
+    """Clients kept per endpoint and key; closed together at shutdown."""
 
     def __init__(self, connect_timeout_s: float, read_timeout_s: float) -> None:
         self.connect_s = connect_timeout_s
@@ -32,6 +33,7 @@ class SdkClients:
         self._openai: dict[tuple[str, str, int], openai.AsyncOpenAI] = {}
         self._anthropic: dict[tuple[str, str, int], anthropic.AsyncAnthropic] = {}
         self._ollama: dict[str, ollama.AsyncClient] = {}
+        self._http: httpx.AsyncClient | None = None
 
     @property
     def warmed(self) -> bool:
@@ -76,6 +78,14 @@ class SdkClients:
             self._ollama[base_url] = client
         return client
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """Plain HTTP with the answering timeouts (a long read: tokens may be slow)."""
+        if self._http is None:
+            timeout = httpx.Timeout(self.read_s, connect=self.connect_s)
+            self._http = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        return self._http
+
     def _openai_timeout(self) -> openai.Timeout:
         return openai.Timeout(self.read_s, connect=self.connect_s)
 
@@ -100,6 +110,9 @@ class SdkClients:
             await an.close()
         for ol in self._ollama.values():
             await ol.close()  # type: ignore[no-untyped-call]
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
         self._openai.clear()
         self._anthropic.clear()
         self._ollama.clear()
