@@ -7,9 +7,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from modelyard.chat.types import Target
 from modelyard.config import InstanceConfig
-from modelyard.providers import openai_api
 from modelyard.providers.clients import Clients
 from tests.chat_helpers import send, text_of
 from tests.fakes.common import ReplyScript
@@ -215,10 +213,8 @@ def test_openai_style_endpoints_share_one_http_client_and_closing_closes_it() ->
 
     async def scenario() -> None:
         clients = Clients(connect_timeout_s=1.0, read_timeout_s=5.0)
-        one = Target("llamacpp", "a", "http://127.0.0.1:1", "", "m")
-        two = Target("openai_compat", "b", "http://127.0.0.1:2/v1", "key", "m")
-        first = openai_api.client_for(clients, one, cloud=False)
-        second = openai_api.client_for(clients, two, cloud=False)
+        first = clients.openai_client("http://127.0.0.1:1", "", retries=0)
+        second = clients.openai_client("http://127.0.0.1:2/v1", "key", retries=2)
         assert first is not second and str(second.base_url) == "http://127.0.0.1:2/v1/"
         assert first._client is second._client
         await clients.aclose()

@@ -14,14 +14,14 @@ import hashlib
 import os
 import sys
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
 
-from modelyard.chat.types import ChatOptions, Piece, Target, Turn
+from modelyard.chat.types import Target
 from modelyard.config import InstanceConfig, ModelMode, Settings
 from modelyard.errors import InvalidInput, ListingError
 from modelyard.gguf.metadata import format_parameter_count
@@ -30,7 +30,6 @@ from modelyard.providers import openai_api
 from modelyard.providers.base import (
     ApiProbe,
     Capabilities,
-    Provider,
     ProviderState,
     RuntimeCheck,
     TokenCounter,
@@ -39,7 +38,6 @@ from modelyard.providers.base import (
     unauthorized,
     wrong_service,
 )
-from modelyard.providers.clients import Clients
 from modelyard.providers.listing import data_list, get_json, int_or_none
 from modelyard.providers.programs import find_program
 from modelyard.runtimes.processes import LaunchSpec
@@ -54,7 +52,7 @@ _MODE_FLAGS = {
 _MEMO_SIZE = 2048
 
 
-class LlamaCppProvider(Provider):
+class LlamaCppProvider(openai_api.SpeaksOpenAI):
     kind: ClassVar[str] = "llamacpp"
     label: ClassVar[str] = "llama.cpp"
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -123,18 +121,6 @@ class LlamaCppProvider(Provider):
             )
 
     # -- chat -----------------------------------------------------------------------------
-
-    def chat(
-        self, clients: Clients, target: Target, turns: Sequence[Turn], options: ChatOptions
-    ) -> AsyncIterator[Piece]:
-        client = openai_api.client_for(clients, target, cloud=False)
-        return openai_api.stream_chat(client, target, turns, options)
-
-    async def embed(
-        self, clients: Clients, target: Target, texts: Sequence[str]
-    ) -> list[list[float]]:
-        client = openai_api.client_for(clients, target, cloud=False)
-        return await openai_api.embed(client, target, texts)
 
     async def loaded_context(self, http: httpx.AsyncClient, target: Target) -> int | None:
         props = (await http.get(f"{target.base_url}/props")).json()

@@ -11,12 +11,11 @@ speak the OpenAI API.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
 
 import httpx
 
-from modelyard.chat.types import ChatOptions, Piece, Target, Turn
+from modelyard.chat.types import Target
 from modelyard.config import InstanceConfig, ModelMode, Settings
 from modelyard.errors import Conflict, UpstreamError
 from modelyard.models.types import ModelEntry, ModelStatus
@@ -24,7 +23,6 @@ from modelyard.providers import openai_api
 from modelyard.providers.base import (
     ApiProbe,
     Capabilities,
-    Provider,
     ProviderState,
     bearer,
     json_or_none,
@@ -33,11 +31,10 @@ from modelyard.providers.base import (
     unreachable,
     wrong_service,
 )
-from modelyard.providers.clients import Clients
 from modelyard.providers.listing import data_list, get_json, int_or_none
 
 
-class LMStudioProvider(Provider):
+class LMStudioProvider(openai_api.SpeaksOpenAI):
     kind: ClassVar[str] = "lmstudio"
     label: ClassVar[str] = "LM Studio"
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -151,18 +148,6 @@ class LMStudioProvider(Provider):
                 )
 
     # -- chat -----------------------------------------------------------------------------
-
-    def chat(
-        self, clients: Clients, target: Target, turns: Sequence[Turn], options: ChatOptions
-    ) -> AsyncIterator[Piece]:
-        client = openai_api.client_for(clients, target, cloud=False)
-        return openai_api.stream_chat(client, target, turns, options)
-
-    async def embed(
-        self, clients: Clients, target: Target, texts: Sequence[str]
-    ) -> list[list[float]]:
-        client = openai_api.client_for(clients, target, cloud=False)
-        return await openai_api.embed(client, target, texts)
 
     async def model_context(self, http: httpx.AsyncClient, target: Target) -> int | None:
         entry = (await http.get(f"{target.base_url}/api/v0/models/{target.model}")).json()

@@ -5,8 +5,9 @@ through the official ``openai`` SDK, embeddings, and a model's context from its 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar
 
 import httpx
 import openai
@@ -16,6 +17,7 @@ from modelyard.config import InstanceConfig
 from modelyard.models.types import ModelEntry
 from modelyard.providers.base import (
     ApiProbe,
+    Provider,
     ProviderState,
     bearer,
     describe_http,
@@ -87,18 +89,61 @@ async def model_context(http: httpx.AsyncClient, target: Target) -> int | None:
     return None
 
 
+class SpeaksOpenAI(Provider):
+    """A runtime that answers through the OpenAI API: chat completions and embeddings, and by
+    default its status and models from ``/v1/models`` too. A hosted API (``cloud``) gets the
+    SDK's retries (made before any token arrives) and keeps its connections; a local server
+    that refuses is reported at once."""
+
+    max_tokens_field: ClassVar[str] = "max_tokens"  # OpenAI's newer models refuse it
+
+    async def probe(self, http: httpx.AsyncClient, inst: InstanceConfig, api_key: str) -> ApiProbe:
+        return await probe_models(http, inst, api_key, self.label)
+
+    async def list_models(
+        self, http: httpx.AsyncClient, inst: InstanceConfig, timeout: float
+    ) -> list[ModelEntry]:
+        return await list_models(http, inst)
+
+    def chat(
+        self, clients: Clients, target: Target, turns: Sequence[Turn], options: ChatOptions
+    ) -> AsyncIterator[Piece]:
+        return stream_chat(
+            self._client(clients, target),
+            target,
+            turns,
+            options,
+            max_tokens_field=self.max_tokens_field,
+            keeps_connection=self.capabilities.cloud,
+        )
+
+    async def embed(
+        self, clients: Clients, target: Target, texts: Sequence[str]
+    ) -> list[list[float]]:
+        """``POST /v1/embeddings``: one vector per text, in order."""
+        with _translated(target):
+            answer = await self._client(clients, target).embeddings.create(
+                model=target.model, input=list(texts)
+            )
+        return [list(item.embedding) for item in sorted(answer.data, key=lambda d: d.index)]
+
+    def _client(self, clients: Clients, target: Target) -> openai.AsyncOpenAI:
+        retries = 2 if self.capabilities.cloud else 0
+        return clients.openai_client(target.base_url, target.api_key, retries)
+
+
 async def stream_chat(
     client: openai.AsyncOpenAI,
     target: Target,
     turns: Sequence[Turn],
     options: ChatOptions,
     *,
-    max_tokens_field: str = "max_tokens",
-    keeps_connection: bool = False,
+    max_tokens_field: str,
+    keeps_connection: bool,
 ) -> AsyncIterator[Piece]:
-    """The chat-completions stream as ``Piece`` objects. ``max_tokens_field``: OpenAI's own
-    newer models refuse ``max_tokens``; ``keeps_connection``: the server may reuse the
-    connection after ``[DONE]`` (llama-server closes it although it says keep-alive)."""
+    """The chat-completions stream as ``Piece`` objects. ``keeps_connection``: the server may
+    reuse the connection after ``[DONE]`` (llama-server closes it although it says
+    keep-alive, so reusing it would fail the next answer)."""
     params: dict[str, Any] = {}
     if options.temperature is not None:
         params["temperature"] = options.temperature
@@ -107,7 +152,7 @@ async def stream_chat(
     if options.max_tokens is not None:
         params[max_tokens_field] = options.max_tokens
     messages = [{"role": t.role, "content": t.content} for t in turns]
-    try:
+    with _translated(target):
         # The SDK sends the request and maps HTTP errors, but two of its conveniences are too
         # slow on the way to the first token: it type-walks every message it is given (20 ms
         # for a 50-message history), so the plain-JSON history goes as extra_body, which is
@@ -125,37 +170,23 @@ async def stream_chat(
                 chunk = _sse_data(line, target)
                 if chunk is _DONE:
                     if not keeps_connection:
-                        break  # reusing the connection would fail the next answer
+                        break
                 elif chunk is not None:
                     for piece in _pieces(chunk):
                         yield piece
-    except openai.APIStatusError as exc:
-        raise status_error(exc.status_code, error_message(exc), target) from exc
-    except openai.APITimeoutError as exc:
-        raise timed_out(target) from exc
-    except openai.APIConnectionError as exc:
-        raise unreachable(target, exc) from exc
 
 
-async def embed(
-    client: openai.AsyncOpenAI, target: Target, texts: Sequence[str]
-) -> list[list[float]]:
-    """``POST /v1/embeddings``: one vector per text, in order."""
+@contextmanager
+def _translated(target: Target) -> Iterator[None]:
+    """The SDK's errors as ``ChatError`` with a reason code."""
     try:
-        answer = await client.embeddings.create(model=target.model, input=list(texts))
+        yield
     except openai.APIStatusError as exc:
         raise status_error(exc.status_code, error_message(exc), target) from exc
     except openai.APITimeoutError as exc:
         raise timed_out(target) from exc
     except openai.APIConnectionError as exc:
         raise unreachable(target, exc) from exc
-    return [list(item.embedding) for item in sorted(answer.data, key=lambda d: d.index)]
-
-
-def client_for(clients: Clients, target: Target, *, cloud: bool) -> openai.AsyncOpenAI:
-    """Cloud APIs have transient failures worth the SDK's retries (made before any token
-    arrives); a local server that refuses is reported at once."""
-    return clients.openai_client(target.base_url, target.api_key, 2 if cloud else 0)
 
 
 def error_message(exc: openai.APIStatusError) -> str:

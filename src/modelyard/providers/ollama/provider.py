@@ -8,8 +8,8 @@ modelyard can run it (``ollama serve``, listening where the base URL points).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from contextlib import aclosing, contextmanager
 from typing import Any, ClassVar, cast
 from urllib.parse import urlsplit
 
@@ -19,7 +19,7 @@ import ollama
 from modelyard.chat.types import ChatOptions, Piece, Target, Turn
 from modelyard.clock import iso
 from modelyard.config import InstanceConfig, Settings
-from modelyard.errors import ChatError, InvalidInput, ListingError, NotFound, UpstreamError
+from modelyard.errors import InvalidInput, ListingError, NotFound, UpstreamError
 from modelyard.models.types import ModelEntry, ModelStatus
 from modelyard.providers.base import (
     ApiPaths,
@@ -202,7 +202,7 @@ class OllamaProvider(Provider):
             "num_ctx": options.ctx_size,
         }
         messages = [{"role": t.role, "content": t.content} for t in turns]
-        try:
+        with _translated(target):
             parts = await clients.ollama_client(target.base_url).chat(
                 model=target.model,
                 messages=messages,
@@ -212,26 +212,14 @@ class OllamaProvider(Provider):
             async with aclosing(cast(AsyncGenerator[ollama.ChatResponse, None], parts)) as gen:
                 async for part in gen:
                     yield _piece(part)
-        except ollama.ResponseError as exc:
-            raise _chat_error(exc, target) from exc
-        except httpx.TimeoutException as exc:
-            raise timed_out(target) from exc
-        except (httpx.TransportError, ConnectionError) as exc:
-            raise chat_unreachable(target, exc) from exc
 
     async def embed(
         self, clients: Clients, target: Target, texts: Sequence[str]
     ) -> list[list[float]]:
-        try:
+        with _translated(target):
             answer = await clients.ollama_client(target.base_url).embed(
                 model=target.model, input=list(texts)
             )
-        except ollama.ResponseError as exc:
-            raise _chat_error(exc, target) from exc
-        except httpx.TimeoutException as exc:
-            raise timed_out(target) from exc
-        except (httpx.TransportError, ConnectionError) as exc:
-            raise chat_unreachable(target, exc) from exc
         return [list(vector) for vector in answer.embeddings]
 
     async def will_load(self, http: httpx.AsyncClient, target: Target) -> bool:
@@ -367,10 +355,19 @@ def _piece(part: ollama.ChatResponse) -> Piece:
     )
 
 
-def _chat_error(exc: ollama.ResponseError, target: Target) -> ChatError:
-    if exc.status_code == -1:  # an {"error": ...} line in the middle of the stream
-        return upstream_failed(exc.error, target)
-    return status_error(exc.status_code, exc.error, target)
+@contextmanager
+def _translated(target: Target) -> Iterator[None]:
+    """The client's errors while answering as ``ChatError`` with a reason code."""
+    try:
+        yield
+    except ollama.ResponseError as exc:
+        if exc.status_code == -1:  # an {"error": ...} line in the middle of the stream
+            raise upstream_failed(exc.error, target) from exc
+        raise status_error(exc.status_code, exc.error, target) from exc
+    except httpx.TimeoutException as exc:
+        raise timed_out(target) from exc
+    except (httpx.TransportError, ConnectionError) as exc:
+        raise chat_unreachable(target, exc) from exc
 
 
 def _same_name(name: str) -> str:
