@@ -25,7 +25,13 @@ from modelyard.providers.base import (
     wrong_service,
 )
 from modelyard.providers.clients import Clients
-from modelyard.providers.failures import status_error, timed_out, unreachable, upstream_failed
+from modelyard.providers.failures import (
+    sdk_message,
+    status_error,
+    timed_out,
+    unreachable,
+    upstream_failed,
+)
 from modelyard.providers.listing import data_list, get_json, parse_time
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -158,9 +164,4 @@ def _piece(event: Any) -> Piece | None:
 
 
 def _message(exc: anthropic.APIError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            return str(inner["message"])
-    return exc.message
+    return sdk_message(exc.body, exc.message)

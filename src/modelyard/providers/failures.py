@@ -11,6 +11,16 @@ from modelyard.errors import ChatError
 _CONTEXT_WORDS = ("context", "exceed_context_size", "too long", "maximum context")
 
 
+def sdk_message(body: object, fallback: str) -> str:
+    """The server's own words from an SDK error's body (``{"error": {"message"}}`` as OpenAI
+    and Anthropic send it, or ``{"message"}``), else the SDK's."""
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return str(inner["message"])
+    return fallback
+
+
 def failed_hint(target: Target) -> str:
     """What to do when an instance failed while answering: which one, and where to look."""
     return (

@@ -26,7 +26,13 @@ from modelyard.providers.base import (
     wrong_service,
 )
 from modelyard.providers.clients import Clients
-from modelyard.providers.failures import status_error, timed_out, unreachable, upstream_failed
+from modelyard.providers.failures import (
+    sdk_message,
+    status_error,
+    timed_out,
+    unreachable,
+    upstream_failed,
+)
 from modelyard.providers.listing import data_list, get_json, guess_mode, int_or_none
 
 
@@ -182,20 +188,11 @@ def _translated(target: Target) -> Iterator[None]:
     try:
         yield
     except openai.APIStatusError as exc:
-        raise status_error(exc.status_code, error_message(exc), target) from exc
+        raise status_error(exc.status_code, sdk_message(exc.body, exc.message), target) from exc
     except openai.APITimeoutError as exc:
         raise timed_out(target) from exc
     except openai.APIConnectionError as exc:
         raise unreachable(target, exc) from exc
-
-
-def error_message(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            return str(inner["message"])
-    return exc.message
 
 
 _DONE: Any = object()
