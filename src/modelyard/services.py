@@ -1,7 +1,7 @@
 """The service container: every long-lived part of a running modelyard, built in one place.
 
 Routes reach it through ``modelyard.api.deps.get_services``. Data flows one way:
-route → service → provider adapter / store → event bus → WebSocket and UI.
+route → service → provider / store → event bus → WebSocket and UI.
 """
 
 from __future__ import annotations

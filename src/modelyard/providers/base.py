@@ -114,7 +114,7 @@ class EstimatingCounter:
         return [math.ceil(len(t.encode()) / BYTES_PER_TOKEN_ESTIMATE) for t in texts]
 
 
-# -- helpers of the adapters ----------------------------------------------------------------
+# -- helpers of the providers ---------------------------------------------------------------
 
 
 def bearer(api_key: str) -> dict[str, str]:
