@@ -18,7 +18,6 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from modelyard.config import ProviderKind
 from modelyard.errors import InvalidInput
 from modelyard.events import EventBus
 from modelyard.gguf.metadata import read_gguf
@@ -61,7 +60,7 @@ def test_one_crafted_gguf_is_one_error_in_the_sync_not_a_failed_sync(
     shutil.copy(tiny_gguf, models / "tiny.gguf")
     nested_arrays_gguf(models / "evil.gguf", depth=5000)
     ollama_server.state.add_model("llama3.2:3b")
-    app = modelyard([instance(ProviderKind.OLLAMA, ollama_server.url)], models_dir=models)
+    app = modelyard([instance("ollama", ollama_server.url)], models_dir=models)
 
     result = app.http.post("/api/models/sync")
 
