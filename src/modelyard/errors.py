@@ -149,3 +149,11 @@ class ConfigError(ModelyardError):
     code = "config_error"
     title = "Configuration error"
     default_hint = "See docs/CONFIGURATION.md."
+
+
+class IllegalTransition(ModelyardError):
+    """A state change that a transition table forbids: a bug in modelyard, never the user's."""
+
+    status = 500
+    code = "illegal_transition"
+    title = "Illegal state change"

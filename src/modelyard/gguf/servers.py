@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from modelyard.config import ModelMode, ProviderKind, Settings
 from modelyard.errors import ModelyardError, Unavailable, UpstreamError
-from modelyard.events import EventBus
+from modelyard.events import PROVIDER_REMOVED, EventBus, ProviderRemoved
 from modelyard.models.catalog import Catalog, server_details
 from modelyard.runtimes.control import InstanceControl
 from modelyard.runtimes.health import HealthChecker
@@ -225,6 +225,8 @@ class GgufServers:
             self.instances.delete(instance.config.provider.value, instance.config.id)
         self.health.forget(instance)
         self.bus.publish(
-            "provider.removed",
-            {"provider": instance.config.provider.value, "instance_id": instance.config.id},
+            PROVIDER_REMOVED,
+            ProviderRemoved(
+                provider=instance.config.provider.value, instance_id=instance.config.id
+            ),
         )

@@ -27,7 +27,9 @@ from typing import Any, Literal, Protocol
 import httpx
 
 from modelyard.config import ModelMode, ProviderKind, Settings
+from modelyard.downloads.views import DownloadView
 from modelyard.errors import Conflict, ModelyardError, NotFound
+from modelyard.events import BATCH_PROGRESS, BatchProgress
 from modelyard.gguf.metadata import split_part, split_paths
 from modelyard.gguf.servers import GgufServers
 from modelyard.models.catalog import LOCAL_SCOPE, Catalog
@@ -60,7 +62,7 @@ Action = Literal["start", "stop", "delete"]
 class DownloadCreator(Protocol):
     """What recreate needs of the download manager: ``POST /api/downloads`` as a call."""
 
-    async def create(self, request: dict[str, Any]) -> dict[str, Any]: ...
+    async def create(self, request: dict[str, Any]) -> DownloadView: ...
 
 
 @dataclass(frozen=True)
@@ -368,7 +370,7 @@ class Lifecycle:
                 raise
         return {**await self._model(target), "download": download}
 
-    async def install(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def install(self, request: dict[str, Any]) -> DownloadView:
         """Start a download (a recommended model's install button): the download task."""
         return await self._downloads().create(request)
 
@@ -421,14 +423,14 @@ class Lifecycle:
                 result.update(ok=False, code=exc.error_code, error=exc.detail, hint=exc.hint)
             results.append(result)
             self.catalog.bus.publish(
-                "batch.progress",
-                {
-                    "batch_id": batch_id,
-                    "action": action,
-                    "done": len(results),
-                    "total": len(items),
-                    "result": result,
-                },
+                BATCH_PROGRESS,
+                BatchProgress(
+                    batch_id=batch_id,
+                    action=action,
+                    done=len(results),
+                    total=len(items),
+                    result=result,
+                ),
             )
         failed = sum(1 for r in results if not r["ok"])
         return {

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelyard.clock import iso, utcnow
+from modelyard.events import CatalogCounts, ModelStateChange
 from modelyard.models.sources import ModelEntry
 from modelyard.store.db import Database
 from modelyard.store.tables import ModelRow, ModelSourceRow
@@ -62,13 +63,13 @@ class SyncCounts:
     updated: int = 0
     removed: int = 0
     unchanged: int = 0
-    changed_states: list[dict[str, Any]] = field(default_factory=list)
+    changed_states: list[ModelStateChange] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.removed)
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> CatalogCounts:
         return {
             "added": self.added,
             "updated": self.updated,
@@ -127,7 +128,7 @@ def _differs(row: ModelRow, entry: ModelEntry) -> bool:
     return any(_utc(getattr(row, name)) != _utc(getattr(entry, name)) for name in _FIELDS)
 
 
-def state_event(values: Mapping[str, Any]) -> dict[str, Any]:
+def state_event(values: Mapping[str, Any]) -> ModelStateChange:
     """The data of a ``model.state`` event."""
     return {
         "provider": values["provider"],
@@ -259,7 +260,7 @@ class CatalogStore:
         values = _row_values(row)
         s.delete(row)
         counts.removed += 1
-        counts.changed_states.append({**state_event(values), "status": "removed"})
+        counts.changed_states.append(state_event(values) | {"status": "removed"})
 
     @staticmethod
     def _record_first_seen(s: Session, entry: ModelEntry) -> None:
@@ -310,7 +311,7 @@ class CatalogStore:
         status: str,
         loaded: dict[str, Any] | None,
         meta: Mapping[str, Any] | None = None,
-    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    ) -> tuple[dict[str, Any] | None, ModelStateChange | None]:
         """Change one row's status (and meta keys); (the model, a ``model.state`` event data
         when the status or loaded details changed). One SELECT and at most one UPDATE, without
         the ORM: a start waits for this write before it answers."""

@@ -19,6 +19,7 @@ from modelyard.api.deps import ServicesDep
 from modelyard.api.designed import MODEL_RECREATE, MODEL_RUNTIME, MODEL_SOURCE
 from modelyard.api.policy import policy
 from modelyard.config import ProviderKind
+from modelyard.downloads.views import DownloadView
 from modelyard.errors import InvalidInput
 from modelyard.models import recommended
 from modelyard.models.store import STATUSES, SearchQuery, SortField, SortOrder
@@ -132,7 +133,7 @@ def available_models(services: ServicesDep) -> dict[str, Any]:
 
 
 @router.post("/api/models/install", responses=MODEL_SOURCE)
-async def install_recommended(body: InstallBody, services: ServicesDep) -> dict[str, Any]:
+async def install_recommended(body: InstallBody, services: ServicesDep) -> DownloadView:
     """Download a recommended model; answers with the download task."""
     item = recommended.find(body.id)
     request = dict(item.download)

@@ -14,6 +14,7 @@ from modelyard.api.designed import MANAGED_PROCESS
 from modelyard.api.policy import policy
 from modelyard.config import ModelMode
 from modelyard.errors import Conflict
+from modelyard.events import PROVIDER_REMOVED, ProviderRemoved
 from modelyard.providers.base import ProviderState
 from modelyard.runtimes.health import ProviderStatus
 
@@ -96,7 +97,9 @@ async def delete_instance(provider: str, instance_id: str, services: ServicesDep
         await services.control.stop(instance)
     services.instances.delete(provider, instance_id)
     services.health.forget(instance)
-    services.bus.publish("provider.removed", {"provider": provider, "instance_id": instance_id})
+    services.bus.publish(
+        PROVIDER_REMOVED, ProviderRemoved(provider=provider, instance_id=instance_id)
+    )
     return Response(status_code=204)
 
 
