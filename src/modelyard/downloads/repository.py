@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from modelyard.clock import utcnow
 from modelyard.downloads.execution import Completion, RunContext
+from modelyard.downloads.specs import DownloadRequest
 from modelyard.downloads.states import (
     ACTIVE,
     FINISHED,
@@ -128,7 +129,7 @@ class TaskRepository:
         self.metrics.pull_total.labels(model_name=task.label, status="cancelled").inc()
 
     async def complete(
-        self, task: Task, done: Completion, key: SourceKey, request: dict[str, Any]
+        self, task: Task, done: Completion, key: SourceKey, request: DownloadRequest
     ) -> None:
         """Save the task completed with the model's source, then show and announce it (in
         that order: whoever sees a completed task finds its row and its source)."""
@@ -138,7 +139,10 @@ class TaskRepository:
             finished = replace(task)
         _finish(finished, done, now)
         source = SourceKind.OLLAMA.value if task.source is SourceKind.OLLAMA else task.url or ""
-        await self.write(self.store.complete, task.id, finished.row_values(), key, source, request)
+        # What it was given; recreate checks the free disk again (``force`` is not kept).
+        recorded = request.model_dump(exclude_defaults=True, exclude={"force"})
+        row = finished.row_values()
+        await self.write(self.store.complete, task.id, row, key, source, recorded)
         self.logs.write(task.id, "state: completed")
         with task.lock:
             _finish(task, done, now)

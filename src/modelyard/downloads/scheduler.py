@@ -22,6 +22,7 @@ from modelyard.downloads.execution import Completion, RunContext, run_fetch, run
 from modelyard.downloads.http_engine import DownloadError, discard_part
 from modelyard.downloads.ollama_pull import PullError
 from modelyard.downloads.repository import TaskRepository
+from modelyard.downloads.specs import DownloadRequest
 from modelyard.downloads.states import DownloadState, SourceKind
 from modelyard.downloads.store import SourceKey
 from modelyard.downloads.tasks import Task
@@ -34,8 +35,6 @@ from modelyard.validation import ollama_display_name
 log = logging.getLogger("modelyard.downloads")
 TICK_S = 1.0  # refresh speed (it decays during a stall) and save progress this often
 STOP_WAIT_S = 30.0
-# What a completed task's model remembers of its request, so that recreate can fetch it again.
-_REQUEST_FIELDS = ("model_name", "url", "repo", "filename", "revision", "sha256")
 
 
 class DownloadScheduler:
@@ -176,13 +175,18 @@ class DownloadScheduler:
         """Verified and in place: saved with the model's source first, then announced."""
         task = ctx.task
         self.repository.report(ctx, force=True, publish=False)
-        request: dict[str, object] = {"source": task.source.value}
-        request.update((f, getattr(task, f)) for f in _REQUEST_FIELDS if getattr(task, f))
-        if done.sha256 is not None:
-            request["sha256"] = done.sha256
-        request["mode"] = task.mode.value
-        if task.instance_id:
-            request["instance_id"] = task.instance_id
+        # What recreate sends to fetch the model again (checked when the task was planned).
+        request = DownloadRequest.model_construct(
+            source=task.source.value,
+            model_name=task.model_name,
+            url=task.url,
+            repo=task.repo,
+            filename=task.filename,
+            revision=task.revision,
+            sha256=done.sha256 or task.sha256,
+            mode=task.mode.value,
+            instance_id=task.instance_id,
+        )
         await self.repository.complete(task, done, self._source_key(task), request)
 
     def _source_key(self, task: Task) -> SourceKey:
