@@ -106,6 +106,14 @@ def test_every_event_type_is_declared_once_and_documented() -> None:
     assert {t.name for t in EVENT_TYPES.values() if t.coalesces} == {"download.progress"}
 
 
+def test_the_openapi_description_lists_the_event_types(
+    modelyard: Callable[..., RunningApp],
+) -> None:
+    description = modelyard(monitor=False).http.get("/openapi.json").json()["info"]["description"]
+    for event_type in EVENT_TYPES.values():
+        assert f"- `{event_type.name}`: {event_type.description}" in description
+
+
 def test_a_typed_payload_goes_out_as_json_and_typed_listeners_get_the_object() -> None:
     bus = EventBus()
     heard: list[DownloadView] = []

@@ -11,7 +11,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from modelyard.api.policy import policy
 from modelyard.clock import iso, utcnow
-from modelyard.events import Event, Subscription
+from modelyard.events import EVENT_TYPES, Event, Subscription
 from modelyard.services import Services
 
 router = APIRouter(dependencies=[policy()])
@@ -19,8 +19,8 @@ OVERFLOW_CLOSE = 1013  # "try again later": the client reconnects and reads a fr
 WEBSOCKET_DOC = """
 `WS /ws/events`: a `snapshot` message (`{"seq", "ts", "type": "snapshot", "data"}`), then one
 envelope `{"seq", "ts", "type", "data"}` per event. Send `{"subscribe": ["download.*", ...]}`
-to filter by type. The types and their data are listed in docs/API.md ("Events").
-"""
+to filter by type. The types (their data: docs/API.md, "Events"):
+""" + "".join(f"- `{t.name}`: {t.description}\n" for t in EVENT_TYPES.values())
 
 
 SUBSCRIBE_HINT = (
