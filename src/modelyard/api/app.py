@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi = next(r for r in app.router.routes if getattr(r, "path", "") == app.openapi_url)
     table.add(openapi, table.default)
     for module in ROUTERS:
+        problems.document(module.router)
         app.include_router(module.router)
         table.add_router(module.router)
     pages.install(app, table)

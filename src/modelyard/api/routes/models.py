@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.api.deps import ServicesDep
 from modelyard.api.designed import MODEL_RECREATE, MODEL_RUNTIME, MODEL_SOURCE
-from modelyard.api.policy import policy
+from modelyard.api.policy import COMPATIBILITY, policy
 from modelyard.config import ProviderKind
 from modelyard.downloads.views import DownloadView
 from modelyard.errors import InvalidInput
@@ -72,7 +72,7 @@ def _csv(value: str | None, allowed: tuple[str, ...] | None, what: str) -> tuple
     return items
 
 
-@router.get("/api/models/list")
+@router.get("/api/models/list", dependencies=[COMPATIBILITY])
 async def list_models(services: ServicesDep) -> Response:
     """Compatibility: every model of every instance, ``{"models": [...]}``. An unchanged
     catalog answers on the event loop; a rebuild (a store query) runs in a thread."""
@@ -125,7 +125,7 @@ def search_models(
     return JSONResponse(services.catalog.search(query))
 
 
-@router.get("/api/models/available")
+@router.get("/api/models/available", dependencies=[COMPATIBILITY])
 def available_models(services: ServicesDep) -> dict[str, Any]:
     """Compatibility: the recommended models, each with ``installed``."""
     names = services.catalog.store.names([k.value for k in ProviderKind])
@@ -191,7 +191,11 @@ async def batch_models(body: BatchBody, services: ServicesDep) -> dict[str, Any]
     return await services.lifecycle.batch(body.action, items, force=body.force)
 
 
-@router.delete("/api/models/{provider}/{model_name:path}", responses=MODEL_RUNTIME)
+@router.delete(
+    "/api/models/{provider}/{model_name:path}",
+    responses=MODEL_RUNTIME,
+    dependencies=[COMPATIBILITY],
+)
 async def delete_model(
     provider: str,
     model_name: str,

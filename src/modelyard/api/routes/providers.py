@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.api.deps import ServicesDep
 from modelyard.api.designed import MANAGED_PROCESS
-from modelyard.api.policy import policy
+from modelyard.api.policy import COMPATIBILITY, policy
 from modelyard.config import ModelMode
 from modelyard.errors import Conflict
 from modelyard.events import PROVIDER_REMOVED, ProviderRemoved
@@ -167,7 +167,7 @@ async def restart_instance(
     return await services.control.restart(services.instances.get(provider, instance_id))
 
 
-@router.get("/api/models/status")
+@router.get("/api/models/status", dependencies=[COMPATIBILITY])
 async def models_status(services: ServicesDep) -> dict[str, dict[str, Any]]:
     """Compatibility: per provider, whether any instance runs and its version."""
     result: dict[str, dict[str, Any]] = {}
@@ -178,7 +178,7 @@ async def models_status(services: ServicesDep) -> dict[str, dict[str, Any]]:
     return result
 
 
-@router.get("/api/models/health")
+@router.get("/api/models/health", dependencies=[COMPATIBILITY])
 async def models_health(services: ServicesDep) -> dict[str, Any]:
     """Compatibility: healthy when something runs and nothing is broken."""
     providers: dict[str, dict[str, Any]] = {}

@@ -3,7 +3,7 @@
 ``POST /api/models/pull`` and ``GET /api/models/pull/{pull_id}`` (Ollama pulls; a pull id is a
 download id), ``WS /ws/models/pull/{pull_id}`` (one pull's progress until it ends),
 ``POST /api/models/download`` and ``GET /api/models/download/status`` (URL downloads). Errors
-carry ``success: false`` (api/problems.py). Included before the models router, whose
+carry ``success: false`` (the router declares it). Included before the models router, whose
 ``/api/models/{provider}/{name:path}`` routes would otherwise catch these paths.
 """
 
@@ -29,7 +29,9 @@ from modelyard.events import DOWNLOAD_PROGRESS, DOWNLOAD_REMOVED, DOWNLOAD_STATE
 from modelyard.services import Services
 
 # Local apps (seed 004's page on another port) call these from a browser (SPEC §12).
-router = APIRouter(tags=["compatibility"], dependencies=[policy(local_origins=True)])
+router = APIRouter(
+    tags=["compatibility"], dependencies=[policy(local_origins=True, success_field=True)]
+)
 NOT_FOUND_CLOSE = 4404  # a WebSocket close code in the application range, like HTTP 404
 OVERFLOW_CLOSE = 1013
 WEBSOCKET_DOC = """
