@@ -26,20 +26,10 @@ from typing import Any
 
 import httpx
 
+from modelyard import events
 from modelyard.config import ProviderKind, Settings
-from modelyard.downloads.views import DownloadView
 from modelyard.errors import ModelyardError
-from modelyard.events import (
-    CATALOG_CHANGED,
-    DOWNLOAD_STATE,
-    MODEL_STATE,
-    PROVIDER_REMOVED,
-    PROVIDER_STATUS,
-    CatalogCounts,
-    Event,
-    EventBus,
-    ModelStateChange,
-)
+from modelyard.events import Event, EventBus
 from modelyard.gguf.files import MetadataCache
 from modelyard.models.sources import (
     LOCAL_INSTANCE,
@@ -110,9 +100,9 @@ class Catalog:
     async def start(self) -> None:
         """Listen for provider and download events and sync everything once."""
         self._loop = asyncio.get_running_loop()
-        self.bus.add_listener(PROVIDER_STATUS, self._on_provider_status)
-        self.bus.add_listener(PROVIDER_REMOVED, self._on_provider_status)
-        self.bus.add_listener(DOWNLOAD_STATE, self._on_download_state)
+        self.bus.add_listener(events.PROVIDER_STATUS, self._on_provider_status)
+        self.bus.add_listener(events.PROVIDER_REMOVED, self._on_provider_status)
+        self.bus.add_listener(events.DOWNLOAD_STATE, self._on_download_state)
         self.bus.add_snapshot_source("models", self._snapshot)
         self._download_worker = asyncio.create_task(self._follow_downloads())
         self.schedule(None)
@@ -245,9 +235,9 @@ class Catalog:
 
     def _publish(self, counts: SyncCounts) -> None:
         for data in counts.changed_states:
-            self.bus.publish(MODEL_STATE, data)
+            self.bus.publish(events.MODEL_STATE, data)
         if counts.changed:
-            self.bus.publish(CATALOG_CHANGED, counts.counts())
+            self.bus.publish(events.CATALOG_CHANGED, counts.counts())
 
     async def _list_scope(self, instance: Instance) -> Listing:
         scope = _scope(instance)
@@ -337,7 +327,7 @@ class Catalog:
         async with self._lock:
             model, event = self.store.set_state(key, status, loaded, meta)
         if event is not None:
-            self.bus.publish(MODEL_STATE, event)
+            self.bus.publish(events.MODEL_STATE, event)
         return _with_memory(model)
 
     async def forget(self, key: Key) -> None:
@@ -348,8 +338,8 @@ class Catalog:
         if removed:
             provider, instance_id, name = key
             self.bus.publish(
-                MODEL_STATE,
-                ModelStateChange(
+                events.MODEL_STATE,
+                events.ModelStateChange(
                     provider=provider,
                     instance_id=instance_id,
                     name=name,
@@ -358,7 +348,7 @@ class Catalog:
                     details=None,
                 ),
             )
-            self.bus.publish(CATALOG_CHANGED, _counts(removed=1))
+            self.bus.publish(events.CATALOG_CHANGED, _counts(removed=1))
 
     def list_all(self) -> list[dict[str, Any]]:
         return [m for m in map(_with_memory, self.store.list_all()) if m]
@@ -394,7 +384,7 @@ class Catalog:
 
     # -- downloads -------------------------------------------------------------------------------
 
-    def _on_download_state(self, event: Event[DownloadView]) -> None:
+    def _on_download_state(self, event: Event[Any]) -> None:
         self._threadsafe(self._download_events.put_nowait, dict(event.data))
 
     async def _follow_downloads(self) -> None:
@@ -431,8 +421,8 @@ class Catalog:
         """Show a model being downloaded again (recreate) until its download ends."""
         self._downloads[entry.key] = entry.status
         if await asyncio.to_thread(self.store.add_placeholder, entry):
-            self.bus.publish(MODEL_STATE, state_event(entry.values()))
-            self.bus.publish(CATALOG_CHANGED, _counts(added=1))
+            self.bus.publish(events.MODEL_STATE, state_event(entry.values()))
+            self.bus.publish(events.CATALOG_CHANGED, _counts(added=1))
 
     async def _apply_download(self, key: Key, state: str, data: dict[str, Any]) -> None:
         scope: Scope = (key[0], key[1])
@@ -446,7 +436,7 @@ class Catalog:
                 source=_source_text(data),
             )
             if await asyncio.to_thread(self.store.add_placeholder, entry):
-                self.bus.publish(CATALOG_CHANGED, _counts(added=1))
+                self.bus.publish(events.CATALOG_CHANGED, _counts(added=1))
             await self.set_state(key, "downloading", None)
             return
         if state == "failed" and key in self._downloads:
@@ -474,7 +464,7 @@ def _scope(instance: Instance) -> Scope:
     return (instance.config.provider.value, instance.config.id)
 
 
-def _counts(added: int = 0, removed: int = 0) -> CatalogCounts:
+def _counts(added: int = 0, removed: int = 0) -> events.CatalogCounts:
     return {"added": added, "updated": 0, "removed": removed, "unchanged": 0}
 
 

@@ -422,16 +422,10 @@ class Lifecycle:
             except ModelyardError as exc:
                 result.update(ok=False, code=exc.error_code, error=exc.detail, hint=exc.hint)
             results.append(result)
-            self.catalog.bus.publish(
-                BATCH_PROGRESS,
-                BatchProgress(
-                    batch_id=batch_id,
-                    action=action,
-                    done=len(results),
-                    total=len(items),
-                    result=result,
-                ),
+            progress = BatchProgress(
+                batch_id=batch_id, action=action, done=len(results), total=len(items), result=result
             )
+            self.catalog.bus.publish(BATCH_PROGRESS, progress)
         failed = sum(1 for r in results if not r["ok"])
         return {
             "batch_id": batch_id,
