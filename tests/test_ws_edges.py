@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from modelyard.config import InstanceConfig
+from modelyard.events import DOWNLOAD_STATE, PROVIDER_STATUS
 from tests.downloads.support import wait_bytes, wait_state
 from tests.fakes.fixtures import FakeServer
 from tests.fakes.ollama_state import OllamaState
@@ -155,8 +156,8 @@ def test_a_binary_frame_on_the_events_socket_is_read_as_a_command(
         assert _recv(ws)["data"]["code"] == "invalid_command"
 
         # The subscription from the binary frame holds, and the socket is still alive.
-        app.services.bus.publish("provider.status", {"skip": True})
-        app.services.bus.publish("download.state", {"id": "b", "state": "queued"})
+        app.services.bus.publish(PROVIDER_STATUS, {"skip": True})
+        app.services.bus.publish(DOWNLOAD_STATE, {"id": "b", "state": "queued"})
         event = _recv(ws)
         assert event["type"] == "download.state" and event["data"]["id"] == "b"
     wait_until(lambda: app.services.bus.subscriber_count == 0, "the client to be unsubscribed")
@@ -173,7 +174,7 @@ def test_control_replies_are_envelopes_that_keep_seq_in_order(app: RunningApp) -
         assert set(subscribed) == ENVELOPE and subscribed["type"] == "subscribed"
         assert subscribed["ts"].endswith("Z") and subscribed["seq"] == snapshot["seq"]
 
-        app.services.bus.publish("download.state", {"id": "c", "state": "queued"})
+        app.services.bus.publish(DOWNLOAD_STATE, {"id": "c", "state": "queued"})
         event = _recv(ws)
         assert event["type"] == "download.state" and event["seq"] > snapshot["seq"]
 

@@ -172,3 +172,11 @@ class PullError(UpstreamError):
     def __init__(self, detail: str, *, code: str, retryable: bool, hint: str | None = None) -> None:
         super().__init__(detail, code=code, hint=hint)
         self.retryable = retryable
+
+
+class IllegalTransition(ModelyardError):
+    """A state change that a transition table forbids: a bug in modelyard, never the user's."""
+
+    status = 500
+    code = "illegal_transition"
+    title = "Illegal state change"

@@ -1,9 +1,16 @@
-"""The event bus (SPEC §7): snapshot first, then deltas, one bounded queue per subscriber.
+"""The catalogue of event types and the event bus (SPEC §7).
 
-``publish`` is safe to call from any thread (downloads run in worker threads). Progress events
-carry a ``key`` and are *coalesced*: while a slow client still has an older event with the same
-key queued, the newer one replaces it in place. Other events are never dropped; a client whose
-queue overflows with them is marked ``overflowed`` and the WebSocket closes it, so it
+Every event type modelyard publishes is declared once below, with the type of its payload;
+``publish`` takes a declared type and a payload of that type, never a bare string. Payload
+classes that belong to their own domain (a download's view, a provider's status) are named for
+the type checker only, so that the bus imports no service. A payload's wire form
+(``Event.data``, a JSON object) is made once, when it is published.
+
+The bus: a snapshot first, then deltas, one bounded queue per subscriber. ``publish`` is safe
+to call from any thread (downloads report from worker threads). Events of a type declared to
+*coalesce* (progress) carry a ``key``: while a slow client still has an older event with the
+same key queued, the newer one replaces it in place. Other events are never dropped; a client
+whose queue overflows with them is marked ``overflowed`` and the WebSocket closes it, so it
 reconnects and reads a fresh snapshot instead of silently missing a state change.
 """
 
@@ -16,29 +23,143 @@ import inspect
 import re
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, Generic, TypedDict, TypeVar, overload
+
+from pydantic import BaseModel
+
+from modelyard.clock import iso, utcnow
+
+if TYPE_CHECKING:
+    from modelyard.downloads.views import DownloadView
+    from modelyard.runtimes.health import ProviderStatus
+
+P = TypeVar("P", bound="BaseModel | Mapping[str, object]")
+
+
+@dataclass(frozen=True, eq=False)
+class EventType(Generic[P]):
+    """A declared type of event: its name on the wire, what it says, whether it coalesces."""
+
+    name: str
+    description: str
+    coalesces: bool = False  # a newer event with the same key may replace a queued one
+
+
+_DECLARED: dict[str, EventType[Any]] = {}
+EVENT_TYPES: Final[Mapping[str, EventType[Any]]] = MappingProxyType(_DECLARED)
+
+
+def _declare(name: str, description: str, *, coalesces: bool = False) -> EventType[Any]:
+    if name in _DECLARED:
+        raise ValueError(f"event type {name} is declared twice")
+    declared: EventType[Any] = EventType(name, description, coalesces)
+    _DECLARED[name] = declared
+    return declared
+
+
+# -- payloads without a domain class of their own ---------------------------------------------
+
+
+class ProviderRemoved(TypedDict):
+    provider: str
+    instance_id: str
+
+
+class DownloadRemoved(TypedDict):
+    id: str
+
+
+class ModelStateChange(TypedDict):
+    provider: str
+    instance_id: str
+    name: str
+    status: str  # a model status, or "removed" when it is gone
+    loaded: bool
+    details: dict[str, Any] | None  # what the runtime says of the loaded model
+
+
+class CatalogCounts(TypedDict):
+    added: int
+    updated: int
+    removed: int
+    unchanged: int
+
+
+class BatchProgress(TypedDict):
+    batch_id: str
+    action: str
+    done: int
+    total: int
+    result: dict[str, Any]  # the item's result, as in the batch's answer
+
+
+class ConversationChanged(TypedDict):
+    id: str
+    action: str  # created, updated, deleted or message
+
+
+# -- the catalogue ------------------------------------------------------------------------------
+
+PROVIDER_STATUS: Final[EventType[ProviderStatus]] = _declare(
+    "provider.status",
+    "An instance's status changed: state, reason, PID, layers, version or loaded count.",
+)
+PROVIDER_REMOVED: Final[EventType[ProviderRemoved]] = _declare(
+    "provider.removed", "An instance was deleted."
+)
+DOWNLOAD_STATE: Final[EventType[DownloadView]] = _declare(
+    "download.state", "A download was created or changed state (its fields with it)."
+)
+DOWNLOAD_PROGRESS: Final[EventType[DownloadView]] = _declare(
+    "download.progress",
+    "A running download's bytes, speed and ETA: at most every 250 ms per task.",
+    coalesces=True,
+)
+DOWNLOAD_REMOVED: Final[EventType[DownloadRemoved]] = _declare(
+    "download.removed", "A download task was deleted."
+)
+MODEL_STATE: Final[EventType[ModelStateChange]] = _declare(
+    "model.state", "A model's status or loaded details changed, or it is gone."
+)
+CATALOG_CHANGED: Final[EventType[CatalogCounts]] = _declare(
+    "catalog.changed", "The catalog changed: how many models were added, updated, removed."
+)
+BATCH_PROGRESS: Final[EventType[BatchProgress]] = _declare(
+    "batch.progress", "One item of a batch is done."
+)
+CONVERSATION_CHANGED: Final[EventType[ConversationChanged]] = _declare(
+    "conversation.changed", "A conversation was created, renamed, deleted or got a message."
+)
+
+# -- the bus ------------------------------------------------------------------------------------
 
 SnapshotSource = Callable[[], Any | Awaitable[Any]]
-Listener = Callable[["Event"], None]
+Listener = Callable[["Event[Any]"], None]
 
 
 @dataclass(frozen=True)
-class Event:
+class Event(Generic[P]):
+    """One published event: its number, time and type, the payload and its wire form."""
+
     seq: int
     ts: str
     type: str
     data: dict[str, Any]
+    payload: P
     key: str | None = None
 
     def envelope(self) -> dict[str, Any]:
         return {"seq": self.seq, "ts": self.ts, "type": self.type, "data": self.data}
 
 
-def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+def wire_form(payload: BaseModel | Mapping[str, object]) -> dict[str, Any]:
+    """A payload as the JSON object an event carries."""
+    if isinstance(payload, BaseModel):
+        return payload.model_dump(mode="json")
+    return dict(payload)
 
 
 class TypeFilter:
@@ -70,8 +191,8 @@ class Subscription:
     maxsize: int
     wants: TypeFilter | None = None  # None: every event
     overflowed: bool = False
-    _slots: deque[list[Event]] = field(default_factory=deque)
-    _pending: dict[str, list[Event]] = field(default_factory=dict)
+    _slots: deque[list[Event[Any]]] = field(default_factory=deque)
+    _pending: dict[str, list[Event[Any]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _loop: asyncio.AbstractEventLoop | None = None
@@ -84,7 +205,7 @@ class Subscription:
         """Filter by fnmatch patterns (None: everything). Compiled here, not when publishing."""
         self.wants = None if patterns is None else TypeFilter(patterns)
 
-    def offer(self, event: Event, *, coalesce: bool) -> None:
+    def offer(self, event: Event[Any], *, coalesce: bool) -> None:
         wants = self.wants
         if wants is not None and not wants(event.type):
             return
@@ -119,7 +240,7 @@ class Subscription:
         else:
             loop.call_soon_threadsafe(self._wakeup.set)
 
-    def get_nowait(self) -> Event | None:
+    def get_nowait(self) -> Event[Any] | None:
         with self._lock:
             if not self._slots:
                 return None
@@ -129,7 +250,7 @@ class Subscription:
                 del self._pending[event.key]
             return event
 
-    async def get(self) -> Event | None:
+    async def get(self) -> Event[Any] | None:
         """The next event, or None once the subscription has overflowed."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
@@ -160,19 +281,18 @@ class EventBus:
     def last_seq(self) -> int:
         return self._seq
 
-    def publish(
-        self, type: str, data: dict[str, Any], *, key: str | None = None, coalesce: bool = False
-    ) -> Event:
-        """Send an event. ``coalesce=True`` marks a progress event that may replace an older one."""
+    def publish(self, event_type: EventType[P], payload: P, *, key: str | None = None) -> Event[P]:
+        """Send an event of a declared type; ``key`` names what a coalescing event is about."""
+        data = wire_form(payload)
         with self._lock:
             self._seq += 1
-            event = Event(seq=self._seq, ts=now_rfc3339(), type=type, data=data, key=key)
+            event = Event(self._seq, iso(utcnow()), event_type.name, data, payload, key)
             subs = list(self._subs)
             listeners = list(self._listeners)
         for sub in subs:
-            sub.offer(event, coalesce=coalesce)
+            sub.offer(event, coalesce=event_type.coalesces)
         for pattern, listener in listeners:
-            if fnmatch.fnmatchcase(type, pattern):
+            if fnmatch.fnmatchcase(event.type, pattern):
                 listener(event)
         return event
 
@@ -194,8 +314,18 @@ class EventBus:
     def subscriber_count(self) -> int:
         return len(self._subs)
 
-    def add_listener(self, pattern: str, listener: Listener) -> None:
-        """Call ``listener`` in the publishing thread for matching events. Keep it quick."""
+    @overload
+    def add_listener(
+        self, selector: EventType[P], listener: Callable[[Event[P]], None]
+    ) -> None: ...
+
+    @overload
+    def add_listener(self, selector: str, listener: Listener) -> None: ...
+
+    def add_listener(self, selector: EventType[Any] | str, listener: Listener) -> None:
+        """Call ``listener`` in the publishing thread for events of one type, or of the types
+        an ``fnmatch`` pattern matches. Keep it quick."""
+        pattern = selector.name if isinstance(selector, EventType) else selector
         with self._lock:
             self._listeners.append((pattern, listener))
 

@@ -158,3 +158,45 @@ def test_a_failed_url_download_is_failed_with_its_error(
     wait_until(finished, "the download")
     assert item["status"] == "failed" and "404" in item["error"]
     assert item["filename"] == "renamed.gguf"
+
+
+def _schema(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """A schema with its ``$ref`` followed."""
+    ref = node.get("$ref")
+    if ref is None:
+        return node
+    found: dict[str, Any] = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    return found
+
+
+def _answer(spec: dict[str, Any], method: str, path: str) -> dict[str, Any]:
+    responses = spec["paths"][path][method]["responses"]
+    return _schema(spec, responses["200"]["content"]["application/json"]["schema"])
+
+
+def _fields(schema: dict[str, Any]) -> set[str]:
+    """The properties of an object schema, every one of them required."""
+    assert set(schema["required"]) == set(schema["properties"]), schema
+    return set(schema["properties"])
+
+
+def test_openapi_documents_the_compatible_shapes_to_the_letter(app: RunningApp) -> None:
+    spec = app.http.get("/openapi.json").json()
+
+    started = _answer(spec, "post", "/api/models/pull")
+    assert _fields(started) == {"pull_id", "status"}
+    assert started["properties"]["status"]["enum"] == ["PULLING", "COMPLETED", "FAILED"]
+    status = _answer(spec, "get", "/api/models/pull/{pull_id}")
+    assert _fields(status) == PULL_FIELDS
+    download = _answer(spec, "post", "/api/models/download")
+    assert _fields(download) == {"success", "url", "mode", "message", "download_id"}
+    either = _answer(spec, "get", "/api/models/download/status")["anyOf"]
+    one, every = (_schema(spec, s) for s in either)
+    assert (_fields(one), _fields(every)) == ({"success", "download"}, {"success", "downloads"})
+    item = _schema(spec, one["properties"]["download"])
+    assert _fields(item) == DOWNLOAD_ITEM_FIELDS
+    assert item == _schema(spec, every["properties"]["downloads"]["additionalProperties"])
+    assert item["properties"]["status"]["enum"] == ["downloading", "completed", "failed"]
+    # The pull socket cannot be an OpenAPI operation: the description says what it sends.
+    assert "`WS /ws/models/pull/{pull_id}`" in spec["info"]["description"]
+    assert "PullStatus" in spec["components"]["schemas"]

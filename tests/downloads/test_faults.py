@@ -187,7 +187,7 @@ def test_a_hub_file_that_cannot_fit_is_refused_up_front(
 
 def download_workers(*, busy: bool = True) -> list[psutil.Process]:
     """This process's download workers: by default those with a job (a worker opens its task's
-    log when it gets one; an idle spare has no file open)."""
+    log when it gets one; an idle one has no file open)."""
     found = []
     for p in psutil.Process().children(recursive=True):
         try:
@@ -271,17 +271,17 @@ def test_a_cancelled_download_lets_its_worker_go_and_the_next_gets_a_new_one(
     assert done["sha256"] == after.sha256
 
 
-def test_a_spare_worker_that_died_is_replaced(
+def test_an_idle_worker_that_died_is_replaced(
     modelyard: Callable[..., RunningApp], file_server: FileServer
 ) -> None:
     app = modelyard()
     first = add_payload(file_server, "first.gguf", MiB)
     second = add_payload(file_server, "second.gguf", MiB)
     wait_state(app.http, create(app.http, source="url", url=first.url)["id"], {"completed"})
-    wait_until(lambda: len(download_workers(busy=False)) == 1, "a spare worker")
-    (spare,) = download_workers(busy=False)
-    spare.kill()
-    wait_until(lambda: not spare.is_running(), "modelyard to notice the spare's exit")
+    wait_until(lambda: len(download_workers(busy=False)) == 1, "an idle worker")
+    (idle,) = download_workers(busy=False)
+    idle.kill()
+    wait_until(lambda: not idle.is_running(), "modelyard to notice the idle worker's exit")
 
     task = create(app.http, source="url", url=second.url, sha256=second.sha256)
     done = wait_state(app.http, task["id"], {"completed", "failed"})

@@ -69,6 +69,8 @@ def test_a_url_download_completes_verified_with_its_events_log_and_source(
 
     task = create(app.http, source="url", url=payload.url, mode="embed")
     assert set(task) >= NATIVE_FIELDS and task["state"] in {"queued", "downloading"}
+    documented = app.http.get("/openapi.json").json()["components"]["schemas"]["DownloadView"]
+    assert set(task) == set(documented["properties"])
     done = wait_state(app.http, task["id"], {"completed", "failed"})
 
     models = app.settings.resolved_models_dir

@@ -28,6 +28,11 @@ from modelyard.services import Services
 
 # Order matters: specific /api/models/... routers before the catch-all model routes.
 ROUTERS = (providers, system, events, conversations, downloads, pulls, models)
+DESCRIPTION = """See, fetch, run and talk to the language models on your own machines.
+
+Errors are RFC 9457 `application/problem+json` with a stable `code` and a `hint`. The
+WebSockets, which OpenAPI cannot describe:
+"""
 
 
 def _check_bind(settings: Settings) -> None:
@@ -57,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="modelyard",
         version=__version__,
-        description="See, fetch, run and talk to the language models on your own machines.",
+        description=DESCRIPTION + events.WEBSOCKET_DOC + pulls.WEBSOCKET_DOC,
         lifespan=lifespan,
         docs_url=None,  # pages.py serves /docs from local files
         redoc_url=None,
@@ -68,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi = next(r for r in app.router.routes if getattr(r, "path", "") == app.openapi_url)
     table.add(openapi, table.default)
     for module in ROUTERS:
+        problems.document(module.router)
         app.include_router(module.router)
         table.add_router(module.router)
     pages.install(app, table)

@@ -7,7 +7,9 @@ A router declares a policy for all its routes, and a route that differs declares
     @router.get("/api/audit", dependencies=[policy(read="admin")])
 
 Fields a declaration leaves out keep the router's value, or the default: ``read`` for reads
-(GET, HEAD, WebSocket), ``admin`` for changes, no local apps' origins. The guard middleware
+(GET, HEAD, WebSocket), ``admin`` for changes, no local apps' origins, errors without
+``success`` (the compatibility endpoints of SPEC §8 declare ``COMPATIBILITY``: their clients
+read ``success: false`` in every error, and ``api/problems.py`` adds it). The guard middleware
 finds a request's route in a ``RouteTable`` built from the same routers before anything else
 runs (the body is not read yet, a refusal is audited) and applies the route's policy. As a
 FastAPI dependency the declaration also runs where FastAPI itself routed the request, and
@@ -43,6 +45,7 @@ class RoutePolicy:
     local_origins: bool | None = None  # local apps' origins may call it, with CORS
     public: bool | None = None  # reads need no key at all (the dashboard's shell)
     max_body: int | None = None  # bytes; None: the app's max_body_bytes
+    success_field: bool | None = None  # errors carry ``success: false`` too
 
     def over(self, base: RoutePolicy) -> RoutePolicy:
         """This declaration on top of ``base``."""
@@ -77,6 +80,7 @@ def policy(
     local_origins: bool | None = None,
     public: bool | None = None,
     max_body: int | None = None,
+    success_field: bool | None = None,
 ) -> DependsParam:
     """A declaration to put in a router's or a route's ``dependencies``."""
     return DependsParam(
@@ -86,8 +90,13 @@ def policy(
             local_origins=local_origins,
             public=public,
             max_body=max_body,
+            success_field=success_field,
         )
     )
+
+
+# A compatibility endpoint's declaration (SPEC §8): its errors carry ``success: false``.
+COMPATIBILITY = policy(success_field=True)
 
 
 def declared_policy(route: BaseRoute, default: RoutePolicy) -> RoutePolicy:
@@ -106,7 +115,12 @@ class RouteTable:
 
     def __init__(self, max_body: int) -> None:
         self.default = RoutePolicy(
-            read="read", write="admin", local_origins=False, public=False, max_body=max_body
+            read="read",
+            write="admin",
+            local_origins=False,
+            public=False,
+            max_body=max_body,
+            success_field=False,
         )
         self._routes: list[tuple[BaseRoute, RoutePolicy]] = []
 

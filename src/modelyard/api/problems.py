@@ -1,33 +1,26 @@
-"""Every error leaves the API as RFC 9457 problem+json with ``code`` and ``hint``."""
+"""Every error leaves the API as RFC 9457 problem+json with ``code`` and ``hint``; a route that
+declares the compatibility shape (``policy.COMPATIBILITY``) adds ``success: false``."""
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
 
+from modelyard.api.policy import RoutePolicy, declared_policy
 from modelyard.errors import ModelyardError, problem
 
 log = logging.getLogger("modelyard.api")
 PROBLEM = "application/problem+json"
 
-# Compatibility endpoints (SPEC §8) whose clients also expect ``success: false`` in error
-# bodies: these paths and everything under them, and every DELETE under ``/api/models/`` (the
-# model-delete endpoint catches every deeper path).
-_SUCCESS_FIELD_PATHS = (
-    "/api/models/download",
-    "/api/models/pull",
-    "/api/models/list",
-    "/api/models/available",
-    "/api/models/status",
-    "/api/models/health",
-)
-_SUCCESS_FIELD_DELETE_PREFIX = "/api/models/"
 _PARAMETER_LOCATIONS = {"query": "query parameter", "path": "path parameter", "header": "header"}
 _BODY_HINT = "Send a JSON object matching the schema in /openapi.json."
 
@@ -43,18 +36,62 @@ _HTTP_CODES = {
 }
 
 
-def _has_success_field(request: Request) -> bool:
-    """Whether the request went to a compatibility endpoint that answers with ``success``."""
-    path = request.url.path.rstrip("/")
-    if request.method == "DELETE" and path.startswith(_SUCCESS_FIELD_DELETE_PREFIX):
-        return True
-    return any(path == p or path.startswith(p + "/") for p in _SUCCESS_FIELD_PATHS)
+class Problem(BaseModel):
+    """An RFC 9457 problem with modelyard's ``code`` and ``hint`` (``errors.problem``).
+
+    Some carry more members: ``errors`` (a request that did not validate), ``required`` and
+    ``available`` (resources), ``upstream_status`` (a failed download)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    hint: str
+    instance: str | None = None
+
+
+class CompatibilityProblem(Problem):
+    """A problem as a compatibility endpoint (SPEC §8) answers it: with ``success: false``."""
+
+    success: Literal[False] = False
+
+
+_NATIVE = RoutePolicy(success_field=False)
+
+
+def _compatible(route: BaseRoute | None) -> bool:
+    """Whether a route declares the compatibility error shape (``success: false``)."""
+    return route is not None and bool(declared_policy(route, _NATIVE).success_field)
+
+
+def document(router: APIRouter) -> None:
+    """Declare every route's error answers in the OpenAPI schema: problem+json, in the shape
+    its policy gives them. Call it before the router is included."""
+    for route in router.routes:
+        if isinstance(route, APIRoute):
+            model = CompatibilityProblem if _compatible(route) else Problem
+            content = {PROBLEM: {"schema": model.model_json_schema()}}
+            generic: dict[int | str, dict[str, Any]] = {
+                "4XX": {
+                    "description": "Refused: the problem's `code` says why.",
+                    "content": content,
+                },
+                "5XX": {
+                    "description": "Failed: the problem's `code` says why.",
+                    "content": content,
+                },
+            }
+            route.responses = {**generic, **route.responses}
 
 
 def problem_response(
     request: Request, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    if _has_success_field(request):
+    # The route FastAPI matched, or whose path matched when the method did not (a 405).
+    if _compatible(request.scope.get("route")):
         body.setdefault("success", False)
     return JSONResponse(body, status_code=body["status"], media_type=PROBLEM, headers=headers)
 

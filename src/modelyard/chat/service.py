@@ -24,7 +24,7 @@ from modelyard.chat.targets import ModelStarter, Targets
 from modelyard.chat.types import ChatOptions, Target
 from modelyard.config import Settings
 from modelyard.errors import Conflict, InvalidInput
-from modelyard.events import EventBus
+from modelyard.events import CONVERSATION_CHANGED, ConversationChanged, EventBus
 from modelyard.metrics import Metrics
 from modelyard.providers.clients import Clients
 from modelyard.providers.registry import registry
@@ -156,7 +156,9 @@ class ChatService:
         return gen is not None and not gen.done.is_set()
 
     def _changed(self, conversation_id: str, action: str) -> None:
-        self.bus.publish("conversation.changed", {"id": conversation_id, "action": action})
+        self.bus.publish(
+            CONVERSATION_CHANGED, ConversationChanged(id=conversation_id, action=action)
+        )
 
     # -- generations ------------------------------------------------------------------------
 

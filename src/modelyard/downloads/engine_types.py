@@ -1,7 +1,7 @@
 """What the URL engine is asked and what it answers: requests, results, errors, callbacks.
 
 Kept apart from the engine itself so that ``http_engine`` (the public calls) and
-``_transfer`` (the request and streaming internals) can share them without a cycle.
+``transfer`` (the request and streaming internals) can share them without a cycle.
 """
 
 from __future__ import annotations

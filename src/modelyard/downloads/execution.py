@@ -1,8 +1,9 @@
 """One run of a task: the URL engine in a worker process, or an Ollama pull in the event loop.
 
 A run reports through its ``RunContext``, whose methods are safe to call from any thread.
-Everything it changes goes through the manager (the ``Sink``), which checks that the report
-belongs to the task's current run, so a run being stopped can never overwrite a newer state.
+Everything it changes goes through the task repository (the ``Sink``), which checks that the
+report belongs to the task's current run, so a run being stopped can never overwrite a newer
+state. A run that ends well answers with a ``Completion``: what is now on this machine.
 Cancelling the asyncio task of a run stops it: the worker's stdin is closed, which cancels
 it (it is killed if it does not exit in time), or the Ollama stream is closed.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,9 +21,10 @@ from modelyard.config import Settings
 from modelyard.downloads.http_engine import DownloadError, FetchResult, backoff_delay
 from modelyard.downloads.huggingface import auth_headers
 from modelyard.downloads.progress import Meter
-from modelyard.downloads.tasks import Source, State, Task
+from modelyard.downloads.states import DownloadState, SourceKind
+from modelyard.downloads.tasks import Task
 from modelyard.downloads.worker import Job
-from modelyard.downloads.worker_pool import Workers, spawn, stop
+from modelyard.downloads.worker_pool import WorkerPool, spawn, stop
 from modelyard.errors import PullError
 from modelyard.providers.pull import LayerTracker
 from modelyard.providers.registry import registry
@@ -34,14 +37,25 @@ BACKOFF_CAP_S = 60.0
 WORKER_NICENESS = 10
 
 
+@dataclass(frozen=True)
+class Completion:
+    """What a finished run brought: the bytes now here, and their verified sha256 (a file's;
+    an Ollama pull verifies its layers itself)."""
+
+    size: int
+    sha256: str | None = None
+
+
 class Sink(Protocol):
-    """What a run needs of the task book (``book.TaskBook``)."""
+    """What a run needs of the tasks (``repository.TaskRepository``)."""
 
     def report(self, ctx: RunContext, *, force: bool = False, publish: bool = True) -> None: ...
 
-    def transition(self, task: Task, state: State, *, run: int | None = None) -> None: ...
+    def count_attempt(self, ctx: RunContext) -> None: ...
 
-    def save(self, ctx: RunContext, **fields: object) -> None: ...
+    def save_validator(self, ctx: RunContext, validator: str | None, total: int | None) -> None: ...
+
+    def verifying(self, ctx: RunContext) -> None: ...
 
     def write_log(self, task_id: str, line: str) -> None: ...
 
@@ -62,39 +76,41 @@ class RunContext:
         if self.meter.event_due():
             self.sink.report(self)
 
-    def attempt(self, number: int) -> None:
-        """Another attempt starts (``number`` counts this run's; the task counts them all)."""
-        self.sink.save(self, attempts=self.task.attempts + 1)
+    def attempt(self) -> None:
+        """Another attempt starts."""
+        self.sink.count_attempt(self)
 
     def validator(self, value: str | None, total: int | None) -> None:
         """Remember the server's validator (for If-Range after a restart) and the size."""
-        self.sink.save(self, extra={**self.task.extra, "validator": value}, total=total)
+        self.sink.save_validator(self, value, total)
 
-    def stage(self, name: str) -> None:
-        if name == State.VERIFYING.value:  # the state event carries the numbers
-            self.sink.report(self, force=True, publish=False)
-            self.sink.transition(self.task, State.VERIFYING, run=self.run)
+    def verifying(self) -> None:
+        """Every byte is here and being checked (the state event carries the numbers); a
+        later report of the same stage changes nothing."""
+        if self.task.state is DownloadState.VERIFYING:
+            return
+        self.sink.report(self, force=True, publish=False)
+        self.sink.verifying(self)
 
     def log(self, line: str) -> None:
         self.sink.write_log(self.task.id, line)
 
 
 async def run_fetch(
-    ctx: RunContext, settings: Settings, log_path: Path, workers: Workers
-) -> FetchResult:
+    ctx: RunContext, settings: Settings, log_path: Path, workers: WorkerPool
+) -> Completion:
     """Download a URL or Hugging Face task's file in a worker process, retrying as needed.
 
     The worker's stderr goes to the task's log file, so a crash leaves its traceback there.
     """
     task = ctx.task
     assert task.path is not None and task.url is not None  # planned with both
-    expected_size = task.extra.get("expected_size")
     job = Job(
-        url=str(task.extra.get("resolved_url") or task.url),
+        url=task.extra.get("resolved_url") or task.url,
         dest=task.path,
-        expected_size=expected_size if isinstance(expected_size, int) else None,
+        expected_size=task.extra.get("expected_size"),
         expected_sha256=task.sha256,
-        headers=auth_headers(settings.hf_token or None) if task.source is Source.HF else {},
+        headers=auth_headers(settings.hf_token or None) if task.source is SourceKind.HF else {},
         if_range=task.extra.get("validator"),
         force=task.force,
         disk_margin=settings.disk_margin_bytes,
@@ -111,11 +127,12 @@ async def run_fetch(
     try:
         try:
             await _send_job(proc, job)
-        except ConnectionError:  # the spare died while it waited: start a new worker
+        except ConnectionError:  # the idle worker died while it waited: start a new one
             await stop(proc)
             proc = await spawn()
             await _send_job(proc, job)
-        return await _follow(ctx, proc, workers)
+        result = await _follow(ctx, proc, workers)
+        return Completion(result.size, result.sha256)
     except DownloadError:
         raise  # the worker said so, and waits for its next job (or it has exited)
     except BaseException:
@@ -132,7 +149,7 @@ async def _send_job(proc: asyncio.subprocess.Process, job: Job) -> None:
 
 
 async def _follow(
-    ctx: RunContext, proc: asyncio.subprocess.Process, workers: Workers
+    ctx: RunContext, proc: asyncio.subprocess.Process, workers: WorkerPool
 ) -> FetchResult:
     """Relay the worker's messages to the run until its result or error."""
     assert proc.stdout is not None
@@ -142,11 +159,11 @@ async def _follow(
         if kind == "progress":
             ctx.progress(message["downloaded"], message["total"])
         elif kind == "attempt":
-            ctx.attempt(message["number"])
+            ctx.attempt()
         elif kind == "validator":
             ctx.validator(message["value"], message["total"])
-        elif kind == "stage":
-            ctx.stage(message["name"])
+        elif kind == "stage" and message["name"] == "verifying":
+            ctx.verifying()
         elif kind == "log":
             ctx.log(message["line"])
         elif kind == "result":
@@ -169,7 +186,7 @@ async def _follow(
     )
 
 
-async def run_pull(ctx: RunContext, settings: Settings, instances: InstanceRegistry) -> None:
+async def run_pull(ctx: RunContext, settings: Settings, instances: InstanceRegistry) -> Completion:
     """Pull a task's model through the provider its source names (Ollama), retrying
     transient failures with backoff and jitter.
 
@@ -187,13 +204,13 @@ async def run_pull(ctx: RunContext, settings: Settings, instances: InstanceRegis
             task.current_layer = tracker.current_layer
             task.total_layers = tracker.total_layers
             task.current_status = tracker.status
-        if tracker.verifying and task.state is State.DOWNLOADING:
-            ctx.stage(State.VERIFYING.value)
+        if tracker.verifying:
+            ctx.verifying()
         ctx.progress(tracker.downloaded, tracker.total)
 
     attempt = 1
     while True:
-        ctx.attempt(attempt)
+        ctx.attempt()
         ctx.log(f"attempt {attempt} of {settings.download_max_attempts}")
         try:
             await provider.pull(
@@ -206,7 +223,7 @@ async def run_pull(ctx: RunContext, settings: Settings, instances: InstanceRegis
                 connect_timeout_s=settings.connect_timeout_ms / 1000,
             )
             ctx.sink.report(ctx, force=True, publish=False)
-            return
+            return Completion(ctx.meter.downloaded)
         except PullError as exc:
             ctx.log(f"failed: {exc.error_code}: {exc.detail}")
             if not exc.retryable or attempt >= settings.download_max_attempts:

@@ -2,7 +2,7 @@
 
 Synchronous by design: the download manager runs each fetch in a worker process of its own
 (``worker``), which cancels it through a ``threading.Event`` and relays its callbacks. The
-request and streaming internals live in ``_transfer``; this module holds the calls the rest
+request and streaming internals live in ``transfer``; this module holds the calls the rest
 of modelyard uses: ``fetch`` (one attempt), ``fetch_with_retries`` (attempts with full-jitter
 backoff), ``part_path`` and ``discard_part``.
 """

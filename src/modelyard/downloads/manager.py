@@ -1,53 +1,41 @@
 """The download manager (SPEC §5): one queue for Ollama pulls, URL and Hugging Face files.
 
-Tasks live in memory and in the ``downloads`` table; this manager is their only writer. At
-most ``download_concurrency`` run at once, the rest wait in a FIFO queue. A URL or Hugging
-Face run is the URL engine in a worker process of its own (see ``worker``), an Ollama run a
-pull stream in the event loop. Store writes go through one writer thread, in order, so the
-event loop never waits on SQLite. States: queued → downloading → verifying → completed, or
-paused, failed, cancelled; every change is a ``download.state`` event, progress a
-``download.progress`` event at most every 250 ms per task. Tasks that were running when
-modelyard stopped (even by SIGKILL) are queued again at start and resume from their part files.
+The API and the lifecycle call this facade: create (validated by ``specs`` before anything is
+written), read, pause, resume, cancel, retry and delete. Tasks live in the repository, which
+saves them in the ``downloads`` table and announces every change (``download.state``, and
+``download.progress`` at most every 250 ms per task); the scheduler runs them, at most
+``download_concurrency`` at once. Tasks that were running when modelyard stopped (even by
+SIGKILL) are queued again at start and resume from their part files.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from modelyard.clock import utcnow
-from modelyard.config import Settings
-from modelyard.downloads.execution import RunContext, run_fetch, run_pull
-from modelyard.downloads.http_engine import DownloadError, FetchResult, discard_part
-from modelyard.downloads.repository import TaskBook
+from modelyard.config import ModelMode, Settings
+from modelyard.downloads.repository import TaskRepository
+from modelyard.downloads.scheduler import DownloadScheduler, discard
 from modelyard.downloads.specs import DownloadRequest, Plan, check_destination, plan_download
-from modelyard.downloads.store import DownloadStore, SourceKey
-from modelyard.downloads.tasks import ACTIVE, RUNNING, Source, State, Task, TaskLog
-from modelyard.downloads.worker_pool import Workers
-from modelyard.errors import Conflict, InvalidInput, ModelyardError
+from modelyard.downloads.states import ACTIVE, RUNNING, DownloadState
+from modelyard.downloads.store import DownloadStore
+from modelyard.downloads.tasks import Task, TaskLog
+from modelyard.downloads.views import DownloadLog, DownloadView
+from modelyard.errors import Conflict, InvalidInput
 from modelyard.events import EventBus
-from modelyard.gguf.local import local_key
 from modelyard.metrics import Metrics
-from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import InstanceRegistry
 from modelyard.store.db import Database
 
-log = logging.getLogger("modelyard.downloads")
-TICK_S = 1.0  # refresh speed (it decays during a stall) and save progress this often
-STOP_WAIT_S = 30.0
-_REQUEST_FIELDS = ("source", "model_name", "url", "repo", "filename", "revision", "sha256")
-
 
 class DownloadManager:
-    """Create, run, pause, resume, cancel, retry and delete download tasks."""
+    """Create, read, pause, resume, cancel, retry and delete download tasks."""
 
     def __init__(
         self,
@@ -59,68 +47,54 @@ class DownloadManager:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self.metrics = metrics
         self.instances = instances
-        self.clock = clock
         self.logs = TaskLog(settings.logs_dir / "downloads")
-        self.book = TaskBook(DownloadStore(db), bus, metrics, self.logs)
-        self._queue: deque[str] = deque()
-        self._runs: dict[str, RunContext] = {}
+        self.repository = TaskRepository(DownloadStore(db), bus, metrics, self.logs)
+        self.scheduler = DownloadScheduler(settings, self.repository, instances, clock)
         self._create_lock = asyncio.Lock()
-        self._ticker: asyncio.Task[None] | None = None
-        self._closing = False
-        self._workers = Workers()
-        bus.add_snapshot_source("downloads", self.book.snapshot)
+        bus.add_snapshot_source("downloads", self.repository.snapshot)
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Load every task; queue again the ones that were running when modelyard stopped."""
-        for task in await self.book.load():
+        for task in await self.repository.load():
             if task.state in RUNNING:
-                self.logs.write(task.id, "modelyard restarted: resuming from the part file")
-                task.state = State.QUEUED
-                self.book.submit(self.book.store.update, task.id, {"state": State.QUEUED.value})
-            if task.state is State.QUEUED:
-                self._queue.append(task.id)
-        self._ticker = asyncio.create_task(self._tick())
-        self._schedule()
+                self.repository.requeue_interrupted(task)
+            if task.state is DownloadState.QUEUED:
+                self.scheduler.enqueue(task)
+        self.scheduler.start()
 
     async def close(self) -> None:
         """Stop the running tasks without changing their saved state, so they resume later."""
-        self._closing = True
-        if self._ticker is not None:
-            self._ticker.cancel()
-        running = [t for t in self.book.tasks.values() if t.runner is not None]
-        await asyncio.gather(*(self._stop(t, "shutdown") for t in running))
-        await self._workers.close()
-        self.book.close()
+        await self.scheduler.close()
+        self.repository.close()
 
     # -- reading ----------------------------------------------------------------------------
 
-    def list_all(self, state: str | None = None) -> list[dict[str, Any]]:
+    def list_all(self, state: DownloadState | None = None) -> list[DownloadView]:
         """Every task, newest first (optionally only one state)."""
-        return self.book.list_all(state)
+        return self.repository.views(state)
 
-    def get(self, task_id: str) -> dict[str, Any]:
-        return self.book.get(task_id).public()
+    def get(self, task_id: str) -> DownloadView:
+        return self.repository.get(task_id).view()
 
-    def find(self, task_id: str) -> dict[str, Any] | None:
-        task = self.book.tasks.get(task_id)
-        return task.public() if task is not None else None
+    def find(self, task_id: str) -> DownloadView | None:
+        task = self.repository.tasks.get(task_id)
+        return task.view() if task is not None else None
 
-    def by_url(self) -> dict[str, dict[str, Any]]:
+    def by_url(self) -> dict[str, DownloadView]:
         """The newest URL task of every URL (the compatibility status listing)."""
-        return self.book.by_url()
+        return self.repository.by_url()
 
-    def log_tail(self, task_id: str, lines: int) -> dict[str, Any]:
-        self.book.get(task_id)
-        return {"path": str(self.logs.path(task_id)), "lines": self.logs.tail(task_id, lines)}
+    def log_tail(self, task_id: str, lines: int) -> DownloadLog:
+        self.repository.get(task_id)
+        return DownloadLog(path=str(self.logs.path(task_id)), lines=self.logs.tail(task_id, lines))
 
     # -- creating ---------------------------------------------------------------------------
 
-    async def create(self, request: dict[str, Any]) -> dict[str, Any]:
-        """``POST /api/downloads`` as a call (used by recreate and install)."""
+    async def create(self, request: Mapping[str, Any]) -> DownloadView:
+        """``POST /api/downloads`` as a call, from a recorded request (recreate, install)."""
         try:
             body = DownloadRequest.model_validate(request)
         except ValidationError as exc:
@@ -132,7 +106,7 @@ class DownloadManager:
         task, _ = await self.submit(body)
         return task
 
-    async def submit(self, request: DownloadRequest) -> tuple[dict[str, Any], bool]:
+    async def submit(self, request: DownloadRequest) -> tuple[DownloadView, bool]:
         """Validate, then create a task, or return the existing one for the same source.
 
         Returns (task, created). Nothing is written anywhere unless the request is valid.
@@ -144,29 +118,29 @@ class DownloadManager:
                 check_destination(plan)
                 self._check_destination(plan)
                 task = _task_from(plan)
-                await self.book.add(task)
+                await self.repository.add(task)
         if existing is not None:
-            if existing.state is State.PAUSED:
+            if existing.state is DownloadState.PAUSED:
                 await self.resume(existing.id)
-            return existing.public(), False
+            return existing.view(), False
         self.logs.write(task.id, f"created: {task.source.value} {task.label}")
-        self.book.publish_state(task)
-        self._enqueue(task)
-        return task.public(), True
+        self.repository.publish_state(task)
+        self.scheduler.enqueue(task)
+        return task.view(), True
 
     def _duplicate(self, plan: Plan) -> Task | None:
         """An unfinished task for the same source, or a completed one whose file is there."""
-        for task in self.book.newest_first():
+        for task in self.repository.newest_first():
             if task.dedupe_key != plan.dedupe_key:
                 continue
             if task.state in ACTIVE:
                 return task
-            if task.state is State.COMPLETED and task.path and Path(task.path).is_file():
+            if task.state is DownloadState.COMPLETED and task.path and Path(task.path).is_file():
                 return task
         return None
 
     def _check_destination(self, plan: Plan) -> None:
-        for task in self.book.tasks.values():
+        for task in self.repository.tasks.values():
             if plan.path is not None and task.state in ACTIVE and task.path == str(plan.path):
                 raise Conflict(
                     f"download {task.id} is already writing {plan.path.name}",
@@ -176,207 +150,54 @@ class DownloadManager:
 
     # -- commands ---------------------------------------------------------------------------
 
-    async def pause(self, task_id: str) -> dict[str, Any]:
-        task = self.book.get(task_id)
-        if task.state is State.QUEUED:
-            self._dequeue(task)
-            self.book.set_state(task, State.PAUSED)
+    async def pause(self, task_id: str) -> DownloadView:
+        task = self.repository.get(task_id)
+        if task.state is DownloadState.QUEUED:
+            self.scheduler.dequeue(task)
+            self.repository.set_state(task, DownloadState.PAUSED)
         elif task.state in RUNNING:
-            await self._stop(task, "pause")
+            await self.scheduler.stop(task, "pause")
         else:
             raise _not_now(task, "paused")
-        return task.public()
+        return task.view()
 
-    async def resume(self, task_id: str) -> dict[str, Any]:
-        task = self.book.get(task_id)
-        if task.state is not State.PAUSED:
+    async def resume(self, task_id: str) -> DownloadView:
+        task = self.repository.get(task_id)
+        if task.state is not DownloadState.PAUSED:
             raise _not_now(task, "resumed")
-        self.book.set_state(task, State.QUEUED)
-        self._enqueue(task)
-        return task.public()
+        self.repository.set_state(task, DownloadState.QUEUED)
+        self.scheduler.enqueue(task)
+        return task.view()
 
-    async def cancel(self, task_id: str) -> dict[str, Any]:
-        task = self.book.get(task_id)
+    async def cancel(self, task_id: str) -> DownloadView:
+        task = self.repository.get(task_id)
         if task.state in RUNNING:
-            await self._stop(task, "cancel")
-        elif task.state in {State.QUEUED, State.PAUSED}:
-            self._dequeue(task)
-            await self._cancelled(task)
+            await self.scheduler.stop(task, "cancel")
+        elif task.state in {DownloadState.QUEUED, DownloadState.PAUSED}:
+            self.scheduler.dequeue(task)
+            await self.scheduler.cancelled(task)
         else:
             raise _not_now(task, "cancelled")
-        return task.public()
+        return task.view()
 
-    async def retry(self, task_id: str) -> dict[str, Any]:
-        task = self.book.get(task_id)
-        if task.state not in {State.FAILED, State.CANCELLED}:
+    async def retry(self, task_id: str) -> DownloadView:
+        task = self.repository.get(task_id)
+        if task.state not in {DownloadState.FAILED, DownloadState.CANCELLED}:
             raise _not_now(task, "retried")
         self.logs.write(task.id, "retry requested")
-        self.book.set_state(task, State.QUEUED, error=None, error_code=None, finished_at=None)
-        self._enqueue(task)
-        return task.public()
+        self.repository.set_state(task, DownloadState.QUEUED)
+        self.scheduler.enqueue(task)
+        return task.view()
 
     async def delete(self, task_id: str) -> None:
         """Forget a task (stopping it first); a completed model's file is never touched."""
-        task = self.book.get(task_id)
+        task = self.repository.get(task_id)
         if task.runner is not None:
-            await self._stop(task, "delete")
-        self._dequeue(task)
-        if task.state is not State.COMPLETED and task.path:
-            await asyncio.to_thread(_discard, Path(task.path))
-        await self.book.remove(task)
-
-    # -- running ----------------------------------------------------------------------------
-
-    def _enqueue(self, task: Task) -> None:
-        self._queue.append(task.id)
-        self._schedule()
-
-    def _dequeue(self, task: Task) -> None:
-        if task.id in self._queue:
-            self._queue.remove(task.id)
-
-    def _schedule(self) -> None:
-        while not self._closing and self._queue:
-            if sum(t.runner is not None for t in self.book.tasks.values()) >= self._concurrency:
-                return
-            task = self.book.tasks.get(self._queue.popleft())
-            if task is not None and task.state is State.QUEUED:
-                self._launch(task)
-
-    @property
-    def _concurrency(self) -> int:
-        return self.settings.download_concurrency
-
-    def _launch(self, task: Task) -> None:
-        with task.lock:
-            task.run += 1
-            task.stop = None
-            task.speed_bps = task.eta_s = None
-        ctx = RunContext(self.book, task, self.clock)
-        self._runs[task.id] = ctx
-        started = task.started_at or utcnow()
-        self.book.set_state(
-            task, State.DOWNLOADING, started_at=started, error=None, error_code=None
-        )
-        task.runner = asyncio.create_task(self._run(ctx), name=f"download-{task.id}")
-
-    async def _run(self, ctx: RunContext) -> None:
-        """Run one attempt series and move the task to where it ended."""
-        task = ctx.task
-        try:
-            result = await self._attempts(ctx)
-        except asyncio.CancelledError:
-            if task.stop is None:
-                raise
-            await self._stopped(ctx)
-        except DownloadError as exc:
-            self._failed(ctx, exc.error_code, exc.detail)
-        except ModelyardError as exc:
-            self._failed(ctx, exc.error_code, exc.detail)
-        except Exception as exc:  # a bug: the task must still end in a true state
-            log.exception("download %s crashed", task.id)
-            self._failed(ctx, "internal_error", f"{type(exc).__name__}: {exc}")
-        else:
-            # The bytes are verified and in place: a pause or cancel arriving now must not
-            # leave the task half-recorded, so the bookkeeping finishes regardless.
-            await asyncio.shield(self._completed(ctx, result))
-        finally:
-            task.runner = None
-            self._runs.pop(task.id, None)
-            self._schedule()
-
-    async def _attempts(self, ctx: RunContext) -> FetchResult | None:
-        if ctx.task.source is Source.OLLAMA:
-            await run_pull(ctx, self.settings, self.instances)
-            return None
-        return await run_fetch(ctx, self.settings, self.logs.path(ctx.task.id), self._workers)
-
-    async def _stop(self, task: Task, reason: str) -> None:
-        """Ask the running attempt to stop; wait (bounded) until it has."""
-        runner = task.runner
-        if runner is None:
-            return
-        task.stop = reason
-        runner.cancel()  # closes the pull stream, or tells the worker process to cancel
-        await asyncio.wait({runner}, timeout=STOP_WAIT_S)
-
-    async def _stopped(self, ctx: RunContext) -> None:
-        task = ctx.task
-        self.book.report(ctx, force=True, publish=False)
-        if task.stop == "pause":
-            self.logs.write(task.id, "paused")
-            self.book.set_state(task, State.PAUSED, speed_bps=None, eta_s=None)
-        elif task.stop == "cancel":
-            await self._cancelled(task)
-        elif task.stop == "shutdown":
-            self.logs.write(task.id, "modelyard is stopping: will resume at the next start")
-
-    async def _cancelled(self, task: Task) -> None:
-        if task.path:
-            await asyncio.to_thread(_discard, Path(task.path))
-        self.logs.write(task.id, "cancelled: the partial file was removed")
-        self.book.set_state(task, State.CANCELLED, finished_at=utcnow(), speed_bps=None, eta_s=None)
-        self.metrics.pull_total.labels(model_name=task.label, status="cancelled").inc()
-
-    def _failed(self, ctx: RunContext, code: str, detail: str) -> None:
-        task = ctx.task
-        self.book.report(ctx, force=True, publish=False)  # how far it got
-        self.logs.write(task.id, f"failed: {code}: {detail}")
-        self.book.set_state(
-            task,
-            State.FAILED,
-            error=detail,
-            error_code=code,
-            finished_at=utcnow(),
-            speed_bps=None,
-            eta_s=None,
-        )
-        self.metrics.pull_total.labels(model_name=task.label, status="failed").inc()
-
-    async def _completed(self, ctx: RunContext, result: FetchResult | None) -> None:
-        """Verified and in place: saved with the model's source first, then announced."""
-        task = ctx.task
-        self.book.report(ctx, force=True, publish=False)
-        done = ctx.meter.downloaded if result is None else result.size
-        fields: dict[str, Any] = {
-            "downloaded": done,
-            "total": done,
-            "finished_at": utcnow(),
-            "speed_bps": None,
-            "eta_s": None,
-            "error": None,
-            "error_code": None,
-        }
-        if result is not None:
-            fields["sha256"] = result.sha256
-        values = {**task.row_values(), **fields}
-        request = {f: values[f] for f in _REQUEST_FIELDS if values.get(f) is not None}
-        request.update(mode=task.mode)
-        if task.instance_id:
-            request["instance_id"] = task.instance_id
-        await self.book.complete(task, fields, self._source_key(task), request)
-        self.metrics.pull_total.labels(model_name=task.label, status="success").inc()
-        if task.started_at is not None:
-            seconds = (task.finished_at or utcnow()) - task.started_at
-            self.metrics.pull_duration.observe(seconds.total_seconds())
-
-    def _source_key(self, task: Task) -> SourceKey:
-        """The catalog's key of the model a task produced."""
-        if task.source is Source.OLLAMA:
-            puller = registry.get(task.source.value)
-            name = puller.catalog_name(task.model_name or "")
-            return (puller.kind, task.instance_id or "default", name)
-        models_dir = self.settings.resolved_models_dir.resolve()
-        name = Path(task.path or "").resolve().relative_to(models_dir).as_posix()
-        return local_key(name)
-
-    async def _tick(self) -> None:
-        """Refresh every running task's speed and save its progress about once a second."""
-        while True:
-            await asyncio.sleep(TICK_S)
-            for ctx in list(self._runs.values()):
-                if self.clock() - ctx.meter.published_at >= TICK_S:
-                    self.book.report(ctx, force=True)
+            await self.scheduler.stop(task, "delete")
+        self.scheduler.dequeue(task)
+        if task.state is not DownloadState.COMPLETED and task.path:
+            await asyncio.to_thread(discard, Path(task.path))
+        await self.repository.remove(task)
 
 
 def _task_from(plan: Plan) -> Task:
@@ -392,10 +213,10 @@ def _task_from(plan: Plan) -> Task:
         path=str(plan.path) if plan.path is not None else None,
         instance_id=plan.instance_id,
         sha256=plan.sha256,
-        mode=plan.mode,
+        mode=ModelMode(plan.mode),
         total=plan.total,
         force=plan.force,
-        extra=dict(plan.extra),
+        extra=plan.extra.copy(),
     )
 
 
@@ -405,10 +226,3 @@ def _not_now(task: Task, verb: str) -> Conflict:
         code="invalid_download_state",
         hint="Pause queued or running downloads, resume paused ones, retry failed ones.",
     )
-
-
-def _discard(dest: Path) -> None:
-    try:
-        discard_part(dest)
-    except DownloadError as exc:
-        log.warning("could not remove the part file of %s: %s", dest, exc.detail)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelyard.config import ModelMode, Settings
 from modelyard.downloads.engine_types import part_path
 from modelyard.downloads.huggingface import parse_hf_uri, resolve_file
-from modelyard.downloads.tasks import Source
+from modelyard.downloads.states import SourceKind
+from modelyard.downloads.tasks import SourceDetails
 from modelyard.errors import Conflict, InsufficientResources, InvalidInput, PayloadTooLarge
 from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import InstanceRegistry
@@ -51,7 +51,7 @@ class DownloadRequest(BaseModel):
 class Plan:
     """A validated request: what to fetch, where it lands, and what identifies it."""
 
-    source: Source
+    source: SourceKind
     dedupe_key: str
     mode: str
     force: bool
@@ -64,7 +64,7 @@ class Plan:
     instance_id: str | None = None
     sha256: str | None = None
     total: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: SourceDetails = field(default_factory=lambda: SourceDetails())
 
 
 def plan_download(
@@ -72,7 +72,7 @@ def plan_download(
 ) -> Plan:
     """Validate ``request`` completely; raises InvalidInput, NotFound, Conflict, 413 or 507."""
     try:
-        source = Source(request.source.strip().lower())
+        source = SourceKind(request.source.strip().lower())
     except ValueError as exc:
         raise InvalidInput(
             f"{request.source!r} is not a download source",
@@ -81,21 +81,21 @@ def plan_download(
         ) from exc
     mode = _mode(request.mode)
     sha256 = _sha256(request.sha256)
-    if source is Source.OLLAMA:
+    if source is SourceKind.OLLAMA:
         return _plan_ollama(request, mode, instances)
-    if source is Source.URL:
+    if source is SourceKind.URL:
         return _plan_url(request, mode, sha256, settings)
     return _plan_hf(request, mode, sha256, settings)
 
 
 def _plan_ollama(request: DownloadRequest, mode: str, instances: InstanceRegistry) -> Plan:
-    puller = registry.get(Source.OLLAMA.value)  # the provider this source pulls through
+    puller = registry.get(SourceKind.OLLAMA.value)  # the provider this source pulls through
     name = puller.check_name((request.model_name or "").strip())
     instance_id = request.instance_id or DEFAULT_OLLAMA_INSTANCE
     instances.get(puller.kind, instance_id)  # 404 instance_not_found
     display = puller.catalog_name(name)
     return Plan(
-        source=Source.OLLAMA,
+        source=SourceKind.OLLAMA,
         dedupe_key=f"ollama:{instance_id}:{display.lower()}",
         mode=mode,
         force=request.force,
@@ -117,7 +117,7 @@ def _plan_url(request: DownloadRequest, mode: str, sha256: str | None, settings:
     filename = validate_filename(request.filename or _url_filename(url))
     dest = resolve_inside(settings.resolved_models_dir, filename)
     return Plan(
-        source=Source.URL,
+        source=SourceKind.URL,
         dedupe_key=f"url:{url}|{filename}",
         mode=mode,
         force=request.force,
@@ -146,7 +146,7 @@ def _plan_hf(request: DownloadRequest, mode: str, sha256: str | None, settings: 
     dest = resolve_inside(settings.resolved_models_dir, hub.relative_dest)
     _check_size(hub.size, dest, request.force, settings)
     return Plan(
-        source=Source.HF,
+        source=SourceKind.HF,
         dedupe_key=f"hf:{ref.repo}/{ref.filename}@{ref.revision}",
         mode=mode,
         force=request.force,

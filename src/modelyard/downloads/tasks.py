@@ -1,8 +1,9 @@
-"""A download task (SPEC §5): its states, its fields, its log file and its wire shapes.
+"""A download task (SPEC §5): what is persisted of it, what only a running task has, its log.
 
-The manager owns every Task and is the only code that changes one. Progress numbers are
-written by worker threads under ``Task.lock``, which also serialises state changes, so a
-progress event can never be published after the state change that ended its run.
+The repository (``repository.TaskRepository``) owns every Task and is the only code that
+changes its state. Progress numbers are written by a run's callbacks under ``Task.lock``, which
+also serialises state changes, so a progress event can never be published after the state
+change that ended its run.
 """
 
 from __future__ import annotations
@@ -11,61 +12,27 @@ import asyncio
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
-from modelyard.clock import iso, utcnow
+from modelyard.clock import as_utc, iso, utcnow
+from modelyard.config import ModelMode
+from modelyard.downloads.states import DownloadState, SourceKind
+from modelyard.downloads.views import DownloadView
 from modelyard.store.tables import DownloadRow
 
-
-class State(StrEnum):
-    QUEUED = "queued"
-    DOWNLOADING = "downloading"
-    VERIFYING = "verifying"
-    COMPLETED = "completed"
-    PAUSED = "paused"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+_VIEW_FIELDS = tuple(DownloadView.model_fields)
+# The columns of DownloadRow a Task carries: its view's fields but the computed progress.
+_COLUMNS = (*(name for name in _VIEW_FIELDS if name != "progress"), "dedupe_key")
 
 
-class Source(StrEnum):
-    OLLAMA = "ollama"
-    URL = "url"
-    HF = "hf"
+class SourceDetails(TypedDict, total=False):
+    """What a task learned of its source, kept in the ``extra`` JSON column."""
 
-
-RUNNING = frozenset({State.DOWNLOADING, State.VERIFYING})
-ACTIVE = frozenset({State.QUEUED, State.DOWNLOADING, State.VERIFYING, State.PAUSED})
-FINISHED = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED})
-
-# The columns of DownloadRow a Task carries, in the order of the native wire shape.
-_FIELDS = (
-    "id",
-    "source",
-    "model_name",
-    "url",
-    "repo",
-    "revision",
-    "filename",
-    "path",
-    "instance_id",
-    "sha256",
-    "mode",
-    "state",
-    "downloaded",
-    "total",
-    "speed_bps",
-    "eta_s",
-    "error",
-    "error_code",
-    "attempts",
-    "current_layer",
-    "total_layers",
-    "current_status",
-    "force",
-)
-_TIMES = ("created_at", "started_at", "finished_at")
+    resolved_url: str  # a Hub file: the URL its bytes come from, pinned to ``commit``
+    commit: str | None
+    expected_size: int | None  # the Hub's size of the file
+    validator: str | None  # the server's ETag or Last-Modified, for If-Range after a restart
 
 
 @dataclass(eq=False)
@@ -73,9 +40,9 @@ class Task:
     """One download, as persisted in DownloadRow, plus what only a running task has."""
 
     id: str
-    source: Source
+    source: SourceKind
     dedupe_key: str
-    state: State = State.QUEUED
+    state: DownloadState = DownloadState.QUEUED
     model_name: str | None = None
     url: str | None = None
     repo: str | None = None
@@ -84,7 +51,7 @@ class Task:
     path: str | None = None
     instance_id: str | None = None
     sha256: str | None = None
-    mode: str = "llm"
+    mode: ModelMode = ModelMode.LLM
     downloaded: int = 0
     total: int | None = None
     speed_bps: float | None = None
@@ -96,7 +63,7 @@ class Task:
     total_layers: int = 0
     current_status: str | None = None
     force: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: SourceDetails = field(default_factory=lambda: SourceDetails())
     created_at: datetime = field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -111,7 +78,7 @@ class Task:
     @property
     def progress(self) -> float:
         """0–100, one decimal; 100 only when completed."""
-        if self.state is State.COMPLETED:
+        if self.state is DownloadState.COMPLETED:
             return 100.0
         raw = min(99.9, round(100.0 * self.downloaded / self.total, 1)) if self.total else 0.0
         return max(raw, self.progress_floor)
@@ -121,80 +88,34 @@ class Task:
         """What the task fetches, for people and for metric labels."""
         return self.model_name or self.filename or self.url or self.id
 
-    def public(self) -> dict[str, Any]:
-        """The native wire shape (``GET /api/downloads/{id}``) and event payload."""
-        body: dict[str, Any] = {name: getattr(self, name) for name in _FIELDS}
-        body["progress"] = self.progress
-        body["source"] = self.source.value
-        body["state"] = self.state.value
-        body.update({name: iso(getattr(self, name)) for name in _TIMES})
-        return body
+    def view(self) -> DownloadView:
+        """The public view of the task as it is now (the caller holds ``lock`` if it runs)."""
+        return DownloadView.model_validate({name: getattr(self, name) for name in _VIEW_FIELDS})
 
     def row_values(self) -> dict[str, Any]:
         """Every persisted column, for an insert or a full update."""
-        values = {name: getattr(self, name) for name in _FIELDS}
-        values.update({name: getattr(self, name) for name in _TIMES})
+        values = {name: getattr(self, name) for name in _COLUMNS}
         values.update(
             source=self.source.value,
             state=self.state.value,
-            dedupe_key=self.dedupe_key,
+            mode=self.mode.value,
             extra=dict(self.extra),
         )
         return values
 
     @classmethod
     def from_row(cls, row: DownloadRow) -> Task:
-        values = {name: getattr(row, name) for name in (*_FIELDS, *_TIMES)}
+        values = {name: getattr(row, name) for name in _COLUMNS}
         values.update(
-            source=Source(row.source),
-            state=State(row.state),
-            dedupe_key=row.dedupe_key,
-            extra=dict(row.extra or {}),
+            source=SourceKind(row.source),
+            state=DownloadState(row.state),
+            mode=ModelMode(row.mode),
+            extra=cast(SourceDetails, dict(row.extra or {})),  # as saved by row_values
+            created_at=as_utc(row.created_at),
+            started_at=as_utc(row.started_at) if row.started_at else None,
+            finished_at=as_utc(row.finished_at) if row.finished_at else None,
         )
         return cls(**values)
-
-
-def compat_pull(task: dict[str, Any]) -> dict[str, Any]:
-    """``GET /api/models/pull/{pull_id}`` from a task's public shape (SPEC §8)."""
-    return {
-        "pull_id": task["id"],
-        "model_name": task["model_name"] or task["filename"] or task["url"],
-        "status": _PULL_STATUS[task["state"]],
-        "progress": task["progress"],
-        "current_layer": task["current_layer"],
-        "total_layers": task["total_layers"],
-        "downloaded_bytes": task["downloaded"],
-        "total_bytes": task["total"],
-        "current_status": task["current_status"] or task["state"],
-        "started_at": task["started_at"] or task["created_at"],
-        "error": task["error"],
-    }
-
-
-def compat_download(task: dict[str, Any]) -> dict[str, Any]:
-    """One item of ``GET /api/models/download/status`` (SPEC §8)."""
-    return {
-        "url": task["url"],
-        "filename": task["filename"],
-        "status": _DOWNLOAD_STATUS[task["state"]],
-        "downloaded": task["downloaded"],
-        "total": task["total"],
-        "progress": task["progress"],
-        "error": task["error"],
-    }
-
-
-# The compatibility shapes know three states; queued, paused and verifying are on the way.
-_PULL_STATUS = {s.value: "PULLING" for s in ACTIVE} | {
-    State.COMPLETED.value: "COMPLETED",
-    State.FAILED.value: "FAILED",
-    State.CANCELLED.value: "FAILED",
-}
-_DOWNLOAD_STATUS = {s.value: "downloading" for s in ACTIVE} | {
-    State.COMPLETED.value: "completed",
-    State.FAILED.value: "failed",
-    State.CANCELLED.value: "failed",
-}
 
 
 class TaskLog:

@@ -7,7 +7,7 @@ request (docs/BENCHMARKS.md). In a process of its own, at a lower priority, it t
 the CPU nothing else wants.
 
 A worker does one job after another, so that Python and its imports start once, not once per
-download (``spare``). Protocol, JSON lines: the server writes a ``Job`` to stdin; the worker
+download (``worker_pool``). Protocol, JSON lines: the server writes a ``Job`` to stdin; the worker
 writes ``progress``, ``attempt``, ``validator``, ``stage`` and ``log`` messages to stdout,
 then one ``result`` or ``error``, and waits for the next job. Stdin closing (the server says
 stop, or it exited, even by SIGKILL) cancels the job in hand and ends the worker.

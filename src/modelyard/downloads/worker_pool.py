@@ -44,47 +44,47 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
-class Workers:
+class WorkerPool:
     """Hands out workers, keeping one idle after the first download."""
 
     def __init__(self) -> None:
-        self._spare: asyncio.subprocess.Process | None = None
+        self._idle: asyncio.subprocess.Process | None = None
         self._starting: asyncio.Task[None] | None = None
         self._exiting: set[asyncio.Task[None]] = set()
         self._closed = False
 
     async def take(self) -> asyncio.subprocess.Process:
-        """A worker for one job: the spare when one is alive, else a new one."""
-        proc, self._spare = self._spare, None
+        """A worker for one job: the idle one when it is alive, else a new one."""
+        proc, self._idle = self._idle, None
         if proc is not None and proc.returncode is None:
             return proc
         return await spawn()
 
     def refill(self) -> None:
-        """Start a spare in the background, unless there is one (called after each run)."""
-        if self._closed or self._spare is not None or self._starting is not None:
+        """Start an idle worker in the background, unless there is one (after each run)."""
+        if self._closed or self._idle is not None or self._starting is not None:
             return
-        self._starting = asyncio.create_task(self._start_spare(), name="download-spare")
+        self._starting = asyncio.create_task(self._start_idle(), name="download-idle-worker")
 
-    async def _start_spare(self) -> None:
+    async def _start_idle(self) -> None:
         try:
             proc = await spawn()
         finally:
             self._starting = None
-        if self._closed or self._spare is not None:
+        if self._closed or self._idle is not None:
             await stop(proc)
         else:
-            self._spare = proc
+            self._idle = proc
 
     def give_back(self, proc: asyncio.subprocess.Process) -> None:
-        """A worker that has sent its job's result or error: the spare now, unless there is
-        one (then it is let go, in the background)."""
-        if self._closed or self._spare is not None or proc.returncode is not None:
+        """A worker that has sent its job's result or error: the idle one now, unless there
+        is one (then it is let go, in the background)."""
+        if self._closed or self._idle is not None or proc.returncode is not None:
             task = asyncio.create_task(stop(proc))
             self._exiting.add(task)
             task.add_done_callback(self._exiting.discard)
         else:
-            self._spare = proc
+            self._idle = proc
 
     async def close(self) -> None:
         self._closed = True
@@ -93,6 +93,6 @@ class Workers:
         if self._starting is not None:
             with contextlib.suppress(Exception):
                 await self._starting
-        proc, self._spare = self._spare, None
+        proc, self._idle = self._idle, None
         if proc is not None:
             await stop(proc)

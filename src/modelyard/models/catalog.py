@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from modelyard import events
 from modelyard.config import Settings
 from modelyard.errors import ModelyardError
 from modelyard.events import Event, EventBus
@@ -104,9 +105,9 @@ class Catalog:
     async def start(self) -> None:
         """Listen for provider and download events and sync everything once."""
         self._loop = asyncio.get_running_loop()
-        self.bus.add_listener("provider.status", self._on_provider_status)
-        self.bus.add_listener("provider.removed", self._on_provider_status)
-        self.bus.add_listener("download.state", self._on_download_state)
+        self.bus.add_listener(events.PROVIDER_STATUS, self._on_provider_status)
+        self.bus.add_listener(events.PROVIDER_REMOVED, self._on_provider_status)
+        self.bus.add_listener(events.DOWNLOAD_STATE, self._on_download_state)
         self.bus.add_snapshot_source("models", self._snapshot)
         self._download_worker = asyncio.create_task(self._follow_downloads())
         self.schedule(None)
@@ -125,7 +126,7 @@ class Catalog:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(fn, *args)
 
-    def _on_provider_status(self, event: Event) -> None:
+    def _on_provider_status(self, event: Event[Any]) -> None:
         """A status change (came up, went away) or a removed instance: sync what it serves."""
         key = f"{event.data.get('provider')}/{event.data.get('instance_id')}"
         self._threadsafe(self._schedule_instance, key)
@@ -235,9 +236,9 @@ class Catalog:
 
     def _publish(self, counts: SyncCounts, result: SyncResult) -> None:
         for state in counts.changed_states:
-            self.bus.publish("model.state", state.wire())
+            self.bus.publish(events.MODEL_STATE, state.wire())
         if counts.changed:
-            self.bus.publish("catalog.changed", result.counts())
+            self.bus.publish(events.CATALOG_CHANGED, result.counts())
 
     async def _list_scope(self, instance: Instance) -> Listing:
         scope = _scope(instance)
@@ -324,7 +325,7 @@ class Catalog:
         async with self._lock:
             model, event = self.store.set_state(key, status, loaded, meta)
         if event is not None:
-            self.bus.publish("model.state", event.wire())
+            self.bus.publish(events.MODEL_STATE, event.wire())
         return _with_memory(model)
 
     async def forget(self, key: ModelKey) -> None:
@@ -334,8 +335,8 @@ class Catalog:
             removed = await asyncio.to_thread(self.store.delete, key)
         if removed:
             gone = ModelState(key.provider, key.instance_id, key.name, ModelStatus.REMOVED, None)
-            self.bus.publish("model.state", gone.wire())
-            self.bus.publish("catalog.changed", SyncResult(removed=1).counts())
+            self.bus.publish(events.MODEL_STATE, gone.wire())
+            self.bus.publish(events.CATALOG_CHANGED, SyncResult(removed=1).counts())
 
     def list_all(self) -> list[Model]:
         return [_measured(m) for m in self.store.list_all()]
@@ -380,7 +381,7 @@ class Catalog:
 
     # -- downloads -------------------------------------------------------------------------------
 
-    def _on_download_state(self, event: Event) -> None:
+    def _on_download_state(self, event: Event[Any]) -> None:
         self._threadsafe(self._download_events.put_nowait, dict(event.data))
 
     async def _follow_downloads(self) -> None:
@@ -418,8 +419,8 @@ class Catalog:
         """Show a model being downloaded again (recreate) until its download ends."""
         self._downloads[entry.key] = entry.status
         if await asyncio.to_thread(self.store.add_placeholder, entry):
-            self.bus.publish("model.state", state_event(entry.values()).wire())
-            self.bus.publish("catalog.changed", SyncResult(added=1).counts())
+            self.bus.publish(events.MODEL_STATE, state_event(entry.values()).wire())
+            self.bus.publish(events.CATALOG_CHANGED, SyncResult(added=1).counts())
 
     async def _apply_download(self, key: ModelKey, state: str, data: dict[str, Any]) -> None:
         if state in _ACTIVE_DOWNLOAD:
@@ -432,7 +433,7 @@ class Catalog:
                 source=_source_text(data),
             )
             if await asyncio.to_thread(self.store.add_placeholder, entry):
-                self.bus.publish("catalog.changed", SyncResult(added=1).counts())
+                self.bus.publish(events.CATALOG_CHANGED, SyncResult(added=1).counts())
             await self.set_state(key, ModelStatus.DOWNLOADING, None)
             return
         if state == "failed" and key in self._downloads:

@@ -28,7 +28,9 @@ from typing import Any, Literal, Protocol
 import httpx
 
 from modelyard.config import ModelMode, Settings
+from modelyard.downloads.views import DownloadView
 from modelyard.errors import Conflict, ModelyardError, NotFound
+from modelyard.events import BATCH_PROGRESS, BatchProgress
 from modelyard.gguf.local import LOCAL_INSTANCE, hf_source, is_local, local_scope, runner
 from modelyard.gguf.metadata import split_part, split_paths
 from modelyard.gguf.servers import GgufServers
@@ -57,7 +59,7 @@ Action = Literal["start", "stop", "delete"]
 class DownloadCreator(Protocol):
     """What recreate needs of the download manager: ``POST /api/downloads`` as a call."""
 
-    async def create(self, request: dict[str, Any]) -> dict[str, Any]: ...
+    async def create(self, request: dict[str, Any]) -> DownloadView: ...
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,10 @@ class RecreatedModel:
     """The model being fetched again, and its download."""
 
     model: Model
-    download: dict[str, Any]  # the download task, as the downloads API shows it
+    download: DownloadView  # the download task, as the downloads API shows it
 
     def wire(self) -> dict[str, Any]:
-        return {**self.model.wire(), "download": self.download}
+        return {**self.model.wire(), "download": self.download.model_dump(mode="json")}
 
 
 def _same_ctx(target: Resolved, running: list[Instance], ctx_size: int | None) -> Instance:
@@ -375,7 +377,7 @@ class Lifecycle:
                 raise
         return RecreatedModel(await self._model(target), download)
 
-    async def install(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def install(self, request: dict[str, Any]) -> DownloadView:
         """Start a download (a recommended model's install button): the download task."""
         return await self.downloads.create(request)
 
@@ -425,16 +427,14 @@ class Lifecycle:
                     hint=exc.hint,
                 )
             results.append(result)
-            self.catalog.bus.publish(
-                "batch.progress",
-                {
-                    "batch_id": batch_id,
-                    "action": action,
-                    "done": len(results),
-                    "total": len(refs),
-                    "result": result.wire(),
-                },
+            progress = BatchProgress(
+                batch_id=batch_id,
+                action=action,
+                done=len(results),
+                total=len(refs),
+                result=result.wire(),
             )
+            self.catalog.bus.publish(BATCH_PROGRESS, progress)
         return BatchResult(batch_id, action, results)
 
     # -- details and memory ----------------------------------------------------------------------

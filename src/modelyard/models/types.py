@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from modelyard.config import ModelMode
+from modelyard.events import CatalogCounts, ModelStateChange
 
 
 class Scope(NamedTuple):
@@ -174,7 +175,7 @@ class ModelState:
     status: ModelStatus
     details: dict[str, Any] | None  # the ``loaded`` figures
 
-    def wire(self) -> dict[str, Any]:
+    def wire(self) -> ModelStateChange:
         return {
             "provider": self.provider,
             "instance_id": self.instance_id,
@@ -215,7 +216,7 @@ class SyncResult:
     unchanged: int = 0
     errors: tuple[SyncError, ...] = ()
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> CatalogCounts:
         """The data of a ``catalog.changed`` event."""
         return {
             "added": self.added,

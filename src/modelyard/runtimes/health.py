@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from modelyard.clock import iso, utcnow
 from modelyard.config import Settings
-from modelyard.events import EventBus
+from modelyard.events import PROVIDER_STATUS, EventBus
 from modelyard.metrics import Metrics
 from modelyard.providers.base import ApiProbe, ProviderState
 from modelyard.providers.registry import registry
@@ -368,12 +368,12 @@ class HealthChecker:
         self._recorded_seq[instance.key] = seq
         previous = self._latest.get(instance.key)
         self._latest[instance.key] = (time.monotonic(), status)
-        dumped = self._dumped[instance.key] = status.model_dump(mode="json")
+        self._dumped[instance.key] = status.model_dump(mode="json")
         self._history.setdefault(instance.key, deque(maxlen=HISTORY)).append(status)
         self._next_due[instance.key] = time.monotonic() + MONITOR_INTERVALS[status.state]
         self.metrics.set_provider_state(status.provider, status.instance_id, status.state.value)
         if previous is None or previous[1].signature() != status.signature():
-            self.bus.publish("provider.status", dumped, key=f"provider:{instance.key}")
+            self.bus.publish(PROVIDER_STATUS, status, key=f"provider:{instance.key}")
         return status
 
     # -- monitor ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import contextlib
 from dataclasses import dataclass
 
 from modelyard.errors import Conflict, ModelyardError
-from modelyard.events import EventBus
+from modelyard.events import PROVIDER_REMOVED, EventBus, ProviderRemoved
 from modelyard.runtimes.control import InstanceControl
 from modelyard.runtimes.health import HealthChecker, ProviderStatus
 from modelyard.runtimes.instances import (
@@ -101,8 +101,8 @@ class InstanceService:
     def _forget(self, instance: Instance) -> None:
         self.health.forget(instance)
         self.bus.publish(
-            "provider.removed",
-            {"provider": instance.config.provider, "instance_id": instance.config.id},
+            PROVIDER_REMOVED,
+            ProviderRemoved(provider=instance.config.provider, instance_id=instance.config.id),
         )
 
     # -- status and process ----------------------------------------------------------------

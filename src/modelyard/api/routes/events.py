@@ -10,11 +10,17 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from modelyard.api.policy import policy
-from modelyard.events import Event, Subscription, now_rfc3339
+from modelyard.clock import iso, utcnow
+from modelyard.events import EVENT_TYPES, Event, Subscription
 from modelyard.services import Services
 
 router = APIRouter(dependencies=[policy()])
 OVERFLOW_CLOSE = 1013  # "try again later": the client reconnects and reads a fresh snapshot
+WEBSOCKET_DOC = """
+`WS /ws/events`: a `snapshot` message (`{"seq", "ts", "type": "snapshot", "data"}`), then one
+envelope `{"seq", "ts", "type", "data"}` per event. Send `{"subscribe": ["download.*", ...]}`
+to filter by type. The types (their data: docs/API.md, "Events"):
+""" + "".join(f"- `{t.name}`: {t.description}\n" for t in EVENT_TYPES.values())
 
 
 SUBSCRIBE_HINT = (
@@ -34,12 +40,12 @@ class Channel:
         self.ws = ws
         self.seq = seq
 
-    async def send_event(self, event: Event) -> None:
+    async def send_event(self, event: Event[Any]) -> None:
         self.seq = max(self.seq, event.seq)
         await self.ws.send_json(event.envelope())
 
     async def reply(self, kind: str, data: dict[str, Any]) -> None:
-        await self.ws.send_json({"seq": self.seq, "ts": now_rfc3339(), "type": kind, "data": data})
+        await self.ws.send_json({"seq": self.seq, "ts": iso(utcnow()), "type": kind, "data": data})
 
     async def error(self, code: str, detail: str) -> None:
         await self.reply("error", {"code": code, "detail": detail, "hint": SUBSCRIBE_HINT})

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.api.deps import ServicesDep
 from modelyard.api.designed import MODEL_RECREATE, MODEL_RUNTIME, MODEL_SOURCE
-from modelyard.api.policy import policy
+from modelyard.api.policy import COMPATIBILITY, policy
+from modelyard.downloads.views import DownloadView
 from modelyard.errors import InvalidInput
 from modelyard.models import recommended
 from modelyard.models.details import ModelDetails, ResourcesReport
@@ -127,7 +128,7 @@ def _csv(value: str | None, allowed: tuple[str, ...] | None, what: str) -> tuple
     return items
 
 
-@router.get("/api/models/list", response_model=ModelList)
+@router.get("/api/models/list", response_model=ModelList, dependencies=[COMPATIBILITY])
 async def list_models(services: ServicesDep) -> Response:
     """Compatibility: every model of every instance, ``{"models": [...]}``. An unchanged
     catalog answers on the event loop; a rebuild (a store query) runs in a thread."""
@@ -180,14 +181,14 @@ def search_models(
     return JSONResponse(services.catalog.search(query).wire())
 
 
-@router.get("/api/models/available")
+@router.get("/api/models/available", dependencies=[COMPATIBILITY])
 def available_models(services: ServicesDep) -> AvailableList:
     """Compatibility: the recommended models, each with ``installed``."""
     return AvailableList(models=recommended.with_installed(services.catalog.names()))
 
 
 @router.post("/api/models/install", responses=MODEL_SOURCE)
-async def install_recommended(body: InstallBody, services: ServicesDep) -> dict[str, Any]:
+async def install_recommended(body: InstallBody, services: ServicesDep) -> DownloadView:
     """Download a recommended model; answers with the download task."""
     item = recommended.find(body.id)
     request = dict(item.download)
@@ -249,7 +250,10 @@ async def batch_models(body: BatchBody, services: ServicesDep) -> JSONResponse:
 
 
 @router.delete(
-    "/api/models/{provider}/{model_name:path}", responses=MODEL_RUNTIME, response_model=DeletedOut
+    "/api/models/{provider}/{model_name:path}",
+    responses=MODEL_RUNTIME,
+    response_model=DeletedOut,
+    dependencies=[COMPATIBILITY],
 )
 async def delete_model(
     provider: str,

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from modelyard.api.deps import ServicesDep
 from modelyard.api.designed import MANAGED_PROCESS
-from modelyard.api.policy import policy
+from modelyard.api.policy import COMPATIBILITY, policy
 from modelyard.providers.base import ProviderState
 from modelyard.providers.registry import registry
 from modelyard.runtimes.health import ProviderStatus
@@ -154,7 +154,7 @@ async def restart_instance(
     return await services.instance_service.restart(provider, instance_id)
 
 
-@router.get("/api/models/status")
+@router.get("/api/models/status", dependencies=[COMPATIBILITY])
 async def models_status(services: ServicesDep) -> dict[str, RunningVersion]:
     """Compatibility: per provider, whether any instance runs and its version."""
     result: dict[str, RunningVersion] = {}
@@ -165,7 +165,7 @@ async def models_status(services: ServicesDep) -> dict[str, RunningVersion]:
     return result
 
 
-@router.get("/api/models/health")
+@router.get("/api/models/health", dependencies=[COMPATIBILITY])
 async def models_health(services: ServicesDep) -> HealthAnswer:
     """Compatibility: healthy when something runs and nothing is broken."""
     providers: dict[str, ProviderHealth] = {}
