@@ -23,15 +23,22 @@ function headers(extra = {}) {
 }
 
 export async function api(path, { method = "GET", body, signal } = {}) {
-  const init = { method, signal, headers: headers(body === undefined ? {} : { "Content-Type": "application/json" }) };
+  const init = {
+    method,
+    signal,
+    headers: headers(body === undefined ? {} : { "Content-Type": "application/json" }),
+  };
   if (body !== undefined) init.body = JSON.stringify(body);
   let resp;
   try {
     resp = await fetch(path, init);
   } catch (err) {
     if (err.name === "AbortError") throw err;
-    throw new ApiError(0, { detail: "modelyard is not reachable", code: "network_error",
-      hint: "Is the modelyard server running?" });
+    throw new ApiError(0, {
+      detail: "modelyard is not reachable",
+      code: "network_error",
+      hint: "Is the modelyard server running?",
+    });
   }
   if (resp.status === 401 && !init._retried) {
     const key = window.prompt("modelyard needs an API key (it is kept in this browser):");
@@ -43,12 +50,17 @@ export async function api(path, { method = "GET", body, signal } = {}) {
   if (resp.status === 204) return null;
   const text = await resp.text();
   let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch { data = { detail: text }; }
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = { detail: text };
+  }
   if (!resp.ok) throw new ApiError(resp.status, data);
   return data;
 }
 
 export const get = (path, opts) => api(path, opts);
-export const post = (path, body, opts = {}) => api(path, { ...opts, method: "POST", body: body ?? {} });
+export const post = (path, body, opts = {}) =>
+  api(path, { ...opts, method: "POST", body: body ?? {} });
 export const patch = (path, body) => api(path, { method: "PATCH", body });
 export const del = (path) => api(path, { method: "DELETE" });

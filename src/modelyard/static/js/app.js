@@ -1,6 +1,7 @@
 // The app shell: hash router, navigation, live-connection indicator.
-import { events } from "./events.js";
+
 import { h, render } from "./dom.js";
+import { events } from "./events.js";
 import { toastError } from "./toast.js";
 
 const PAGES = {
@@ -44,8 +45,15 @@ async function route() {
     current.module = module;
     current.cleanup = await module.mount(root, { args });
   } catch (err) {
-    render(root, h("div", { class: "empty" }, h("h2", {}, "This page failed to load"),
-      h("p", {}, String(err.message || err))));
+    render(
+      root,
+      h(
+        "div",
+        { class: "empty" },
+        h("h2", {}, "This page failed to load"),
+        h("p", {}, String(err.message || err)),
+      ),
+    );
     toastError(err);
   }
 }

@@ -69,14 +69,21 @@ function bracketed(src, i) {
   let depth = 0;
   let j = i;
   for (; j < src.length; j += 1) {
-    if (src[j] === "\\") { j += 1; continue; }
+    if (src[j] === "\\") {
+      j += 1;
+      continue;
+    }
     if (src[j] === "[") depth += 1;
     if (src[j] === "]" && --depth === 0) break;
   }
   if (j >= src.length || src[j + 1] !== "(") return null;
   const close = src.indexOf(")", j + 2);
   if (close === -1) return null;
-  const target = src.slice(j + 2, close).trim().split(/\s+/)[0] || "";
+  const target =
+    src
+      .slice(j + 2, close)
+      .trim()
+      .split(/\s+/)[0] || "";
   return { label: src.slice(i + 1, j), url: target, end: close + 1 };
 }
 
@@ -115,7 +122,10 @@ function emphasis(src, i) {
   if (ch === "_" && i > 0 && /[\p{L}\p{N}]/u.test(src[i - 1])) return null;
   const marker = ch.repeat(n);
   let j = src.indexOf(marker, i + n + 1);
-  while (j !== -1 && (/\s/.test(src[j - 1]) || (ch === "_" && /[\p{L}\p{N}]/u.test(src[j + n] || "")))) {
+  while (
+    j !== -1 &&
+    (/\s/.test(src[j - 1]) || (ch === "_" && /[\p{L}\p{N}]/u.test(src[j + n] || "")))
+  ) {
     j = src.indexOf(marker, j + 1);
   }
   if (j === -1) return null;
@@ -130,7 +140,12 @@ function emphasis(src, i) {
 export function inline(src, links = true) {
   const out = [];
   let buffer = "";
-  const flush = () => { if (buffer) { out.push(text(buffer)); buffer = ""; } };
+  const flush = () => {
+    if (buffer) {
+      out.push(text(buffer));
+      buffer = "";
+    }
+  };
   let i = 0;
   while (i < src.length) {
     const ch = src[i];
@@ -173,7 +188,9 @@ function withBreaks(src) {
 function copyText(value, button) {
   const done = () => {
     button.textContent = "Copied";
-    setTimeout(() => { button.textContent = "Copy"; }, 1500);
+    setTimeout(() => {
+      button.textContent = "Copy";
+    }, 1500);
   };
   if (navigator.clipboard?.writeText) {
     navigator.clipboard.writeText(value).then(done, () => fallbackCopy(value, done));
@@ -190,7 +207,12 @@ function fallbackCopy(value, done) {
   area.style.opacity = "0";
   document.body.append(area);
   area.select();
-  try { document.execCommand("copy"); done(); } finally { area.remove(); }
+  try {
+    document.execCommand("copy");
+    done();
+  } finally {
+    area.remove();
+  }
 }
 
 function codeBlock(code, lang) {
@@ -200,9 +222,12 @@ function codeBlock(code, lang) {
   button.addEventListener("click", () => copyText(code, button));
   const codeEl = el("code", "", text(code));
   if (lang) codeEl.dataset.lang = lang;
-  return el("div", "md-codeblock",
+  return el(
+    "div",
+    "md-codeblock",
     el("div", "md-code-head", el("span", "md-lang", text(lang || "code")), button),
-    el("pre", "", codeEl));
+    el("pre", "", codeEl),
+  );
 }
 
 function cells(line) {
@@ -214,15 +239,28 @@ function cells(line) {
 
 function table(lines) {
   const aligns = cells(lines[1]).map((c) =>
-    c.startsWith(":") && c.endsWith(":") ? "center" : c.endsWith(":") ? "right" : "");
-  const row = (line, tag) => el("tr", "", ...cells(line).map((c, k) => {
-    const cell = el(tag, "", ...inline(c));
-    if (aligns[k]) cell.style.textAlign = aligns[k];
-    return cell;
-  }));
-  return el("div", "md-table",
-    el("table", "", el("thead", "", row(lines[0], "th")),
-      el("tbody", "", ...lines.slice(2).map((l) => row(l, "td")))));
+    c.startsWith(":") && c.endsWith(":") ? "center" : c.endsWith(":") ? "right" : "",
+  );
+  const row = (line, tag) =>
+    el(
+      "tr",
+      "",
+      ...cells(line).map((c, k) => {
+        const cell = el(tag, "", ...inline(c));
+        if (aligns[k]) cell.style.textAlign = aligns[k];
+        return cell;
+      }),
+    );
+  return el(
+    "div",
+    "md-table",
+    el(
+      "table",
+      "",
+      el("thead", "", row(lines[0], "th")),
+      el("tbody", "", ...lines.slice(2).map((l) => row(l, "td"))),
+    ),
+  );
 }
 
 function list(items) {
@@ -263,7 +301,7 @@ function collectList(lines, i) {
       });
       i += 1;
     } else if (items.length && lines[i].trim() && /^\s+/.test(lines[i])) {
-      items[items.length - 1].text += `\n${lines[i].trim()}`;  // a continuation line
+      items[items.length - 1].text += `\n${lines[i].trim()}`; // a continuation line
       i += 1;
     } else {
       break;
@@ -273,8 +311,14 @@ function collectList(lines, i) {
 }
 
 function startsBlock(line, next) {
-  return FENCE.test(line) || HEADING.test(line) || RULE.test(line) || QUOTE.test(line) ||
-    ITEM.test(line) || (line.includes("|") && next !== undefined && TABLE_RULE.test(next));
+  return (
+    FENCE.test(line) ||
+    HEADING.test(line) ||
+    RULE.test(line) ||
+    QUOTE.test(line) ||
+    ITEM.test(line) ||
+    (line.includes("|") && next !== undefined && TABLE_RULE.test(next))
+  );
 }
 
 function blocks(lines) {
@@ -289,15 +333,26 @@ function blocks(lines) {
       const fence = match[1];
       const body = [];
       i += 1;
-      while (i < lines.length && !(lines[i].trim().startsWith(fence[0].repeat(fence.length)) &&
-        /^\s*[`~]+\s*$/.test(lines[i]))) {
+      while (
+        i < lines.length &&
+        !(
+          lines[i].trim().startsWith(fence[0].repeat(fence.length)) &&
+          /^\s*[`~]+\s*$/.test(lines[i])
+        )
+      ) {
         body.push(lines[i]);
         i += 1;
       }
       i += 1;
       out.push(codeBlock(body.join("\n"), match[2]));
     } else if ((match = HEADING.exec(line))) {
-      out.push(el(`h${Math.min(match[1].length + 2, 6)}`, `md-h md-h${match[1].length}`, ...inline(match[2])));
+      out.push(
+        el(
+          `h${Math.min(match[1].length + 2, 6)}`,
+          `md-h md-h${match[1].length}`,
+          ...inline(match[2]),
+        ),
+      );
       i += 1;
     } else if (RULE.test(line)) {
       out.push(el("hr", "md-rule"));
@@ -337,7 +392,13 @@ function blocks(lines) {
 /** Markdown text → a DocumentFragment of safe nodes. */
 export function renderMarkdown(source) {
   const fragment = document.createDocumentFragment();
-  fragment.append(...blocks(String(source ?? "").replace(/\r\n?/g, "\n").split("\n")));
+  fragment.append(
+    ...blocks(
+      String(source ?? "")
+        .replace(/\r\n?/g, "\n")
+        .split("\n"),
+    ),
+  );
   return fragment;
 }
 

@@ -39,8 +39,8 @@ function statusLine(t) {
 export default {
   async mount(root) {
     const state = {
-      tasks: new Map(),        // id -> task
-      logs: new Map(),         // id -> {lines, fetchedAt} for open logs
+      tasks: new Map(), // id -> task
+      logs: new Map(), // id -> {lines, fetchedAt} for open logs
       busy: new Set(),
       filter: localStorage.getItem(FILTER_KEY) || "all",
     };
@@ -49,18 +49,47 @@ export default {
     const filters = h("div", { class: "segmented", role: "group", "aria-label": "Show" });
     const clearBtn = h("button", { class: "btn", id: "clear-finished" }, "Clear finished");
 
-    render(root,
-      h("div", { class: "page-head" },
+    render(
+      root,
+      h(
+        "div",
+        { class: "page-head" },
         h("div", {}, h("h1", {}, "Downloads"), summary),
-        h("div", { class: "toolbar" }, filters, clearBtn, h("a", { class: "btn btn-primary", href: "#/get" }, "Get models"))),
-      list);
+        h(
+          "div",
+          { class: "toolbar" },
+          filters,
+          clearBtn,
+          h("a", { class: "btn btn-primary", href: "#/get" }, "Get models"),
+        ),
+      ),
+      list,
+    );
 
     function drawFilters() {
-      render(filters, [["active", "Active"], ["all", "All"]].map(([value, label]) =>
-        h("button", {
-          class: "btn btn-small", type: "button", "aria-pressed": String(state.filter === value),
-          onclick: () => { state.filter = value; localStorage.setItem(FILTER_KEY, value); drawFilters(); draw(); },
-        }, label)));
+      render(
+        filters,
+        [
+          ["active", "Active"],
+          ["all", "All"],
+        ].map(([value, label]) =>
+          h(
+            "button",
+            {
+              class: "btn btn-small",
+              type: "button",
+              "aria-pressed": String(state.filter === value),
+              onclick: () => {
+                state.filter = value;
+                localStorage.setItem(FILTER_KEY, value);
+                drawFilters();
+                draw();
+              },
+            },
+            label,
+          ),
+        ),
+      );
     }
 
     async function load() {
@@ -74,7 +103,9 @@ export default {
     }
 
     function visible() {
-      const tasks = [...state.tasks.values()].sort((a, b) => b.created_at.localeCompare(a.created_at));
+      const tasks = [...state.tasks.values()].sort((a, b) =>
+        b.created_at.localeCompare(a.created_at),
+      );
       return state.filter === "active" ? tasks.filter((t) => ACTIVE.has(t.state)) : tasks;
     }
 
@@ -84,7 +115,9 @@ export default {
       const running = count(RUNNING);
       const queued = count(new Set(["queued"]));
       const paused = count(new Set(["paused"]));
-      const speed = tasks.filter((t) => t.state === "downloading").reduce((n, t) => n + (t.speed_bps || 0), 0);
+      const speed = tasks
+        .filter((t) => t.state === "downloading")
+        .reduce((n, t) => n + (t.speed_bps || 0), 0);
       summary.textContent = tasks.length
         ? `${running} running · ${queued} queued · ${paused} paused · ${tasks.length - running - queued - paused} finished${speed ? ` · ${rate(speed)}` : ""}`
         : "Nothing downloaded yet.";
@@ -93,42 +126,102 @@ export default {
     function draw() {
       drawSummary();
       const shown = visible();
-      render(list, shown.length ? shown.map(card)
-        : h("div", { class: "empty" }, h("h2", {}, state.tasks.size ? "No active downloads" : "No downloads yet"),
-          h("p", {}, "Start one on ", h("a", { href: "#/get" }, "Get models"), ".")));
+      render(
+        list,
+        shown.length
+          ? shown.map(card)
+          : h(
+              "div",
+              { class: "empty" },
+              h("h2", {}, state.tasks.size ? "No active downloads" : "No downloads yet"),
+              h("p", {}, "Start one on ", h("a", { href: "#/get" }, "Get models"), "."),
+            ),
+      );
     }
 
     function card(t) {
       const busy = state.busy.has(t.id);
-      const button = (action, label, extra = {}) => h("button", {
-        class: `btn btn-small${action === "delete" ? " btn-danger" : ""}`, "data-action": action, disabled: busy,
-        onclick: () => act(t, action), ...extra,
-      }, label);
+      const button = (action, label, extra = {}) =>
+        h(
+          "button",
+          {
+            class: `btn btn-small${action === "delete" ? " btn-danger" : ""}`,
+            "data-action": action,
+            disabled: busy,
+            onclick: () => act(t, action),
+            ...extra,
+          },
+          label,
+        );
       const actions = [];
       if (t.state === "queued" || RUNNING.has(t.state)) actions.push(button("pause", "Pause"));
       if (t.state === "paused") actions.push(button("resume", "Resume"));
       if (ACTIVE.has(t.state)) actions.push(button("cancel", "Cancel"));
       if (t.state === "failed" || t.state === "cancelled") actions.push(button("retry", "Retry"));
-      actions.push(button("log", state.logs.has(t.id) ? "Hide log" : "Log", { "aria-expanded": String(state.logs.has(t.id)) }));
+      actions.push(
+        button("log", state.logs.has(t.id) ? "Hide log" : "Log", {
+          "aria-expanded": String(state.logs.has(t.id)),
+        }),
+      );
       actions.push(button("delete", "Delete"));
       const log = state.logs.get(t.id);
-      return h("article", { class: "panel card download-card", dataset: { id: t.id, state: t.state } },
-        h("div", { class: "card-head" },
-          h("div", { style: { flex: "1", minWidth: "0" } },
+      return h(
+        "article",
+        { class: "panel card download-card", dataset: { id: t.id, state: t.state } },
+        h(
+          "div",
+          { class: "card-head" },
+          h(
+            "div",
+            { style: { flex: "1", minWidth: "0" } },
             h("div", { class: "card-title" }, nameOf(t)),
-            h("div", { class: "card-sub" }, [SOURCES[t.source] || t.source, t.mode !== "llm" ? t.mode : null, where(t)].filter(Boolean).join(" · "))),
-          h("span", { class: "badge", dataset: { state: t.state }, "data-testid": "state" }, t.state)),
-        h("div", {
-          class: "progress", dataset: { state: t.state }, role: "progressbar",
-          "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": String(t.progress),
-        }, h("span", { style: { width: `${t.progress}%` } })),
+            h(
+              "div",
+              { class: "card-sub" },
+              [SOURCES[t.source] || t.source, t.mode !== "llm" ? t.mode : null, where(t)]
+                .filter(Boolean)
+                .join(" · "),
+            ),
+          ),
+          h(
+            "span",
+            { class: "badge", dataset: { state: t.state }, "data-testid": "state" },
+            t.state,
+          ),
+        ),
+        h(
+          "div",
+          {
+            class: "progress",
+            dataset: { state: t.state },
+            role: "progressbar",
+            "aria-valuemin": "0",
+            "aria-valuemax": "100",
+            "aria-valuenow": String(t.progress),
+          },
+          h("span", { style: { width: `${t.progress}%` } }),
+        ),
         h("div", { class: "download-numbers", "data-testid": "numbers" }, numbers(t)),
         h("div", { class: "muted small", "data-testid": "status" }, statusLine(t)),
         t.path && t.state === "completed" ? h("div", { class: "muted small mono" }, t.path) : null,
-        t.error ? h("div", { class: "reason", dataset: { state: "ERROR" }, "data-testid": "error" },
-          t.error_code ? h("code", {}, t.error_code) : null, t.error_code ? " — " : "", t.error) : null,
+        t.error
+          ? h(
+              "div",
+              { class: "reason", dataset: { state: "ERROR" }, "data-testid": "error" },
+              t.error_code ? h("code", {}, t.error_code) : null,
+              t.error_code ? " — " : "",
+              t.error,
+            )
+          : null,
         h("div", { class: "card-actions" }, actions),
-        log ? h("pre", { class: "log", "data-testid": "log" }, log.lines.length ? log.lines.join("\n") : "(empty log)") : null);
+        log
+          ? h(
+              "pre",
+              { class: "log", "data-testid": "log" },
+              log.lines.length ? log.lines.join("\n") : "(empty log)",
+            )
+          : null,
+      );
     }
 
     function replace(t) {
@@ -142,7 +235,10 @@ export default {
     // under the pointer are not swapped out four times a second.
     function patch(t) {
       const el = list.querySelector(`[data-id="${CSS.escape(t.id)}"]`);
-      if (!el || el.dataset.state !== t.state || state.busy.has(t.id)) { replace(t); return; }
+      if (!el || el.dataset.state !== t.state || state.busy.has(t.id)) {
+        replace(t);
+        return;
+      }
       const bar = el.querySelector(".progress");
       bar.setAttribute("aria-valuenow", String(t.progress));
       bar.firstElementChild.style.width = `${t.progress}%`;
@@ -151,20 +247,28 @@ export default {
     }
 
     async function act(t, action) {
-      if (action === "log") { await toggleLog(t); return; }
+      if (action === "log") {
+        await toggleLog(t);
+        return;
+      }
       if (action === "delete") {
         const running = ACTIVE.has(t.state);
         const ok = await confirmDialog({
           title: `Delete the download of ${nameOf(t)}?`,
-          body: running ? "It is stopped and its partial file removed." : "The task and its log are forgotten. A downloaded model stays; delete models on the Models page.",
-          confirm: "Delete", danger: true,
+          body: running
+            ? "It is stopped and its partial file removed."
+            : "The task and its log are forgotten. A downloaded model stays; delete models on the Models page.",
+          confirm: "Delete",
+          danger: true,
         });
         if (!ok) return;
       }
       if (action === "cancel") {
         const ok = await confirmDialog({
-          title: `Cancel ${nameOf(t)}?`, body: "The partial file is removed; a retry starts from the beginning.",
-          confirm: "Cancel download", danger: true,
+          title: `Cancel ${nameOf(t)}?`,
+          body: "The partial file is removed; a retry starts from the beginning.",
+          confirm: "Cancel download",
+          danger: true,
         });
         if (!ok) return;
       }
@@ -184,7 +288,8 @@ export default {
         toastError(err);
       } finally {
         state.busy.delete(t.id);
-        if (state.tasks.has(t.id)) replace(state.tasks.get(t.id)); else draw();
+        if (state.tasks.has(t.id)) replace(state.tasks.get(t.id));
+        else draw();
       }
     }
 
@@ -214,23 +319,37 @@ export default {
       const t = ev.data;
       const isNew = !state.tasks.has(t.id);
       state.tasks.set(t.id, t);
-      if (isNew) { draw(); return; }
+      if (isNew) {
+        draw();
+        return;
+      }
       drawSummary();
-      if (ev.type === "download.progress") patch(t); else replace(t);
+      if (ev.type === "download.progress") patch(t);
+      else replace(t);
       const log = state.logs.get(t.id);
-      if (log && (ev.type === "download.state" || Date.now() - log.fetchedAt > LOG_REFRESH_MS)) refreshLog(t.id);
+      if (log && (ev.type === "download.state" || Date.now() - log.fetchedAt > LOG_REFRESH_MS))
+        refreshLog(t.id);
     }
 
     clearBtn.addEventListener("click", async () => {
       const finished = [...state.tasks.values()].filter((t) => !ACTIVE.has(t.state));
-      if (!finished.length) { toast("Nothing to clear"); return; }
+      if (!finished.length) {
+        toast("Nothing to clear");
+        return;
+      }
       const ok = await confirmDialog({
         title: `Clear ${finished.length} finished download${finished.length > 1 ? "s" : ""}?`,
-        body: "Their tasks and logs are forgotten; downloaded models stay.", confirm: "Clear",
+        body: "Their tasks and logs are forgotten; downloaded models stay.",
+        confirm: "Clear",
       });
       if (!ok) return;
       for (const t of finished) {
-        try { await del(`/api/downloads/${encodeURIComponent(t.id)}`); state.tasks.delete(t.id); } catch (err) { toastError(err); }
+        try {
+          await del(`/api/downloads/${encodeURIComponent(t.id)}`);
+          state.tasks.delete(t.id);
+        } catch (err) {
+          toastError(err);
+        }
       }
       draw();
     });
@@ -247,6 +366,11 @@ export default {
 
     drawFilters();
     await load();
-    return () => { offState(); offProgress(); offRemoved(); offSnap(); };
+    return () => {
+      offState();
+      offProgress();
+      offRemoved();
+      offSnap();
+    };
   },
 };
