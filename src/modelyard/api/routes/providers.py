@@ -53,9 +53,36 @@ class StatusList(BaseModel):
     age_ms: int
 
 
+# TEMP: a static stand-in for the registry's labels and capability flags (the providers
+# branch serves them from each provider module); dropped when that branch lands.
+_FLAGS = ("manageable", "loads_models", "deletes_models", "pulls", "needs_api_key", "cloud")
+_KINDS: dict[str, tuple[str, set[str]]] = {
+    "ollama": ("Ollama", {"manageable", "loads_models", "deletes_models", "pulls"}),
+    "llamacpp": ("llama.cpp", {"manageable"}),
+    "lmstudio": ("LM Studio", {"loads_models"}),
+    "openai_compat": ("OpenAI-compatible", set()),
+    "openai": ("OpenAI", {"needs_api_key", "cloud"}),
+    "anthropic": ("Anthropic", {"needs_api_key", "cloud"}),
+}
+
+
+def _kind(kind: str) -> dict[str, Any]:
+    label, flags = _KINDS[kind]
+    return {"kind": kind, "label": label, "capabilities": {f: f in flags for f in _FLAGS}}
+
+
+@router.get("/api/providers/kinds")
+async def provider_kinds() -> dict[str, Any]:
+    return {"kinds": [_kind(kind) for kind in _KINDS]}
+
+
 @router.get("/api/providers")
 async def list_instances(services: ServicesDep) -> dict[str, Any]:
-    return {"instances": [i.public() for i in services.instances.list()]}
+    instances = [i.public() for i in services.instances.list()]
+    for instance in instances:
+        kind = _kind(instance["provider"])
+        instance.update(label=kind["label"], capabilities=kind["capabilities"])
+    return {"instances": instances}
 
 
 @router.post("/api/providers/{provider}/instances", status_code=201)
