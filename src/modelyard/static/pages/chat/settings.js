@@ -1,7 +1,7 @@
 // The Chat page's settings form: a system prompt and the sampling options, checked here so that
 // a refused value is said under the fields rather than ending in a silent Save.
-import { h } from "../js/dom.js";
-import { toast, toastError } from "../js/toast.js";
+import { h } from "../../js/dom.js";
+import { toast, toastError } from "../../js/toast.js";
 
 // The API's limits; every value it takes must be valid for the browser too (step 1, not 256).
 export const OPTIONS = [
