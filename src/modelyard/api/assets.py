@@ -15,8 +15,10 @@ import gzip
 import hashlib
 import json
 import mimetypes
+import os
 import posixpath
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +31,13 @@ _IMPORT = re.compile(
     r"""(?:^|[;\n])\s*(?:import|export)\b[^;"'`()]*?\bfrom\s*["']([^"']+)["']"""
     r"""|(?:^|[;\n])\s*import\s*["']([^"']+)["']"""
 )
-SHELL = "js/app.js"
+# The scripts of index.html: boot.js (loaded async) starts the page's requests and preloads
+# while the rest of app.js's graph arrives.
+SHELL = ("js/boot.js", "js/app.js")
 INDEX = "index.html"
 PAGES = "pages"
 VERSION_LENGTH = 12
+RECHECK_S = 1.0  # how stale the served files may be after an edit on disk
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class Assets:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._stamp: tuple[tuple[str, int, int], ...] = ()
+        self._checked = 0.0
         self.version = ""
         self.files: dict[str, Asset] = {}
         self.index = _asset(INDEX, b"")
@@ -95,16 +101,22 @@ class Assets:
         self.refresh()
 
     def _scan(self) -> tuple[tuple[str, int, int], ...]:
-        return tuple(
-            sorted(
-                (p.relative_to(self.root).as_posix(), st.st_size, st.st_mtime_ns)
-                for p in self.root.rglob("*")
-                if p.is_file() and (st := p.stat())
-            )
-        )
+        found = []
+        for folder, _, names in os.walk(self.root):
+            for name in names:
+                path = os.path.join(folder, name)
+                st = os.stat(path)
+                relative = os.path.relpath(path, self.root).replace(os.sep, "/")
+                found.append((relative, st.st_size, st.st_mtime_ns))
+        return tuple(sorted(found))
 
-    def refresh(self) -> None:
-        """Read the files again if any changed (a stat of each: cheap enough per page visit)."""
+    def refresh(self, max_age_s: float = 0.0) -> None:
+        """Read the files again if any changed; with ``max_age_s``, look at most that often
+        (a stat of every file: cheap, but not free on every page visit)."""
+        now = time.monotonic()
+        if now - self._checked < max_age_s:
+            return
+        self._checked = now
         stamp = self._scan()
         if stamp == self._stamp:
             return
@@ -118,7 +130,7 @@ class Assets:
             for name, body in raw.items()
             if name.endswith(".js")
         }
-        shell = closure(graph, SHELL)
+        shell = list(dict.fromkeys(m for entry in SHELL for m in closure(graph, entry)))
         pages = {
             entry.parent.name: [
                 m for m in closure(graph, entry.relative_to(self.root).as_posix()) if m not in shell
@@ -131,20 +143,30 @@ class Assets:
             shell,
             pages,
         )
-        self.index = _asset(INDEX, self._render_index(raw[INDEX].decode()))
+        self.index = _asset(INDEX, self._render_index(raw[INDEX].decode(), graph))
         self._stamp = stamp
 
-    def _render_index(self, html: str) -> bytes:
-        prefix = f"/static/{self.version}/"
-        preloads = "".join(
-            f'\n  <link rel="modulepreload" href="{prefix}{name}">'
-            for name in self.shell_modules[1:]  # [0] is app.js, loaded by its own tag
-        )
-        # A data block, not a script: it runs nothing, so a strict CSP allows it.
+    def _render_index(self, html: str, graph: dict[str, list[str]]) -> bytes:
+        # A data block, not a script: it runs nothing, so a strict CSP allows it. It comes
+        # before the scripts: boot.js may run before the parser reaches anything after it.
         pages = json.dumps(self.page_modules, separators=(",", ":")).replace("</", "<\\/")
-        data = f'\n  <script type="application/json" id="page-modules">{pages}</script>'
-        html = html.replace('"/static/', f'"{prefix}')
-        return html.replace("\n</head>", f"{preloads}{data}\n</head>", 1).encode()
+        html = html.replace(
+            '  <script type="module"',
+            f'  <script type="application/json" id="page-modules">{pages}</script>\n'
+            '  <script type="module"',
+            1,
+        )
+        # Each script's modules preloaded right after its tag, in the order they are needed.
+        emitted = set(SHELL)
+        for entry in SHELL:
+            links = []
+            for name in closure(graph, entry):
+                if name not in emitted:
+                    emitted.add(name)
+                    links.append(f'\n  <link rel="modulepreload" href="/static/{name}">')
+            tag_end = html.index("</script>", html.index(f'src="/static/{entry}"')) + 9
+            html = html[:tag_end] + "".join(links) + html[tag_end:]
+        return html.replace('"/static/', f'"/static/{self.version}/').encode()
 
     def is_version(self, segment: str) -> bool:
         """Whether a URL segment has the form of a version (this one or another)."""

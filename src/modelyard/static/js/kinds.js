@@ -2,8 +2,8 @@
 // (GET /api/providers/kinds, read once a session: they change only with modelyard itself),
 // and the labels of the places models come from. Pages ask these instead of naming kinds.
 import { get } from "./api.js";
+import { PATHS } from "./paths.js";
 
-export const KINDS_PATH = "/api/providers/kinds";
 /** The instance id of the GGUF files of the models directory (a scope, not a server). */
 export const LOCAL_FILES = "local";
 const SOURCE_LABELS = {
@@ -18,7 +18,7 @@ let loading = null;
 
 /** Read the kinds (once; a failed read is tried again by the next caller). */
 export function loadKinds() {
-  loading ??= get(KINDS_PATH).then(
+  loading ??= get(PATHS.kinds).then(
     ({ kinds }) => {
       known = new Map(kinds.map((k) => [k.kind, k]));
       return known;

@@ -1,19 +1,11 @@
 // The Chat page's API calls. An answer streams as text/event-stream from `sendMessage`.
 import { ApiError, apiKey, del, get, patch, post } from "../../js/api.js";
+import { conversationPath, PATHS } from "../../js/paths.js";
 
-const MODELS_PATH = "/api/models/list";
-const CONVERSATIONS_PATH = "/api/conversations";
-const conversationPath = (id) => `${CONVERSATIONS_PATH}/${encodeURIComponent(id)}`;
-
-export const firstRequests = (args) => [
-  CONVERSATIONS_PATH,
-  MODELS_PATH,
-  ...(args[0] ? [conversationPath(args[0])] : []),
-];
-export const listModels = () => get(MODELS_PATH);
-export const listConversations = () => get(CONVERSATIONS_PATH);
+export const listModels = () => get(PATHS.modelList);
+export const listConversations = () => get(PATHS.conversations);
 export const readConversation = (id) => get(conversationPath(id));
-export const createConversation = (body) => post(CONVERSATIONS_PATH, body);
+export const createConversation = (body) => post(PATHS.conversations, body);
 export const updateConversation = (id, body) => patch(conversationPath(id), body);
 export const deleteConversation = (id) => del(conversationPath(id));
 export const stopAnswer = (id) => post(`${conversationPath(id)}/stop`);

@@ -1,11 +1,10 @@
 // The Downloads page's API calls.
 import { del, get, post } from "../../js/api.js";
+import { PATHS } from "../../js/paths.js";
 
-export const DOWNLOADS_PATH = "/api/downloads";
-const taskPath = (id) => `${DOWNLOADS_PATH}/${encodeURIComponent(id)}`;
+const taskPath = (id) => `${PATHS.downloads}/${encodeURIComponent(id)}`;
 
-export const firstRequests = () => [DOWNLOADS_PATH];
-export const listDownloads = () => get(DOWNLOADS_PATH);
+export const listDownloads = () => get(PATHS.downloads);
 export const deleteDownload = (id) => del(taskPath(id));
 /** pause, resume, cancel or retry; answers the task. */
 export const changeDownload = (id, action) => post(`${taskPath(id)}/${action}`);

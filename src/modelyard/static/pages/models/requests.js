@@ -1,7 +1,7 @@
-// The Models page's API calls. `searchPath` builds the one URL of a search, so the request the
+// The Models page's API calls. A search's URL comes from js/paths.js, so the request the
 // shell starts early and the page's own first search are the same request.
 import { del, get, post } from "../../js/api.js";
-import { RECOMMENDED_PATH } from "../get/requests.js";
+import { FIRST_SEARCH, PATHS, searchPath } from "../../js/paths.js";
 
 const GB = 1e9;
 /** Size filters: [label, min bytes, max bytes]. */
@@ -12,43 +12,17 @@ export const SIZES = {
   large: ["5–20 GB", 5 * GB, 20 * GB],
   huge: ["Over 20 GB", 20 * GB, null],
 };
-export const FIRST_QUERY = Object.freeze({
-  q: "",
-  status: "",
-  provider: "",
-  source: "",
-  size: "",
-  sort: "name",
-  order: "asc",
-  page: 1,
-  pageSize: 50,
-});
-const INSTANCES_PATH = "/api/providers";
-
-export function searchPath(query) {
-  const [, min, max] = SIZES[query.size] || SIZES[""];
-  const params = new URLSearchParams({
-    sort: query.sort,
-    order: query.order,
-    page: query.page,
-    page_size: query.pageSize,
-  });
-  for (const name of ["q", "status", "provider", "source"]) {
-    if (query[name]) params.set(name, query[name]);
-  }
-  if (min !== null) params.set("min_size", min);
-  if (max !== null) params.set("max_size", max);
-  return `/api/models/search?${params}`;
-}
-
-export const firstRequests = () => [searchPath(FIRST_QUERY), INSTANCES_PATH, RECOMMENDED_PATH];
+export const FIRST_QUERY = Object.freeze({ ...FIRST_SEARCH, size: "" });
 
 /** A model's stable identity, as the table's rows and the selection know it. */
 export const modelKey = (m) => JSON.stringify([m.provider, m.instance_id, m.name]);
 export const modelRef = (m) => ({ provider: m.provider, name: m.name, instance_id: m.instance_id });
 
-export const searchModels = (query) => get(searchPath(query));
-export const listInstances = () => get(INSTANCES_PATH);
+export function searchModels(query) {
+  const [, minSize, maxSize] = SIZES[query.size] || SIZES[""];
+  return get(searchPath({ ...query, minSize, maxSize }));
+}
+export const listInstances = () => get(PATHS.instances);
 export const syncCatalog = () => post("/api/models/sync");
 export const runBatch = (action, models) =>
   post("/api/models/batch", { action, models: models.map(modelRef) });
