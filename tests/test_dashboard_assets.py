@@ -55,7 +55,12 @@ def test_the_index_preloads_the_shell_and_lists_each_pages_modules(
     # Every module of the dashboard is reached from the shell or from a page.
     dashboard = [p for p in STATIC.rglob("*.js") if p.parent.name != "docs"]  # not Swagger's
     on_disk = {p.relative_to(STATIC).as_posix() for p in dashboard}
-    reached = {"js/boot.js", "js/app.js", *preloaded, *(m for modules in pages.values() for m in modules)}
+    reached = {
+        "js/boot.js",
+        "js/app.js",
+        *preloaded,
+        *(m for modules in pages.values() for m in modules),
+    }
     assert on_disk == reached
 
 
