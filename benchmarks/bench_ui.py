@@ -16,6 +16,7 @@ the same browser context, its cache warm) show what the caching headers save.
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 from dataclasses import dataclass
@@ -171,8 +172,13 @@ def _table(runs: dict[str, dict[str, list[Load]]]) -> tuple[list[str], float]:
     return rows, worst
 
 
+def _load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def run(workdir: Path) -> str:
     state = _ollama_with_models(1000)
+    load_before = _load_average()
     with (
         serve(create_ollama_app(state), state) as ollama,
         FileServer(workdir / "www") as files,
@@ -193,6 +199,7 @@ def run(workdir: Path) -> str:
         try:
             _fill(server.url, files)
             runs = _measure(browser, server.url)
+            load_after = _load_average()
         finally:
             browser.close()
             server.stop()
@@ -209,7 +216,9 @@ def run(workdir: Path) -> str:
             "the navigation's start to the frame that draws the first element filled from "
             "the page's API answer; the data's API answer is when that answer had arrived. "
             "A returning visit is a second tab of the same context (its cache warm: the "
-            "versioned modules are not asked for again).",
+            "versioned modules are not asked for again). Load average before/after: "
+            f"{load_before} / {load_after} (on 2 CPUs; the pages' times grow with it, the "
+            "ratios much less).",
             "",
             *rows,
             "",
