@@ -96,8 +96,7 @@ class Assets:
         self.version = ""
         self.files: dict[str, Asset] = {}
         self.index = _asset(INDEX, b"")
-        self.page_modules: dict[str, list[str]] = {}
-        self.shell_modules: list[str] = []
+        self.page_modules: dict[str, list[str]] = {}  # page -> its modules beyond the shell's
         self.refresh()
 
     def _scan(self) -> tuple[tuple[str, int, int], ...]:
@@ -137,12 +136,7 @@ class Assets:
             ]
             for entry in sorted((self.root / PAGES).glob("*/index.js"))
         }
-        self.files, self.version, self.shell_modules, self.page_modules = (
-            files,
-            version,
-            shell,
-            pages,
-        )
+        self.files, self.version, self.page_modules = files, version, pages
         self.index = _asset(INDEX, self._render_index(raw[INDEX].decode(), graph))
         self._stamp = stamp
 

@@ -77,7 +77,6 @@ function drawSettings(chat) {
 async function open(chat, id) {
   const { s, els } = chat;
   if (s.generating) stopNow(chat);
-  els.layout.removeAttribute("data-side");
   if (id && s.current?.id === id) return;
   try {
     s.current = id ? await readConversation(id) : null;
@@ -114,8 +113,11 @@ function wireComposer(chat) {
     chat.s.stick = nearBottom(chat);
   });
   els.newChat.addEventListener("click", () => {
-    if (location.hash === "#/chat") open(chat, null);
-    else location.hash = "#/chat";
+    if (location.hash !== "#/chat") location.hash = "#/chat";
+    else {
+      els.layout.removeAttribute("data-side");
+      open(chat, null);
+    }
   });
   els.settingsToggle.addEventListener("click", () => toggleSettings(chat));
   els.menu.addEventListener("click", () => els.layout.toggleAttribute("data-side"));
@@ -168,7 +170,12 @@ export default {
     document.addEventListener("keydown", onKey);
     wireComposer(chat);
     const unfollow = follow(chat);
-    this.update = (newArgs) => open(chat, newArgs[0] || null);
+    this.update = (newArgs) => {
+      // Another chat was picked: the list, a drawer on a phone, makes way for it. (Not on
+      // the first open: a menu opened while the page loads stays open.)
+      els.layout.removeAttribute("data-side");
+      open(chat, newArgs[0] || null);
+    };
     await Promise.all([
       loadKinds().catch(toastError),
       chat.loadList(), // the list shows as soon as it is read, before the models
