@@ -14,16 +14,18 @@ from typing import Any
 import httpx
 import pytest
 
-from modelyard.api.pages import STATIC
 from modelyard.api.assets import Assets, closure, module_imports
+from modelyard.api.pages import STATIC
 from modelyard.config import InstanceConfig, ProviderKind
 from tests.chat_helpers import events_of
 from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp
 
-# uvicorn trusts X-Forwarded-For from 127.0.0.1 (its default forwarded_allow_ips): the way a
-# client on another machine reaches a test server that only listens on loopback.
-REMOTE = {"X-Forwarded-For": "192.0.2.7"}
+# The test server's uvicorn trusts X-Forwarded-For from 127.0.0.1 (its default): the way a
+# client on another machine reaches a server that only listens on loopback. Such a client is
+# never trusted as local, so it sends the key.
+KEY = "remote-secret"
+REMOTE = {"X-Forwarded-For": "192.0.2.7", "Authorization": f"Bearer {KEY}"}
 GZIP = {"Accept-Encoding": "gzip"}
 
 
@@ -137,11 +139,11 @@ def test_closure_follows_imports_once() -> None:
 def test_json_is_compressed_for_remote_clients_only(
     modelyard: Callable[..., RunningApp],
 ) -> None:
-    app = modelyard()
+    app = modelyard(api_key=KEY)
     local = app.http.get("/openapi.json", headers=GZIP)
     remote = app.http.get("/openapi.json", headers={**GZIP, **REMOTE})
     assert "content-encoding" not in local.headers  # loopback: bytes cost nothing
-    assert remote.headers["content-encoding"] == "gzip"
+    assert remote.status_code == 200 and remote.headers["content-encoding"] == "gzip"
     assert remote.json() == local.json()
     assert int(remote.headers["content-length"]) < len(local.content) / 3
     small = app.http.get("/api/version", headers={**GZIP, **REMOTE})
@@ -154,7 +156,8 @@ def test_an_answer_streams_uncompressed_to_a_remote_client(
     ollama_server.state.add_model("llama3.2")
     ollama_server.state.reply = ReplyScript(pieces=[f" w{i}" for i in range(400)])
     app = modelyard(
-        [InstanceConfig(provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url)]
+        [InstanceConfig(provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url)],
+        api_key=KEY,
     )
     app.http.post("/api/models/sync")
     conversation = app.http.post(
