@@ -5,6 +5,8 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TSTAMP  = $(VENV)/.installed-test-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
+BIOME   = node_modules/.bin/biome
+
 .PHONY: run test check lint typecheck bench browser systools llama clean
 
 $(STAMP):
@@ -37,15 +39,24 @@ systools:
 llama: $(TSTAMP)
 	$(BIN)/python -m tests.support.llama_build
 
+## Biome (the dashboard's JS/CSS linter and formatter), pinned in package-lock.json, into the
+## ignored node_modules/ (npm from Debian when the machine has none).
+$(BIOME): package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq npm >/dev/null; }
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
 run: $(STAMP)
 	$(BIN)/modelyard serve
 
 test: $(TSTAMP) browser systools llama
 	$(BIN)/python -m pytest -q
 
-lint: $(TSTAMP)
+lint: $(TSTAMP) $(BIOME)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIOME) ci
 
 typecheck: $(TSTAMP)
 	$(BIN)/mypy src benchmarks
@@ -58,4 +69,4 @@ bench: $(TSTAMP) llama
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache node_modules

@@ -136,11 +136,20 @@ def test_models_page_search_start_live_state_and_batch_delete(
     row(page, "alpha.gguf").locator("[data-action=stop]").click()
     expect(row(page, "alpha.gguf").get_by_test_id("status")).to_have_text("available")
     page.set_viewport_size({"width": 360, "height": 800})
-    for target in ("models", "system"):
-        page.goto(f"{app.url}/#/{target}")
+
+    def fits(target: str, data: str) -> None:
+        expect(page.locator(data).first).to_be_visible()  # measured with the data drawn
         page.wait_for_timeout(300)
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 360, f"{target} overflows: {width}px"
+
+    fits("models", "#model-list tr[data-key]")  # the table, as the page shows it
+    page.reload()  # as a phone opens it: the cards
+    fits("models", "#model-list article[data-key]")
+    screenshot(page, "models-mobile")
+    page.goto(f"{app.url}/#/system")
+    fits("system", "#running-models tr")
+    screenshot(page, "system-mobile")
     httpx.post(
         f"{app.url}/api/models/stop", json={"provider": "llamacpp", "name": "tiny-chat.gguf"}
     )

@@ -238,3 +238,34 @@ def test_open_panels_stay_open_and_refresh(
     expect(tiny.get_by_test_id("state")).to_have_text("STOPPED", timeout=20000)
     expect(logs).to_contain_text("llama")
     assert page.evaluate("window.__panelLost") is False
+
+
+def one_model_server(caps: dict[str, bool]) -> bool:
+    """A server modelyard can run for one model (llama.cpp): the form asks for the model."""
+    return caps["manageable"] and not caps["loads_models"]
+
+
+def test_the_add_form_offers_what_the_chosen_kind_can_do(
+    page: Page, modelyard: Callable[..., RunningApp]
+) -> None:
+    app = modelyard([])
+    kinds = {k["kind"]: k for k in app.http.get("/api/providers/kinds").json()["kinds"]}
+    page.goto(f"{app.url}/#/providers")
+    page.locator("#add-instance").click()
+    form = page.locator("#add-form")
+    provider = form.locator('select[name="provider"]')
+    # Every kind the server knows is offered, under its label.
+    expect(provider.locator("option")).to_have_text([k["label"] for k in kinds.values()])
+    managed = form.locator('input[name="managed"]')
+    model = form.locator('input[name="model"]')
+    api_key = form.locator('input[name="api_key"]')
+    for kind, info in kinds.items():
+        provider.select_option(kind)
+        caps = info["capabilities"]
+        for field, shown in ((managed, caps["manageable"]), (model, one_model_server(caps))):
+            if shown:
+                expect(field).to_be_visible()
+            else:
+                expect(field).to_be_hidden()
+        placeholder = "required" if caps["needs_api_key"] else "optional"
+        expect(api_key).to_have_attribute("placeholder", placeholder)

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from modelyard import __version__
 from modelyard.api import pages, problems
+from modelyard.api.compression import ApiCompression
 from modelyard.api.headers import SecurityHeaders
 from modelyard.api.policy import RouteTable
 from modelyard.api.routes import (
@@ -72,11 +73,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     table = RouteTable(settings.max_body_bytes)
     openapi = next(r for r in app.router.routes if getattr(r, "path", "") == app.openapi_url)
     table.add(openapi, table.default)
+    pages.install(app, table)
     for module in ROUTERS:
         problems.document(module.router)
         app.include_router(module.router)
         table.add_router(module.router)
-    pages.install(app, table)
+    app.add_middleware(ApiCompression)
     # CORS is applied inside the guards, per route (api/security.py).
     app.add_middleware(SecurityMiddleware, services=services, routes=table)
     app.add_middleware(SecurityHeaders)

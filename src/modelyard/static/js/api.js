@@ -1,6 +1,9 @@
 // The HTTP client of the dashboard. Errors are problem+json: {title, detail, code, hint}.
+// A page's first GET requests may be started before its code arrives (`prefetch`); the page's
+// own `get` of the same path then takes that answer instead of asking again.
 
 const KEY_STORE = "modelyard.apiKey";
+const prefetched = new Map(); // path -> the promise of its answer
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -22,33 +25,68 @@ function headers(extra = {}) {
   return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
 }
 
-export async function api(path, { method = "GET", body, signal } = {}) {
-  const init = { method, signal, headers: headers(body === undefined ? {} : { "Content-Type": "application/json" }) };
+export async function api(path, { method = "GET", body, signal, retried = false } = {}) {
+  const init = {
+    method,
+    signal,
+    headers: headers(body === undefined ? {} : { "Content-Type": "application/json" }),
+  };
   if (body !== undefined) init.body = JSON.stringify(body);
   let resp;
   try {
     resp = await fetch(path, init);
   } catch (err) {
     if (err.name === "AbortError") throw err;
-    throw new ApiError(0, { detail: "modelyard is not reachable", code: "network_error",
-      hint: "Is the modelyard server running?" });
+    throw new ApiError(0, {
+      detail: "modelyard is not reachable",
+      code: "network_error",
+      hint: "Is the modelyard server running?",
+    });
   }
-  if (resp.status === 401 && !init._retried) {
+  if (resp.status === 401 && !retried) {
     const key = window.prompt("modelyard needs an API key (it is kept in this browser):");
     if (key) {
       localStorage.setItem(KEY_STORE, key.trim());
-      return api(path, { method, body, signal, _retried: true });
+      return api(path, { method, body, signal, retried: true });
     }
   }
   if (resp.status === 204) return null;
   const text = await resp.text();
   let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch { data = { detail: text }; }
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = { detail: text };
+  }
   if (!resp.ok) throw new ApiError(resp.status, data);
   return data;
 }
 
-export const get = (path, opts) => api(path, opts);
-export const post = (path, body, opts = {}) => api(path, { ...opts, method: "POST", body: body ?? {} });
+/** Start GET requests now, for a page whose code is still on its way. */
+export function prefetch(paths) {
+  for (const path of paths) {
+    if (prefetched.has(path)) continue;
+    const answer = api(path);
+    answer.catch(() => {}); // reported to the page that takes it
+    prefetched.set(path, answer);
+  }
+}
+
+/** Forget prefetched answers nobody took (the user went to another page). */
+export function dropPrefetched() {
+  prefetched.clear();
+}
+
+export function get(path, opts = {}) {
+  const early = prefetched.get(path);
+  if (early && !opts.signal) {
+    prefetched.delete(path);
+    return early;
+  }
+  return api(path, opts);
+}
+
+export const post = (path, body, opts = {}) =>
+  api(path, { ...opts, method: "POST", body: body ?? {} });
 export const patch = (path, body) => api(path, { method: "PATCH", body });
 export const del = (path) => api(path, { method: "DELETE" });

@@ -1,24 +1,40 @@
-// The app shell: hash router, navigation, live-connection indicator.
-import { events } from "./events.js";
+// The app shell: navigation from the page registry, the hash router, the live-connection
+// indicator. Each page's first API requests and module preloads start in boot.js.
+import { pageTitle, pageUrl, parseHash, startPage } from "./boot.js";
 import { h, render } from "./dom.js";
+import { events } from "./events.js";
+import { PAGES } from "./pages.js";
 import { toastError } from "./toast.js";
 
-const PAGES = {
-  models: "Models",
-  get: "Get models",
-  downloads: "Downloads",
-  providers: "Providers",
-  chat: "Chat",
-  system: "System",
-};
-const DEFAULT_PAGE = "models";
+const RELOADED = "modelyard.reloadedFor";
+let current = { name: null, cleanup: null, module: null };
 
-let current = { name: null, cleanup: null };
+function drawNav() {
+  render(
+    document.getElementById("nav"),
+    PAGES.map((page) => h("a", { href: `#/${page.name}`, "data-page": page.name }, page.title)),
+  );
+}
 
-function parseHash() {
-  const raw = location.hash.replace(/^#\/?/, "");
-  const [name, ...rest] = raw.split("/");
-  return { name: PAGES[name] ? name : DEFAULT_PAGE, args: rest.map(decodeURIComponent) };
+function markNav(name) {
+  for (const link of document.querySelectorAll("#nav a")) {
+    if (link.dataset.page === name) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
+/** A page module that 404s as `stale_dashboard` means modelyard was upgraded under this tab:
+ * load the new dashboard (once per version, so a broken file cannot loop). */
+async function reloadIfStale(url) {
+  const answer = await fetch(url).catch(() => null);
+  if (answer?.status !== 404) return false;
+  const problem = await answer.json().catch(() => null);
+  if (problem?.code !== "stale_dashboard" || sessionStorage.getItem(RELOADED) === url) {
+    return false;
+  }
+  sessionStorage.setItem(RELOADED, url);
+  location.reload();
+  return true;
 }
 
 async function route() {
@@ -29,23 +45,30 @@ async function route() {
     return;
   }
   if (typeof current.cleanup === "function") current.cleanup();
-  current = { name, cleanup: null };
-  for (const link of document.querySelectorAll("#nav a")) {
-    link.toggleAttribute("aria-current", link.dataset.page === name);
-    if (link.dataset.page === name) link.setAttribute("aria-current", "page");
-  }
-  document.title = `${PAGES[name]} · modelyard`;
+  current = { name, cleanup: null, module: null };
+  startPage(name, args);
+  const url = pageUrl(name);
+  markNav(name);
+  document.title = `${pageTitle(name)} · modelyard`;
   render(root, h("div", { class: "loading" }, "Loading…"));
   try {
-    const module = (await import(`/static/pages/${name}.js`)).default;
+    const module = (await import(url)).default;
     if (current.name !== name) return;
     render(root);
     root.dataset.page = name;
     current.module = module;
     current.cleanup = await module.mount(root, { args });
   } catch (err) {
-    render(root, h("div", { class: "empty" }, h("h2", {}, "This page failed to load"),
-      h("p", {}, String(err.message || err))));
+    if (await reloadIfStale(url)) return;
+    render(
+      root,
+      h(
+        "div",
+        { class: "empty" },
+        h("h2", {}, "This page failed to load"),
+        h("p", {}, String(err.message || err)),
+      ),
+    );
     toastError(err);
   }
 }
@@ -57,7 +80,8 @@ function showConnection(state) {
     state === "open" ? "Live" : state === "connecting" ? "Connecting…" : "Reconnecting…";
 }
 
+drawNav();
 window.addEventListener("hashchange", route);
+route();
 events.onState(showConnection);
 events.connect();
-route();

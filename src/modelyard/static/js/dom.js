@@ -49,13 +49,23 @@ export function render(el, ...children) {
 /** A modal confirmation; resolves true when confirmed. */
 export function confirmDialog({ title, body, confirm = "Confirm", danger = false }) {
   return new Promise((resolve) => {
-    const dialog = h("dialog", { class: "dialog" },
-      h("form", { method: "dialog" },
+    const dialog = h(
+      "dialog",
+      { class: "dialog" },
+      h(
+        "form",
+        { method: "dialog" },
         h("h2", {}, title),
         h("p", {}, body),
-        h("div", { class: "dialog-actions" },
+        h(
+          "div",
+          { class: "dialog-actions" },
           h("button", { value: "cancel", class: "btn" }, "Cancel"),
-          h("button", { value: "ok", class: danger ? "btn btn-danger" : "btn btn-primary" }, confirm),
+          h(
+            "button",
+            { value: "ok", class: danger ? "btn btn-danger" : "btn btn-primary" },
+            confirm,
+          ),
         ),
       ),
     );

@@ -7,7 +7,7 @@ class EventsClient {
     this.ws = null;
     this.state = "connecting";
     this.snapshot = null;
-    this.listeners = new Set();   // {pattern, fn}
+    this.listeners = new Set(); // {pattern, fn}
     this.stateListeners = new Set();
     this.snapshotListeners = new Set();
     this.backoff = 500;
@@ -24,7 +24,11 @@ class EventsClient {
     this.setState("connecting");
     ws.onmessage = (msg) => {
       let event;
-      try { event = JSON.parse(msg.data); } catch { return; }
+      try {
+        event = JSON.parse(msg.data);
+      } catch {
+        return;
+      }
       if (event.type === "snapshot") {
         this.backoff = 500;
         this.snapshot = event.data;

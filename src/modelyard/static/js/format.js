@@ -5,7 +5,10 @@ export function bytes(n) {
   const units = ["B", "KB", "MB", "GB", "TB"];
   let i = 0;
   let v = Number(n);
-  while (Math.abs(v) >= 1000 && i < units.length - 1) { v /= 1000; i += 1; }
+  while (Math.abs(v) >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i += 1;
+  }
   return `${v.toFixed(v >= 100 || i === 0 ? 0 : 1)} ${units[i]}`;
 }
 

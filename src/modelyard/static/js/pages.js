@@ -1,0 +1,30 @@
+// The dashboard's pages, in navigation order. A page is the folder pages/<name>/ (its
+// index.js exports {mount(root, {args}) -> cleanup, update?(args)}) and one line here; its
+// `requests(args)` are the GET paths it reads first, started while its modules load.
+import { conversationPath, FIRST_SEARCH, PATHS, searchPath } from "./paths.js";
+
+export const PAGES = [
+  {
+    name: "models",
+    title: "Models",
+    requests: () => [searchPath(FIRST_SEARCH), PATHS.instances, PATHS.recommended],
+  },
+  { name: "get", title: "Get models", requests: () => [PATHS.recommended, PATHS.instances] },
+  { name: "downloads", title: "Downloads", requests: () => [PATHS.downloads] },
+  {
+    name: "providers",
+    title: "Providers",
+    requests: () => [PATHS.instances, PATHS.statuses, PATHS.connection],
+  },
+  {
+    name: "chat",
+    title: "Chat",
+    requests: (args) => [
+      PATHS.conversations,
+      PATHS.modelList,
+      ...(args[0] ? [conversationPath(args[0])] : []),
+    ],
+  },
+  { name: "system", title: "System", requests: () => [PATHS.resources] },
+];
+export const DEFAULT_PAGE = "models";

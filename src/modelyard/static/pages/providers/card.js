@@ -1,0 +1,111 @@
+// One instance as a card: its true state, the three checks, facts, the reason it is not
+// running, and what can be done with it.
+import { h } from "../../js/dom.js";
+import { ago, ms } from "../../js/format.js";
+
+export const instanceKey = (s) => `${s.provider}/${s.id ?? s.instance_id}`;
+
+function mark(value) {
+  if (value === null || value === undefined) return h("span", { class: "check-na" }, "–");
+  return value ? h("span", { class: "check-ok" }, "✓") : h("span", { class: "check-bad" }, "✗");
+}
+
+function checks(inst, s) {
+  return h(
+    "div",
+    { class: "checks", "data-testid": "checks" },
+    h(
+      "span",
+      {},
+      "PID ",
+      inst.managed ? mark(s?.pid_exists) : h("span", { class: "check-na" }, "–"),
+    ),
+    h("span", {}, "Port ", mark(s?.port_listening)),
+    h("span", {}, "API ", mark(s?.api_responding)),
+  );
+}
+
+function facts(inst, s) {
+  const pair = (term, value, cls) => [h("dt", {}, term), h("dd", { class: cls }, value)];
+  const known = (v) => v !== null && v !== undefined;
+  return h(
+    "dl",
+    { class: "kv" },
+    pair("Version", s?.version || "—"),
+    pair("Latency", ms(s?.latency_ms)),
+    known(s?.models_loaded) ? pair("Models loaded", String(s.models_loaded)) : null,
+    s?.pid ? pair("PID", String(s.pid), "mono") : null,
+    inst.model ? pair("Model", inst.model, "mono") : null,
+    pair("Checked", s ? ago(s.checked_at) : "not yet"),
+  );
+}
+
+function reason(s, state) {
+  if (!s || state === "RUNNING" || !(s.reason_code || s.hint)) return null;
+  return h(
+    "div",
+    { class: "reason", dataset: { state }, "data-testid": "reason" },
+    s.reason_code ? h("code", {}, s.reason_code) : null,
+    s.reason_code && s.hint ? " — " : "",
+    s.hint || "",
+  );
+}
+
+function actionButtons(page, inst, s, state) {
+  const k = instanceKey(inst);
+  const busy = page.state.busy.has(k);
+  const open = page.state.open.get(k);
+  const button = (label, attrs) => h("button", { class: "btn btn-small", ...attrs }, label);
+  const control = (action, disabled) =>
+    button(action[0].toUpperCase() + action.slice(1), {
+      disabled,
+      "data-action": action,
+      onclick: () => page.control(inst, action),
+    });
+  const running = ["RUNNING", "STARTING", "DEGRADED"].includes(state) || s?.pid_exists;
+  const panel = (what, label) =>
+    button(label, { onclick: () => page.toggle(k, what), "aria-expanded": open === what });
+  return [
+    inst.managed ? control("start", busy || running) : null,
+    inst.managed ? control("stop", busy || !running) : null,
+    inst.managed ? control("restart", busy) : null,
+    panel("history", "History"),
+    inst.managed ? panel("logs", "Logs") : null,
+    inst.deletable
+      ? button("Edit", { onclick: () => page.edit(inst), "data-action": "edit" })
+      : null,
+    inst.deletable
+      ? h(
+          "button",
+          { class: "btn btn-small btn-danger", onclick: () => page.remove(inst) },
+          "Remove",
+        )
+      : null,
+  ];
+}
+
+/** The card of `inst`; `extra` is its open History or Logs panel (or null). */
+export function instanceCard(page, inst, extra) {
+  const s = page.state.statuses.get(instanceKey(inst));
+  const state = s?.state ?? "UNKNOWN";
+  return h(
+    "article",
+    { class: "panel card", dataset: { key: instanceKey(inst), state } },
+    h(
+      "div",
+      { class: "card-head" },
+      h(
+        "div",
+        { class: "grow" },
+        h("div", { class: "card-title" }, `${inst.label} · ${inst.id}`),
+        h("div", { class: "card-sub" }, inst.base_url, inst.managed ? " · managed" : " · external"),
+      ),
+      h("span", { class: "badge", dataset: { state }, "data-testid": "state" }, state),
+    ),
+    checks(inst, s),
+    facts(inst, s),
+    reason(s, state),
+    h("div", { class: "card-actions" }, actionButtons(page, inst, s, state)),
+    extra,
+  );
+}

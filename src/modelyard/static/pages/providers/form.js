@@ -1,0 +1,117 @@
+// The form that adds an instance, or edits one added through the API. Which fields it offers
+// follows the chosen kind's capabilities: "Managed" where modelyard can run the server, a
+// GGUF model where that server runs one model, the API key marked required where it is.
+import { h, render } from "../../js/dom.js";
+import { allKinds, can } from "../../js/kinds.js";
+import { toast } from "../../js/toast.js";
+import { addInstance, editInstance } from "./requests.js";
+
+function fields(inst) {
+  return {
+    provider: h(
+      "select",
+      { name: "provider", disabled: Boolean(inst) },
+      allKinds().map((k) =>
+        h("option", { value: k.kind, selected: inst?.provider === k.kind }, k.label),
+      ),
+    ),
+    id: h("input", {
+      name: "id",
+      required: true,
+      placeholder: "my-server",
+      disabled: Boolean(inst),
+      value: inst?.id ?? "",
+      pattern: "[A-Za-z0-9][A-Za-z0-9._\\-]{0,63}",
+    }),
+    baseUrl: h("input", {
+      name: "base_url",
+      required: true,
+      placeholder: "http://127.0.0.1:8081",
+      value: inst?.base_url ?? "",
+    }),
+    apiKey: h("input", { name: "api_key", type: "password", autocomplete: "off" }),
+    model: h("input", {
+      name: "model",
+      placeholder: "/path/to/model.gguf",
+      value: inst?.model ?? "",
+    }),
+    mode: h(
+      "select",
+      { name: "mode" },
+      ["llm", "embed", "rerank"].map((m) =>
+        h("option", { value: m, selected: inst?.mode === m }, m),
+      ),
+    ),
+    managed: h("input", { type: "checkbox", name: "managed", checked: Boolean(inst?.managed) }),
+  };
+}
+
+/** Show the fields the chosen kind can use. */
+function fitToKind(f, labels, inst) {
+  const kind = f.provider.value;
+  const manageable = can(kind, "manageable");
+  labels.managed.classList.toggle("hidden", !manageable);
+  labels.model.classList.toggle("hidden", !manageable || can(kind, "loads_models"));
+  if (!manageable) f.managed.checked = false;
+  const keyNeeded = can(kind, "needs_api_key") ? "required" : "optional";
+  f.apiKey.placeholder = inst?.has_api_key ? "unchanged (type to replace)" : keyNeeded;
+}
+
+function requestBody(f, editing) {
+  const body = { base_url: f.baseUrl.value.trim(), managed: f.managed.checked, mode: f.mode.value };
+  if (!editing) body.id = f.id.value.trim();
+  if (f.model.value.trim()) body.model = f.model.value.trim();
+  if (f.apiKey.value) body.api_key = f.apiKey.value;
+  return body;
+}
+
+/** Fill `box` with the add form, or with `inst` the edit form; `done()` after a save. */
+export function showInstanceForm(box, inst, done) {
+  const f = fields(inst);
+  const labels = {
+    managed: h("label", { class: "switch" }, f.managed, "Managed (modelyard starts and stops it)"),
+    model: h("label", {}, "GGUF model (a server modelyard runs)", f.model),
+  };
+  const error = h("div", { class: "field-error wide" });
+  const close = () => box.classList.add("hidden");
+  const form = h(
+    "form",
+    { class: "form" },
+    h("label", {}, "Provider", f.provider),
+    h("label", {}, "Id", f.id),
+    h("label", {}, "Base URL", f.baseUrl),
+    h("label", {}, "API key", f.apiKey),
+    labels.model,
+    h("label", {}, "Mode", f.mode),
+    labels.managed,
+    error,
+    h(
+      "div",
+      { class: "row wide" },
+      h("button", { class: "btn btn-primary", type: "submit" }, inst ? "Save" : "Add"),
+      h("button", { class: "btn", type: "button", onclick: close }, "Cancel"),
+    ),
+  );
+  f.provider.addEventListener("change", () => fitToKind(f, labels, inst));
+  fitToKind(f, labels, inst);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    error.textContent = "";
+    const body = requestBody(f, Boolean(inst));
+    try {
+      if (inst) await editInstance(inst, body);
+      else await addInstance(f.provider.value, body);
+      toast(`${inst ? "Saved" : "Added"} ${f.provider.value}/${inst?.id ?? body.id}`, {
+        kind: "success",
+      });
+      close();
+      await done();
+    } catch (err) {
+      error.textContent = `${err.detail}${err.hint ? ` — ${err.hint}` : ""}`;
+    }
+  });
+  render(box, h("h2", {}, inst ? `Edit ${inst.provider}/${inst.id}` : "Add an instance"), form);
+  box.classList.remove("hidden");
+  (inst ? f.baseUrl : f.id).focus();
+  box.scrollIntoView({ block: "nearest" });
+}

@@ -1,0 +1,19 @@
+// The Providers page's API calls.
+import { del, get, patch, post } from "../../js/api.js";
+import { PATHS } from "../../js/paths.js";
+
+const instancesOf = (provider) => `${PATHS.instances}/${encodeURIComponent(provider)}/instances`;
+const instancePath = (inst) => `${instancesOf(inst.provider)}/${encodeURIComponent(inst.id)}`;
+
+export const listInstances = () => get(PATHS.instances);
+/** Every instance's status; `refresh` checks them all now instead of answering the cache. */
+export const listStatuses = (refresh) =>
+  get(refresh ? `${PATHS.statuses}?refresh=true` : PATHS.statuses);
+export const connectionInfo = () => get(PATHS.connection);
+/** start, stop or restart; answers the status. */
+export const controlInstance = (inst, action) => post(`${instancePath(inst)}/${action}`);
+export const instanceHistory = (inst) => get(`${instancePath(inst)}/history`);
+export const instanceLogs = (inst) => get(`${instancePath(inst)}/logs?lines=200`);
+export const addInstance = (provider, body) => post(instancesOf(provider), body);
+export const editInstance = (inst, body) => patch(instancePath(inst), body);
+export const removeInstance = (inst) => del(instancePath(inst));

@@ -1,0 +1,66 @@
+// System: disk of the models directory, RAM, CPU, NVIDIA GPUs and what each running model uses.
+import { h, render } from "../../js/dom.js";
+import { events } from "../../js/events.js";
+import { loadKinds } from "../../js/kinds.js";
+import { toastError } from "../../js/toast.js";
+import { resourceCards } from "./meters.js";
+import { readResources } from "./requests.js";
+import { runningModels } from "./running.js";
+
+const POLL_MS = 5000;
+const RELOAD_DELAY_MS = 300;
+
+export default {
+  async mount(root) {
+    const sub = h("p", { class: "page-sub" }, "Reading…");
+    const cards = h("div", { class: "grid system-grid", id: "system-cards" });
+    const running = h("div", {});
+    let inflight = false;
+    async function load() {
+      if (inflight) return;
+      inflight = true;
+      try {
+        const [r] = await Promise.all([readResources(), loadKinds().catch(() => null)]);
+        sub.textContent = `Models directory: ${r.models_dir} · updated ${new Date().toLocaleTimeString()}`;
+        render(cards, resourceCards(r));
+        render(running, runningModels(r));
+      } catch (err) {
+        toastError(err);
+      } finally {
+        inflight = false;
+      }
+    }
+    render(
+      root,
+      h(
+        "div",
+        { class: "page-head" },
+        h("div", {}, h("h1", {}, "System"), sub),
+        h(
+          "div",
+          { class: "toolbar" },
+          h(
+            "button",
+            { class: "btn", type: "button", id: "refresh-system", onclick: load },
+            "Refresh",
+          ),
+        ),
+      ),
+      cards,
+      h("div", { class: "section" }, h("h2", {}, "Running models"), running),
+    );
+    let soon = null;
+    const reloadSoon = () => {
+      clearTimeout(soon);
+      soon = setTimeout(load, RELOAD_DELAY_MS);
+    };
+    const timer = setInterval(load, POLL_MS);
+    const offState = events.on("model.state", reloadSoon);
+    await load();
+    return () => {
+      clearInterval(timer);
+      clearTimeout(soon);
+      offState();
+    };
+  },
+};

@@ -1,0 +1,5 @@
+// The System page's API call.
+import { get } from "../../js/api.js";
+import { PATHS } from "../../js/paths.js";
+
+export const readResources = () => get(PATHS.resources);
