@@ -18,7 +18,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -74,10 +74,19 @@ class StreamTranslator(Protocol):
 
 
 class Translation(Protocol):
-    """A route whose client speaks another dialect than the backend."""
+    """A route whose client speaks another dialect than the backend (which speaks OpenAI)."""
 
     @property
     def client(self) -> Dialect: ...
+
+    @property
+    def path(self) -> str:
+        """The backend's endpoint, under its ``/v1`` base (``/chat/completions``…)."""
+        ...
+
+    def request(self, body: dict[str, Any], model: str) -> dict[str, Any]:
+        """The client's request as the backend's, for the backend's ``model`` name."""
+        ...
 
     def response(self, body: bytes) -> bytes:
         """A whole upstream answer in the client's dialect."""

@@ -97,7 +97,9 @@ def dialect_error(dialect: Dialect, error: ModelyardError) -> dict[str, Any]:
         kind = _ANTHROPIC_TYPES.get(status, "api_error")
         return {"error": {"type": kind, "message": error.detail}}
     kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return {"error": {"message": error.detail, "type": kind, "param": None, "code": error.code}}
+    return {
+        "error": {"message": error.detail, "type": kind, "param": None, "code": error.error_code}
+    }
 
 
 def error_body(dialect: Dialect, error: ModelyardError, instance: str | None = None) -> bytes:
