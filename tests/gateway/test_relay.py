@@ -15,7 +15,7 @@ import pytest
 from modelyard.gateway.wire import Usage
 from tests.fakes.fixtures import FakeServer
 from tests.fakes.openai_compat import OpenAIState
-from tests.support.gateway_app import openai_target, running_gateway
+from tests.support.gateway_app import llama_target, openai_target, running_gateway
 from tests.support.paced_upstream import PacedThread
 from tests.support.waiting import wait_until
 
@@ -54,14 +54,35 @@ def test_a_stream_carries_usage_only_when_the_client_asks(llama_url: str) -> Non
     assert all(e.relay.finished and e.status == 200 for e in app.exchanges)
 
 
-def test_a_whole_answer_and_its_usage(llama_url: str) -> None:
-    with running_gateway({"tiny": openai_target("tiny", llama_url)}) as (server, app):
+@pytest.mark.parametrize("assembled", [False, True], ids=["relayed", "assembled"])
+def test_a_whole_answer_and_its_usage(llama_url: str, assembled: bool) -> None:
+    target = openai_target("tiny", llama_url, cancels_only_streams=assembled)
+    with running_gateway({"tiny": target}) as (server, app):
         answer = sdk(server.url).chat.completions.create(
             model="tiny", messages=MESSAGES, max_tokens=5
         )
+    assert answer.object == "chat.completion" and answer.model  # as llama-server names it
+    assert answer.choices[0].message.role == "assistant"
     assert answer.choices[0].message.content
+    assert answer.choices[0].finish_reason == "length"
     assert answer.usage is not None and answer.usage.completion_tokens == 5
     assert app.exchanges[0].relay.usage == Usage(answer.usage.prompt_tokens, 5, exact=True)
+
+
+def test_an_assembled_answer_joins_tool_call_fragments(
+    tool_server: tuple[str, list[dict[str, Any]]],
+) -> None:
+    url, received = tool_server
+    target = openai_target("t", url, model="tool-model", cancels_only_streams=True)
+    with running_gateway({"t": target}, health_path="/v1/models") as (server, _):
+        answer = sdk(server.url).chat.completions.create(model="t", messages=MESSAGES)
+    assert received[0]["stream"] is True  # asked as a stream, answered whole
+    message = answer.choices[0].message
+    assert message.content == "Let me check."
+    assert message.tool_calls is not None and message.tool_calls[0].id == "call_1"
+    assert message.tool_calls[0].function.arguments == '{"city": "Paris"}'
+    assert answer.choices[0].finish_reason == "tool_calls"
+    assert answer.usage is not None and answer.usage.completion_tokens == 12
 
 
 def test_streams_are_sent_as_they_come_and_marked_unbuffered(paced: PacedThread) -> None:
@@ -73,7 +94,8 @@ def test_streams_are_sent_as_they_come_and_marked_unbuffered(paced: PacedThread)
     ):
         assert response.headers["x-accel-buffering"] == "no"
         assert response.headers["content-type"].startswith("text/event-stream")
-        first = next(response.iter_lines())
+        lines = response.iter_lines()  # kept: dropping the iterator would close the response
+        first = next(lines)
         # The first token reached us while the stand-in still had tokens to send.
         assert first.startswith("data: ") and paced.upstream.stats.served == 0
 
@@ -139,10 +161,9 @@ def test_a_client_that_hangs_up_closes_the_upstream_request(
     targets = {"paced": openai_target("paced", paced.url)}
     with running_gateway(targets, health_path="/stats") as (server, app):
         sock = _open_stream(server.url, {**body, "user": "leaver"})
+        wait_until(lambda: paced.upstream.stats.started, "the backend to start answering")
         if stream:
             assert sock.recv(4096).startswith(b"HTTP/1.1 200")
-        else:
-            time.sleep(0.2)  # the answer is being generated
         sock.close()
         wait_until(lambda: paced.upstream.stats.closed_early, "the upstream request to close")
         wait_until(lambda: app.exchanges, "the exchange to end")
@@ -164,9 +185,11 @@ def _busy_slots(llama_url: str) -> int:
 def test_llama_cpp_stops_generating_within_a_second_of_the_client_leaving(
     llama_url: str, stream: bool
 ) -> None:
-    # 2000 tokens keep a slot busy for seconds; a hang-up must free it within one.
+    # 2000 tokens keep a slot busy for seconds; a hang-up must free it within one. (This
+    # server runs a non-streamed answer to its end whatever the client does, so the gateway
+    # asks it for a stream and assembles the whole answer itself.)
     body = {"model": "tiny", "messages": MESSAGES, "stream": stream, "max_tokens": 2000}
-    with running_gateway({"tiny": openai_target("tiny", llama_url)}) as (server, _):
+    with running_gateway({"tiny": llama_target("tiny", llama_url)}) as (server, _):
         sock = _open_stream(server.url, body)
         wait_until(lambda: _busy_slots(llama_url) == 1, "llama-server to start generating")
         if stream:

@@ -127,6 +127,7 @@ class GatewayApp:
             client=client,
             path=path,
             translation=make() if make else None,
+            streams=False if path.endswith("/embed") else None,
             heartbeat_s=self.heartbeat_s,
         )
         self.exchanges.append(record)
@@ -146,6 +147,7 @@ class GatewayApp:
             dialect=target.dialect,
             headers=target.headers,
             pinned_options=target.pinned_options,
+            cancels_only_streams=target.cancels_only_streams,
         )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -160,7 +162,9 @@ class GatewayApp:
                 return
 
 
-def openai_target(name: str, url: str, model: str | None = None) -> Target[str]:
+def openai_target(
+    name: str, url: str, model: str | None = None, *, cancels_only_streams: bool = False
+) -> Target[str]:
     """``name`` served by an OpenAI-style backend at ``url`` (without ``/v1``), which knows
     it as ``model`` (by default the same name)."""
     return Target(
@@ -169,7 +173,14 @@ def openai_target(name: str, url: str, model: str | None = None) -> Target[str]:
         path="/chat/completions",
         model=model or name,
         dialect=Dialect.OPENAI,
+        cancels_only_streams=cancels_only_streams,
     )
+
+
+def llama_target(name: str, url: str) -> Target[str]:
+    """``name`` served by llama.cpp's server at ``url``, which stops generating for a
+    client that left only when it streams."""
+    return openai_target(name, url, cancels_only_streams=True)
 
 
 @contextmanager

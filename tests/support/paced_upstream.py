@@ -11,7 +11,7 @@ While it answers it reads the connection too, so it sees a client close at once:
 request whose client went away before the end is recorded with the ``CLOCK_MONOTONIC`` time
 (comparable across processes on one machine) and the request's ``user`` field, which the
 client sets to tell its requests apart. ``GET /stats`` returns them as JSON
-(``{"served", "closed_early": [{"user", "closed_at"}]}``).
+(``{"started", "served", "closed_early": [{"user", "closed_at"}]}``).
 
 Run it alone with ``python -m tests.support.paced_upstream --port N --interval 0.05``.
 """
@@ -33,6 +33,7 @@ TAIL = b'"}}],"created":1,"id":"chatcmpl-paced","model":"paced","object":"chat.c
 
 @dataclass
 class Stats:
+    started: int = 0
     served: int = 0
     closed_early: list[dict[str, Any]] = field(default_factory=list)
 
@@ -90,6 +91,7 @@ class PacedUpstream:
         """Answer one completion; False when the client went away first."""
         tokens = int(request.get("max_tokens") or self.default_tokens)
         user = str(request.get("user", ""))
+        self.stats.started += 1
         closed = asyncio.ensure_future(reader.read(1))  # b"" once the client closes
         try:
             if request.get("stream"):

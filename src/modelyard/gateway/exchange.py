@@ -32,6 +32,7 @@ from modelyard.gateway.wire import Dialect, compact
 
 K = TypeVar("K", bound=Hashable)
 HEARTBEAT_S = 0.5
+_STREAMABLE = ("/chat/completions", "/completions")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Target(Generic[K]):
     dialect: Dialect
     headers: Mapping[str, str] = field(default_factory=dict)
     pinned_options: Mapping[str, Any] = field(default_factory=dict)
+    cancels_only_streams: bool = False  # llama.cpp: whole answers are streamed and assembled
 
 
 @dataclass
@@ -73,24 +75,38 @@ def wants_stream(dialect: Dialect, body: Mapping[str, Any]) -> bool:
 
 
 def upstream_request(
-    target: Target[Any], body: Mapping[str, Any], client: Dialect, translation: Translation | None
+    target: Target[Any],
+    body: Mapping[str, Any],
+    client: Dialect,
+    translation: Translation | None,
+    streams: bool | None = None,
 ) -> UpstreamRequest:
     """The request for the backend: the client's, with the backend's model name, the usage
-    request, the pinned options; or the translation's."""
-    stream = wants_stream(client, body)
+    request, the pinned options; or the translation's. ``streams`` overrides what the body
+    says (Ollama's ``/api/embed`` has no ``stream`` field and never streams)."""
     strip = False
-    if translation is not None:
+    if translation is not None:  # the translated request says whether it streams
         sent = translation.request(dict(body), target.model)
         url = target.base + translation.path
+        stream = sent.get("stream") is True
     else:
+        stream = wants_stream(client, body) if streams is None else streams
         sent = {**body, "model": target.model}
         url = target.base + target.path
         if target.dialect is Dialect.OLLAMA and target.pinned_options:
             sent["options"] = {**(body.get("options") or {}), **target.pinned_options}
-    if stream and target.dialect is Dialect.OPENAI:
+    assemble = (
+        not stream
+        and target.cancels_only_streams
+        and target.dialect is Dialect.OPENAI
+        and url.endswith(_STREAMABLE)
+    )
+    if assemble:
+        sent["stream"] = True
+    if (stream or assemble) and target.dialect is Dialect.OPENAI:
         options = sent.get("stream_options")
         options = dict(options) if isinstance(options, dict) else {}
-        strip = options.get("include_usage") is not True
+        strip = stream and options.get("include_usage") is not True
         sent["stream_options"] = {**options, "include_usage": True}
     return UpstreamRequest(
         url=url,
@@ -99,6 +115,7 @@ def upstream_request(
         stream=stream,
         headers=target.headers,
         strip_usage=strip,
+        assemble=assemble,
     )
 
 
@@ -113,12 +130,17 @@ async def exchange(
     client: Dialect,
     path: str = "",
     translation: Translation | None = None,
+    streams: bool | None = None,
     heartbeat_s: float = HEARTBEAT_S,
 ) -> Exchange:
     """Serve one request: wait for a turn at the model, relay the backend's answer."""
-    request = upstream_request(target, body, client, translation)
-    record = Exchange(str(target.key), request.stream, time.monotonic())
     responder = Responder(send, client, path)
+    try:
+        request = upstream_request(target, body, client, translation, streams)
+    except ModelyardError as error:  # a request the translation cannot carry
+        await responder.fail(error)
+        return Exchange(str(target.key), False, time.monotonic(), status=responder.status)
+    record = Exchange(str(target.key), request.stream, time.monotonic())
 
     async def beat(view: WaitView) -> None:
         record.waited_for_load |= view.state is ModelState.LOADING

@@ -30,6 +30,7 @@ from modelyard.errors import (
     UpstreamRejected,
 )
 from modelyard.gateway.asgi import Responder
+from modelyard.gateway.assemble import AnswerAssembler
 from modelyard.gateway.metering import StreamMeter, body_usage, meter_for
 from modelyard.gateway.wire import JSON, Dialect, Usage
 
@@ -47,6 +48,7 @@ class UpstreamRequest:
     stream: bool
     headers: Mapping[str, str] = field(default_factory=dict)
     strip_usage: bool = False  # the gateway asked for usage the client did not ask for
+    assemble: bool = False  # streamed from the backend, answered whole (``assemble``)
 
 
 @dataclass
@@ -145,12 +147,17 @@ class Relay:
             result.status = response.status_code
             if response.status_code >= 400:
                 body = await _read_capped(response)
-                await responder.fail(upstream_error(response, body))
+                retry = _retry_after(response)
+                await responder.fail(upstream_error(response.status_code, body, retry))
                 result.error = f"backend answered {response.status_code}"
             elif request.stream:
                 await self._stream(response, request, responder, result, translation)
+            elif request.assemble:
+                await self._assembled(response, request, responder, result, translation)
             else:
-                await self._whole(response, request, responder, result, translation)
+                body = await response.aread()
+                media_type = response.headers.get("content-type", JSON)
+                await self._whole(body, media_type, request, responder, result, translation)
         except httpx.HTTPError as exc:
             await self._failed(exc, responder, result)
         finally:
@@ -158,25 +165,44 @@ class Relay:
 
     async def _whole(
         self,
+        body: bytes,
+        media_type: str,
+        request: UpstreamRequest,
+        responder: Responder,
+        result: RelayResult,
+        translation: Translation | None,
+    ) -> None:
+        result.usage = body_usage(request.dialect, body)
+        if translation is not None:
+            body, media_type = translation.response(body), JSON
+        result.first_chunk_at = time.monotonic()
+        result.finished = True
+        result.chunks = max(result.chunks, 1)
+        await responder.whole(200, body, media_type)
+
+    async def _assembled(
+        self,
         response: httpx.Response,
         request: UpstreamRequest,
         responder: Responder,
         result: RelayResult,
         translation: Translation | None,
     ) -> None:
-        body = await response.aread()
-        result.usage = body_usage(request.dialect, body)
-        if translation is not None:
-            body = translation.response(body)
-            media_type = JSON
-        else:
-            media_type = response.headers.get("content-type", JSON)
-        result.first_chunk_at = time.monotonic()
-        result.chunks, result.finished = 1, True
-        if responder.started:  # heartbeats went out while this client waited: stay a stream
-            await responder.end(body)
-        else:
-            await responder.whole(response.status_code, body, media_type)
+        """Read the backend's stream to its end and answer it whole; leaving early (the
+        client went away) closes the stream, which stops the backend."""
+        meter = meter_for(request.dialect)
+        assembler = AnswerAssembler()
+        try:
+            async for data in response.aiter_raw():
+                assembler.feed(meter.feed(data))
+            assembler.feed(meter.flush())
+        finally:
+            result.chunks, result.usage = meter.events, meter.usage
+        if assembler.error is not None:
+            result.error = meter.error
+            await responder.fail(upstream_error(500, assembler.body(), None))
+            return
+        await self._whole(assembler.body(), JSON, request, responder, result, translation)
 
     async def _stream(
         self,
@@ -261,11 +287,9 @@ def _message(body: bytes) -> str:
     return str(data)[:500]
 
 
-def upstream_error(response: httpx.Response, body: bytes) -> ModelyardError:
+def upstream_error(status: int, body: bytes, retry: float | None) -> ModelyardError:
     """An upstream error status and body as one of ours: a 4xx keeps its status (the
     request was at fault), 429 and 503 keep theirs with ``Retry-After``, others are 502."""
-    status = response.status_code
-    retry = _retry_after(response)
     detail = f"the model server answered {status}: {_message(body)}"
     if status == 429:
         return TooManyRequests(detail, code="upstream_rate_limited", retry_after_s=retry or 1)
