@@ -20,9 +20,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Generic
+from collections.abc import Callable
+from typing import Generic
 
 from modelyard.errors import (
     InsufficientResources,
@@ -39,116 +38,11 @@ from modelyard.gateway.scheduling import (
     ModelState,
     ModelView,
     SchedulerSettings,
-    WaitView,
 )
+from modelyard.gateway.tickets import ModelRecord, Ticket, Waiter, discard
 
 log = logging.getLogger("modelyard.gateway")
 RETRY_AFTER_MAX_S = 60.0
-
-
-@dataclass(eq=False)
-class _Waiter:
-    future: asyncio.Future[None]
-    seq: int  # arrival order across every model: loads start first come, first served
-    granted: bool = False
-
-
-@dataclass(eq=False)
-class _Model(Generic[K]):
-    key: K
-    name: str
-    policy: ModelPolicy
-    estimate: int
-    state: ModelState = ModelState.UNLOADED
-    in_flight: int = 0
-    queue: deque[_Waiter] = field(default_factory=deque)  # requests waiting for a turn
-    holds: deque[_Waiter] = field(default_factory=deque)  # explicit loads waiting
-    progress: float = 0.0
-    loaded_at: float | None = None  # monotonic
-    last_used: float = 0.0  # monotonic, end of the last request (or the load)
-    kept: bool = False  # explicitly loaded: no idle unload until it is used or unloaded
-    unload_reason: str | None = None  # an unload is due once nothing is in flight
-    unload_waiters: list[asyncio.Future[None]] = field(default_factory=list)
-    pending: Eviction | None = None  # why the unload under way happens
-    suspect: bool = False  # a request saw the backend fail; a check is running
-    task: asyncio.Task[None] | None = None  # the load, unload or check in progress
-    timer: asyncio.TimerHandle | None = None  # the idle unload
-    ttl_due: float | None = None  # monotonic, when ``timer`` fires
-    service_s: float = 1.0  # moving average of how long a request holds its turn
-    last_eviction: Eviction | None = None
-    last_error: str | None = None
-
-    @property
-    def committed(self) -> bool:
-        """Whether the model's memory counts against the budget."""
-        return self.state is not ModelState.UNLOADED
-
-    def idle(self) -> bool:
-        return not self.in_flight and not self.queue and not self.holds
-
-
-class Ticket(Generic[K]):
-    """One request's turn at a model: waiting, then serving; closing it releases it."""
-
-    def __init__(self, scheduler: Scheduler[K], model: _Model[K], waiter: _Waiter) -> None:
-        self._scheduler = scheduler
-        self._model = model
-        self._waiter = waiter
-        self.granted_at: float | None = None  # monotonic, when ``ready`` returned
-        self.failed = False
-        self._closed = False
-
-    @property
-    def granted(self) -> bool:
-        return self._waiter.granted
-
-    def view(self) -> WaitView:
-        """The model's state and this request's place in its queue."""
-        model = self._model
-        position = next((i + 1 for i, w in enumerate(model.queue) if w is self._waiter), 0)
-        progress = model.progress if model.state is ModelState.LOADING else None
-        return WaitView(model.name, model.state, progress, position)
-
-    async def ready(
-        self,
-        heartbeat: Callable[[WaitView], Awaitable[object]] | None = None,
-        interval_s: float = 0.5,
-    ) -> None:
-        """Wait for this request's turn, calling ``heartbeat`` every ``interval_s`` while it
-        waits; raise 503 ``queue_timeout`` past the queue timeout, or the load's error."""
-        timeout = self._scheduler.settings.queue_timeout_s
-        deadline = time.monotonic() + timeout
-        future = self._waiter.future
-        while not future.done():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Unavailable(
-                    f"{self._model.name} was not ready within {timeout:g} s",
-                    code="queue_timeout",
-                    hint="The model is busy or loading; retry after the Retry-After seconds.",
-                    retry_after_s=self._scheduler.retry_after(self._model),
-                )
-            await asyncio.wait((future,), timeout=min(interval_s, left))
-            if not future.done() and heartbeat is not None:
-                await heartbeat(self.view())
-        future.result()
-        self.granted_at = time.monotonic()
-
-    def backend_failed(self) -> None:
-        """The backend broke off this request: check it, and restart it if it died."""
-        self.failed = True
-
-    def close(self) -> None:
-        """Release the turn (or leave the queue). Idempotent; never awaits."""
-        if not self._closed:
-            self._closed = True
-            self._scheduler._on_ticket_closed(self, self._model, self._waiter)
-
-    def __enter__(self) -> Ticket[K]:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class Scheduler(Generic[K]):
@@ -165,8 +59,8 @@ class Scheduler(Generic[K]):
         self.settings = settings
         self._policy_for = policy_for
         self._on_change = on_change
-        self._models: dict[K, _Model[K]] = {}
-        self._dirty: set[_Model[K]] = set()
+        self._models: dict[K, ModelRecord[K]] = {}
+        self._dirty: set[ModelRecord[K]] = set()
         self._seq = 0
         self._wakeup: asyncio.TimerHandle | None = None
         self._closed = False
@@ -187,7 +81,7 @@ class Scheduler(Generic[K]):
             and not model.suspect
         ):
             self._seq += 1
-            waiter = _Waiter(asyncio.get_running_loop().create_future(), self._seq)
+            waiter = Waiter(asyncio.get_running_loop().create_future(), self._seq)
             self._grant(model, waiter)
             self._flush()
             return Ticket(self, model, waiter)
@@ -214,7 +108,7 @@ class Scheduler(Generic[K]):
             limit = self.settings.queue_timeout_s + self.settings.load_timeout_s
             await asyncio.wait_for(asyncio.shield(waiter.future), limit)
         finally:
-            _discard(waiter.future)
+            discard(waiter.future)
             if waiter in model.holds:  # gave up: a load nobody wants is cancelled
                 model.holds.remove(waiter)
                 self._maybe_cancel_load(model)
@@ -254,13 +148,13 @@ class Scheduler(Generic[K]):
 
     def snapshot(self) -> list[ModelView]:
         """Every model the scheduler has seen."""
-        return [self._view(m) for m in self._models.values()]
+        return [m.view() for m in self._models.values()]
 
     def committed_bytes(self) -> int:
         """The estimates of every model loading, loaded or unloading (never above budget)."""
         return sum(m.estimate for m in self._models.values() if m.committed)
 
-    def retry_after(self, model: _Model[K]) -> float:
+    def retry_after(self, model: ModelRecord[K]) -> float:
         """Seconds until a turn is likely free: the queue ahead, served at the model's pace."""
         ahead = (len(model.queue) + 1) / max(1, model.policy.max_concurrency)
         return min(RETRY_AFTER_MAX_S, max(1.0, ahead * model.service_s))
@@ -285,17 +179,17 @@ class Scheduler(Generic[K]):
 
     # -- decisions (synchronous: the event loop is the lock) ----------------------------------
 
-    def _model(self, key: K) -> _Model[K]:
+    def _model(self, key: K) -> ModelRecord[K]:
         if self._closed:
             raise Unavailable("the gateway is shutting down", code="shutting_down")
         model = self._models.get(key)
         if model is None:
             estimate = self.backend.estimate_bytes(key)
-            model = _Model(key, str(key), self._policy_for(key), estimate)
+            model = ModelRecord(key, str(key), self._policy_for(key), estimate)
             self._models[key] = model
         return model
 
-    def _check_fits(self, model: _Model[K]) -> None:
+    def _check_fits(self, model: ModelRecord[K]) -> None:
         held = sum(
             m.estimate
             for m in self._models.values()
@@ -310,13 +204,13 @@ class Scheduler(Generic[K]):
                 hint="Raise memory_budget_bytes, unpin a model, or use a smaller quantization.",
             )
 
-    def _enqueue(self, model: _Model[K], line: deque[_Waiter]) -> _Waiter:
+    def _enqueue(self, model: ModelRecord[K], line: deque[Waiter]) -> Waiter:
         self._seq += 1
-        waiter = _Waiter(asyncio.get_running_loop().create_future(), self._seq)
+        waiter = Waiter(asyncio.get_running_loop().create_future(), self._seq)
         line.append(waiter)
         return waiter
 
-    def _grant(self, model: _Model[K], waiter: _Waiter) -> None:
+    def _grant(self, model: ModelRecord[K], waiter: Waiter) -> None:
         waiter.granted = True
         model.in_flight += 1
         model.kept = False
@@ -337,12 +231,12 @@ class Scheduler(Generic[K]):
             for m in self._models.values()
             if m.state is ModelState.UNLOADED and (m.queue or m.holds) and m.task is None
         ]
-        for model in sorted(waiting, key=_first_arrival):
+        for model in sorted(waiting, key=ModelRecord.first_arrival):
             if not self._admit(model):
                 break  # first come, first loaded: later models wait behind this one
         self._flush()
 
-    def _serve_queue(self, model: _Model[K]) -> None:
+    def _serve_queue(self, model: ModelRecord[K]) -> None:
         if model.unload_reason is not None:
             if not model.in_flight and model.task is None:
                 self._start_unload(model, Eviction(model.unload_reason, time.time()))
@@ -358,7 +252,7 @@ class Scheduler(Generic[K]):
         if model.idle():
             self._arm_ttl(model)
 
-    def _admit(self, model: _Model[K]) -> bool:
+    def _admit(self, model: ModelRecord[K]) -> bool:
         """Start ``model``'s load if memory and ``max_loaded`` allow, else start evicting
         idle models (least recently used first) to make room. True when the load started."""
         active = [m for m in self._models.values() if m.committed]
@@ -374,7 +268,7 @@ class Scheduler(Generic[K]):
         if missing <= 0 and extra <= 0:
             return False
         now = time.monotonic()
-        victims: list[_Model[K]] = []
+        victims: list[ModelRecord[K]] = []
         for candidate in sorted(self._evictable(now), key=lambda m: m.last_used):
             if missing <= 0 and extra <= 0:
                 break
@@ -388,7 +282,7 @@ class Scheduler(Generic[K]):
             self._start_unload(victim, Eviction("evicted", time.time(), model.name))
         return False
 
-    def _evictable(self, now: float) -> list[_Model[K]]:
+    def _evictable(self, now: float) -> list[ModelRecord[K]]:
         return [
             m
             for m in self._models.values()
@@ -417,7 +311,7 @@ class Scheduler(Generic[K]):
         self._wakeup = None
         self._drain()
 
-    def _maybe_cancel_load(self, model: _Model[K]) -> None:
+    def _maybe_cancel_load(self, model: ModelRecord[K]) -> None:
         """A load nobody waits for any more is cancelled (the backend cleans up)."""
         if (
             model.state is ModelState.LOADING
@@ -429,7 +323,7 @@ class Scheduler(Generic[K]):
 
     # -- TTL ----------------------------------------------------------------------------------
 
-    def _arm_ttl(self, model: _Model[K]) -> None:
+    def _arm_ttl(self, model: ModelRecord[K]) -> None:
         ttl = model.policy.ttl_s
         if ttl is None or model.policy.pinned or model.kept or model.unload_reason is not None:
             self._disarm_ttl(model)
@@ -443,13 +337,13 @@ class Scheduler(Generic[K]):
         model.timer = asyncio.get_running_loop().call_later(delay, self._on_ttl, model)
         self._dirty.add(model)
 
-    def _disarm_ttl(self, model: _Model[K]) -> None:
+    def _disarm_ttl(self, model: ModelRecord[K]) -> None:
         if model.timer is not None:
             model.timer.cancel()
             model.timer = None
             model.ttl_due = None
 
-    def _on_ttl(self, model: _Model[K]) -> None:
+    def _on_ttl(self, model: ModelRecord[K]) -> None:
         model.timer, model.ttl_due = None, None
         if (
             model.state is ModelState.LOADED
@@ -463,13 +357,13 @@ class Scheduler(Generic[K]):
 
     # -- the slow parts, as tasks that report back ------------------------------------------
 
-    def _start_load(self, model: _Model[K]) -> None:
+    def _start_load(self, model: ModelRecord[K]) -> None:
         model.state, model.progress, model.last_error = ModelState.LOADING, 0.0, None
         model.task = asyncio.get_running_loop().create_task(self._run_load(model))
         self._dirty.add(model)
         log.info("loading %s", model.name)
 
-    async def _run_load(self, model: _Model[K]) -> None:
+    async def _run_load(self, model: ModelRecord[K]) -> None:
         error: str | None = None
         cancelled = False
 
@@ -487,7 +381,7 @@ class Scheduler(Generic[K]):
             error = str(exc) or type(exc).__name__
         self._on_load_done(model, error, cancelled)
 
-    def _on_load_done(self, model: _Model[K], error: str | None, cancelled: bool) -> None:
+    def _on_load_done(self, model: ModelRecord[K], error: str | None, cancelled: bool) -> None:
         model.task = None
         if error is None and not cancelled:
             self._set_loaded(model)
@@ -511,14 +405,14 @@ class Scheduler(Generic[K]):
                             future.set_exception(failure)
         self._drain()
 
-    def _start_unload(self, model: _Model[K], eviction: Eviction) -> None:
+    def _start_unload(self, model: ModelRecord[K], eviction: Eviction) -> None:
         model.state, model.pending = ModelState.UNLOADING, eviction
         self._disarm_ttl(model)
         model.task = asyncio.get_running_loop().create_task(self._run_unload(model))
         self._dirty.add(model)
         log.info("unloading %s (%s)", model.name, eviction.reason)
 
-    async def _run_unload(self, model: _Model[K]) -> None:
+    async def _run_unload(self, model: ModelRecord[K]) -> None:
         error: str | None = None
         try:
             async with asyncio.timeout(self.settings.unload_timeout_s):
@@ -532,7 +426,7 @@ class Scheduler(Generic[K]):
         gone = error is None or not await self._alive(model)
         self._on_unload_done(model, gone, error)
 
-    def _on_unload_done(self, model: _Model[K], gone: bool, error: str | None) -> None:
+    def _on_unload_done(self, model: ModelRecord[K], gone: bool, error: str | None) -> None:
         model.task = None
         if gone:
             self._set_unloaded(model, model.pending or Eviction("requested", time.time()))
@@ -545,11 +439,11 @@ class Scheduler(Generic[K]):
             self._dirty.add(model)
         self._drain()
 
-    def _start_check(self, model: _Model[K]) -> None:
+    def _start_check(self, model: ModelRecord[K]) -> None:
         model.suspect = True
         model.task = asyncio.get_running_loop().create_task(self._run_check(model))
 
-    async def _run_check(self, model: _Model[K]) -> None:
+    async def _run_check(self, model: ModelRecord[K]) -> None:
         try:
             alive = await self._alive(model)
         except asyncio.CancelledError:
@@ -562,7 +456,7 @@ class Scheduler(Generic[K]):
         self._dirty.add(model)
         self._drain()
 
-    async def _alive(self, model: _Model[K]) -> bool:
+    async def _alive(self, model: ModelRecord[K]) -> bool:
         try:
             async with asyncio.timeout(self.settings.check_timeout_s):
                 return await self.backend.is_alive(model.key)
@@ -573,13 +467,13 @@ class Scheduler(Generic[K]):
 
     # -- state changes --------------------------------------------------------------------------
 
-    def _set_loaded(self, model: _Model[K]) -> None:
+    def _set_loaded(self, model: ModelRecord[K]) -> None:
         now = time.monotonic()
         model.state, model.progress = ModelState.LOADED, 1.0
         model.loaded_at = model.last_used = now
         self._dirty.add(model)
 
-    def _set_unloaded(self, model: _Model[K], eviction: Eviction) -> None:
+    def _set_unloaded(self, model: ModelRecord[K], eviction: Eviction) -> None:
         self._disarm_ttl(model)
         model.state, model.progress, model.loaded_at = ModelState.UNLOADED, 0.0, None
         model.last_eviction, model.pending = eviction, None
@@ -589,7 +483,7 @@ class Scheduler(Generic[K]):
         log.info("unloaded %s (%s)", model.name, eviction.reason)
 
     def _settle_unload_waiters(
-        self, model: _Model[K], failure: ModelyardError | None = None
+        self, model: ModelRecord[K], failure: ModelyardError | None = None
     ) -> None:
         if failure is None and model.state is not ModelState.UNLOADED:
             return
@@ -601,7 +495,8 @@ class Scheduler(Generic[K]):
                     future.set_exception(failure)
         model.unload_waiters.clear()
 
-    def _on_ticket_closed(self, ticket: Ticket[K], model: _Model[K], waiter: _Waiter) -> None:
+    def release_ticket(self, ticket: Ticket[K], model: ModelRecord[K], waiter: Waiter) -> None:
+        """``Ticket.close``: the turn is over, or the wait given up."""
         if waiter.granted:
             now = time.monotonic()
             model.in_flight -= 1
@@ -613,7 +508,7 @@ class Scheduler(Generic[K]):
         else:
             if waiter in model.queue:
                 model.queue.remove(waiter)
-            _discard(waiter.future)
+            discard(waiter.future)
             self._maybe_cancel_load(model)
         self._dirty.add(model)
         self._drain()
@@ -624,39 +519,4 @@ class Scheduler(Generic[K]):
         dirty, self._dirty = self._dirty, set()
         if self._on_change is not None:
             for model in dirty:
-                self._on_change(self._view(model))
-
-    def _view(self, model: _Model[K]) -> ModelView:
-        now_mono, now = time.monotonic(), time.time()
-
-        def wall(moment: float | None) -> float | None:
-            return None if moment is None else now - (now_mono - moment)
-
-        return ModelView(
-            key=model.name,
-            state=model.state,
-            in_flight=model.in_flight,
-            queued=len(model.queue),
-            estimate_bytes=model.estimate,
-            load_progress=model.progress if model.state is ModelState.LOADING else None,
-            ttl_left_s=None if model.ttl_due is None else max(0.0, model.ttl_due - now_mono),
-            pinned=model.policy.pinned,
-            loaded_at=wall(model.loaded_at),
-            last_used_at=wall(model.last_used) if model.last_used else None,
-            last_eviction=model.last_eviction,
-            last_error=model.last_error,
-        )
-
-
-def _first_arrival(model: _Model[Any]) -> int:
-    """The sequence number of the model's longest-waiting request or explicit load."""
-    firsts = [line[0].seq for line in (model.queue, model.holds) if line]
-    return min(firsts)
-
-
-def _discard(future: asyncio.Future[None]) -> None:
-    """Let go of a waiter's future: cancel it, or consume the error nobody will read."""
-    if not future.done():
-        future.cancel()
-    elif not future.cancelled():
-        future.exception()
+                self._on_change(model.view())
