@@ -1,8 +1,9 @@
 """Run every benchmarks/bench_*.py and write docs/BENCHMARKS.md.
 
-Each module exposes ``TITLE`` and ``run(workdir: Path) -> str`` (a Markdown section). Every
-figure is reported as a ratio against a baseline measured in the same run.
-Usage: ``make bench`` or ``python -m benchmarks [name ...]`` to run only some.
+Each module exposes ``TITLE`` and ``run(workdir: Path) -> str`` (a Markdown section headed
+``## TITLE``). Every figure is reported as a ratio against a baseline measured in the same run.
+Usage: ``make bench`` rewrites the whole file; ``python -m benchmarks NAME ...`` runs only some
+and replaces just their sections in it (so each area can record its own figures).
 """
 
 from __future__ import annotations
@@ -54,11 +55,36 @@ def _machine() -> str:
     )
 
 
+def _sections(text: str, titles: list[str]) -> tuple[str, dict[str, str]]:
+    """Split a BENCHMARKS.md into what precedes the first section and each benchmark's
+    section, keyed by title; a section runs to the next heading that is another title."""
+    starts = sorted(
+        (text.index(f"\n## {title}\n") + 1, title) for title in titles if f"\n## {title}\n" in text
+    )
+    if not starts:
+        return text, {}
+    ends = [start for start, _ in starts[1:]] + [len(text)]
+    sections = {title: text[start:end] for (start, title), end in zip(starts, ends, strict=True)}
+    return text[: starts[0][0]], sections
+
+
+def _replace_sections(fresh: dict[str, str], titles: list[str]) -> None:
+    """Put the sections of a partial run into the existing file, in the full run's order,
+    each marked with when it was measured (the header's date is the last full run's)."""
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    head, sections = _sections(DOC.read_text() if DOC.exists() else HEADER + "\n", titles)
+    for title, text in fresh.items():
+        heading, _, body = text.partition("\n")
+        sections[title] = f"{heading}\n\n_Run alone (`python -m benchmarks`) at {when}._\n{body}"
+    ordered = [sections[t].rstrip("\n") + "\n" for t in titles if t in sections]
+    DOC.write_text(head + "\n".join(ordered))
+
+
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(ROOT))
-    names = sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
-    if argv:
-        names = [n for n in names if any(a in n for a in argv)]
+    every = sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
+    names = [n for n in every if any(a in n for a in argv)] if argv else every
+    titles = [importlib.import_module(f"benchmarks.{name}").TITLE for name in every]
     sections: dict[str, str] = {}
     failed = 0
     for name in names:
@@ -66,18 +92,20 @@ def main(argv: list[str]) -> int:
         print(f"== {module.TITLE} ({_settle()})", flush=True)
         work = Path(tempfile.mkdtemp(prefix=f"modelyard-{name}-"))
         try:
-            sections[name] = module.run(work)
+            sections[module.TITLE] = module.run(work)
         except Exception:
             failed += 1
-            sections[name] = (
+            sections[module.TITLE] = (
                 f"## {module.TITLE}\n\nFailed in this run:\n\n```\n{traceback.format_exc()}```\n"
             )
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        print(sections[name], flush=True)
-    if not argv:
+        print(sections[module.TITLE], flush=True)
+    if argv:
+        _replace_sections(sections, titles)
+    else:
         DOC.write_text(HEADER + "\n" + _machine() + "\n\n" + "\n".join(sections.values()))
-        print(f"wrote {DOC}")
+    print(f"wrote {DOC}")
     return 1 if failed else 0
 
 
