@@ -32,9 +32,16 @@ from modelyard.errors import (
 from modelyard.gateway.asgi import Responder
 from modelyard.gateway.assemble import AnswerAssembler
 from modelyard.gateway.metering import StreamMeter, body_usage, meter_for
+from modelyard.gateway.upstream import (
+    UpstreamFailed,
+    UpstreamPool,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
 from modelyard.gateway.wire import JSON, Dialect, Usage
 
 UPSTREAM_ERROR_BYTES = 64 * 1024  # an error body is read up to this much, the rest dropped
+UpstreamAnswer = UpstreamResponse | httpx.Response  # the two clients' responses read alike
 
 
 @dataclass(frozen=True)
@@ -110,7 +117,9 @@ def client_limits(max_connections: int) -> httpx.Limits:
 
 
 class Relay:
-    """One shared HTTP client and the forwarding of requests through it."""
+    """The HTTP clients and the forwarding of requests through them: plain-HTTP backends
+    (the local runtimes) through the lean ``UpstreamPool``, HTTPS ones (the cloud APIs,
+    perhaps behind a proxy from the environment) through httpx."""
 
     def __init__(
         self,
@@ -119,11 +128,22 @@ class Relay:
         read_timeout_s: float = 300.0,
         max_connections: int = 1024,
     ) -> None:
+        self.pool = UpstreamPool(connect_timeout_s, read_timeout_s)
         timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
         self.client = httpx.AsyncClient(timeout=timeout, limits=client_limits(max_connections))
 
     async def aclose(self) -> None:
+        await self.pool.aclose()
         await self.client.aclose()
+
+    async def _send(self, request: UpstreamRequest) -> UpstreamAnswer:
+        headers = _headers(request)
+        if request.url.startswith("https://"):
+            upstream = self.client.build_request(
+                "POST", request.url, content=request.body, headers=headers
+            )
+            return await self.client.send(upstream, stream=True)
+        return await self.pool.send(request.url, request.body, headers)
 
     async def forward(
         self,
@@ -134,13 +154,10 @@ class Relay:
     ) -> None:
         """Send ``request`` and relay the answer to ``responder``; errors reach the client in
         its dialect. Never raises for upstream trouble (it is in ``result``)."""
-        upstream = self.client.build_request(
-            "POST", request.url, content=request.body, headers=_headers(request)
-        )
         result.sent_at = time.monotonic()
         try:
-            response = await self.client.send(upstream, stream=True)
-        except httpx.HTTPError as exc:
+            response = await self._send(request)
+        except (httpx.HTTPError, UpstreamFailed) as exc:
             await self._failed(exc, responder, result)
             return
         try:
@@ -158,7 +175,7 @@ class Relay:
                 body = await response.aread()
                 media_type = response.headers.get("content-type", JSON)
                 await self._whole(body, media_type, request, responder, result, translation)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, UpstreamFailed) as exc:
             await self._failed(exc, responder, result)
         finally:
             await response.aclose()
@@ -182,7 +199,7 @@ class Relay:
 
     async def _assembled(
         self,
-        response: httpx.Response,
+        response: UpstreamAnswer,
         request: UpstreamRequest,
         responder: Responder,
         result: RelayResult,
@@ -206,7 +223,7 @@ class Relay:
 
     async def _stream(
         self,
-        response: httpx.Response,
+        response: UpstreamAnswer,
         request: UpstreamRequest,
         responder: Responder,
         result: RelayResult,
@@ -235,12 +252,13 @@ class Relay:
             result.chunks, result.usage = meter.events, meter.usage
 
     async def _failed(
-        self, exc: httpx.HTTPError, responder: Responder, result: RelayResult
+        self, exc: httpx.HTTPError | UpstreamFailed, responder: Responder, result: RelayResult
     ) -> None:
         """A connection-level failure: tell the client, and flag the backend as suspect when
         it could not be reached or broke off (a read timeout only says it is slow)."""
-        result.backend_failed = not isinstance(exc, httpx.TimeoutException)
-        if isinstance(exc, httpx.TimeoutException):
+        timed_out = isinstance(exc, httpx.TimeoutException | UpstreamTimeout)
+        result.backend_failed = not timed_out
+        if timed_out:
             error: ModelyardError = UpstreamError(
                 f"the model server did not answer in time ({type(exc).__name__})",
                 code="upstream_timeout",
@@ -249,7 +267,7 @@ class Relay:
             )
         else:
             error = UpstreamError(
-                f"the model server broke off the request: {exc!r}",
+                f"the model server broke off the request: {str(exc) or type(exc).__name__}",
                 code="upstream_unreachable",
                 hint="The model server may have stopped; the next request restarts it.",
             )
@@ -262,7 +280,7 @@ def _headers(request: UpstreamRequest) -> dict[str, str]:
     return {"content-type": JSON, "accept": accept, **request.headers}
 
 
-async def _read_capped(response: httpx.Response) -> bytes:
+async def _read_capped(response: UpstreamAnswer) -> bytes:
     parts: list[bytes] = []
     size = 0
     async for chunk in response.aiter_raw():
@@ -300,7 +318,7 @@ def upstream_error(status: int, body: bytes, retry: float | None) -> ModelyardEr
     return UpstreamError(detail)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: UpstreamAnswer) -> float | None:
     try:
         return float(response.headers.get("retry-after", ""))
     except ValueError:
