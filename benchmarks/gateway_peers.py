@@ -24,7 +24,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modelyard-bench"
-LITELLM_SPEC = "litellm[proxy]==1.82.6"
+LITELLM_SPEC = "litellm[proxy]==1.108.7"
 LITELLM_VENV = CACHE / "litellm"
 MASTER_KEY = "sk-modelyard-bench"
 STARTUP_S = 180.0
