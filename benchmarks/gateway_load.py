@@ -45,7 +45,19 @@ class Connection:
         return self.reader, self.writer
 
     async def complete(self, body: bytes, totals: Totals) -> float | None:
-        """Send one request, read the answer; the time to its first token in seconds."""
+        """Send one request, read the answer; the time to its first token in seconds. A
+        kept-alive connection the server closed meanwhile is replaced, once."""
+        reused = self.writer is not None and not self.writer.is_closing()
+        try:
+            return await self._complete(body, totals)
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            nothing = not isinstance(exc, asyncio.IncompleteReadError) or not exc.partial
+            if not (reused and nothing):
+                raise
+            self.writer = None
+            return await self._complete(body, totals)
+
+    async def _complete(self, body: bytes, totals: Totals) -> float | None:
         reader, writer = await self._open()
         auth = b"Authorization: Bearer %s\r\n" % self.key.encode() if self.key else b""
         writer.write(

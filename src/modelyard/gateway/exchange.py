@@ -16,6 +16,7 @@ passed through untouched.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from modelyard.gateway.scheduling import ModelState, WaitView
 from modelyard.gateway.wire import Dialect, compact
 
 K = TypeVar("K", bound=Hashable)
+log = logging.getLogger("modelyard.gateway")
 HEARTBEAT_S = 0.5
 _STREAMABLE = ("/chat/completions", "/completions")
 
@@ -39,8 +41,13 @@ _STREAMABLE = ("/chat/completions", "/completions")
 class Target(Generic[K]):
     """Where a request goes: the scheduler's ``key`` for the model, the backend's ``base``
     URL (with ``/v1`` for OpenAI-style backends) and ``path``, the ``model`` name the
-    backend knows, its dialect, its own headers (its key), and for an Ollama backend the
-    options pinned for the model (``num_ctx``), so no request forces a reload."""
+    backend knows, its dialect and its own headers (its key).
+
+    For an Ollama backend, the options pinned for the model (``num_ctx``) so no request
+    forces a reload, and the ``keep_alive`` that leaves unloading to the scheduler. A backend
+    that stops generating for a client that left only when it streams
+    (``cancels_only_streams``, llama.cpp) is always asked for a stream of chat and text
+    completions; the relay assembles whole answers itself."""
 
     key: K
     base: str
@@ -49,6 +56,7 @@ class Target(Generic[K]):
     dialect: Dialect
     headers: Mapping[str, str] = field(default_factory=dict)
     pinned_options: Mapping[str, Any] = field(default_factory=dict)
+    keep_alive: str | int | None = None  # sent to an Ollama backend instead of the client's
     cancels_only_streams: bool = False  # llama.cpp: whole answers are streamed and assembled
 
 
@@ -95,6 +103,8 @@ def upstream_request(
         url = target.base + target.path
         if target.dialect is Dialect.OLLAMA and target.pinned_options:
             sent["options"] = {**(body.get("options") or {}), **target.pinned_options}
+        if target.dialect is Dialect.OLLAMA and target.keep_alive is not None:
+            sent["keep_alive"] = target.keep_alive  # the scheduler decides when it unloads
     assemble = (
         not stream
         and target.cancels_only_streams
@@ -159,6 +169,10 @@ async def exchange(
         except ModelyardError as error:
             record.relay.error = error.detail
             await responder.fail(error)
+        except Exception:  # a bug: still a problem+json answer, and the traceback in the log
+            log.exception("gateway request for %s failed", target.key)
+            record.relay.error = "internal error"
+            await responder.fail(ModelyardError("an unexpected error occurred"))
 
     try:
         await until_disconnect(receive, work())

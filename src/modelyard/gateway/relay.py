@@ -6,9 +6,9 @@ the client unchanged — except on the translated routes, where a ``StreamTransl
 OpenAI events into another dialect's (the only place that pays a parse per chunk).
 
 Cancellation is the caller's: ``asgi.until_disconnect`` cancels the task running ``forward``
-when the client goes away, and leaving ``httpx``'s stream early closes the upstream
-connection (a response that was not read to its end is never put back in the pool), which is
-how llama.cpp, Ollama and the cloud APIs learn to stop generating. ``RelayResult`` is filled
+when the client goes away, and a response let go of before its end closes its upstream
+connection (it is never put back in a pool), which is how llama.cpp, Ollama and the cloud
+APIs learn to stop generating. ``RelayResult`` is filled
 in as the answer goes, so a cut-off answer still tells what it cost.
 """
 
@@ -191,7 +191,14 @@ class Relay:
     ) -> None:
         result.usage = body_usage(request.dialect, body)
         if translation is not None:
-            body, media_type = translation.response(body), JSON
+            try:
+                body, media_type = translation.response(body), JSON
+            except (ValueError, TypeError, AttributeError) as exc:
+                result.error = f"unreadable answer: {exc}"
+                await responder.fail(
+                    UpstreamError(f"the model server's answer could not be read: {exc}")
+                )
+                return
         result.first_chunk_at = time.monotonic()
         result.finished = True
         result.chunks = max(result.chunks, 1)
