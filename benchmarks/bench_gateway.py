@@ -7,20 +7,29 @@ the scheduler and ``exchange`` on uvicorn, until modelyard's routes exist), Lite
 (``gateway_peers``), and the load generator (``benchmarks/gateway_load.py``: raw HTTP/1.1 on
 uvloop). Every figure is measured the same way through the three paths:
 
-- time to first token at 64 concurrent streams (10 rounds after a warm-up round, two passes
-  interleaved), against the paced stand-in (whose own latency is steady, so what the path adds
-  shows) and against llama.cpp (the real thing, noisier);
+- time to first token with 64 streams always in flight (each client sends its next request
+  when its answer ends, the starts spread out; 8 s measured after 2 s, three passes
+  interleaved), against the paced stand-in (whose own latency is steady, so what the path
+  adds shows) and against llama.cpp (the real thing, noisier); and, for the worst case,
+  rounds of 64 requests sent at the same instant (each waits for the ones before it);
 - 256 concurrent streams against the paced stand-in for 12 s after a 4 s warm-up: tokens/s
   received, the path's CPU (its process and children) and CPU-ms per 1,000 relayed chunks,
   and the stand-in's and load generator's CPU (neither may be the bottleneck);
 - a client that hangs up, streaming (after its first token) and not (while its answer is
   generated): how long until the stand-in sees its request closed (``CLOCK_MONOTONIC``, one
-  clock for every process on the machine).
+  clock for every process on the machine);
+- loading on demand (modelyard only, in this process): 50 simultaneous requests for a GGUF
+  nobody loaded (genuine llama-server processes started by the scheduler), and the first
+  heartbeat of a load that takes 6 s.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -32,7 +41,11 @@ from typing import Any
 
 import httpx
 import psutil
+from tests.gateway.fake_backend import FakeBackend
+from tests.gateway.llama_backend import LlamaServers
+from tests.support.gateway_app import GatewayApp, llama_target, openai_target
 from tests.support.llama import llama_server
+from tests.support.servers import ServerThread
 from tests.support.tiny_gguf import write_tiny_gguf
 
 from benchmarks.gateway_peers import (
@@ -42,6 +55,8 @@ from benchmarks.gateway_peers import (
     litellm_version,
     paced_upstream,
 )
+from modelyard.gateway.scheduler import Scheduler
+from modelyard.gateway.scheduling import ModelPolicy, SchedulerSettings
 
 TITLE = "Gateway: added latency, 256 streams, hang-ups — vs direct and vs LiteLLM's proxy"
 INTERVAL_S = 0.05  # the paced stand-in's pace: 20 tokens/s per stream
@@ -88,11 +103,14 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def measure_ttft(paths: list[Via], model: str, max_tokens: int) -> dict[str, list[float]]:
+def measure_ttft(
+    paths: list[Via], model: str, mode: str, passes: int, **options: float
+) -> dict[str, list[float]]:
+    """TTFT samples per path, in ``passes`` interleaved passes (drift lands on all alike)."""
     samples: dict[str, list[float]] = {p.name: [] for p in paths}
-    for _ in range(2):  # two interleaved passes: drift lands on every path alike
+    for _ in range(passes):
         for path in paths:
-            result = _load(path, model, "ttft", streams=TTFT_STREAMS, max_tokens=max_tokens)
+            result = _load(path, model, mode, streams=TTFT_STREAMS, **options)
             samples[path.name].extend(result["ttft_ms"])
     return samples
 
@@ -179,6 +197,54 @@ def measure_hangups(paths: list[Via], paced: str) -> dict[str, dict[str, list[fl
     return out
 
 
+async def _first_lines(url: str, model: str, clients: int) -> list[tuple[int, float, float]]:
+    """``clients`` simultaneous streamed requests: (status, seconds to the first heartbeat or
+    token, seconds to the end) each."""
+    body = {"model": model, "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+
+    async def one(http: httpx.AsyncClient) -> tuple[int, float, float]:
+        started = time.monotonic()
+        first = float("nan")
+        async with http.stream("POST", url + "/v1/chat/completions", json=body) as response:
+            async for line in response.aiter_lines():
+                if line and first != first:  # the first thing that is not blank
+                    first = time.monotonic() - started
+        return response.status_code, first, time.monotonic() - started
+
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=100)) as http:
+        return list(await asyncio.gather(*(one(http) for _ in range(clients))))
+
+
+def measure_loading(workdir: Path, paced: str) -> dict[str, Any]:
+    """50 simultaneous requests for an unloaded GGUF (genuine llama-server processes), and
+    one request for a model whose load takes 6 s (a slow stand-in): loads, errors, and how
+    soon the first heartbeat came."""
+    model = write_tiny_gguf(workdir / "unloaded.gguf", seed=3)
+    servers = LlamaServers({"gguf": model}, {"gguf": 1})
+    policy = ModelPolicy(max_concurrency=4, max_queue=64)
+    scheduler = Scheduler(servers, SchedulerSettings(memory_budget_bytes=1), lambda _: policy)
+    target = {"gguf": llama_target("gguf", servers.url("gguf"))}
+    try:
+        with ServerThread(GatewayApp(target, scheduler, heartbeat_s=0.25)) as server:
+            gguf = asyncio.run(_first_lines(server.url, "gguf", 50))
+    finally:
+        for proc in servers.every_process:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+    slow = FakeBackend({"slow": 1}, load_s=6.0, steps=24)
+    scheduler = Scheduler(slow, SchedulerSettings(memory_budget_bytes=1))
+    target = {"slow": openai_target("slow", paced)}
+    with ServerThread(GatewayApp(target, scheduler)) as server:
+        waited = asyncio.run(_first_lines(server.url, "slow", 1))
+    return {
+        "starts": servers.starts["gguf"],
+        "errors": sum(status != 200 for status, _, _ in gguf),
+        "first_s": sorted(first for _, first, _ in gguf),
+        "slow_first_s": waited[0][1],
+        "slow_total_s": waited[0][2],
+    }
+
+
 def run(workdir: Path) -> str:
     model = write_tiny_gguf(workdir / "tiny.gguf")
     with ExitStack() as stack:
@@ -198,14 +264,23 @@ def run(workdir: Path) -> str:
             Via("LiteLLM", {"tiny": theirs, "paced": theirs}, key=MASTER_KEY, pid=theirs_pid),
         ]
         load_before = psutil.getloadavg()
+        steady = {"warmup": 2, "duration": 8}
         ttft = {
-            "paced stand-in": measure_ttft(paths, "paced", max_tokens=2),
-            "llama.cpp": measure_ttft(paths, "tiny", max_tokens=4),
+            "paced stand-in": measure_ttft(
+                paths, "paced", "steady", 3, max_tokens=20, spread=1.0, **steady
+            ),
+            "llama.cpp": measure_ttft(
+                paths, "tiny", "steady", 3, max_tokens=16, spread=0.3, **steady
+            ),
+            "paced stand-in, 64 at the same instant": measure_ttft(
+                paths, "paced", "ttft", 1, max_tokens=2
+            ),
         }
         throughput = measure_throughput(paths, paced_pid)
         hangups = measure_hangups(paths, paced)
+        loading = measure_loading(workdir, paced)
         load_after = psutil.getloadavg()
-    return report(ttft, throughput, hangups, (load_before, load_after))
+    return report(ttft, throughput, hangups, loading, (load_before, load_after))
 
 
 def _ms(value: float) -> str:
@@ -216,6 +291,7 @@ def report(
     ttft: dict[str, dict[str, list[float]]],
     throughput: dict[str, dict[str, float]],
     hangups: dict[str, dict[str, list[float | None]]],
+    loading: dict[str, Any],
     load: tuple[tuple[float, ...], tuple[float, ...]],
 ) -> str:
     lines = [
@@ -227,7 +303,7 @@ def report(
         f"before/after: {' '.join(f'{v:.2f}' for v in load[0])} / "
         f"{' '.join(f'{v:.2f}' for v in load[1])}.",
         "",
-        f"### Time to first token, {TTFT_STREAMS} concurrent streams",
+        f"### Time to first token, {TTFT_STREAMS} concurrent streams (the goals: steady, paced)",
         "",
         "| backend | path | samples | p50 ms | p99 ms | added p50 ms | added p99 ms |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -299,6 +375,25 @@ def report(
         goals.append(
             f"- upstream closed after a hang-up ({mode}): worst **{worst}** (goal ≤ 100 ms: {_verdict(ok)})"
         )
+    firsts = loading["first_s"]
+    lines += [
+        "",
+        "### Loading on demand (modelyard only)",
+        "",
+        f"- 50 simultaneous streamed requests for an unloaded GGUF (a genuine llama-server "
+        f"started on demand): **{loading['starts']} load**, **{loading['errors']} errors**; "
+        f"first heartbeat or token after {_ms(1000 * firsts[0])}–{_ms(1000 * firsts[-1])} ms",
+        f"- a model whose load takes 6 s (a slow stand-in): first heartbeat after "
+        f"**{_ms(1000 * loading['slow_first_s'])} ms**, answer complete after "
+        f"{loading['slow_total_s']:.1f} s",
+    ]
+    goals.append(
+        f"- 50 simultaneous requests for an unloaded GGUF: {loading['starts']} load, "
+        f"{loading['errors']} errors (goal: exactly one, zero: "
+        f"{_verdict(loading['starts'] == 1 and loading['errors'] == 0)}); first heartbeat of "
+        f"a 6 s load after {_ms(1000 * loading['slow_first_s'])} ms "
+        f"(goal ≤ 1 s: {_verdict(loading['slow_first_s'] <= 1.0)})"
+    )
     return "\n".join([*lines, "", *goals, ""])
 
 

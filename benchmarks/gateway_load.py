@@ -2,10 +2,11 @@
 completions over raw HTTP/1.1 keep-alive connections (asyncio streams on uvloop), so that the
 client costs little CPU and measures no library of its own.
 
-``python -m benchmarks.gateway_load URL MODEL --streams N --mode ttft|throughput ...`` prints
-one JSON object: for ``ttft``, each request's time to its first token (ms); for
-``throughput``, the tokens and SSE events received in a measured window after a warm-up,
-and the seconds the window lasted.
+``python -m benchmarks.gateway_load URL MODEL --streams N --mode ttft|steady|throughput ...``
+prints one JSON object: for ``ttft`` (rounds of N requests sent at the same instant) and
+``steady`` (N requests always in flight, their starts spread out), each request's time to
+its first token (ms); for ``throughput``, the tokens and SSE events received in a measured
+window after a warm-up, and the seconds the window lasted.
 """
 
 from __future__ import annotations
@@ -138,6 +139,30 @@ async def ttft(args: argparse.Namespace) -> dict[str, Any]:
     return {"ttft_ms": times, "errors": totals.errors, "statuses": totals.statuses}
 
 
+async def steady(args: argparse.Namespace) -> dict[str, Any]:
+    """``streams`` workers, their starts spread over one request's length, each sending
+    requests back to back: so ``streams`` answers are always in flight and arrivals are
+    spread out, as with independent clients. The TTFT of each request begun after the
+    warm-up."""
+    totals = Totals()
+    times: list[float] = []
+    loop = asyncio.get_running_loop()
+    begin = loop.time()
+    measured_from, until = begin + args.warmup, begin + args.warmup + args.duration
+
+    async def worker(n: int) -> None:
+        await asyncio.sleep(n * args.spread / args.streams)
+        connection = Connection(args.url, args.key)
+        while loop.time() < until:
+            started = loop.time()
+            first = await connection.complete(request_body(args.model, args.max_tokens, n), totals)
+            if started >= measured_from and first is not None:
+                times.append(1000 * first)
+
+    await asyncio.gather(*(worker(n) for n in range(args.streams)))
+    return {"ttft_ms": times, "errors": totals.errors, "statuses": totals.statuses}
+
+
 async def throughput(args: argparse.Namespace) -> dict[str, Any]:
     """``streams`` workers sending requests back to back; what arrived in the window."""
     totals = Totals()
@@ -169,18 +194,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("url")
     parser.add_argument("model")
-    parser.add_argument("--mode", choices=["ttft", "throughput"], required=True)
+    parser.add_argument("--mode", choices=["ttft", "steady", "throughput"], required=True)
     parser.add_argument("--streams", type=int, default=64)
     parser.add_argument("--max-tokens", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--pause", type=float, default=0.2)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--spread", type=float, default=1.0)
     parser.add_argument("--key", default="")
     args = parser.parse_args()
     import uvloop
 
-    run = ttft if args.mode == "ttft" else throughput
+    run = {"ttft": ttft, "steady": steady, "throughput": throughput}[args.mode]
     print(json.dumps(uvloop.run(run(args))))
 
 

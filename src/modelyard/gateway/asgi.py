@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Iterable
-from contextlib import suppress
 from typing import TypeVar
 
 from starlette.types import Receive, Send
@@ -63,24 +62,33 @@ async def _disconnected(receive: Receive) -> None:
 
 
 async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
-    """Await ``work`` unless the client disconnects first: then cancel it, wait for its
-    clean-up (closing the upstream request) and raise ``ClientGone``."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(receive))
+    """Await ``work`` unless the client disconnects first: then cancel it, let its clean-up
+    run (closing the upstream request) and raise ``ClientGone``. The work runs in the
+    caller's task; only the watcher is a task of its own (one task a request, not two)."""
+    current = asyncio.current_task()
+    assert current is not None
     gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        await _disconnected(receive)
+        gone = True
+        current.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-        gone = not task.done()
+        result = await work
+    except asyncio.CancelledError:
+        if not gone:
+            raise  # cancelled from outside (shutdown)
+        current.uncancel()
+        raise ClientGone from None
     finally:
-        # Cancelled from outside (shutdown), or one of the two finished: stop the other.
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
-    if gone:
+    if gone:  # the work ended on its own just as the client left
+        current.uncancel()
         raise ClientGone
-    return task.result()
+    return result
 
 
 class Responder:
