@@ -284,7 +284,7 @@ def run(workdir: Path) -> str:
 
 
 def _ms(value: float) -> str:
-    return f"{value:.1f}"
+    return "—" if value != value else f"{value:.1f}"  # NaN: no sample in the window
 
 
 def report(
@@ -342,7 +342,7 @@ def report(
         lines.append(
             f"| {name} | {row['tokens_s']:.0f} | {row['tokens_s'] / direct_rate:.3f} | "
             f"{row['errors']:.0f} | {'' if cores is None else f'{cores:.2f}'} | "
-            f"{'' if per is None else f'{per:.0f}'} | {row['stand-in_cores']:.2f} | "
+            f"{'—' if per is None else f'{per:.0f}'} | {row['stand-in_cores']:.2f} | "
             f"{row['load_cores']:.2f} |"
         )
     ours = throughput["modelyard"]
@@ -352,7 +352,7 @@ def report(
         f"{_verdict(ratio >= 0.98)}), gateway CPU **{ours['path_cores']:.2f} cores** "
         f"(goal ≤ 1: {_verdict(ours['path_cores'] <= 1)}), "
         f"**{ours['cpu_ms_per_1000']:.0f} CPU-ms per 1,000 chunks** "
-        f"(LiteLLM: {throughput['LiteLLM'].get('cpu_ms_per_1000', float('nan')):.0f})"
+        f"(LiteLLM: {_ms(throughput['LiteLLM'].get('cpu_ms_per_1000', float('nan')))})"
     )
     lines += [
         "",

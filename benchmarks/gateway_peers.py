@@ -12,7 +12,6 @@ this machine instead of leaving it.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modelyard-bench"
@@ -28,12 +28,6 @@ LITELLM_SPEC = "litellm[proxy]==1.108.7"
 LITELLM_VENV = CACHE / "litellm"
 MASTER_KEY = "sk-modelyard-bench"
 STARTUP_S = 180.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
