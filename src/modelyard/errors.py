@@ -6,6 +6,7 @@ Adapters translate foreign errors (httpx, ollama, OS errors) into these with
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 
@@ -24,6 +25,7 @@ class ModelyardError(Exception):
         code: str | None = None,
         hint: str | None = None,
         status: int | None = None,
+        retry_after_s: float | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(detail)
@@ -31,7 +33,15 @@ class ModelyardError(Exception):
         self.error_code = code or self.code
         self.hint = hint or self.default_hint
         self.http_status = status or self.status
+        self.retry_after_s = retry_after_s
         self.extra = extra
+
+    def headers(self) -> dict[str, str]:
+        """Response headers the error asks for: ``Retry-After`` (whole seconds, at least 1)
+        when the client should come back later."""
+        if self.retry_after_s is None:
+            return {}
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
 
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
         """The problem+json body (RFC 9457) with ``code`` and ``hint``."""
@@ -117,6 +127,15 @@ class PayloadTooLarge(ModelyardError):
     default_hint = "Send less."
 
 
+class TooManyRequests(ModelyardError):
+    """Too much is waiting already; ``Retry-After`` says when to come back."""
+
+    status = 429
+    code = "too_many_requests"
+    title = "Too many requests"
+    default_hint = "Retry after the number of seconds in the Retry-After header."
+
+
 class InsufficientResources(ModelyardError):
     """Not enough disk or memory; an override flag exists where it makes sense."""
 
@@ -133,6 +152,16 @@ class UpstreamError(ModelyardError):
     code = "upstream_error"
     title = "Upstream error"
     default_hint = "Check the provider on the Providers page."
+
+
+class UpstreamRejected(ModelyardError):
+    """The backend refused the request as malformed or too large; its 4xx status and its
+    own message are passed on."""
+
+    status = 400
+    code = "upstream_rejected"
+    title = "Refused by the model server"
+    default_hint = "The model server's own message is in 'detail'; change the request."
 
 
 class Unavailable(ModelyardError):

@@ -140,7 +140,7 @@ def install(app: FastAPI) -> None:
         if exc.http_status >= 500:
             method = request.scope.get("method", "WEBSOCKET")
             log.warning("%s %s → %s %s", method, request.url.path, exc.http_status, exc.detail)
-        return problem_response(request, exc.to_problem(request.url.path))
+        return problem_response(request, exc.to_problem(request.url.path), exc.headers())
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,0 +1,11 @@
+"""The gateway's engine: one endpoint for every model (SPEC §13, issue #20).
+
+* ``wire``: the three dialects (OpenAI, Anthropic, Ollama) — framing, usage, error shapes.
+* ``metering``: what accounting needs from a relayed stream, without parsing every chunk.
+* ``asgi``: plain ASGI on the hot path — body, answer, and the client's hang-up.
+* ``relay``: forwards a request to a model server and streams its bytes back.
+* ``translate``: Anthropic Messages and Ollama's API over OpenAI-only backends.
+* ``scheduler``: the one owner of what is loaded — queue, admission, eviction, TTL.
+
+The routes that put these on modelyard's app come with the provider contract they call.
+"""
