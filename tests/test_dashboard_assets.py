@@ -16,7 +16,7 @@ import pytest
 
 from modelyard.api.assets import Assets, closure, module_imports
 from modelyard.api.pages import STATIC
-from modelyard.config import InstanceConfig, ProviderKind
+from modelyard.config import InstanceConfig
 from tests.chat_helpers import events_of
 from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp
@@ -156,7 +156,7 @@ def test_an_answer_streams_uncompressed_to_a_remote_client(
     ollama_server.state.add_model("llama3.2")
     ollama_server.state.reply = ReplyScript(pieces=[f" w{i}" for i in range(400)])
     app = modelyard(
-        [InstanceConfig(provider=ProviderKind.OLLAMA, id="default", base_url=ollama_server.url)],
+        [InstanceConfig(provider="ollama", id="default", base_url=ollama_server.url)],
         api_key=KEY,
     )
     app.http.post("/api/models/sync")
