@@ -7,7 +7,7 @@ TSTAMP  = $(VENV)/.installed-test-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 BIOME   = node_modules/.bin/biome
 
-.PHONY: run test check lint typecheck bench browser systools llama clean
+.PHONY: run test check lint typecheck bench screenshots browser systools llama clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -67,6 +67,10 @@ bench: $(TSTAMP) llama
 	@command -v nginx >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx curl openssl >/dev/null; }
 	$(BIN)/python -m benchmarks
+
+## The README's pictures: the browser tests, saving what they see under docs/screenshots.
+screenshots: $(TSTAMP) browser
+	MODELYARD_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/e2e
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache node_modules
