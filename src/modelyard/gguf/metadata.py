@@ -1,6 +1,4 @@
-"""GGUF metadata read from a file's header, never from its tensor data.
-
-The header (key/values and tensor infos) is parsed with the value types, quantization
+"""GGUF metadata read from a file's header, never from its tensor data. The header (key/values and tensor infos) is parsed with the value types, quantization
 tables and enums of the ``gguf`` package. ``gguf.GGUFReader`` itself is not used: it builds
 a numpy view per array element, which takes seconds for a real 150,000-token vocabulary,
 whereas skipping the arrays we do not need keeps a read in the tens of milliseconds. The
@@ -284,11 +282,8 @@ def _read_tensor_info(reader: _HeaderReader) -> tuple[str, int, int, int, int, i
 
 def read_gguf(path: Path) -> GGUFInfo:
     """Read a GGUF model's metadata from its header (all parts when ``path`` is part 1).
-
-    Raises ``InvalidInput(code="invalid_gguf")`` for a file that is not GGUF, is truncated
-    or is corrupt, ``InvalidInput(code="incomplete_split")`` when split parts are missing,
-    and ``NotFound`` when the file does not exist.
-    """
+    Raises ``InvalidInput`` (``invalid_gguf``: not GGUF, truncated or corrupt;
+    ``incomplete_split``: split parts missing) and ``NotFound`` (no such file)."""
     header = _read_checked(path)
     meta = header.metadata
     split_count = _int(meta.get("split.count")) or 1
