@@ -85,21 +85,21 @@ def os_users() -> Iterator[OsUsers]:
         pytest.fail("the local-trust tests create OS users: run them as root (CI does)")
     if not os.access(SYSTEM_PYTHON, os.X_OK):
         pytest.fail(f"the local-trust tests run other users' programs on {SYSTEM_PYTHON}")
-    created: list[tuple[str, str]] = []
+    # Made once per machine and left in place: another test run on this machine (a second
+    # checkout, CI) may be using them right now. They have no password and no home.
     if not _exists("group", GROUP):
-        subprocess.run(["groupadd", GROUP], check=True)
-        created.append(("group", GROUP))
+        subprocess.run(["groupadd", GROUP], check=False)
     # modelyard's user belongs to its trusted group: it gives its data directory to it.
     for name, groups in ((OWNER, [GROUP]), (MEMBER, [GROUP]), (OTHER, [])):
         if not _exists("user", name):
             extra = ["-G", ",".join(groups)] if groups else []
-            subprocess.run(["useradd", "-M", "-s", "/bin/sh", *extra, name], check=True)
-            created.append(("user", name))
-    try:
-        yield OsUsers()
-    finally:
-        for kind, name in reversed(created):
-            subprocess.run(["userdel" if kind == "user" else "groupdel", name], check=False)
+            subprocess.run(["useradd", "-M", "-s", "/bin/sh", *extra, name], check=False)
+        elif groups and name not in grp.getgrnam(GROUP).gr_mem:
+            subprocess.run(["usermod", "-aG", GROUP, name], check=False)
+    missing = [n for n in (OWNER, MEMBER, OTHER) if not _exists("user", n)]
+    if missing:
+        pytest.fail(f"could not create the test users {missing}")
+    yield OsUsers()
 
 
 def owned_dir(base: Path, user: str) -> Path:
