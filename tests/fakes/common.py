@@ -50,12 +50,16 @@ def go_json_response(value: Any, status: int = 200) -> Response:
     )
 
 
-def go_time(moment: datetime, extra_ns: int = 0) -> str:
-    """Go's RFC3339Nano: fraction to nanoseconds with trailing zeros trimmed, ``Z`` for UTC."""
+def go_time(moment: datetime, extra_ns: int = 0, *, with_zone: bool = True) -> str:
+    """Go's RFC3339Nano: fraction to nanoseconds with trailing zeros trimmed, ``Z`` for a zero
+    offset, else ``±hh:mm`` (the wall clock of the moment's own zone). ``with_zone=False``
+    leaves the zone out, as some servers and proxies do."""
     nanos = moment.microsecond * 1000 + extra_ns % 1000
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")
     if nanos:
         text += "." + f"{nanos:09d}".rstrip("0")
+    if not with_zone:
+        return text
     offset = moment.utcoffset()
     if offset is None or not offset:
         return text + "Z"

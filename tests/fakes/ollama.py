@@ -21,7 +21,8 @@ Wire behaviour kept from the real server (gin):
 * Errors are ``{"error": "..."}`` as ``application/json; charset=utf-8``; an empty body is
   400 ``missing request body``; malformed JSON is 400 with Go's decoder wording.
 * ``/api/tags`` sorted newest first, ``{"models":[]}`` when empty, ``digest`` 64 hex without
-  prefix, ``modified_at`` in the server's zone with an offset (``state.tz``).
+  prefix, ``modified_at`` in the server's zone with an offset (``state.tz``; see
+  ``times_with_zone``).
 * ``DELETE /api/delete`` → 200 with an empty body (no Content-Type), or 404
   ``model '<as sent>' not found``; ``/api/copy`` → 404 ``model "<source>" not found``.
 * ``/v1/models`` (OpenAI shape, ``owned_by`` = namespace) gives ``"data": null`` when empty.
@@ -47,7 +48,6 @@ from tests.fakes.common import (
     ReplyScript,
     go_json,
     go_json_response,
-    go_time,
     read_go_body,
 )
 from tests.fakes.ollama_names import namespace_of, normalise
@@ -89,7 +89,7 @@ def _tags_entry(state: OllamaState, model: OllamaModel) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "name": model.name,
         "model": model.name,
-        "modified_at": model.modified_text,
+        "modified_at": state.time_text(model.modified_at, model.mtime_extra_ns),
         "size": model.size,
         "digest": model.digest,
         "details": model.details.wire(state.new_fields),
@@ -128,7 +128,7 @@ async def ps(state: OllamaState, request: Request) -> Response:
                 "size": loaded.size,
                 "digest": model.digest,
                 "details": model.details.wire(False),
-                "expires_at": go_time(loaded.expires_at),
+                "expires_at": state.time_text(loaded.expires_at),
                 "size_vram": loaded.size_vram,
                 "context_length": loaded.context_length,
             }
@@ -144,7 +144,7 @@ def _parameter_count(text: str) -> int:
         return 0
 
 
-def _show_body(model: OllamaModel) -> dict[str, Any]:
+def _show_body(state: OllamaState, model: OllamaModel) -> dict[str, Any]:
     family = model.details.family
     info = {
         "general.architecture": family,
@@ -163,7 +163,7 @@ def _show_body(model: OllamaModel) -> dict[str, Any]:
         "details": model.details.wire(False),
         "model_info": dict(sorted(info.items())),  # Go marshals maps with sorted keys
         "capabilities": model.capabilities,
-        "modified_at": model.modified_text,
+        "modified_at": state.time_text(model.modified_at, model.mtime_extra_ns),
     }
 
 
@@ -182,7 +182,7 @@ async def show(state: OllamaState, request: Request) -> Response:
     model = state.model(display)
     if model is None:
         return error(f"model '{display}' not found", 404)
-    return go_json_response(_show_body(model))
+    return go_json_response(_show_body(state, model))
 
 
 async def pull(state: OllamaState, request: Request) -> Response:

@@ -7,6 +7,10 @@ seen at once. Methods take any spelling of a model name (``llama3.2``, ``llama3.
 
 Knobs:
 
+* ``tz``: the server's local zone (default: this machine's). Ollama writes ``modified_at``
+  (tags, show) and ``expires_at`` (ps) as wall-clock times in that zone with its offset
+  (``-07:00``, ``+05:30``, ``Z``); a ``ZoneInfo`` zone changes offset across DST as Ollama's
+  does. ``times_with_zone=False``: those times carry no zone at all (UTC wall clock).
 * ``version``: the ``/api/version`` string. From 0.30 on, ``/api/tags`` also carries
   ``capabilities`` and ``details.context_length``/``embedding_length`` (as real servers do).
 * ``add_model`` / ``remove_model`` / ``model`` / ``model_names``: the local model table.
@@ -28,10 +32,10 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from tests.fakes.common import ReplyScript, RequestLog, go_time
+from tests.fakes.common import ReplyScript, RequestLog, go_time, utc_now
 from tests.fakes.ollama_names import FOREVER_SECONDS, normalise
 
 CONFIG_MEDIA = "application/vnd.docker.container.image.v1+json"
@@ -97,9 +101,9 @@ class OllamaModel:
         return sum(layer.size for layer in self.layers) + self.config.size
 
     @property
-    def modified_text(self) -> str:
-        """``modified_at`` as Go prints a file mtime (nanoseconds, local offset)."""
-        return go_time(self.modified_at, extra_ns=int(self.digest[:4], 16))
+    def mtime_extra_ns(self) -> int:
+        """The nanoseconds a file mtime has beyond Python's microseconds (stable per model)."""
+        return int(self.digest[:4], 16)
 
     def blob_digests(self) -> set[str]:
         """Digests of every blob this model needs."""
@@ -172,6 +176,7 @@ class OllamaState:
         pull_tick: float = 0.06,
         pull_chunk_bytes: int = 64 * 1024 * 1024,
         tz: tzinfo | None = None,
+        times_with_zone: bool = True,
     ) -> None:
         self.version = version
         self.pull_tick = pull_tick
@@ -182,6 +187,7 @@ class OllamaState:
         self.forward_max_tokens = 64
         self.default_keep_alive = 300.0
         self.tz: tzinfo = tz if tz is not None else _local_zone()
+        self.times_with_zone = times_with_zone
         self.log = RequestLog()
         self.lock = threading.RLock()
         self.partials: dict[str, int] = {}
@@ -194,6 +200,12 @@ class OllamaState:
     def now(self) -> datetime:
         """The current time in the server's zone."""
         return datetime.now(self.tz)
+
+    def time_text(self, moment: datetime, extra_ns: int = 0) -> str:
+        """A time as this server writes it: Go's RFC3339Nano in its zone, or with no zone."""
+        if not self.times_with_zone:
+            return go_time(moment.astimezone(UTC), extra_ns, with_zone=False)
+        return go_time(moment.astimezone(self.tz), extra_ns)
 
     @property
     def new_fields(self) -> bool:
@@ -293,7 +305,8 @@ class OllamaState:
             previous = self._loaded.get(model.name.lower())
             entry = LoadedModel(
                 name=model.name,
-                expires_at=self.now() + timedelta(seconds=seconds),
+                # Go adds durations to instants: across a DST change the offset moves too.
+                expires_at=(utc_now() + timedelta(seconds=seconds)).astimezone(self.tz),
                 size=model.size,
                 size_vram=model.size if size_vram is None else size_vram,
                 context_length=previous.context_length if previous else context_length,

@@ -4,11 +4,12 @@ with a reason code, the OpenAI-style ``data`` list, times and the mode a name su
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
 
+from modelyard.clock import as_utc
 from modelyard.config import InstanceConfig, ModelMode
 from modelyard.errors import ListingError
 
@@ -60,18 +61,19 @@ def guess_mode(name: str, family: str | None) -> str:
     return ModelMode.LLM.value
 
 
-def aware(value: datetime | None) -> datetime | None:
-    """A time from a server, with UTC assumed when it names no zone."""
-    if value is None:
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+def server_time(value: datetime | None) -> datetime | None:
+    """A time from a server as the instant it names, in UTC. Servers write their local wall
+    clock with its offset (Ollama: ``…-07:00``); one that names no zone is taken as UTC.
+    Stored and compared in UTC, the same instant is the same value whatever the zone."""
+    return None if value is None else as_utc(value)
 
 
 def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 string from a server as a UTC instant (see ``server_time``), else None."""
     if not isinstance(value, str):
         return None
     try:
-        return aware(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        return server_time(datetime.fromisoformat(value.replace("Z", "+00:00")))
     except ValueError:
         return None
 

@@ -37,7 +37,7 @@ from modelyard.providers.base import (
 from modelyard.providers.clients import Clients
 from modelyard.providers.failures import status_error, timed_out, upstream_failed
 from modelyard.providers.failures import unreachable as chat_unreachable
-from modelyard.providers.listing import aware, guess_mode, int_or_none
+from modelyard.providers.listing import guess_mode, int_or_none, server_time
 from modelyard.providers.ollama import pull
 from modelyard.providers.ollama.names import ollama_display_name, validate_ollama_name
 from modelyard.providers.programs import find_program
@@ -119,7 +119,7 @@ class OllamaProvider(Provider):
             (m.model or m.name or ""): {
                 "size": int(m.size or 0),
                 "size_vram": int(m.size_vram or 0),
-                "expires_at": iso(aware(m.expires_at)),
+                "expires_at": iso(server_time(m.expires_at)),
                 "context_length": m.context_length,
             }
             for m in ps.models
@@ -142,7 +142,7 @@ class OllamaProvider(Provider):
             quantization=details.quantization_level if details else None,
             format=details.format if details else None,
             digest=m.digest,
-            modified_at=aware(m.modified_at),
+            modified_at=server_time(m.modified_at),
             mode=guess_mode(name, family),
             source=self.kind,
             status=ModelStatus.LOADED if state else ModelStatus.AVAILABLE,
