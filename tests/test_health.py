@@ -154,9 +154,49 @@ def test_compat_status_and_health_shapes(
         "lmstudio": {"running": False, "version": None},
     }
     health = app.http.get("/api/models/health").json()
-    assert health["status"] == "healthy"
-    assert health["providers"]["ollama"]["status"] == "healthy"
-    assert health["providers"]["lmstudio"]["status"] == "unavailable"
+    assert health == {"status": "degraded", "providers": {"ollama": True, "lmstudio": False}}
+    rich = app.http.get("/api/providers/health").json()
+    assert rich["status"] == "degraded"
+    assert rich["providers"]["ollama"] == {
+        "status": "healthy",
+        "running": 1,
+        "instances": 1,
+        "errors": [],
+    }
+    assert rich["providers"]["lmstudio"]["status"] == "unavailable"
+
+
+def test_compat_health_is_seed_000s_booleans_and_follows_the_runtime(
+    modelyard: Callable[..., RunningApp],
+    ollama_server: FakeServer[OllamaState],
+    anthropic_server: Any,
+) -> None:
+    """A seed client's ``if (health.providers.ollama)`` is false while Ollama is down; a cloud
+    API without a key is not listed; one with a key counts like any runtime."""
+    down = f"http://127.0.0.1:{closed_port()}"
+    app = modelyard(
+        [
+            inst("ollama", "default", down),
+            inst("openai", "default", "https://api.openai.com"),  # no key: left out
+            inst(
+                "anthropic", "default", anthropic_server.url, api_key=anthropic_server.state.api_key
+            ),
+        ],
+        monitor=False,
+    )
+    health = app.http.get("/api/models/health").json()
+    assert health == {"status": "degraded", "providers": {"ollama": False, "anthropic": True}}
+
+    made = app.http.post(
+        "/api/providers/ollama/instances", json={"id": "box", "base_url": ollama_server.url}
+    )
+    assert made.status_code == 201, made.text
+    app.http.get("/api/providers/status", params={"refresh": True})
+    health = app.http.get("/api/models/health").json()
+    assert health == {"status": "healthy", "providers": {"ollama": True, "anthropic": True}}
+    rich = app.http.get("/api/providers/health").json()["providers"]
+    assert (rich["ollama"]["running"], rich["ollama"]["instances"]) == (1, 2)
+    assert "openai" not in rich
 
 
 def test_cloud_instances_without_a_key_never_touch_the_network(

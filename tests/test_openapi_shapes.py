@@ -120,6 +120,7 @@ def test_models_and_providers_answers_match_their_schemas(
     checked(schemas, http.get("/api/system/resources"), "get", "/api/system/resources")
     checked(schemas, http.get("/api/models/status"), "get", "/api/models/status")
     checked(schemas, http.get("/api/models/health"), "get", "/api/models/health")
+    checked(schemas, http.get("/api/providers/health"), "get", "/api/providers/health")
     recreated = http.post("/api/models/recreate", json={"provider": "ollama", "name": "llama3.2"})
     assert checked(schemas, recreated, "post", "/api/models/recreate")["status"] == "downloading"
     deleted = http.delete("/api/models/ollama/qwen2.5:0.5b")

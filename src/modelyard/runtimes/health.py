@@ -30,6 +30,7 @@ from modelyard.runtimes.instances import Instance, InstanceRegistry
 from modelyard.runtimes.processes import ProcessCheck, ProcessManager
 
 HISTORY = 10
+MISSING_API_KEY = "missing_api_key"  # a cloud API with no key: it cannot run, nothing is tried
 _START_IT = "Start it from the Providers page."
 MONITOR_INTERVALS = {
     ProviderState.UNKNOWN: 0.0,
@@ -205,7 +206,7 @@ class HealthChecker:
                 instance,
                 ProviderState.STOPPED,
                 proc,
-                reason="missing_api_key",
+                reason=MISSING_API_KEY,
                 hint=f"Set {cfg.api_key_env or provider.api_key_env or 'an API key'} "
                 f"or give the instance an api_key to enable {provider.label}.",
             )

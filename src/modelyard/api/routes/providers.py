@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -11,11 +13,12 @@ from modelyard.api.designed import MANAGED_PROCESS
 from modelyard.api.policy import COMPATIBILITY, policy
 from modelyard.providers.base import ProviderState
 from modelyard.providers.registry import registry
-from modelyard.runtimes.health import ProviderStatus
+from modelyard.runtimes.health import MISSING_API_KEY, ProviderStatus
 from modelyard.runtimes.instance_service import InstanceLog
 from modelyard.runtimes.instances import InstanceChanges, InstanceFields, InstanceView
 
 router = APIRouter(tags=["providers"], dependencies=[policy()])
+Overall = Literal["healthy", "degraded"]
 
 
 class InstanceList(BaseModel):
@@ -53,14 +56,23 @@ class ProviderErrorRef(BaseModel):
 
 
 class ProviderHealth(BaseModel):
-    status: str  # healthy, degraded or unavailable
+    status: Literal["healthy", "degraded", "unavailable"]
     running: int
     instances: int
     errors: list[ProviderErrorRef]
 
 
 class HealthAnswer(BaseModel):
-    status: str  # healthy or degraded
+    """Seed 000's shape: one boolean per provider kind that can run."""
+
+    status: Overall
+    providers: dict[str, bool]
+
+
+class ProvidersHealth(BaseModel):
+    """The per-provider view behind ``GET /api/models/health``."""
+
+    status: Overall
     providers: dict[str, ProviderHealth]
 
 
@@ -165,12 +177,13 @@ async def models_status(services: ServicesDep) -> dict[str, RunningVersion]:
     return result
 
 
-@router.get("/api/models/health", dependencies=[COMPATIBILITY])
-async def models_health(services: ServicesDep) -> HealthAnswer:
-    """Compatibility: healthy when something runs and nothing is broken."""
-    providers: dict[str, ProviderHealth] = {}
-    for status in await services.health.statuses():
-        entry = providers.setdefault(
+def _kinds_health(statuses: list[ProviderStatus]) -> dict[str, ProviderHealth]:
+    """Per provider kind that has an instance able to run (a cloud API without a key cannot)."""
+    kinds: dict[str, ProviderHealth] = {}
+    for status in statuses:
+        if status.reason_code == MISSING_API_KEY:
+            continue
+        entry = kinds.setdefault(
             status.provider,
             ProviderHealth(status="unavailable", running=0, instances=0, errors=[]),
         )
@@ -181,11 +194,29 @@ async def models_health(services: ServicesDep) -> HealthAnswer:
             entry.errors.append(
                 ProviderErrorRef(instance_id=status.instance_id, reason_code=status.reason_code)
             )
-    for entry in providers.values():
+    for entry in kinds.values():
         entry.status = (
             "degraded" if entry.errors else ("healthy" if entry.running else "unavailable")
         )
-    broken = any(e.errors for e in providers.values())
-    running = any(e.running for e in providers.values())
-    overall = "healthy" if running and not broken else "degraded"
-    return HealthAnswer(status=overall, providers=providers)
+    return kinds
+
+
+def _overall(kinds: dict[str, ProviderHealth]) -> Overall:
+    """Healthy when every listed kind has a running instance (and at least one is listed)."""
+    return "healthy" if kinds and all(k.running for k in kinds.values()) else "degraded"
+
+
+@router.get("/api/models/health", dependencies=[COMPATIBILITY])
+async def models_health(services: ServicesDep) -> HealthAnswer:
+    """Compatibility (seed 000): ``true`` for a kind when one of its instances is RUNNING."""
+    kinds = _kinds_health(await services.health.statuses())
+    return HealthAnswer(
+        status=_overall(kinds), providers={kind: bool(k.running) for kind, k in kinds.items()}
+    )
+
+
+@router.get("/api/providers/health")
+async def providers_health(services: ServicesDep) -> ProvidersHealth:
+    """The same judgement per kind with its counts and the instances that are broken."""
+    kinds = _kinds_health(await services.health.statuses())
+    return ProvidersHealth(status=_overall(kinds), providers=kinds)
