@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
@@ -20,6 +21,16 @@ _RESERVED_HINT = "Names ending in .part or .part.json are modelyard's partial do
 def is_reserved_name(name: str) -> bool:
     """Whether ``name`` is one modelyard uses for its own files beside a download."""
     return _RESERVED_NAME.search(name) is not None
+
+
+def is_local_host(host: str) -> bool:
+    """``localhost`` (or a name under it) or a loopback address."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def validate_base_url(value: str) -> str:

@@ -176,3 +176,30 @@ def test_get_models_validates_names_and_browses_a_hub_repo(
     form.locator('input[name="repo"]').fill("nobody/Nothing-GGUF")
     form.get_by_role("button", name="List files").click()
     expect(form.locator(".field-error")).to_contain_text("Check the repo id")
+
+
+def test_a_pull_shows_its_total_as_a_floor_until_ollama_settles_it(
+    page: Page,
+    modelyard: Callable[..., RunningApp],
+    ollama_server: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Layers that finish between two of Ollama's ticks are not in the stream: while a pull
+    runs its total is 'at least'; when it ends, it is the model's size and blob count."""
+    state = ollama_server.state
+    state.pull_tick, state.pull_chunk_bytes = 0.1, 1_000_000
+    state.models_dir = tmp_path / "ollama-models"
+    monkeypatch.setenv("OLLAMA_MODELS", str(state.models_dir))
+    state.add_registry_model("tiny-tail", [30_000_000, 2_000], config_size=1_400)
+    instance = InstanceConfig(provider="ollama", id="default", base_url=ollama_server.url)
+    app = modelyard([instance])
+    page.goto(f"{app.url}/#/downloads")
+
+    task = create(app.http, source="ollama", model_name="tiny-tail")
+    numbers = task_card(page, task["id"]).get_by_test_id("numbers")
+    expect(numbers).to_contain_text(re.compile(r"of at least [\d.]+ MB .*layer 1 of at least 1"))
+    wait_state(app.http, task["id"], {"completed"})
+    expect(numbers).to_contain_text("of 30.0 MB")  # 30,003,400 bytes
+    expect(numbers).to_contain_text("layer 3 of 3")
+    expect(numbers).not_to_contain_text("at least")

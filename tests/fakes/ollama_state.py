@@ -17,6 +17,9 @@ Knobs:
 * ``load`` / ``unload`` / ``loaded_names``: ``/api/ps``; entries expire with their keep-alive
   (``default_keep_alive`` seconds, 300, when a request gives none). Generate, chat and embed
   load the model they use, as Ollama does.
+* ``models_dir``: like ``OLLAMA_MODELS``: when set, each local model's manifest is written
+  to ``manifests/<host>/<namespace>/<model>/<tag>`` (its sha256 is the ``/api/tags`` digest),
+  and removed with the model.
 * ``add_registry_model(name, layer_sizes)``: a model ``/api/pull`` can fetch. ``pull_tick``
   (seconds between progress lines, 0.06 like Ollama) and ``pull_chunk_bytes`` (bytes per tick)
   set the pace; ``pull_failure`` fails a pull mid-stream after some bytes. Interrupted pulls
@@ -33,10 +36,11 @@ import hashlib
 import threading
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
 from typing import Any
 
-from tests.fakes.common import ReplyScript, RequestLog, go_time, utc_now
-from tests.fakes.ollama_names import FOREVER_SECONDS, normalise
+from tests.fakes.common import ReplyScript, RequestLog, go_json, go_time, utc_now
+from tests.fakes.ollama_names import FOREVER_SECONDS, normalise, parse
 
 CONFIG_MEDIA = "application/vnd.docker.container.image.v1+json"
 NEW_FIELDS_VERSION = (0, 30, 0)
@@ -141,9 +145,29 @@ class PullFailure:
     repeat: bool = False
 
 
+MANIFEST_MEDIA = "application/vnd.docker.distribution.manifest.v2+json"
+LAYER_MEDIA = "application/vnd.ollama.image.model"
+
+
+def manifest_bytes(layers: list[Layer], config: Layer) -> bytes:
+    """The manifest file Ollama writes for these blobs (Go's JSON of its Manifest struct)."""
+
+    def blob(layer: Layer, media: str) -> dict[str, Any]:
+        return {"mediaType": media, "digest": layer.digest, "size": layer.size}
+
+    return go_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_MEDIA,
+            "config": blob(config, CONFIG_MEDIA),
+            "layers": [blob(layer, LAYER_MEDIA) for layer in layers],
+        }
+    )
+
+
 def manifest_digest(layers: list[Layer], config: Layer) -> str:
-    """The sha256 a manifest with these blobs would have."""
-    return fake_hex("manifest", config.digest, *(layer.digest for layer in layers))
+    """The sha256 of the manifest file: what ``/api/tags`` calls the model's digest."""
+    return hashlib.sha256(manifest_bytes(layers, config)).hexdigest()
 
 
 def _default_layers(name: str, size: int) -> tuple[list[Layer], Layer]:
@@ -177,6 +201,7 @@ class OllamaState:
         pull_chunk_bytes: int = 64 * 1024 * 1024,
         tz: tzinfo | None = None,
         times_with_zone: bool = True,
+        models_dir: Path | None = None,
     ) -> None:
         self.version = version
         self.pull_tick = pull_tick
@@ -188,6 +213,7 @@ class OllamaState:
         self.default_keep_alive = 300.0
         self.tz: tzinfo = tz if tz is not None else _local_zone()
         self.times_with_zone = times_with_zone
+        self.models_dir = models_dir
         self.log = RequestLog()
         self.lock = threading.RLock()
         self.partials: dict[str, int] = {}
@@ -249,11 +275,26 @@ class OllamaState:
         """Store a fully built model (used by pull and copy too)."""
         with self.lock:
             self._models[model.name.lower()] = model
+            path = self.manifest_path(model.name)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(manifest_bytes(model.layers, model.config))
 
     def remove_model(self, name: str) -> bool:
         """Delete a model from the table; False when it was not there."""
         with self.lock:
+            path = self.manifest_path(self._display(name))
+            if path is not None:
+                path.unlink(missing_ok=True)
             return self._models.pop(self._display(name).lower(), None) is not None
+
+    def manifest_path(self, name: str) -> Path | None:
+        """Where Ollama keeps this model's manifest under ``models_dir`` (None without one):
+        ``manifests/<host>/<namespace>/<model>/<tag>``."""
+        parts = parse(name)
+        if self.models_dir is None or parts is None:
+            return None
+        return self.models_dir.joinpath("manifests", *parts)
 
     def model(self, name: str) -> OllamaModel | None:
         """The model with that name (any spelling), or None."""

@@ -24,8 +24,8 @@ from modelyard.api.routes import (
 from modelyard.api.security import SecurityMiddleware
 from modelyard.config import Settings, load_settings
 from modelyard.errors import ConfigError
-from modelyard.runtimes.instances import is_local_host
 from modelyard.services import Services
+from modelyard.validation import is_local_host
 
 # Order matters: specific /api/models/... routers before the catch-all model routes.
 ROUTERS = (providers, system, events, conversations, downloads, pulls, models)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelyard.runtimes.instances import is_local_host
+from modelyard.validation import is_local_host
 
 MIN_BYTES = 4096
 LEVEL = 1  # within a few percent of level 6's size here, at half the CPU

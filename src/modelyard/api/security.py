@@ -27,8 +27,8 @@ from modelyard.access.keys import Principal
 from modelyard.access.trust import LocalTrust
 from modelyard.api.policy import POLICY_KEY, RoutePolicy, RouteTable
 from modelyard.errors import problem
-from modelyard.runtimes.instances import is_local_host
 from modelyard.services import Services
+from modelyard.validation import is_local_host
 
 log = logging.getLogger("modelyard.security")
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})

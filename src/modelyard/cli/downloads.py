@@ -143,8 +143,11 @@ def show(bar: Progress, row: TaskID, task: dict[str, Any]) -> None:
     state = task["state"]
     if task.get("current_status") and task["source"] == "ollama":
         state = f"{state} · {task['current_status']}"
+    floor = "" if task.get("total_final", True) else "≥"  # a pull's total may still grow
     if task.get("total_layers"):
-        state += f" · layer {task['current_layer']}/{task['total_layers']}"
+        state += f" · layer {task['current_layer']}/{floor}{task['total_layers']}"
+    if floor and task["total"]:
+        state += " · total so far"
     if task.get("attempts", 0) > 1:
         state += f" · attempt {task['attempts']}"
     bar.update(

@@ -222,6 +222,9 @@ async def run_pull(ctx: RunContext, settings: Settings, instances: InstanceRegis
                 stall_timeout_s=settings.download_stall_s,
                 connect_timeout_s=settings.connect_timeout_ms / 1000,
             )
+            if tracker.final:
+                with task.lock:
+                    task.extra["total_settled"] = True
             ctx.sink.report(ctx, force=True, publish=False)
             return Completion(ctx.meter.downloaded)
         except PullError as exc:

@@ -22,8 +22,9 @@ from modelyard.downloads.views import DownloadView
 from modelyard.store.tables import DownloadRow
 
 _VIEW_FIELDS = tuple(DownloadView.model_fields)
-# The columns of DownloadRow a Task carries: its view's fields but the computed progress.
-_COLUMNS = (*(name for name in _VIEW_FIELDS if name != "progress"), "dedupe_key")
+# The columns of DownloadRow a Task carries: its view's fields but the computed ones.
+_COMPUTED = ("progress", "total_final")
+_COLUMNS = (*(name for name in _VIEW_FIELDS if name not in _COMPUTED), "dedupe_key")
 
 
 class SourceDetails(TypedDict, total=False):
@@ -33,6 +34,7 @@ class SourceDetails(TypedDict, total=False):
     commit: str | None
     expected_size: int | None  # the Hub's size of the file
     validator: str | None  # the server's ETag or Last-Modified, for If-Range after a restart
+    total_settled: bool  # a pull's figures are the runtime's record of the model, not the sums
 
 
 @dataclass(eq=False)
@@ -82,6 +84,15 @@ class Task:
             return 100.0
         raw = min(99.9, round(100.0 * self.downloaded / self.total, 1)) if self.total else 0.0
         return max(raw, self.progress_floor)
+
+    @property
+    def total_final(self) -> bool:
+        """Whether ``total`` is the whole: a file's size as its server or the Hub gave it, a
+        pull's once the runtime's record of the model confirmed it (until then the layers it
+        has not shown yet are missing from the sum)."""
+        if self.total is None:
+            return False
+        return self.model_name is None or self.extra.get("total_settled", False)
 
     @property
     def label(self) -> str:

@@ -38,6 +38,10 @@ class DownloadView(BaseModel):
     state: DownloadState
     downloaded: int = Field(description="bytes so far (over the layers seen, for a pull)")
     total: int | None = Field(description="bytes in all, when known")
+    total_final: bool = Field(
+        description="false while the total may still grow (a pull's total sums the layers "
+        "seen so far until the runtime's own record of the model settles it)"
+    )
     speed_bps: float | None
     eta_s: float | None
     error: str | None

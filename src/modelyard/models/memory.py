@@ -18,8 +18,9 @@ from modelyard.gguf.files import MetadataCache
 from modelyard.gguf.metadata import GGUFInfo, split_part, split_paths
 from modelyard.models.types import Model
 from modelyard.providers.registry import registry
-from modelyard.runtimes.instances import Instance, is_local_host
+from modelyard.runtimes.instances import Instance
 from modelyard.runtimes.resources import MemoryEstimate, estimate_memory
+from modelyard.validation import is_local_host
 
 _PARAMS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMBT])\s*$", re.IGNORECASE)
 _SCALE = {"K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}

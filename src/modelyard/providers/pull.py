@@ -5,6 +5,10 @@ Runtimes report a layer while it arrives but may send no final line for a finish
 and none at all for a tiny one. So a layer counts as done when a line for another layer or a
 later status arrives, progress is the byte sum over the layers seen, and it never goes
 backwards (a runtime's own counter can drop when a part is retried).
+
+Layers that never appeared are missing from these sums, so while a pull runs its total is a
+floor that may still grow (``final`` is False). When the pull has ended, the provider reads the
+runtime's own record of the model and ``settle`` replaces the sums with the real figures.
 """
 
 from __future__ import annotations
@@ -34,23 +38,27 @@ class LayerTracker:
         self.downloaded = 0
         self.status: str | None = None
         self.verifying = False
+        self.final = False  # the figures are the runtime's record of the model (``settle``)
+        self._settled_layers: int | None = None
         self._recount()
 
     @property
     def total(self) -> int | None:
-        """Bytes of every layer seen so far (later layers add to it)."""
+        """Bytes of every layer seen so far (later layers add to it), or the settled size."""
+        if self.final:
+            return self._total_floor
         seen = sum(layer.total for layer in self._layers.values())
         return max(seen, self._total_floor) or None
 
     @property
     def total_layers(self) -> int:
-        return len(self._layers)
+        return self._settled_layers or len(self._layers)
 
     @property
     def current_layer(self) -> int:
         """1-based position of the layer being pulled (the last one once all are done)."""
         if self._current is None:
-            return len(self._layers)
+            return self.total_layers
         return list(self._layers).index(self._current) + 1
 
     def layer(self, digest: str, total: int | None, completed: int | None) -> None:
@@ -68,6 +76,14 @@ class LayerTracker:
         self._finish_current()
         self.verifying = self.verifying or verifying
         self._recount()
+
+    def settle(self, size: int, layers: int | None) -> None:
+        """The pull has ended and the runtime says the model is ``size`` bytes in ``layers``
+        blobs (None: it cannot tell; the layers seen stand): these are the figures now."""
+        self._finish_current()
+        self._total_floor = self.downloaded = size
+        self._settled_layers = layers
+        self.final = True
 
     def said(self, status: str | None) -> None:
         """The runtime's latest status text."""

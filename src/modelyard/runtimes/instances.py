@@ -6,7 +6,6 @@ the ones created when a GGUF model is started are kept in the store.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.providers.registry import registry
 from modelyard.store.db import Database
 from modelyard.store.tables import InstanceRow
+from modelyard.validation import is_local_host
 
 log = logging.getLogger("modelyard.instances")
 
@@ -105,15 +105,6 @@ class Instance:
             deletable=self.origin is not InstanceOrigin.CONFIG,
             capabilities=provider.capabilities.wire(),
         )
-
-
-def is_local_host(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _row_to_config(row: InstanceRow) -> InstanceConfig:

@@ -93,6 +93,11 @@ class PullStatus(BaseModel):
     total_layers: int
     downloaded_bytes: int
     total_bytes: int | None
+    total_final: bool = Field(
+        description="false while total_bytes and total_layers may still grow: Ollama leaves "
+        "out layers that finish between two progress ticks, so the totals are the layers seen "
+        "so far until the pull ends and Ollama's record of the model settles them"
+    )
     current_status: str = Field(description="Ollama's last status line, else the state")
     started_at: UtcDatetime
     error: str | None
@@ -108,6 +113,7 @@ class PullStatus(BaseModel):
             total_layers=task.total_layers,
             downloaded_bytes=task.downloaded,
             total_bytes=task.total,
+            total_final=task.total_final,
             current_status=task.current_status or task.state.value,
             started_at=task.started_at or task.created_at,
             error=task.error,

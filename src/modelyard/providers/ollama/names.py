@@ -39,3 +39,13 @@ def ollama_display_name(value: str) -> str:
     """The name as /api/tags shows it: the tag is always present."""
     last = value.rsplit("/", 1)[-1]
     return value if ":" in last else f"{value}:latest"
+
+
+def name_parts(value: str) -> tuple[str, str, str, str] | None:
+    """``(host, namespace, model, tag)`` with Ollama's defaults filled in
+    (``registry.ollama.ai``, ``library``, ``latest``); None for a name that is not valid."""
+    match = _NAME.match(value or "")
+    if match is None or ".." in value:
+        return None
+    host = match["host"] or "registry.ollama.ai"
+    return host, match["ns"] or "library", match["model"], match["tag"] or "latest"

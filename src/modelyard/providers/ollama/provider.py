@@ -39,6 +39,7 @@ from modelyard.providers.failures import status_error, timed_out, upstream_faile
 from modelyard.providers.failures import unreachable as chat_unreachable
 from modelyard.providers.listing import guess_mode, int_or_none, server_time
 from modelyard.providers.ollama import pull
+from modelyard.providers.ollama.manifest import pulled_model
 from modelyard.providers.ollama.names import ollama_display_name, validate_ollama_name
 from modelyard.providers.programs import find_program
 from modelyard.providers.pull import LayerTracker
@@ -189,6 +190,16 @@ class OllamaProvider(Provider):
                 log=log,
                 stall_timeout_s=stall_timeout_s,
             )
+            # The stream leaves out layers that finished between two ticks: the model's own
+            # record has the figures it really ended with.
+            pulled, why = await pulled_model(client, inst.base_url, name)
+        if pulled is None:
+            log(f"the totals stay as the stream showed them: {why}")
+            return
+        progress.settle(pulled.size, pulled.blobs)
+        blobs = f"{pulled.blobs} blobs" if pulled.blobs else "blobs as the stream showed them"
+        log(f"settled on Ollama's record: {pulled.size} bytes, {blobs}")
+        on_update()
 
     # -- chat -----------------------------------------------------------------------------
 

@@ -12,15 +12,19 @@ function where(t) {
   return t.source === "ollama" ? `into ollama/${t.instance_id}` : t.url;
 }
 
-/** "3.1 MB of 12 MB · 25.0% · 1.0 MB/s · 9s left · attempt 2" */
+/** "3.1 MB of 12 MB · 25.0% · 1.0 MB/s · 9s left · attempt 2". A total that may still grow
+ * (a pull's layers are learnt one by one) is shown as a floor: "of at least 12 MB". */
 export function numbers(t) {
-  const parts = [t.total ? `${bytes(t.downloaded)} of ${bytes(t.total)}` : bytes(t.downloaded)];
+  const atLeast = t.total_final ? "" : "at least ";
+  const parts = [
+    t.total ? `${bytes(t.downloaded)} of ${atLeast}${bytes(t.total)}` : bytes(t.downloaded),
+  ];
   parts.push(`${t.progress.toFixed(1)}%`);
   if (t.state === "downloading") {
     parts.push(rate(t.speed_bps));
     if (t.eta_s !== null && t.eta_s !== undefined) parts.push(`${duration(t.eta_s)} left`);
   }
-  if (t.total_layers) parts.push(`layer ${t.current_layer} of ${t.total_layers}`);
+  if (t.total_layers) parts.push(`layer ${t.current_layer} of ${atLeast}${t.total_layers}`);
   if (t.attempts > 1) parts.push(`attempt ${t.attempts}`);
   return parts.join(" · ");
 }
