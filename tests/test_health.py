@@ -67,7 +67,7 @@ def test_every_state_in_one_parallel_check(
         )
         data = app.http.get("/api/providers/status", params={"refresh": True}).json()
     by_id = {s["instance_id"]: s for s in data["providers"]}
-    assert data["cache_ttl_ms"] == 5000
+    assert data["cache_ttl_ms"] + data["age_ms"] == 5000  # counts down to the next refresh
 
     good = by_id["good"]
     assert (good["state"], good["version"], good["api_responding"]) == ("RUNNING", "0.12.3", True)
@@ -118,6 +118,19 @@ def test_cache_history_and_refresh(
     assert len(checks) == 10
     stamps = [c["checked_at"] for c in checks]
     assert stamps == sorted(stamps, reverse=True)
+
+
+def test_cache_ttl_counts_down_to_the_next_refresh(
+    modelyard: Callable[..., RunningApp], ollama_server: FakeServer[OllamaState]
+) -> None:
+    """Seed 001's ``cache_ttl_ms``: the time left before the answer is checked again."""
+    app = modelyard([inst("ollama", "default", ollama_server.url)], monitor=False)
+    fresh = app.http.get("/api/providers/status", params={"refresh": True}).json()
+    time.sleep(0.5)
+    cached = app.http.get("/api/providers/status").json()
+    assert cached["providers"][0]["checked_at"] == fresh["providers"][0]["checked_at"]
+    assert cached["age_ms"] >= 500 + fresh["age_ms"]
+    assert cached["cache_ttl_ms"] == 5000 - cached["age_ms"] < fresh["cache_ttl_ms"]
 
 
 def test_state_change_is_published_and_legacy_names_are_accepted(

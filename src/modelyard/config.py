@@ -62,9 +62,10 @@ class InstanceConfig(BaseModel):
     def _check_provider(cls, value: str) -> str:
         from modelyard.providers.registry import registry  # which imports this module
 
-        if registry.find(value) is None:
+        found = registry.find(value)
+        if found is None:
             raise ValueError(f"unknown provider {value!r} (known: {', '.join(registry.kinds())})")
-        return value
+        return found.kind
 
     @field_validator("base_url")
     @classmethod

@@ -38,6 +38,7 @@ class Metrics:
         self.pull_duration = Histogram(
             "models_pull_duration_seconds",
             "Duration of finished model downloads",
+            ["model_name"],  # seed 000's label
             buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400),
             registry=r,
         )

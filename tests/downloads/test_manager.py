@@ -96,7 +96,7 @@ def test_a_url_download_completes_verified_with_its_events_log_and_source(
 
     metrics = metric_values(app.http.get("/metrics").text)
     assert metrics[f'models_pull_total{{model_name="{payload.name}",status="success"}}'] == 1
-    assert metrics["models_pull_duration_seconds_count"] == 1
+    assert metrics[f'models_pull_duration_seconds_count{{model_name="{payload.name}"}}'] == 1
     assert metrics['modelyard_download_bytes_total{source="url"}'] == len(payload.data)
     assert metrics["modelyard_active_downloads"] == 0
 

@@ -151,7 +151,7 @@ class TaskRepository:
         self.metrics.pull_total.labels(model_name=task.label, status="success").inc()
         if task.started_at is not None:
             seconds = (now - task.started_at).total_seconds()
-            self.metrics.pull_duration.observe(seconds)
+            self.metrics.pull_duration.labels(model_name=task.label).observe(seconds)
 
     def requeue_interrupted(self, task: Task) -> None:
         """At start: a task that was running when modelyard stopped waits for its turn again

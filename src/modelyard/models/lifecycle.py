@@ -415,10 +415,11 @@ class Lifecycle:
                     done = await self.stop(ref)
                 else:
                     done = await self.delete(ref)
-                result = BatchItem(ref.provider, done.name, done.instance_id)
+                result = BatchItem(done.provider, done.name, done.instance_id)
             except ModelyardError as exc:
+                known = registry.find(ref.provider)
                 result = BatchItem(
-                    ref.provider,
+                    known.kind if known is not None else ref.provider,
                     ref.name,
                     ref.instance_id,
                     ok=False,

@@ -194,6 +194,7 @@ class Provider(ABC):
 
     kind: ClassVar[str]  # the name in URLs, config and the store: lower case, [a-z0-9_]
     label: ClassVar[str]  # how people call it
+    aliases: ClassVar[tuple[str, ...]] = ()  # other spellings accepted on input, never answered
     capabilities: ClassVar[Capabilities] = Capabilities()
     api_paths: ClassVar[ApiPaths] = ApiPaths()
     api_key_env: ClassVar[str] = ""  # the environment variable its key is usually in

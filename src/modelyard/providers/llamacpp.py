@@ -54,6 +54,7 @@ _MEMO_SIZE = 2048
 
 class LlamaCppProvider(openai_api.SpeaksOpenAI):
     kind: ClassVar[str] = "llamacpp"
+    aliases: ClassVar[tuple[str, ...]] = ("llama_cpp",)  # seed 000's provider key
     label: ClassVar[str] = "llama.cpp"
     capabilities: ClassVar[Capabilities] = Capabilities(
         manageable=True, embeddings=True, exact_tokens=True, runs_gguf=True

@@ -23,6 +23,7 @@ class ProviderRegistry:
 
     def __init__(self) -> None:
         self._providers: dict[str, Provider] = {}
+        self._aliases: dict[str, str] = {}  # another spelling accepted on input → the kind
 
     def register(self, provider: Provider) -> None:
         if not _KIND.match(provider.kind):
@@ -34,9 +35,12 @@ class ProviderRegistry:
         ):
             raise ValueError("one provider runs the models directory's GGUF files")
         self._providers[provider.kind] = provider
+        for alias in provider.aliases:
+            self._aliases[alias] = provider.kind
 
     def unregister(self, kind: str) -> None:
         self._providers.pop(kind, None)
+        self._aliases = {a: k for a, k in self._aliases.items() if k != kind}
 
     def __iter__(self) -> Iterator[Provider]:
         return iter(list(self._providers.values()))
@@ -45,11 +49,13 @@ class ProviderRegistry:
         return list(self._providers)
 
     def find(self, kind: str) -> Provider | None:
-        return self._providers.get(kind)
+        """The provider of kind ``kind`` (or of an alias of it: ``llama_cpp``), or None."""
+        return self._providers.get(self._aliases.get(kind, kind))
 
     def get(self, kind: str) -> Provider:
-        """The provider of kind ``kind``, or 404 ``unknown_provider``."""
-        found = self._providers.get(kind)
+        """The provider of kind ``kind`` (or an alias), or 404 ``unknown_provider``. Answers
+        name ``.kind``, never the alias."""
+        found = self.find(kind)
         if found is None:
             raise NotFound(
                 f"there is no provider {kind!r}",

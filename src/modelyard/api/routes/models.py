@@ -155,9 +155,7 @@ def search_models(
     page_size: int = Query(default=50, ge=1, le=500),
 ) -> JSONResponse:
     """A page of models matching every given filter, sorted."""
-    providers = _csv(provider, None, "provider")
-    for name in providers:
-        registry.get(name)  # 404 unknown_provider
+    providers = tuple(registry.get(name).kind for name in _csv(provider, None, "provider"))
     if min_size is not None and max_size is not None and min_size > max_size:
         raise InvalidInput(
             "min_size is larger than max_size",

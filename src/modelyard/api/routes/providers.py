@@ -118,11 +118,14 @@ async def delete_instance(provider: str, instance_id: str, services: ServicesDep
 async def provider_statuses(services: ServicesDep, refresh: bool = False) -> JSONResponse:
     # Serialised by hand from JSON made once per check: the cached answer must stay cheap.
     statuses = await services.health.statuses(refresh=refresh)
+    age_ms = services.health.age_ms(statuses)
     return JSONResponse(
         {
             "providers": [services.health.as_json(s) for s in statuses],
-            "cache_ttl_ms": services.settings.status_cache_ttl_ms,
-            "age_ms": services.health.age_ms(statuses),
+            # Seed 001's meaning: how long until this answer is refreshed (its oldest entry
+            # expires); age_ms says how old it is.
+            "cache_ttl_ms": max(0, services.settings.status_cache_ttl_ms - age_ms),
+            "age_ms": age_ms,
         }
     )
 
