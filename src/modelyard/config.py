@@ -125,7 +125,8 @@ class Settings(BaseModel):
     # provider status (SPEC §3)
     status_cache_ttl_ms: int = Field(default=5000, ge=0)
     connect_timeout_ms: int = Field(default=1000, ge=50)
-    api_timeout_ms: int = Field(default=2000, ge=50)
+    # A server that accepts and never answers is reported within seed 001's 1.5 s.
+    api_timeout_ms: int = Field(default=1200, ge=50)
     monitor: bool = True
     start_timeout_s: float = Field(default=60.0, gt=0)
     stop_grace_s: float = Field(default=10.0, ge=0)
