@@ -20,6 +20,36 @@ export function apiKey() {
   return localStorage.getItem(KEY_STORE) || "";
 }
 
+// The key prompt: one at a time, shared by every request that met a 401 meanwhile, and not
+// asked again on this page once it was cancelled or the key typed was refused: a page that
+// polls would otherwise ask forever. Reloading the page asks again.
+let keyPrompt = null; // the prompt on screen: a promise of the key typed ("" if none)
+let keyRefused = false;
+const REFUSED_HINT = "The API key was refused or not given: reload the page to enter another.";
+
+function askForKey() {
+  if (keyRefused) return Promise.resolve("");
+  if (!keyPrompt) {
+    keyPrompt = Promise.resolve()
+      .then(() => {
+        const typed = window.prompt("modelyard needs an API key (it is kept in this browser):");
+        const key = (typed || "").trim();
+        if (key) localStorage.setItem(KEY_STORE, key);
+        else keyRefused = true;
+        return key;
+      })
+      .finally(() => {
+        keyPrompt = null;
+      });
+  }
+  return keyPrompt;
+}
+
+function keyWasRefused(key) {
+  keyRefused = true;
+  if (apiKey() === key) localStorage.removeItem(KEY_STORE);
+}
+
 function headers(extra = {}) {
   const key = apiKey();
   return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
@@ -43,12 +73,13 @@ export async function api(path, { method = "GET", body, signal, retried = false 
       hint: "Is the modelyard server running?",
     });
   }
+  const sent = init.headers.Authorization?.slice("Bearer ".length) || "";
   if (resp.status === 401 && !retried) {
-    const key = window.prompt("modelyard needs an API key (it is kept in this browser):");
-    if (key) {
-      localStorage.setItem(KEY_STORE, key.trim());
-      return api(path, { method, body, signal, retried: true });
-    }
+    // A key typed while this request was on its way is tried before anyone is asked.
+    const key = apiKey() && apiKey() !== sent ? apiKey() : await askForKey();
+    if (key) return api(path, { method, body, signal, retried: true });
+  } else if (resp.status === 401) {
+    keyWasRefused(sent);
   }
   if (resp.status === 204) return null;
   const text = await resp.text();
@@ -58,6 +89,7 @@ export async function api(path, { method = "GET", body, signal, retried = false 
   } catch {
     data = { detail: text };
   }
+  if (resp.status === 401 && keyRefused) throw new ApiError(401, { ...data, hint: REFUSED_HINT });
   if (!resp.ok) throw new ApiError(resp.status, data);
   return data;
 }
