@@ -11,6 +11,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from modelyard.config import InstanceConfig
+from tests.catalog_helpers import assert_problem
 from tests.downloads.support import MiB, add_payload
 from tests.fakes.fileserver import FileServer
 from tests.fakes.fixtures import FakeServer
@@ -32,7 +33,10 @@ PULL_FIELDS = {
     "started_at",
     "error",
 }
-DOWNLOAD_ITEM_FIELDS = {"url", "filename", "status", "downloaded", "total", "progress", "error"}
+DOWNLOAD_ITEM_FIELDS = {
+    *("url", "filename", "status", "downloaded", "total", "progress", "error"),
+    "verified",  # issue 18: false for a file taken as found, by its size alone
+}
 
 
 @pytest.fixture
@@ -202,3 +206,68 @@ def test_openapi_documents_the_compatible_shapes_to_the_letter(app: RunningApp) 
     # The pull socket cannot be an OpenAPI operation: the description says what it sends.
     assert "`WS /ws/models/pull/{pull_id}`" in spec["info"]["description"]
     assert "PullStatus" in spec["components"]["schemas"]
+
+
+def test_a_file_already_there_with_the_servers_size_completes_at_once_not_verified(
+    app: RunningApp, file_server: FileServer
+) -> None:
+    """Seed 004 completes a file that is already there; with no checksum, modelyard does so
+    only when its size is the server's Content-Length, and says it is not verified."""
+    payload = add_payload(file_server, "already.gguf", 3 * MiB)
+    dest = app.settings.resolved_models_dir / "already.gguf"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(payload.data)
+    before = dest.stat().st_mtime_ns
+
+    resp = app.http.post("/api/models/download", json={"url": payload.url})
+
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert set(body) == {"success", "url", "mode", "message", "download_id"} and body["success"]
+    item = app.http.get("/api/models/download/status", params={"url": payload.url}).json()
+    assert item["download"] == {
+        "url": payload.url,
+        "filename": "already.gguf",
+        "status": "completed",
+        "downloaded": len(payload.data),
+        "total": len(payload.data),
+        "progress": 100.0,
+        "error": None,
+        "verified": False,
+    }
+    native = app.http.get(f"/api/downloads/{body['download_id']}").json()
+    assert (native["state"], native["verified"], native["sha256"]) == ("completed", False, None)
+    assert [r.method for r in file_server.requests] == ["HEAD"]  # nothing fetched
+    assert dest.stat().st_mtime_ns == before and dest.read_bytes() == payload.data
+    names = {m["name"] for m in app.http.get("/api/models/list").json()["models"]}
+    assert "already.gguf" in names
+
+
+def test_a_file_already_there_with_another_size_is_refused_with_the_choices(
+    app: RunningApp, file_server: FileServer
+) -> None:
+    payload = add_payload(file_server, "other.gguf", 1 * MiB)
+    dest = app.settings.resolved_models_dir / "other.gguf"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(b"something else")
+
+    resp = app.http.post("/api/models/download", json={"url": payload.url})
+
+    problem = assert_problem(resp, 409, "destination_exists")
+    assert problem["success"] is False
+    assert dest.read_bytes() == b"something else"
+    assert app.http.get("/api/downloads").json()["downloads"] == []
+
+
+def test_the_native_endpoint_keeps_refusing_an_existing_file_without_proof(
+    app: RunningApp, file_server: FileServer
+) -> None:
+    payload = add_payload(file_server, "same.gguf", 1 * MiB)
+    dest = app.settings.resolved_models_dir / "same.gguf"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(payload.data)
+
+    resp = app.http.post("/api/downloads", json={"source": "url", "url": payload.url})
+
+    assert_problem(resp, 409, "destination_exists")
+    assert file_server.requests == []

@@ -203,3 +203,23 @@ def test_a_pull_shows_its_total_as_a_floor_until_ollama_settles_it(
     expect(numbers).to_contain_text("of 30.0 MB")  # 30,003,400 bytes
     expect(numbers).to_contain_text("layer 3 of 3")
     expect(numbers).not_to_contain_text("at least")
+
+
+def test_a_file_taken_as_found_is_shown_not_verified(
+    page: Page, modelyard: Callable[..., RunningApp], files: FileServer
+) -> None:
+    payload = add_payload(files, "found.gguf", 1 * MiB)
+    app = modelyard([])
+    dest = app.settings.resolved_models_dir / "found.gguf"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(payload.data)
+    taken = app.http.post("/api/models/download", json={"url": payload.url}).json()
+    fetched = create(app.http, source="url", url=add_payload(files, "fetched.gguf", MiB).url)
+    wait_state(app.http, fetched["id"], {"completed"})
+
+    page.goto(f"{app.url}/#/downloads")
+    found = task_card(page, taken["download_id"])
+    expect(found.get_by_test_id("state")).to_have_text("completed")
+    expect(found.get_by_test_id("not-verified")).to_have_text("not verified")
+    expect(task_card(page, fetched["id"]).get_by_test_id("state")).to_have_text("completed")
+    expect(task_card(page, fetched["id"]).get_by_test_id("not-verified")).to_have_count(0)

@@ -22,7 +22,13 @@ from pydantic import ValidationError
 from modelyard.config import ModelMode, Settings
 from modelyard.downloads.repository import TaskRepository
 from modelyard.downloads.scheduler import DownloadScheduler, discard
-from modelyard.downloads.specs import DownloadRequest, Plan, check_destination, plan_download
+from modelyard.downloads.specs import (
+    DownloadRequest,
+    Plan,
+    check_destination,
+    content_length,
+    plan_download,
+)
 from modelyard.downloads.states import ACTIVE, RUNNING, DownloadState
 from modelyard.downloads.store import DownloadStore
 from modelyard.downloads.tasks import Task, TaskLog
@@ -126,6 +132,44 @@ class DownloadManager:
         self.logs.write(task.id, f"created: {task.source.value} {task.label}")
         self.repository.publish_state(task)
         self.scheduler.enqueue(task)
+        return task.view(), True
+
+    async def submit_compatible(self, request: DownloadRequest) -> tuple[DownloadView, bool]:
+        """Seed 004's endpoint: as ``submit``, except for a file already in place with no
+        checksum given. It is taken as the download when its size is the server's
+        ``Content-Length`` (a HEAD request): completed at once, recorded as not verified. Any
+        other such file is 409 ``destination_exists``. ``/api/downloads`` never does this."""
+        plan = await asyncio.to_thread(plan_download, request, self.settings, self.instances)
+        dest = plan.path
+        if (
+            dest is None
+            or plan.url is None
+            or plan.sha256 is not None
+            or not dest.is_file()
+            or self._duplicate(plan) is not None
+        ):
+            return await self.submit(request)
+        size = dest.stat().st_size
+        length = await content_length(plan.url, self.settings)
+        if length != size:
+            said = "gives no size" if length is None else f"has {length} bytes"
+            raise Conflict(
+                f"{dest.name} already exists in the models directory with {size} bytes, and "
+                f"the server {said}",
+                code="destination_exists",
+                hint="Delete or rename the existing file, choose another filename, or give its "
+                "sha256 (POST /api/downloads) to reuse it.",
+            )
+        async with self._create_lock:
+            self._check_destination(plan)
+            task = _task_from(plan)
+            task.extra["found_in_place"] = True
+            await self.repository.add(task)
+        self.logs.write(
+            task.id, f"created: {task.label} is already there with the server's {size} bytes"
+        )
+        self.repository.publish_state(task)
+        await self.scheduler.take_in_place(task, size)
         return task.view(), True
 
     def _duplicate(self, plan: Plan) -> Task | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.config import ModelMode, Settings
@@ -20,6 +21,7 @@ from modelyard.downloads.engine_types import part_path
 from modelyard.downloads.huggingface import parse_hf_uri, resolve_file
 from modelyard.downloads.states import SourceKind
 from modelyard.downloads.tasks import SourceDetails
+from modelyard.downloads.transfer import MAX_REDIRECTS
 from modelyard.errors import Conflict, InsufficientResources, InvalidInput, PayloadTooLarge
 from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import InstanceRegistry
@@ -28,6 +30,7 @@ from modelyard.validation import resolve_inside, validate_download_url, validate
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 DEFAULT_OLLAMA_INSTANCE = "default"
+HEAD_TIMEOUT_S = 10.0  # the compatibility endpoint asks a file's size before answering
 
 
 class DownloadRequest(BaseModel):
@@ -234,3 +237,18 @@ def _check_size(size: int | None, dest: Path, force: bool, settings: Settings) -
             required=size - have,
             available=verdict.available,
         )
+
+
+async def content_length(url: str, settings: Settings) -> int | None:
+    """The size the server gives for ``url`` (a HEAD request, redirects followed as a
+    download follows them), or None when it gives none or cannot be asked."""
+    timeout = httpx.Timeout(HEAD_TIMEOUT_S, connect=settings.connect_timeout_ms / 1000)
+    try:
+        async with httpx.AsyncClient(
+            timeout=timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS
+        ) as client:
+            resp = await client.head(url)
+    except httpx.HTTPError:
+        return None
+    value = resp.headers.get("content-length", "")
+    return int(value) if resp.status_code == 200 and value.isdigit() else None

@@ -23,7 +23,7 @@ from modelyard.store.tables import DownloadRow
 
 _VIEW_FIELDS = tuple(DownloadView.model_fields)
 # The columns of DownloadRow a Task carries: its view's fields but the computed ones.
-_COMPUTED = ("progress", "total_final")
+_COMPUTED = ("progress", "total_final", "verified")
 _COLUMNS = (*(name for name in _VIEW_FIELDS if name not in _COMPUTED), "dedupe_key")
 
 
@@ -35,6 +35,7 @@ class SourceDetails(TypedDict, total=False):
     expected_size: int | None  # the Hub's size of the file
     validator: str | None  # the server's ETag or Last-Modified, for If-Range after a restart
     total_settled: bool  # a pull's figures are the runtime's record of the model, not the sums
+    found_in_place: bool  # a file taken as it was found, by its size alone: not verified
 
 
 @dataclass(eq=False)
@@ -93,6 +94,12 @@ class Task:
         if self.total is None:
             return False
         return self.model_name is None or self.extra.get("total_settled", False)
+
+    @property
+    def verified(self) -> bool:
+        """False for a file taken as it was found, vouched for by its size alone (seed 004's
+        endpoint): its bytes were neither fetched nor checked against a checksum."""
+        return not self.extra.get("found_in_place", False)
 
     @property
     def label(self) -> str:

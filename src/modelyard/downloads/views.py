@@ -51,6 +51,10 @@ class DownloadView(BaseModel):
     total_layers: int
     current_status: str | None = Field(description="Ollama's last status line")
     force: bool = Field(description="the free-disk check was skipped")
+    verified: bool = Field(
+        description="false for a file taken as it was found, by its size alone (seed 004's "
+        "endpoint): neither fetched nor checked against a checksum"
+    )
     progress: float = Field(ge=0, le=100, description="100 only when completed")
     created_at: UtcDatetime
     started_at: UtcDatetime | None

@@ -138,6 +138,10 @@ class DownloadStatusItem(BaseModel):
     total: int | None
     progress: float = Field(ge=0, le=100)
     error: str | None
+    verified: bool = Field(
+        description="false for a file that was already there with the server's size and no "
+        "checksum: completed without being fetched or checked"
+    )
 
     @classmethod
     def of(cls, task: DownloadView) -> DownloadStatusItem:
@@ -149,6 +153,7 @@ class DownloadStatusItem(BaseModel):
             total=task.total,
             progress=task.progress,
             error=task.error,
+            verified=task.verified,
         )
 
 
@@ -195,12 +200,18 @@ async def pull_status(pull_id: str, services: ServicesDep) -> PullStatus:
 async def start_download(body: DownloadBody, services: ServicesDep) -> DownloadStarted:
     """Download a file from a URL into the models directory."""
     request = DownloadRequest(source="url", url=body.url, filename=body.filename, mode=body.mode)
-    task, created = await services.downloads.submit(request)
+    task, created = await services.downloads.submit_compatible(request)
+    if not task.verified and created:
+        message = "completed: the file was already there with the server's size (not verified)"
+    elif created:
+        message = "download started"
+    else:
+        message = f"already {task.state.value}"
     return DownloadStarted(
         success=True,
         url=task.url,
         mode=task.mode,
-        message="download started" if created else f"already {task.state.value}",
+        message=message,
         download_id=task.id,
     )
 

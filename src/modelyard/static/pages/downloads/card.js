@@ -97,6 +97,17 @@ export function downloadCard(t, { busy, log, onAction }) {
         h("div", { class: "card-title" }, nameOf(t)),
         h("div", { class: "card-sub" }, sub.filter(Boolean).join(" · ")),
       ),
+      t.verified === false
+        ? h(
+            "span",
+            {
+              class: "badge plain",
+              "data-testid": "not-verified",
+              title: "It was already there with the server's size: neither fetched nor checked",
+            },
+            "not verified",
+          )
+        : null,
       h("span", { class: "badge", dataset: { state: t.state }, "data-testid": "state" }, t.state),
     ),
     progressBar(t),
