@@ -1,5 +1,6 @@
-"""GGUF metadata read from a file's header, never from its tensor data. The header (key/values and tensor infos) is parsed with the value types, quantization
-tables and enums of the ``gguf`` package. ``gguf.GGUFReader`` itself is not used: it builds
+"""GGUF metadata read from a file's header, never from its tensor data. The header
+(key/values and tensor infos) is parsed with the value types, quantization tables and enums
+of the ``gguf`` package. ``gguf.GGUFReader`` itself is not used: it builds
 a numpy view per array element, which takes seconds for a real 150,000-token vocabulary,
 whereas skipping the arrays we do not need keeps a read in the tens of milliseconds. The
 header is read with ordinary buffered reads rather than a memory map, so a file that shrinks
