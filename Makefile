@@ -7,7 +7,7 @@ TSTAMP  = $(VENV)/.installed-test-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 BIOME   = node_modules/.bin/biome
 
-.PHONY: run test check lint typecheck bench screenshots browser systools llama clean
+.PHONY: run test check lint typecheck bench screenshots browser systools llama docker clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,15 @@ systools:
 llama: $(TSTAMP)
 	$(BIN)/python -m tests.support.llama_build
 
+## Debian's Docker engine and debootstrap for the container tests, then their images: built
+## once per machine into the test daemon's store under ~/.cache/modelyard-tests/docker.
+docker: $(TSTAMP) llama
+	@command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || { \
+	  echo "installing docker.io and debootstrap for the container tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq docker.io debootstrap >/dev/null; }
+	$(BIN)/python -m tests.support.docker_engine
+
 ## Biome (the dashboard's JS/CSS linter and formatter), pinned in package-lock.json, into the
 ## ignored node_modules/ (npm from Debian when the machine has none).
 $(BIOME): package.json package-lock.json
@@ -50,7 +59,7 @@ $(BIOME): package.json package-lock.json
 run: $(STAMP)
 	$(BIN)/modelyard serve
 
-test: $(TSTAMP) browser systools llama
+test: $(TSTAMP) browser systools llama docker
 	$(BIN)/python -m pytest -q
 
 lint: $(TSTAMP) $(BIOME)
@@ -63,7 +72,7 @@ typecheck: $(TSTAMP)
 
 check: lint typecheck test
 
-bench: $(TSTAMP) llama
+bench: $(TSTAMP) llama docker
 	@command -v nginx >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx curl openssl >/dev/null; }
 	$(BIN)/python -m benchmarks

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from modelyard.errors import ConfigError, ModelyardError
+from modelyard.errors import ConfigError, InvalidInput, ModelyardError
 
 
 class ModelMode(StrEnum):
@@ -35,6 +35,49 @@ class ModelMode(StrEnum):
     LLM = "llm"
     EMBED = "embed"
     RERANK = "rerank"
+
+
+class RestartPolicy(StrEnum):
+    """Docker's restart policies, applied by the engine itself."""
+
+    NO = "no"
+    ON_FAILURE = "on-failure"
+    ALWAYS = "always"
+    UNLESS_STOPPED = "unless-stopped"
+
+
+class ContainerConfig(BaseModel):
+    """How a managed instance runs as a Docker container. Read from the config file only:
+    the Docker socket is root, so the API never chooses an image, a mount, the environment
+    or a device."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9][^\s]*$")
+    command: list[str] = Field(default_factory=list)
+    environment: dict[str, str] = Field(default_factory=dict)
+    models_mount: str = "/models"
+    volumes: dict[str, str] = Field(default_factory=dict)
+    network: Literal["host", "bridge"] = "host"
+    container_port: int = Field(default=0, ge=0, le=65535)
+    gpus: str = "auto"
+    memory: str = Field(default="", pattern=r"^([0-9]+[bkmgBKMG]?)?$")
+    cpus: float = Field(default=0.0, ge=0)
+    restart: RestartPolicy = RestartPolicy.NO
+    restart_max: int = Field(default=0, ge=0)
+
+    @field_validator("models_mount")
+    @classmethod
+    def _absolute_mount(cls, value: str) -> str:
+        if value and not value.startswith("/"):
+            raise ValueError("models_mount is a path inside the container, starting with /")
+        return value
+
+    @property
+    def repository(self) -> str:
+        """The image without its tag."""
+        name, _, tag = self.image.rpartition(":")
+        return name if name and "/" not in tag else self.image
 
 
 # An instance id: 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit.
@@ -56,6 +99,7 @@ class InstanceConfig(BaseModel):
     mode: ModelMode = ModelMode.LLM
     command: list[str] = Field(default_factory=list)
     ctx_size: int = Field(default=0, ge=0, le=1_048_576)
+    container: ContainerConfig | None = None
 
     @field_validator("provider")
     @classmethod
@@ -73,6 +117,12 @@ class InstanceConfig(BaseModel):
         from modelyard.validation import validate_base_url
 
         return validate_base_url(value)
+
+    @model_validator(mode="after")
+    def _container_is_managed(self) -> InstanceConfig:
+        if self.container is not None and not self.managed:
+            raise ValueError("an instance with a container is managed: set managed = true")
+        return self
 
     @property
     def key(self) -> str:
@@ -133,6 +183,13 @@ class Settings(BaseModel):
     stop_managed_on_exit: bool = False
     llama_server: str = ""
     ollama_binary: str = ""
+
+    # containers (issue 23)
+    docker_host: str = ""
+    gguf_runtime: Literal["process", "container"] = "process"
+    llama_image: str = Field(
+        default="ghcr.io/ggml-org/llama.cpp:server", pattern=r"^[A-Za-z0-9][^\s]*$"
+    )
 
     # downloads (SPEC §5)
     download_concurrency: int = Field(default=2, ge=1, le=16)
@@ -202,6 +259,23 @@ class Settings(BaseModel):
     @property
     def resolved_models_dir(self) -> Path:
         return self.models_dir if self.models_dir is not None else self.data_dir / "models"
+
+    def path_in_container(self, path: Path, mount: str) -> Path:
+        """Where a file of the models directory appears in a container that mounts it at
+        ``mount``; 400 ``model_outside_models_dir`` for a file elsewhere."""
+        root = self.resolved_models_dir
+        full = path if path.is_absolute() else root / path
+        try:
+            relative = full.resolve().relative_to(root.resolve())
+        except ValueError:
+            relative = None
+        if relative is None or not mount:
+            raise InvalidInput(
+                f"{path} is not in the models directory ({root}), which is all a container sees",
+                code="model_outside_models_dir",
+                hint="Move the file into the models directory, or run it as a process.",
+            )
+        return Path(mount) / relative
 
     @property
     def resolved_database_url(self) -> str:

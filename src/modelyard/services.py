@@ -22,11 +22,13 @@ from modelyard.metrics import Metrics
 from modelyard.models.catalog import Catalog
 from modelyard.models.lifecycle import Lifecycle
 from modelyard.models.store import CatalogStore
+from modelyard.runtimes.container_ops import ContainerOperations
+from modelyard.runtimes.container_runtime import Runtimes
+from modelyard.runtimes.containers import ContainerManager
 from modelyard.runtimes.control import InstanceControl
 from modelyard.runtimes.health import HealthChecker
 from modelyard.runtimes.instance_service import InstanceService
 from modelyard.runtimes.instances import InstanceRegistry
-from modelyard.runtimes.processes import ProcessManager
 from modelyard.store.db import Database
 
 log = logging.getLogger("modelyard")
@@ -41,7 +43,7 @@ class Services:
     bus: EventBus
     metrics: Metrics
     instances: InstanceRegistry
-    processes: ProcessManager
+    processes: Runtimes
     health: HealthChecker
     control: InstanceControl
     instance_service: InstanceService
@@ -51,6 +53,7 @@ class Services:
     chat: ChatService
     api_keys: ApiKeys
     audit: AuditLog
+    containers: ContainerOperations
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -63,7 +66,10 @@ class Services:
         bus = EventBus()
         metrics = Metrics()
         instances = InstanceRegistry(settings, db)
-        processes = ProcessManager(settings.run_dir, settings.logs_dir)
+        containers = ContainerManager(
+            settings.docker_host, settings.api_timeout_ms / 1000, settings.run_dir
+        )
+        processes = Runtimes(settings, instances, containers)
         health = HealthChecker(settings, instances, processes, bus, metrics)
         control = InstanceControl(settings, processes, health)
         instance_service = InstanceService(instances, processes, health, control, bus)
@@ -98,6 +104,7 @@ class Services:
             chat,
             ApiKeys(db, settings.api_key),
             AuditLog(db, settings.audit_retention_days, settings.audit_max_rows),
+            ContainerOperations(instances, processes, control, health),
         )
         bus.add_snapshot_source("providers", services._provider_snapshot)
         return services
@@ -126,6 +133,7 @@ class Services:
         if self.settings.stop_managed_on_exit:
             await self.control.stop_all()
         await self.health.close()
+        self.processes.containers.close()
         await self.audit.close()
         self.db.dispose()
         remove_key_file(self.settings.cli_key_path, self.api_keys.cli_key)

@@ -13,6 +13,7 @@ from modelyard.api.compression import ApiCompression
 from modelyard.api.headers import SecurityHeaders
 from modelyard.api.policy import RouteTable
 from modelyard.api.routes import (
+    containers,
     conversations,
     downloads,
     events,
@@ -28,7 +29,7 @@ from modelyard.services import Services
 from modelyard.validation import is_local_host
 
 # Order matters: specific /api/models/... routers before the catch-all model routes.
-ROUTERS = (providers, system, events, conversations, downloads, pulls, models)
+ROUTERS = (providers, containers, system, events, conversations, downloads, pulls, models)
 DESCRIPTION = """See, fetch, run and talk to the language models on your own machines.
 
 Errors are RFC 9457 `application/problem+json` with a stable `code` and a `hint`. The

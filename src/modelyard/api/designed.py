@@ -44,4 +44,6 @@ MODEL_RUNTIME = designed(**_RUNTIME)
 MODEL_SOURCE = designed(**_SOURCE)
 MODEL_RECREATE = designed(**_RUNTIME, **_SOURCE)
 # A managed process: it may fail to start, load too slowly or refuse to die.
-MANAGED_PROCESS = designed(start_failed=502, start_timeout=503, stop_failed=503)
+MANAGED_PROCESS = designed(
+    start_failed=502, start_timeout=503, stop_failed=503, docker_unavailable=503, docker_error=502
+)

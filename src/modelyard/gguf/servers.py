@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from modelyard.config import ModelMode, Settings
+from modelyard.config import ContainerConfig, ModelMode, Settings
 from modelyard.errors import ModelyardError, Unavailable, UpstreamError
 from modelyard.gguf.local import runner
 from modelyard.models.catalog import Catalog, server_details
@@ -109,7 +109,9 @@ class GgufServers:
             port = urlsplit(cfg.base_url).port or 0
             if instance.origin is not InstanceOrigin.MODEL:
                 return instance  # configured for this file: start it as it is
-            if cfg.mode is mode and cfg.ctx_size == ctx_size and _port_free(port):
+            in_container = self.settings.gguf_runtime == "container"
+            same = cfg.mode is mode and cfg.ctx_size == ctx_size
+            if same and (cfg.container is not None) == in_container and _port_free(port):
                 return instance
             self.remove(instance)
         return None
@@ -117,9 +119,28 @@ class GgufServers:
     def _create(self, name: str, path: Path, mode: ModelMode, ctx_size: int) -> Instance:
         port = _free_port()
         provider = runner()
-        argv = provider.file_command(
-            self.settings, path, host=HOST, port=port, ctx_size=ctx_size, alias=name, mode=mode
-        )
+        container = None
+        if self.settings.gguf_runtime == "container":
+            # The llama.cpp image of the settings, the models directory mounted read-only: the
+            # same command line with the image's own server and the file's path inside it.
+            container = ContainerConfig(image=self.settings.llama_image, gpus="auto")
+            inside = self.settings.path_in_container(path, container.models_mount)
+            argv = provider.file_command(
+                self.settings,
+                inside,
+                host=HOST,
+                port=port,
+                ctx_size=ctx_size,
+                alias=name,
+                mode=mode,
+                in_container=True,
+            )
+            container = container.model_copy(update={"command": argv[1:]})
+            argv = []
+        else:
+            argv = provider.file_command(
+                self.settings, path, host=HOST, port=port, ctx_size=ctx_size, alias=name, mode=mode
+            )
         fields = InstanceFields(
             id=instance_id_for(name),
             base_url=f"http://{HOST}:{port}",
@@ -131,7 +152,7 @@ class GgufServers:
         )
         # Not checked now: its status is checked once it has loaded (announce), and checks
         # while it loads would compete with the wait for it.
-        return self.instances.add_model_server(provider.kind, fields)
+        return self.instances.add_model_server(provider.kind, fields, container)
 
     async def wait_loaded(self, instance: Instance, *, announce: bool = True) -> None:
         """Return once ``/health`` answers 200; stop the server and raise if it exits or times

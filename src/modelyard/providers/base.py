@@ -313,6 +313,17 @@ class Provider(ABC):
             hint="Start and stop this server yourself.",
         )
 
+    def container_command(
+        self, settings: Settings, inst: InstanceConfig, *, host: str, port: int, models_mount: str
+    ) -> LaunchSpec:
+        """What a container of this runtime's image runs to serve ``inst`` on ``host:port``:
+        the arguments after the image's entrypoint, and the environment."""
+        raise Conflict(
+            f"modelyard does not know how to run {self.label} in a container",
+            code="container_not_supported",
+            hint="Give the instance's container a command in the config file.",
+        )
+
     def binary_missing(self, settings: Settings, inst: InstanceConfig) -> str | None:
         """A hint when the program a managed instance needs cannot be found, else None."""
         return None
@@ -332,8 +343,10 @@ class Provider(ABC):
         ctx_size: int,
         alias: str,
         mode: ModelMode,
+        in_container: bool = False,
     ) -> list[str]:
-        """The command line serving one GGUF file (``runs_gguf``)."""
+        """The command line serving one GGUF file (``runs_gguf``); ``in_container``: for the
+        runtime's container image, whose own server program it names."""
         raise NotImplementedError(f"{self.kind} does not run GGUF files")
 
     async def serving(self, http: httpx.AsyncClient, base_url: str) -> bool:

@@ -44,6 +44,7 @@ from modelyard.runtimes.processes import LaunchSpec
 
 LLAMA_SERVER = "llama-server"
 EMBEDDED_RUNNER = "modelyard.runtimes.llama_runner"
+CONTAINER_PROGRAM = "llama-server"  # a container image's own server program (its entrypoint)
 _MODE_FLAGS = {
     ModelMode.LLM: [],
     ModelMode.EMBED: ["--embedding"],
@@ -149,6 +150,21 @@ class LlamaCppProvider(openai_api.SpeaksOpenAI):
         )
         return LaunchSpec(key=inst.key, argv=argv, port=port)
 
+    def container_command(
+        self, settings: Settings, inst: InstanceConfig, *, host: str, port: int, models_mount: str
+    ) -> LaunchSpec:
+        argv = llama_server_argv(
+            model=settings.path_in_container(Path(inst.model), models_mount),
+            host=host,
+            port=port,
+            ctx_size=inst.ctx_size,
+            alias=inst.id,
+            mode=inst.mode,
+            api_key=inst.resolved_api_key() or None,
+            binary=CONTAINER_PROGRAM,
+        )
+        return LaunchSpec(key=inst.key, argv=argv[1:], port=port)
+
     def file_command(
         self,
         settings: Settings,
@@ -159,6 +175,7 @@ class LlamaCppProvider(openai_api.SpeaksOpenAI):
         ctx_size: int,
         alias: str,
         mode: ModelMode,
+        in_container: bool = False,
     ) -> list[str]:
         return llama_server_argv(
             model=model,
@@ -167,7 +184,7 @@ class LlamaCppProvider(openai_api.SpeaksOpenAI):
             ctx_size=ctx_size,
             alias=alias,
             mode=mode,
-            binary=find_llama_server(settings.llama_server),
+            binary=CONTAINER_PROGRAM if in_container else find_llama_server(settings.llama_server),
         )
 
     def binary_missing(self, settings: Settings, inst: InstanceConfig) -> str | None:

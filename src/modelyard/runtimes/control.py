@@ -9,17 +9,16 @@ from urllib.parse import urlsplit
 from modelyard.config import Settings
 from modelyard.errors import Conflict, ModelyardError
 from modelyard.providers.registry import registry
+from modelyard.runtimes.container_runtime import Runtimes
 from modelyard.runtimes.health import HealthChecker, ProviderStatus, check_port
 from modelyard.runtimes.instances import Instance
-from modelyard.runtimes.processes import LaunchSpec, ProcessManager
+from modelyard.runtimes.processes import LaunchSpec
 
 
 class InstanceControl:
     """Process control for managed instances; every action ends with a fresh status."""
 
-    def __init__(
-        self, settings: Settings, processes: ProcessManager, health: HealthChecker
-    ) -> None:
+    def __init__(self, settings: Settings, processes: Runtimes, health: HealthChecker) -> None:
         self.settings = settings
         self.processes = processes
         self.health = health
@@ -72,13 +71,14 @@ class InstanceControl:
                 code="already_running",
                 hint="Use restart to start it again.",
             )
+        in_container = instance.config.container is not None
         missing = registry.get(instance.config.provider).binary_missing(
             self.settings, instance.config
         )
-        if missing:
+        if missing and not in_container:
             await self.health.check(instance, fresh=True)
             raise Conflict(missing, code="binary_not_found", hint=missing)
-        spec = self.launch_spec(instance)
+        spec = None if in_container else self.launch_spec(instance)
         port = await check_port(instance.config.base_url, self.settings.connect_timeout_ms / 1000)
         if port.listening:
             raise Conflict(
@@ -86,7 +86,10 @@ class InstanceControl:
                 code="port_in_use",
                 hint="Stop the program using that port, or give the instance another port.",
             )
-        await asyncio.to_thread(self.processes.start, spec)  # spawning takes milliseconds
+        if spec is None:
+            await asyncio.to_thread(self.processes.start_container, instance)
+        else:
+            await asyncio.to_thread(self.processes.start, spec)  # spawning takes milliseconds
         if not watch:
             return
         watcher = asyncio.create_task(

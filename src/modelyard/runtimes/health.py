@@ -26,6 +26,7 @@ from modelyard.events import PROVIDER_STATUS, EventBus
 from modelyard.metrics import Metrics
 from modelyard.providers.base import ApiProbe, ProviderState
 from modelyard.providers.registry import registry
+from modelyard.runtimes.container_runtime import ContainerCheck, ContainerInfo, container_verdict
 from modelyard.runtimes.instances import Instance, InstanceRegistry
 from modelyard.runtimes.processes import ProcessCheck, ProcessManager
 
@@ -58,6 +59,7 @@ class ProviderStatus(BaseModel):
     hint: str | None = None
     checked_at: str
     models_loaded: int | None = None
+    container: ContainerInfo | None = None  # in place of the process, for a container instance
 
     def signature(self) -> tuple[Any, ...]:
         """What makes a change worth an event (not latency or time)."""
@@ -70,6 +72,7 @@ class ProviderStatus(BaseModel):
             self.api_responding,
             self.version,
             self.models_loaded,
+            self.container,
         )
 
 
@@ -270,6 +273,11 @@ class HealthChecker:
             status.latency_ms = round(latency, 2) if latency is not None else None
             return status
 
+        if isinstance(proc, ContainerCheck):
+            tail = self.processes.log_tail(instance.key, 5) if proc.container else []
+            verdict = container_verdict(self.settings, proc, api, tail)
+            if verdict is not None:
+                return make(*verdict)
         if proc is not None and not proc.alive and (api.ok or api.state is ProviderState.STARTING):
             # A managed instance whose port is served by a server modelyard did not start (or
             # no longer runs): modelyard can neither stop nor vouch for it.
@@ -359,6 +367,7 @@ class HealthChecker:
             reason_code=reason,
             hint=hint,
             checked_at=iso(utcnow()) or "",
+            container=proc.info() if isinstance(proc, ContainerCheck) else None,
         )
 
     def _record(self, instance: Instance, status: ProviderStatus, seq: int) -> ProviderStatus:

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
+from modelyard.config import ContainerConfig
 from modelyard.errors import Conflict, ModelyardError
 from modelyard.events import PROVIDER_REMOVED, EventBus, ProviderRemoved
 from modelyard.runtimes.control import InstanceControl
@@ -81,9 +82,14 @@ class InstanceService:
         self.instances.delete(provider, instance_id)
         self._forget(instance)
 
-    def add_model_server(self, provider: str, fields: InstanceFields) -> Instance:
-        """An instance serving one local file (its status is checked once it has loaded)."""
-        return self.instances.create(provider, fields, origin=InstanceOrigin.MODEL)
+    def add_model_server(
+        self, provider: str, fields: InstanceFields, container: ContainerConfig | None = None
+    ) -> Instance:
+        """An instance serving one local file (its status is checked once it has loaded),
+        in a container of the configured image when ``container`` is given."""
+        return self.instances.create(
+            provider, fields, origin=InstanceOrigin.MODEL, container=container
+        )
 
     def remove_model_server(self, instance: Instance) -> None:
         """Forget an instance created for a local file once it no longer runs (configured

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import bindparam, delete, insert
 
-from modelyard.config import InstanceConfig, ModelMode, Settings
+from modelyard.config import ContainerConfig, InstanceConfig, ModelMode, Settings
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.providers.registry import registry
 from modelyard.store.db import Database
@@ -119,6 +119,7 @@ def _row_to_config(row: InstanceRow) -> InstanceConfig:
         mode=ModelMode(row.mode),
         command=list(row.command or []),
         ctx_size=row.ctx_size,
+        container=ContainerConfig.model_validate(row.container) if row.container else None,
     )
 
 
@@ -141,6 +142,7 @@ def _row_values(cfg: InstanceConfig) -> dict[str, Any]:
         "mode": cfg.mode.value,
         "command": cfg.command,
         "ctx_size": cfg.ctx_size,
+        "container": cfg.container.model_dump(mode="json") if cfg.container else None,
     }
 
 
@@ -190,9 +192,13 @@ class InstanceRegistry:
         fields: InstanceFields,
         *,
         origin: InstanceOrigin = InstanceOrigin.API,
+        container: ContainerConfig | None = None,
     ) -> Instance:
-        """Validate and add an instance; 409 ``instance_exists`` for a duplicate id."""
+        """Validate and add an instance; 409 ``instance_exists`` for a duplicate id.
+        ``container`` is never from a request: modelyard makes it from its settings."""
         data = fields.model_dump(exclude_none=True)
+        if container is not None:
+            data["container"] = container
         cfg = self._validated(registry.get(provider).kind, data)
         with self._lock:
             if cfg.key in self._items:

@@ -267,6 +267,12 @@ class OllamaProvider(Provider):
     def launch_spec(self, settings: Settings, inst: InstanceConfig) -> LaunchSpec:
         return ollama_serve_spec(inst.key, inst.base_url, settings.ollama_binary)
 
+    def container_command(
+        self, settings: Settings, inst: InstanceConfig, *, host: str, port: int, models_mount: str
+    ) -> LaunchSpec:
+        bound = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return LaunchSpec(key=inst.key, argv=["serve"], env={"OLLAMA_HOST": bound}, port=port)
+
     def binary_missing(self, settings: Settings, inst: InstanceConfig) -> str | None:
         if inst.command or find_ollama(settings.ollama_binary) is not None:
             return None
