@@ -63,10 +63,13 @@ def test_stats_logs_and_remove(
     assert any("model loaded" in line for line in lines)
 
     # follow: the tail, then what comes while it is streamed (here: the shutdown), to the end
-    with httpx.Client(base_url=app.url, timeout=30) as client:
-        with client.stream("GET", f"{BOXED}/logs", params={"tail": 1, "follow": True}) as stream:
-            assert app.http.post(f"{BASE}/boxed/stop").status_code == 200
-            followed = b"".join(stream.iter_bytes()).decode()
+    following = {"tail": 1, "follow": True}
+    with (
+        httpx.Client(base_url=app.url, timeout=30) as client,
+        client.stream("GET", f"{BOXED}/logs", params=following) as stream,
+    ):
+        assert app.http.post(f"{BASE}/boxed/stop").status_code == 200
+        followed = b"".join(stream.iter_bytes()).decode()
     assert len(followed.splitlines()) > 1
 
     running = app.http.post(f"{BASE}/boxed/start")
