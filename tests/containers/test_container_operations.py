@@ -6,10 +6,13 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import docker
 import httpx
+from typer.testing import CliRunner
 
+from modelyard.cli import app as cli_app
 from modelyard.runtimes.containers import LABEL_KEY
 from tests.containers.test_container_instances import (
     BASE,
@@ -23,6 +26,7 @@ from tests.support.docker_engine import Engine
 from tests.support.servers import free_port
 
 BOXED = f"{BASE}/boxed/container"
+runner = CliRunner()
 
 
 def test_stats_logs_and_remove(
@@ -171,3 +175,38 @@ def test_a_gguf_file_served_from_a_container(
     stopped = app.http.post("/api/models/stop", json=ref)
     assert stopped.status_code == 200 and stopped.json()["status"] == "available"
     assert docker_client.containers.list(all=True, filters={"label": LABEL_KEY}) == []
+
+
+def test_the_cli_shows_use_and_logs_and_recreates(
+    modelyard: Callable[..., RunningApp],
+    engine: Engine,
+    llama_tag: str,
+    tmp_path: Path,
+    tiny_gguf: Path,
+) -> None:
+    models = models_dir(tmp_path, tiny_gguf)
+    app = start_app(modelyard, engine, models, container_instance(models, free_port(), llama_tag))
+
+    def cli(*args: str) -> Any:
+        return runner.invoke(cli_app, list(args), env={"MODELYARD_URL": app.url})
+
+    assert cli("providers", "start", "llamacpp/boxed").exit_code == 0
+    wait_state(app, "RUNNING")
+    listed = cli("containers", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "llamacpp/boxed" in listed.output and "running" in listed.output
+    assert " %" in listed.output and "MB" in listed.output
+    logs = cli("containers", "logs", "llamacpp/boxed", "--tail", "3")
+    assert logs.exit_code == 0 and 0 < len(logs.output.splitlines()) <= 3
+    saved = tmp_path / "boxed.log"
+    assert (
+        cli("containers", "logs", "llamacpp/boxed", "-n", "1000", "-o", str(saved)).exit_code == 0
+    )
+    assert "model loaded" in saved.read_text()
+    missing = cli("containers", "recreate", "llamacpp/boxed", "--tag", "absent")
+    assert missing.exit_code == 1 and "not on this machine" in missing.output
+    assert "Traceback" not in missing.output
+    recreated = cli("containers", "recreate", "llamacpp/boxed")
+    assert recreated.exit_code == 0 and llama_tag in recreated.output
+    refused = cli("containers", "remove", "llamacpp/boxed")
+    assert refused.exit_code == 1 and "Stop it first" in refused.output

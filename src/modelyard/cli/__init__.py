@@ -7,6 +7,7 @@ import sys
 
 from modelyard.cli import (  # noqa: F401  (registers commands)
     chat,
+    containers,
     downloads,
     models,
     providers,
