@@ -10,7 +10,9 @@ ends only a daemon it started. Images:
   (tests/support/llama_build.py) and the libraries ``ldd`` lists, imported with ``docker
   import``; its entrypoint is ``llama-server``.
 * ``python_base_image`` — Debian bookworm made with ``debootstrap`` (python3, venv), imported
-  (about a minute, once per machine).
+  (one to four minutes, once per machine).
+* ``modelyard_image`` — the repository's Dockerfile on that base (its dependencies' layer is
+  cached while pyproject.toml is unchanged).
 
 ``python -m tests.support.docker_engine`` builds them ahead of the tests and says how long
 each took (``make test`` runs it).
@@ -37,7 +39,11 @@ DATA_ROOT = CACHE / "docker"
 RUN_DIR = Path("/run/modelyard-test-docker")
 SOCKET = RUN_DIR / "docker.sock"
 PID_FILE = RUN_DIR / "dockerd.pid"
+ROOTFS_IMAGE = "modelyard-test/debian-python:bookworm-rootfs"
 BASE_IMAGE = "modelyard-test/debian-python:bookworm"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+MODELYARD_IMAGE = "modelyard-test/modelyard:latest"
+ROOT = Path(__file__).resolve().parents[2]
 START_S = 60.0
 
 
@@ -162,25 +168,59 @@ def llama_image(client: docker.DockerClient) -> str:
 
 
 def python_base_image(client: docker.DockerClient) -> str:
-    """Debian bookworm with Debian's python3, from debootstrap (once per machine)."""
+    """Debian bookworm with Debian's python3, from debootstrap (once per machine), plus this
+    machine's CA bundle for pip (PyPI may be reached through a TLS-inspecting proxy here)."""
     if _has(client, BASE_IMAGE):
         return BASE_IMAGE
-    with tempfile.TemporaryDirectory(prefix="rootfs-", dir=CACHE) as tmp:
-        rootfs = Path(tmp) / "rootfs"
-        subprocess.run(
-            [
-                "debootstrap",
-                "--variant=minbase",
-                "--include=python3,python3-venv,ca-certificates",
-                "bookworm",
-                str(rootfs),
-                "http://deb.debian.org/debian",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        import_rootfs(client, rootfs, BASE_IMAGE)
+    if not _has(client, ROOTFS_IMAGE):
+        with tempfile.TemporaryDirectory(prefix="rootfs-", dir=CACHE) as tmp:
+            rootfs = Path(tmp) / "rootfs"
+            subprocess.run(
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    "--include=python3,python3-venv,ca-certificates",
+                    "bookworm",
+                    str(rootfs),
+                    "http://deb.debian.org/debian",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            import_rootfs(client, rootfs, ROOTFS_IMAGE)
+    dockerfile = (
+        f"FROM {ROOTFS_IMAGE}\n"
+        f"COPY ca-certificates.crt {CA_BUNDLE}\n"
+        f"ENV PIP_CERT={CA_BUNDLE} REQUESTS_CA_BUNDLE={CA_BUNDLE}\n"
+    ).encode()
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for name, data in (("Dockerfile", dockerfile), ("ca-certificates.crt", _ca_bundle())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    client.images.build(fileobj=context, custom_context=True, tag=BASE_IMAGE, rm=True)
     return BASE_IMAGE
+
+
+def _ca_bundle() -> bytes:
+    return Path(CA_BUNDLE).read_bytes()
+
+
+def modelyard_image(client: docker.DockerClient) -> str:
+    """The repository's Dockerfile built on the Debian base (the layer cache keeps the
+    dependencies' layer while pyproject.toml is unchanged)."""
+    base = python_base_image(client)
+    client.images.build(
+        path=str(ROOT),
+        tag=MODELYARD_IMAGE,
+        buildargs={"BASE": base},
+        network_mode="host",  # pip reaches PyPI from the build; the daemon has no bridge
+        rm=True,
+        forcerm=True,
+    )
+    return MODELYARD_IMAGE
 
 
 def import_rootfs(client: docker.DockerClient, rootfs: Path, tag: str) -> None:
@@ -196,7 +236,7 @@ def main() -> None:
         raise SystemExit(f"no Docker engine: {engine.missing}")
     client = engine.client(timeout=600)
     try:
-        for build in (llama_image, python_base_image):
+        for build in (llama_image, python_base_image, modelyard_image):
             began = time.monotonic()
             tag = build(client)
             print(f"{tag}: ready in {time.monotonic() - began:.1f} s")

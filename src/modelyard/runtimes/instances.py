@@ -75,6 +75,7 @@ class InstanceView(BaseModel):
     origin: InstanceOrigin
     deletable: bool
     capabilities: dict[str, bool]
+    image: str | None = None  # the configured container image (a container instance)
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class Instance:
             origin=self.origin,
             deletable=self.origin is not InstanceOrigin.CONFIG,
             capabilities=provider.capabilities.wire(),
+            image=c.container.image if c.container is not None else None,
         )
 
 

@@ -4,6 +4,7 @@
 export const PATHS = {
   kinds: "/api/providers/kinds",
   instances: "/api/providers",
+  containers: "/api/containers",
   statuses: "/api/providers/status",
   connection: "/api/connection-info",
   recommended: "/api/models/available",

@@ -35,6 +35,9 @@ function facts(inst, s) {
     pair("Latency", ms(s?.latency_ms)),
     known(s?.models_loaded) ? pair("Models loaded", String(s.models_loaded)) : null,
     s?.pid ? pair("PID", String(s.pid), "mono") : null,
+    s?.container ? pair("Container", `${s.container.name} · ${s.container.status}`, "mono") : null,
+    inst.image ? pair("Image", s?.container?.image || inst.image, "mono") : null,
+    s?.container?.restart_count ? pair("Restarts", String(s.container.restart_count)) : null,
     inst.model ? pair("Model", inst.model, "mono") : null,
     pair("Checked", s ? ago(s.checked_at) : "not yet"),
   );
@@ -71,6 +74,7 @@ function actionButtons(page, inst, s, state) {
     inst.managed ? control("restart", busy) : null,
     panel("history", "History"),
     inst.managed ? panel("logs", "Logs") : null,
+    inst.image ? panel("container", "Container") : null,
     inst.deletable
       ? button("Edit", { onclick: () => page.edit(inst), "data-action": "edit" })
       : null,

@@ -2,7 +2,8 @@
 // keeps its content (and a reader's scroll position) until fresh content replaces it.
 import { h, render } from "../../js/dom.js";
 import { ms } from "../../js/format.js";
-import { instanceHistory, instanceLogs } from "./requests.js";
+import { showContainer } from "./container.js";
+import { containerStats, instanceHistory, instanceLogs } from "./requests.js";
 
 /** The open panel of card `k` (null when none); `boxes`: key -> {what, el, seq}. */
 export function panelBox(state, k) {
@@ -78,6 +79,9 @@ export async function fillPanel(state, k) {
     if (entry.what === "history") {
       const { checks } = await instanceHistory(inst);
       if (current()) render(entry.el, historyTable(checks));
+    } else if (entry.what === "container") {
+      const use = await containerStats(inst);
+      if (current()) showContainer(entry.el, inst, use);
     } else {
       const log = await instanceLogs(inst);
       if (current()) showLog(entry.el, log);

@@ -17,3 +17,8 @@ export const instanceLogs = (inst) => get(`${instancePath(inst)}/logs?lines=200`
 export const addInstance = (provider, body) => post(instancesOf(provider), body);
 export const editInstance = (inst, body) => patch(instancePath(inst), body);
 export const removeInstance = (inst) => del(instancePath(inst));
+/** A container instance's CPU and memory use (Docker takes about a second to sample). */
+export const containerStats = (inst) => get(`${instancePath(inst)}/container/stats`);
+/** Recreate the container from `tag` of its configured image (empty: the configured tag). */
+export const recreateContainer = (inst, tag) =>
+  post(`${instancePath(inst)}/container/recreate`, tag ? { tag } : {});

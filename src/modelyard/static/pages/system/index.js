@@ -3,8 +3,9 @@ import { h, render } from "../../js/dom.js";
 import { events } from "../../js/events.js";
 import { loadKinds } from "../../js/kinds.js";
 import { toastError } from "../../js/toast.js";
+import { containerTable } from "./containers.js";
 import { resourceCards } from "./meters.js";
-import { readResources } from "./requests.js";
+import { readContainers, readResources } from "./requests.js";
 import { runningModels } from "./running.js";
 
 const POLL_MS = 5000;
@@ -15,15 +16,21 @@ export default {
     const sub = h("p", { class: "page-sub" }, "Reading…");
     const cards = h("div", { class: "grid system-grid", id: "system-cards" });
     const running = h("div", {});
+    const boxed = h("div", {});
     let inflight = false;
     async function load() {
       if (inflight) return;
       inflight = true;
       try {
-        const [r] = await Promise.all([readResources(), loadKinds().catch(() => null)]);
+        const [r, c] = await Promise.all([
+          readResources(),
+          readContainers(),
+          loadKinds().catch(() => null),
+        ]);
         sub.textContent = `Models directory: ${r.models_dir} · updated ${new Date().toLocaleTimeString()}`;
         render(cards, resourceCards(r));
         render(running, runningModels(r));
+        render(boxed, containerTable(c.containers));
       } catch (err) {
         toastError(err);
       } finally {
@@ -48,6 +55,7 @@ export default {
       ),
       cards,
       h("div", { class: "section" }, h("h2", {}, "Running models"), running),
+      boxed,
     );
     let soon = null;
     const reloadSoon = () => {
