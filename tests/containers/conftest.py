@@ -15,7 +15,7 @@ import docker.errors
 import pytest
 
 from modelyard.runtimes.containers import LABEL_KEY, NAME_PREFIX
-from tests.support.docker_engine import Engine, llama_image
+from tests.support.docker_engine import Engine, llama_image, ollama_image
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +53,8 @@ def no_containers_left(request: pytest.FixtureRequest) -> Iterator[None]:
         if LABEL_KEY in (container.labels or {}) or container.name.startswith(NAME_PREFIX):
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
+
+
+@pytest.fixture(scope="session")
+def ollama_tag(docker_client: docker.DockerClient) -> str:
+    return ollama_image(docker_client)

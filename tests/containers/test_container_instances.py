@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import ollama
 
 from modelyard.config import ContainerConfig, InstanceConfig
 from modelyard.runtimes.containers import LABEL_KEY, container_name
@@ -268,3 +269,42 @@ def test_the_api_never_chooses_a_container(
     created = app.http.post(BASE, json=body)
     assert 400 <= created.status_code < 500, created.text
     assert app.http.get(f"{BASE}/sneaky/status").status_code == 404
+
+
+def test_ollama_in_a_container_is_told_its_address(
+    modelyard: Callable[..., RunningApp],
+    engine: Engine,
+    docker_client: docker.DockerClient,
+    ollama_tag: str,
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    boxed = InstanceConfig(
+        provider="ollama",
+        id="boxed",
+        base_url=f"http://127.0.0.1:{port}",
+        managed=True,
+        container=ContainerConfig(
+            image=ollama_tag, environment={"OLLAMA_STAND_IN_VERSION": "0.12.9"}, restart="always"
+        ),
+    )
+    app = modelyard([boxed], docker_host=engine.url, models_dir=tmp_path / "models")
+    url = "/api/providers/ollama/instances/boxed"
+
+    def state() -> dict[str, Any]:
+        body: dict[str, Any] = app.http.get(f"{url}/status", params={"refresh": True}).json()
+        return body
+
+    # No ollama binary on this machine: a container instance does not need one.
+    assert state()["reason_code"] == "not_running"
+    assert app.http.post(f"{url}/start").status_code == 200
+    deadline = time.monotonic() + 60
+    while (seen := state())["state"] != "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert seen["state"] == "RUNNING" and seen["version"] == "0.12.9", seen
+    container = docker_client.containers.get(seen["container"]["name"])
+    assert f"OLLAMA_HOST=127.0.0.1:{port}" in container.attrs["Config"]["Env"]
+    assert container.attrs["Config"]["Cmd"] == ["serve"]
+    assert seen["container"]["restart_policy"] == "always"
+    listed = ollama.Client(host=boxed.base_url).list()  # the official SDK, to the container
+    assert [m.model for m in listed.models] == ["llama3.2:latest"]

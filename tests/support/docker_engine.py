@@ -11,6 +11,8 @@ ends only a daemon it started. Images:
   import``; its entrypoint is ``llama-server``.
 * ``python_base_image`` — Debian bookworm made with ``debootstrap`` (python3, venv), imported
   (one to four minutes, once per machine).
+* ``ollama_image`` — the project's Ollama stand-in (tests/fakes) as ``ollama serve``, since no
+  Ollama binary exists here.
 * ``modelyard_image`` — the repository's Dockerfile on that base (its dependencies' layer is
   cached while pyproject.toml is unchanged).
 
@@ -28,6 +30,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import docker
@@ -42,6 +45,7 @@ PID_FILE = RUN_DIR / "dockerd.pid"
 ROOTFS_IMAGE = "modelyard-test/debian-python:bookworm-rootfs"
 BASE_IMAGE = "modelyard-test/debian-python:bookworm"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+STAND_IN_PACKAGES = ("starlette", "uvicorn", "httpx")
 MODELYARD_IMAGE = "modelyard-test/modelyard:latest"
 ROOT = Path(__file__).resolve().parents[2]
 START_S = 60.0
@@ -223,6 +227,39 @@ def modelyard_image(client: docker.DockerClient) -> str:
     return MODELYARD_IMAGE
 
 
+def ollama_image(client: docker.DockerClient) -> str:
+    """The project's Ollama stand-in (tests/fakes) on the Debian base, entrypoint
+    ``python -m tests.fakes.ollama_serve``: tagged by the stand-in's sources, its packages in a
+    layer of their own (pinned to the versions the tests run with)."""
+    base = python_base_image(client)
+    sources = sorted((ROOT / "tests" / "fakes").glob("*.py"))
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
+    tag = f"modelyard-test/ollama-stand-in:{digest}"
+    if _has(client, tag):
+        return tag
+    pins = " ".join(f"{name}=={version(name)}" for name in STAND_IN_PACKAGES)
+    dockerfile = (
+        f"FROM {base}\n"
+        f"RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir -q {pins}\n"
+        "COPY tests /app/tests\n"
+        "WORKDIR /app\n"
+        'ENTRYPOINT ["/opt/venv/bin/python", "-m", "tests.fakes.ollama_serve"]\n'
+    ).encode()
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+        tar.add(ROOT / "tests" / "__init__.py", arcname="tests/__init__.py")
+        for path in sources:
+            tar.add(path, arcname=f"tests/fakes/{path.name}")
+    context.seek(0)
+    client.images.build(
+        fileobj=context, custom_context=True, tag=tag, network_mode="host", rm=True, forcerm=True
+    )
+    return tag
+
+
 def import_rootfs(client: docker.DockerClient, rootfs: Path, tag: str) -> None:
     repository, _, version = tag.rpartition(":")
     with tempfile.NamedTemporaryFile(suffix=".tar", dir=CACHE) as archive:
@@ -236,7 +273,7 @@ def main() -> None:
         raise SystemExit(f"no Docker engine: {engine.missing}")
     client = engine.client(timeout=600)
     try:
-        for build in (llama_image, python_base_image, modelyard_image):
+        for build in (llama_image, python_base_image, ollama_image, modelyard_image):
             began = time.monotonic()
             tag = build(client)
             print(f"{tag}: ready in {time.monotonic() - began:.1f} s")
