@@ -12,7 +12,7 @@ from modelyard.config import InstanceConfig
 from tests.support.app_server import RunningApp, make_settings, stop_managed
 from tests.support.tiny_gguf import write_tiny_gguf
 
-pytest_plugins = ["tests.fakes.fixtures"]
+pytest_plugins = ["tests.fakes.fixtures", "tests.support.docker_fixtures"]
 
 
 @pytest.fixture(scope="session")

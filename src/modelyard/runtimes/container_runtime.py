@@ -38,6 +38,7 @@ from modelyard.runtimes.processes import LaunchSpec, ProcessCheck, ProcessManage
 log = logging.getLogger(__name__)
 
 _START_IT = "Start it from the Providers page."
+_TAIL_LINES = 5
 _DOCKER_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z$")
 
 
@@ -61,6 +62,7 @@ class ContainerCheck(ProcessCheck):
 
     container: ContainerState | None = None
     engine_error: str | None = None
+    tail: tuple[str, ...] = ()  # the last lines of its log, read when it does not run
 
     def info(self) -> ContainerInfo | None:
         c = self.container
@@ -127,8 +129,11 @@ class Runtimes(ProcessManager):
             log_path=f"docker logs {state.name}",
         )
         stopping = stopping or self.containers.stopped_by_us(key, state.id)
+        # Read here, in the check's worker thread: a hint quotes it, and the event loop must
+        # never wait for Docker.
+        tail = () if state.running else tuple(self.containers.log_tail(key, _TAIL_LINES))
         return ContainerCheck(
-            record, state.running, state.running, state.exit_code, stopping, container=state
+            record, state.running, state.running, state.exit_code, stopping, state, tail=tail
         )
 
     def _base_url(self, key: str) -> str:
@@ -240,7 +245,7 @@ class Runtimes(ProcessManager):
 
 
 def container_verdict(
-    settings: Settings, check: ContainerCheck, api: ApiProbe, tail: list[str]
+    settings: Settings, check: ContainerCheck, api: ApiProbe
 ) -> tuple[ProviderState, str, str] | None:
     """A container instance's state where its container decides it; None where the port and
     API decide as for a process (the API answered, or said what it is doing)."""
@@ -256,7 +261,6 @@ def container_verdict(
         )
     if api.ok or (api.state is not None and api.state is not ProviderState.DEGRADED):
         return None
-    lines = f"Last log lines: {' | '.join(tail[-5:]) or '(empty)'}"
     if state is None:
         return ProviderState.STOPPED, "not_running", _START_IT
     if state.status == "paused":
@@ -270,7 +274,8 @@ def container_verdict(
             ProviderState.ERROR,
             "crash_loop",
             f"Docker has restarted the container {state.restart_count} times (restart policy "
-            f"{state.restart_policy}); it last exited with code {state.exit_code}. {lines}",
+            f"{state.restart_policy}); it last exited with code {state.exit_code}. "
+            f"{_lines(check.tail)}",
         )
     if not state.running:
         code = state.exit_code
@@ -284,7 +289,7 @@ def container_verdict(
         return (
             ProviderState.ERROR,
             "container_exited",
-            f"The container exited with code {code}{oom}. {lines}",
+            f"The container exited with code {code}{oom}. {_lines(check.tail)}",
         )
     started = docker_time(state.started_at)
     age = (utcnow() - started).total_seconds() if started is not None else 0.0
@@ -295,5 +300,9 @@ def container_verdict(
         ProviderState.DEGRADED,
         "api_not_responding",
         f"The container runs but its server does not answer {why}: it may be hung, "
-        f"overloaded or listening elsewhere. {lines}",
+        "overloaded or listening elsewhere; its log tells (the Logs panel).",
     )
+
+
+def _lines(tail: tuple[str, ...]) -> str:
+    return f"Last log lines: {' | '.join(tail[-5:]) or '(empty)'}"

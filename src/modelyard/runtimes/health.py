@@ -203,8 +203,12 @@ class HealthChecker:
         cfg = instance.config
         provider = registry.get(cfg.provider)
         api_key = cfg.resolved_api_key()
-        proc = await asyncio.to_thread(self.processes.check, cfg.key) if cfg.managed else None
+        # The process layer runs beside the port and API layers: a container's is a request to
+        # Docker, which must not add its time to theirs.
+        layer = asyncio.to_thread(self.processes.check, cfg.key) if cfg.managed else None
+        proc_check = asyncio.ensure_future(layer) if layer is not None else None
         if provider.capabilities.needs_api_key and not api_key:
+            proc = await proc_check if proc_check is not None else None
             status = self._status(
                 instance,
                 ProviderState.STOPPED,
@@ -222,6 +226,7 @@ class HealthChecker:
             self._timed(cfg.provider, "api", self._probe_api(instance, api_key, api_s)),
         )
         latency = (time.perf_counter() - started) * 1000 if api.responded else None
+        proc = await proc_check if proc_check is not None else None
         status = self._derive(instance, proc, port, api, latency)
         return self._record(instance, status, seq)
 
@@ -274,8 +279,7 @@ class HealthChecker:
             return status
 
         if isinstance(proc, ContainerCheck):
-            tail = self.processes.log_tail(instance.key, 5) if proc.container else []
-            verdict = container_verdict(self.settings, proc, api, tail)
+            verdict = container_verdict(self.settings, proc, api)
             if verdict is not None:
                 return make(*verdict)
         if proc is not None and not proc.alive and (api.ok or api.state is ProviderState.STARTING):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from modelyard.config import ContainerConfig
 from modelyard.errors import Conflict, ModelyardError
 from modelyard.events import PROVIDER_REMOVED, EventBus, ProviderRemoved
+from modelyard.runtimes.containers import container_name
 from modelyard.runtimes.control import InstanceControl
 from modelyard.runtimes.health import HealthChecker, ProviderStatus
 from modelyard.runtimes.instances import (
@@ -122,6 +123,8 @@ class InstanceService:
     def log(self, provider: str, instance_id: str, lines: int) -> InstanceLog:
         instance = self.instances.get(provider, instance_id)
         tail = self.processes.log_tail(instance.key, lines) if instance.config.managed else []
+        if instance.config.container is not None:  # the container's own output
+            return InstanceLog(f"docker logs {container_name(instance.key)}", tail)
         return InstanceLog(str(self.processes.log_path(instance.key)), tail)
 
     async def start(self, provider: str, instance_id: str) -> ProviderStatus:
