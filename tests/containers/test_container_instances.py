@@ -269,6 +269,12 @@ def test_the_api_never_chooses_a_container(
     created = app.http.post(BASE, json=body)
     assert 400 <= created.status_code < 500, created.text
     assert app.http.get(f"{BASE}/sneaky/status").status_code == 404
+    plain = {key: body[key] for key in ("id", "base_url", "managed", "model")}
+    assert app.http.post(BASE, json=plain).status_code == 201
+    edited = app.http.patch(f"{BASE}/sneaky", json={"container": body["container"]})
+    assert 400 <= edited.status_code < 500, edited.text
+    view = app.http.get("/api/providers").json()["instances"]
+    assert [i["image"] for i in view if i["id"] == "sneaky"] == [None]
 
 
 def test_ollama_in_a_container_is_told_its_address(
@@ -308,3 +314,16 @@ def test_ollama_in_a_container_is_told_its_address(
     assert seen["container"]["restart_policy"] == "always"
     listed = ollama.Client(host=boxed.base_url).list()  # the official SDK, to the container
     assert [m.model for m in listed.models] == ["llama3.2:latest"]
+
+
+def test_an_engine_that_does_not_answer_is_said_plainly(
+    modelyard: Callable[..., RunningApp], tmp_path: Path, tiny_gguf: Path
+) -> None:
+    models = models_dir(tmp_path, tiny_gguf)
+    instance = container_instance(models, free_port(), "example/llama:server")
+    app = modelyard([instance], docker_host=f"unix://{tmp_path}/no-docker.sock", models_dir=models)
+    seen = status(app)
+    assert (seen["state"], seen["reason_code"]) == ("ERROR", "docker_unavailable")
+    started = app.http.post(f"{BASE}/boxed/start")
+    assert started.status_code == 503 and started.json()["code"] == "docker_unavailable"
+    assert app.http.get("/api/containers").status_code == 503

@@ -230,7 +230,7 @@ class ContainerManager:
         """Whether the engine has the NVIDIA runtime (then containers may be given GPUs)."""
         try:
             runtimes = self.client().info().get("Runtimes") or {}
-        except (docker.errors.DockerException, *_TRANSPORT_ERRORS):
+        except (Unavailable, docker.errors.DockerException, *_TRANSPORT_ERRORS):
             return False
         return "nvidia" in runtimes
 
@@ -256,7 +256,7 @@ class ContainerManager:
         """Every container carrying modelyard's key label (adoption after a restart)."""
         try:
             found = self.client().containers.list(all=True, filters={"label": LABEL_KEY})
-        except (docker.errors.DockerException, *_TRANSPORT_ERRORS) as exc:
+        except (Unavailable, docker.errors.DockerException, *_TRANSPORT_ERRORS) as exc:
             log.warning("cannot list modelyard's containers: %s", exc)
             return []
         states = []
