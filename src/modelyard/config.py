@@ -147,6 +147,21 @@ _EXTRA_ENV: dict[str, tuple[str, ...]] = {
 }
 
 
+class ModelSettings(BaseModel):
+    """How the gateway keeps one model (``[models."name"]``); unset fields take the
+    gateway-wide settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    aliases: list[str] = Field(default_factory=list)
+    ttl_s: float | None = Field(default=None, ge=0)  # 0: never unloaded for idleness
+    min_residency_s: float | None = Field(default=None, ge=0)
+    max_concurrency: int | None = Field(default=None, ge=1, le=1024)
+    max_queue: int | None = Field(default=None, ge=0)
+    pinned: bool = False
+    num_ctx: int | None = Field(default=None, ge=256, le=1_048_576)  # Ollama: pinned context
+
+
 class Settings(BaseModel):
     """Everything modelyard can be told. Defaults are for one person on one machine."""
 
@@ -203,6 +218,21 @@ class Settings(BaseModel):
     default_ctx_size: int = Field(default=4096, ge=256)
     memory_margin_bytes: int = Field(default=256 * 2**20, ge=0)
     chat_timeout_s: float = Field(default=600.0, gt=0)
+
+    # the gateway (docs/GATEWAY.md)
+    gateway_max_body_bytes: int = Field(default=64 * 2**20, ge=1024)
+    memory_budget_bytes: int = Field(default=0, ge=0)  # 0: the machine's memory
+    max_loaded: int = Field(default=0, ge=0)  # 0: no limit
+    model_ttl_s: float = Field(default=300.0, ge=0)  # 0: never unloaded for idleness
+    min_residency_s: float = Field(default=0.0, ge=0)
+    max_concurrency: int = Field(default=4, ge=1, le=1024)
+    max_queue: int = Field(default=256, ge=0)
+    queue_timeout_s: float = Field(default=120.0, gt=0)
+    load_timeout_s: float = Field(default=300.0, gt=0)
+    gateway_read_timeout_s: float = Field(default=300.0, gt=0)
+    pinned_models: list[str] = Field(default_factory=list)
+    aliases: dict[str, str] = Field(default_factory=dict)
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
 
     # cloud and hub credentials
     openai_api_key: str = Field(default="", repr=False)
@@ -327,13 +357,14 @@ def default_instances(settings: Settings) -> list[InstanceConfig]:
     return [inst for provider in registry for inst in provider.default_instances(settings)]
 
 
-_LIST_FIELDS = {"allowed_hosts", "cors_origins", "ip_allowlist"}
+_LIST_FIELDS = {"allowed_hosts", "cors_origins", "ip_allowlist", "pinned_models"}
+_FILE_ONLY = {"instances", "aliases", "models"}  # tables: only the file can say them
 
 
 def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, field in Settings.model_fields.items():
-        if name == "instances":
+        if name in _FILE_ONLY:
             continue
         for var in _EXTRA_ENV.get(name, (ENV_PREFIX + name.upper(),)):
             raw = env.get(var)

@@ -101,6 +101,22 @@ class ConversationChanged(TypedDict):
     action: str  # created, updated, deleted or message
 
 
+class GatewayRequest(TypedDict):
+    model: str  # the name the client used
+    key: str  # the model it reached: provider/instance/name
+    route: str
+    caller: str  # the key's name, or the local user
+    status: int  # 499: the client left before an answer started
+    stream: bool
+    queue_ms: float  # waiting for a turn: the queue and any load
+    waited_for_load: bool
+    ttft_ms: float | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    client_gone: bool
+    error: str | None
+
+
 # -- the catalogue ------------------------------------------------------------------------------
 
 PROVIDER_STATUS: Final[EventType[ProviderStatus]] = _declare(
@@ -132,6 +148,10 @@ BATCH_PROGRESS: Final[EventType[BatchProgress]] = _declare(
 )
 CONVERSATION_CHANGED: Final[EventType[ConversationChanged]] = _declare(
     "conversation.changed", "A conversation was created, renamed, deleted or got a message."
+)
+GATEWAY_REQUEST: Final[EventType[GatewayRequest]] = _declare(
+    "gateway.request",
+    "A gateway request finished: model, caller, status, queue time, TTFT, tokens (no prompt).",
 )
 
 # -- the bus ------------------------------------------------------------------------------------

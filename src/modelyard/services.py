@@ -17,6 +17,10 @@ from modelyard.chat.service import ChatService
 from modelyard.config import Settings
 from modelyard.downloads.manager import DownloadManager
 from modelyard.events import EventBus
+from modelyard.gateway.backend import CatalogBackend
+from modelyard.gateway.policies import model_policy, scheduler_settings
+from modelyard.gateway.scheduler import Scheduler
+from modelyard.gateway.service import Gateway
 from modelyard.gguf.servers import GgufServers
 from modelyard.metrics import Metrics
 from modelyard.models.catalog import Catalog
@@ -54,6 +58,7 @@ class Services:
     api_keys: ApiKeys
     audit: AuditLog
     containers: ContainerOperations
+    gateway: Gateway
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -88,6 +93,9 @@ class Services:
             processes,
             starter=lifecycle.start_local,
         )
+        backend = CatalogBackend(settings, catalog, instances, servers, lifecycle)
+        scheduler = Scheduler(backend, scheduler_settings(settings), model_policy(settings))
+        gateway = Gateway(settings, catalog, backend, scheduler, bus, metrics)
         services = cls(
             settings,
             db,
@@ -105,6 +113,7 @@ class Services:
             ApiKeys(db, settings.api_key),
             AuditLog(db, settings.audit_retention_days, settings.audit_max_rows),
             ContainerOperations(instances, processes, control, health),
+            gateway,
         )
         bus.add_snapshot_source("providers", services._provider_snapshot)
         return services
@@ -125,6 +134,7 @@ class Services:
         await self.downloads.start()  # after the catalog, which follows download events
 
     async def shutdown(self) -> None:
+        await self.gateway.aclose()
         await self.downloads.close()
         await self.chat.close()
         await self.lifecycle.close()

@@ -35,8 +35,11 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+KEY_PREFIX = "my_"  # every key modelyard makes starts so
+
+
 def new_secret() -> str:
-    return "my_" + secrets.token_urlsafe(32)
+    return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
 class ApiKeys:

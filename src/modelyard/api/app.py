@@ -11,12 +11,13 @@ from modelyard import __version__
 from modelyard.api import pages, problems
 from modelyard.api.compression import ApiCompression
 from modelyard.api.headers import SecurityHeaders
-from modelyard.api.policy import RouteTable
+from modelyard.api.policy import RoutePolicy, RouteTable
 from modelyard.api.routes import (
     containers,
     conversations,
     downloads,
     events,
+    gateway,
     models,
     providers,
     pulls,
@@ -29,7 +30,17 @@ from modelyard.services import Services
 from modelyard.validation import is_local_host
 
 # Order matters: specific /api/models/... routers before the catch-all model routes.
-ROUTERS = (providers, containers, system, events, conversations, downloads, pulls, models)
+ROUTERS = (
+    providers,
+    containers,
+    system,
+    events,
+    conversations,
+    downloads,
+    pulls,
+    models,
+    gateway,
+)
 DESCRIPTION = """See, fetch, run and talk to the language models on your own machines.
 
 Errors are RFC 9457 `application/problem+json` with a stable `code` and a `hint`. The
@@ -75,10 +86,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi = next(r for r in app.router.routes if getattr(r, "path", "") == app.openapi_url)
     table.add(openapi, table.default)
     pages.install(app, table)
+    # The gateway takes images: its body limit is a setting of its own.
+    gateway_limit = RoutePolicy(max_body=settings.gateway_max_body_bytes)
     for module in ROUTERS:
         problems.document(module.router)
         app.include_router(module.router)
-        table.add_router(module.router)
+        table.add_router(module.router, gateway_limit if module is gateway else None)
     app.add_middleware(ApiCompression)
     # CORS is applied inside the guards, per route (api/security.py).
     app.add_middleware(SecurityMiddleware, services=services, routes=table)

@@ -23,10 +23,11 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelyard.access.keys import Principal
+from modelyard.access.keys import KEY_PREFIX, Principal
 from modelyard.access.trust import LocalTrust
 from modelyard.api.policy import POLICY_KEY, RoutePolicy, RouteTable
 from modelyard.errors import problem
+from modelyard.gateway.wire import Dialect, dialect_error_member
 from modelyard.services import Services
 from modelyard.validation import is_local_host
 
@@ -113,7 +114,8 @@ class SecurityMiddleware:
             await self._websocket(scope, receive, send, inner, principal)
             return
         receive = _limited(receive, limit)
-        if method not in MUTATING:
+        # Inference through the gateway changes nothing: its own request log records it.
+        if method not in MUTATING or _gateway_dialect(route) is not None:
             await inner(scope, receive, send)
             return
         await self._audited(scope, receive, send, inner, principal, client, method)
@@ -190,8 +192,11 @@ class SecurityMiddleware:
     ) -> tuple[Principal | None, Refusal | None]:
         token = _token(scope)
         keys = self.services.api_keys
+        builtin = keys.builtin(token) if token else None
+        if builtin is None and token and _placeholder(scope, token):
+            token = ""  # a gateway client's "any key" (SDKs insist on one): local trust decides
         if token:
-            principal = keys.builtin(token) or await asyncio.to_thread(keys.stored, token)
+            principal = builtin or await asyncio.to_thread(keys.stored, token)
             if principal is None:
                 return None, problem(
                     401,
@@ -284,6 +289,10 @@ class SecurityMiddleware:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": body["code"]})
             return
+        dialect = _gateway_dialect(scope.get(POLICY_KEY, (None,))[0])
+        if dialect is not None:  # a gateway route: its clients read their own error shape
+            member = dialect_error_member(dialect, body["status"], body["detail"], body["code"])
+            body = {**body, **member}
         payload = json.dumps(body).encode()
         headers = [
             (b"content-type", b"application/problem+json"),
@@ -295,13 +304,32 @@ class SecurityMiddleware:
         await send({"type": "http.response.body", "body": payload})
 
 
+def _gateway_dialect(route: object) -> Dialect | None:
+    """The dialect of a gateway route (``api/routes/gateway.py``), None for other routes."""
+    dialect = getattr(route, "dialect", None)
+    return dialect if isinstance(dialect, Dialect) else None
+
+
+def _placeholder(scope: Scope, token: str) -> bool:
+    """A token on a gateway route that cannot be a modelyard key: what clients of local model
+    servers send when any key will do (``sk-no-key-required``, ``ollama``, ``lm-studio``).
+    Ignored there, so local trust judges the caller (a remote one is refused); a wrong key
+    of modelyard's own form is still refused as such."""
+    route = scope.get(POLICY_KEY, (None,))[0]
+    return _gateway_dialect(route) is not None and not token.startswith(KEY_PREFIX)
+
+
 def _token(scope: Scope) -> str:
-    """The key a request carries: ``Authorization: Bearer``, or a WebSocket's access_token.
+    """The key a request carries: ``Authorization: Bearer``, ``x-api-key`` (as Anthropic's
+    clients send it), or a WebSocket's access_token.
 
     Decoded as UTF-8 with surrogate escapes, so any octets compare (and fail) as bytes."""
     for name, value in scope["headers"]:
         if name.lower() == b"authorization" and value[:7].lower() == b"bearer ":
             return str(value[7:].strip().decode("utf-8", "surrogateescape"))
+    for name, value in scope["headers"]:
+        if name.lower() == b"x-api-key" and value.strip():
+            return str(value.strip().decode("utf-8", "surrogateescape"))
     if scope["type"] == "websocket":
         query = scope.get("query_string", b"").decode("latin-1")
         return str(parse_qs(query).get("access_token", [""])[0])

@@ -15,10 +15,11 @@ passed through untouched.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -142,8 +143,13 @@ async def exchange(
     translation: Translation | None = None,
     streams: bool | None = None,
     heartbeat_s: float = HEARTBEAT_S,
+    locate: Callable[[], str] | None = None,
 ) -> Exchange:
-    """Serve one request: wait for a turn at the model, relay the backend's answer."""
+    """Serve one request: wait for a turn at the model, relay the backend's answer.
+
+    ``locate`` gives the backend's base URL once the model is loaded, for a backend that has
+    none before (a local file's server gets its port when it starts); ``target.base`` is then
+    the empty string."""
     responder = Responder(send, client, path)
     try:
         request = upstream_request(target, body, client, translation, streams)
@@ -163,7 +169,10 @@ async def exchange(
                     record.waited_for_load = ticket.view().state is not ModelState.LOADED
                     await ticket.ready(beat if request.stream else None, heartbeat_s)
                 record.waited_s = time.monotonic() - record.arrived_at
-                await relay.forward(request, responder, record.relay, translation)
+                sent = request
+                if locate is not None:
+                    sent = dataclasses.replace(request, url=locate() + request.url)
+                await relay.forward(sent, responder, record.relay, translation)
                 if record.relay.backend_failed:
                     ticket.backend_failed()
         except ModelyardError as error:

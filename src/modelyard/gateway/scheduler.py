@@ -150,6 +150,16 @@ class Scheduler(Generic[K]):
         """Every model the scheduler has seen."""
         return [m.view() for m in self._models.values()]
 
+    def policy(self, key: K) -> ModelPolicy:
+        """How ``key``'s model is kept."""
+        model = self._models.get(key)
+        return model.policy if model is not None else self._policy_for(key)
+
+    def is_loaded(self, key: K) -> bool:
+        """Whether ``key``'s model is loaded now (as the scheduler decided it)."""
+        model = self._models.get(key)
+        return model is not None and model.state is ModelState.LOADED
+
     def committed_bytes(self) -> int:
         """The estimates of every model loading, loaded or unloading (never above budget)."""
         return sum(m.estimate for m in self._models.values() if m.committed)

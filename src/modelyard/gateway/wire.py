@@ -90,16 +90,20 @@ _ANTHROPIC_TYPES = {
 
 def dialect_error(dialect: Dialect, error: ModelyardError) -> dict[str, Any]:
     """The ``error`` member as each dialect's clients expect it."""
-    status = error.http_status
+    return dialect_error_member(dialect, error.http_status, error.detail, error.error_code)
+
+
+def dialect_error_member(dialect: Dialect, status: int, detail: str, code: str) -> dict[str, Any]:
+    """The ``error`` member for a problem's status, detail and code. (Anthropic's own bodies
+    also say ``"type": "error"``; its SDKs read only ``error``, and problem+json's ``type``
+    stays the problem's URI.)"""
     if dialect is Dialect.OLLAMA:
-        return {"error": error.detail}
+        return {"error": detail}
     if dialect is Dialect.ANTHROPIC:
         kind = _ANTHROPIC_TYPES.get(status, "api_error")
-        return {"error": {"type": kind, "message": error.detail}}
+        return {"error": {"type": kind, "message": detail}}
     kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return {
-        "error": {"message": error.detail, "type": kind, "param": None, "code": error.error_code}
-    }
+    return {"error": {"message": detail, "type": kind, "param": None, "code": code}}
 
 
 def error_body(dialect: Dialect, error: ModelyardError, instance: str | None = None) -> bytes:

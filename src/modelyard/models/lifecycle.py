@@ -220,6 +220,14 @@ class Lifecycle:
                 raise not_supported(instance.config, "started")
             return await self._synced(target)
 
+    async def load_model(self, ref: ModelRef, ctx_size: int | None) -> Model:
+        """The scheduler's load (``gateway/backend.py``)."""
+        return await self.start(ref, ctx_size=ctx_size)
+
+    async def unload_model(self, ref: ModelRef) -> Model:
+        """The scheduler's unload."""
+        return await self.stop(ref)
+
     async def start_local(self, name: str) -> Instance | None:
         """Start a local file (chat does, for a model nothing serves yet): the instance now
         serving it, or None when none runs."""

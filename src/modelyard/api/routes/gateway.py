@@ -1,0 +1,287 @@
+"""The gateway's routes (SPEC §13, docs/GATEWAY.md): OpenAI's ``/v1``, Anthropic's
+``/v1/messages`` and Ollama's API under ``/ollama``, on modelyard's own port.
+
+Plain ASGI endpoints, not FastAPI handlers: nothing parses, validates or wraps a request or a
+token on the way (``gateway/asgi.py`` writes the answer). Each route still declares its policy
+(``inference`` for every method), which the guards apply before it runs — with the key taken
+from ``Authorization: Bearer`` or ``x-api-key`` — and which the endpoint checks was the one
+applied. Errors come in the client's dialect (``gateway/wire.py``), refusals of the guards too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from modelyard import __version__
+from modelyard.api.policy import POLICY_KEY, policy
+from modelyard.errors import ModelyardError, NotFound
+from modelyard.gateway.asgi import ClientGone, Responder, read_body
+from modelyard.gateway.exchange import parse_json_object
+from modelyard.gateway.service import Endpoint, Gateway, UsableModel
+from modelyard.gateway.translate.anthropic import AnthropicOverOpenAI
+from modelyard.gateway.translate.ollama import (
+    OllamaChatOverOpenAI,
+    OllamaEmbedOverOpenAI,
+    OllamaGenerateOverOpenAI,
+)
+from modelyard.gateway.wire import JSON, Dialect, compact
+from modelyard.services import Services
+
+router = APIRouter(tags=["gateway"])
+INFERENCE = policy(read="inference", write="inference")
+Handler = Callable[[Gateway, Scope, Receive, Send, "GatewayEndpoint"], Awaitable[None]]
+
+
+class GatewayEndpoint:
+    """A plain ASGI endpoint of the gateway (Starlette calls an object that is not a function
+    as an ASGI app, with no request or response objects in between)."""
+
+    def __init__(self, dialect: Dialect, handler: Handler, endpoint: Endpoint | None = None):
+        self.dialect = dialect
+        self.handler = handler
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        applied = scope.get(POLICY_KEY)
+        if applied is None or getattr(applied[0], "endpoint", None) is not self:
+            await Responder(send, self.dialect, scope["path"]).fail(
+                ModelyardError(
+                    f"the guards did not check {scope['path']} under its route's policy",
+                    code="route_policy_mismatch",
+                )
+            )
+            return
+        services: Services = scope["app"].state.services
+        await self.handler(services.gateway, scope, receive, send, self)
+
+
+class GatewayRoute(Route):
+    """A route of the gateway: its policy is declared like a FastAPI route's, and ``dialect``
+    tells the guards how to word a refusal."""
+
+    def __init__(self, path: str, endpoint: GatewayEndpoint, methods: list[str]) -> None:
+        super().__init__(path, endpoint, methods=methods, include_in_schema=False)
+        self.dependencies = [INFERENCE]
+        self.dialect = endpoint.dialect
+
+
+def _add(path: str, methods: list[str], endpoint: GatewayEndpoint) -> None:
+    router.routes.append(GatewayRoute(path, endpoint, methods))
+
+
+async def _serve(
+    gateway: Gateway, scope: Scope, receive: Receive, send: Send, me: GatewayEndpoint
+) -> None:
+    assert me.endpoint is not None
+    await gateway.serve(scope, receive, send, me.endpoint)
+
+
+async def _json(send: Send, data: Any, status: int = 200) -> None:
+    await Responder(send, Dialect.OPENAI).whole(status, compact(data), JSON)
+
+
+# -- OpenAI -------------------------------------------------------------------------------------
+
+
+def _openai_model(item: UsableModel) -> dict[str, Any]:
+    model = item.model
+    view = item.view
+    return {
+        "id": item.name,
+        "object": "model",
+        "created": _epoch(model.modified_at),
+        "owned_by": model.provider,
+        "modelyard": {
+            "qualified_name": item.qualified,
+            "provider": model.provider,
+            "instance_id": model.instance_id,
+            "mode": model.mode,
+            "state": item.state,
+            "in_flight": view.in_flight if view else 0,
+            "queued": view.queued if view else 0,
+            "ttl_left_s": view.ttl_left_s if view else None,
+            "last_eviction": view.last_eviction.reason if view and view.last_eviction else None,
+        },
+    }
+
+
+async def _openai_models(
+    gateway: Gateway, scope: Scope, receive: Receive, send: Send, _: GatewayEndpoint
+) -> None:
+    path: str = scope["path"]
+    usable = gateway.usable()
+    if path == "/v1/models":
+        await _json(send, {"object": "list", "data": [_openai_model(m) for m in usable]})
+        return
+    wanted = path.removeprefix("/v1/models/")
+    found = next((m for m in usable if m.name == wanted or m.qualified == wanted), None)
+    if found is None:
+        await Responder(send, Dialect.OPENAI, path).fail(_not_found(wanted))
+        return
+    await _json(send, _openai_model(found))
+
+
+def _not_found(name: str) -> NotFound:
+    return NotFound(
+        f"there is no model {name!r}",
+        code="model_not_found",
+        hint="GET /v1/models lists the names you can use.",
+    )
+
+
+for _suffix in ("/chat/completions", "/completions", "/embeddings", "/rerank", "/responses"):
+    _add(
+        f"/v1{_suffix}",
+        ["POST"],
+        GatewayEndpoint(Dialect.OPENAI, _serve, Endpoint(Dialect.OPENAI, _suffix)),
+    )
+_add("/v1/models", ["GET"], GatewayEndpoint(Dialect.OPENAI, _openai_models))
+_add("/v1/models/{name:path}", ["GET"], GatewayEndpoint(Dialect.OPENAI, _openai_models))
+
+# -- Anthropic ----------------------------------------------------------------------------------
+
+
+async def _count_tokens(
+    gateway: Gateway, scope: Scope, receive: Receive, send: Send, _: GatewayEndpoint
+) -> None:
+    responder = Responder(send, Dialect.ANTHROPIC, scope["path"])
+    try:
+        body = parse_json_object(await read_body(receive, gateway.settings.gateway_max_body_bytes))
+        count = await gateway.count_tokens(body)
+    except ClientGone:
+        return
+    except ModelyardError as error:
+        await responder.fail(error)
+        return
+    await responder.whole(200, compact({"input_tokens": count}), JSON)
+
+
+_add(
+    "/v1/messages",
+    ["POST"],
+    GatewayEndpoint(
+        Dialect.ANTHROPIC, _serve, Endpoint(Dialect.ANTHROPIC, "/messages", AnthropicOverOpenAI)
+    ),
+)
+_add("/v1/messages/count_tokens", ["POST"], GatewayEndpoint(Dialect.ANTHROPIC, _count_tokens))
+
+# -- Ollama -------------------------------------------------------------------------------------
+
+
+def _ollama_model(item: UsableModel) -> dict[str, Any]:
+    model = item.model
+    name = item.name if ":" in item.name else f"{item.name}:latest"
+    return {
+        "name": name,
+        "model": name,
+        "modified_at": model.modified_at or "1970-01-01T00:00:00Z",
+        "size": model.size or 0,
+        "digest": model.digest or "",
+        "details": {
+            "parent_model": "",
+            "format": model.format or "gguf",
+            "family": model.family or "",
+            "families": [model.family] if model.family else None,
+            "parameter_size": model.parameter_size or "",
+            "quantization_level": model.quantization or "",
+        },
+    }
+
+
+async def _ollama_tags(
+    gateway: Gateway, scope: Scope, receive: Receive, send: Send, _: GatewayEndpoint
+) -> None:
+    await _json(send, {"models": [_ollama_model(m) for m in gateway.usable()]})
+
+
+async def _ollama_ps(
+    gateway: Gateway, scope: Scope, receive: Receive, send: Send, _: GatewayEndpoint
+) -> None:
+    running = []
+    for item in gateway.usable():
+        if item.state != "loaded":
+            continue
+        entry = _ollama_model(item)
+        ttl = item.view.ttl_left_s if item.view else None
+        expires = datetime.fromtimestamp(time.time() + ttl, UTC) if ttl is not None else None
+        entry["expires_at"] = expires.isoformat() if expires else "0001-01-01T00:00:00Z"
+        entry["size_vram"] = 0
+        running.append(entry)
+    await _json(send, {"models": running})
+
+
+async def _ollama_version(
+    gateway: Gateway, scope: Scope, receive: Receive, send: Send, _: GatewayEndpoint
+) -> None:
+    await _json(send, {"version": __version__})
+
+
+async def _ollama_show(
+    gateway: Gateway, scope: Scope, receive: Receive, send: Send, _: GatewayEndpoint
+) -> None:
+    responder = Responder(send, Dialect.OLLAMA, scope["path"])
+    try:
+        body = parse_json_object(await read_body(receive, gateway.settings.max_body_bytes))
+        name = str(body.get("model") or body.get("name") or "")
+        key = gateway.names().resolve(name)
+        found = next((m for m in gateway.usable() if m.model.key == key), None)
+        if found is None:
+            raise _not_found(name)
+    except ClientGone:
+        return
+    except ModelyardError as error:
+        await responder.fail(error)
+        return
+    model = found.model
+    info: dict[str, Any] = {}
+    if model.context_length:
+        info[f"{model.family or 'general'}.context_length"] = model.context_length
+    capabilities = ["embedding"] if model.mode == "embed" else ["completion"]
+    shown = {
+        "modelfile": "",
+        "parameters": "",
+        "template": "",
+        "details": _ollama_model(found)["details"],
+        "model_info": info,
+        "capabilities": capabilities,
+        "modified_at": model.modified_at or "1970-01-01T00:00:00Z",
+    }
+    await responder.whole(200, compact(shown), JSON)
+
+
+for _suffix, _translation in (
+    ("/chat", OllamaChatOverOpenAI),
+    ("/generate", OllamaGenerateOverOpenAI),
+):
+    _add(
+        f"/ollama/api{_suffix}",
+        ["POST"],
+        GatewayEndpoint(Dialect.OLLAMA, _serve, Endpoint(Dialect.OLLAMA, _suffix, _translation)),
+    )
+_add(
+    "/ollama/api/embed",
+    ["POST"],
+    GatewayEndpoint(
+        Dialect.OLLAMA, _serve, Endpoint(Dialect.OLLAMA, "/embed", OllamaEmbedOverOpenAI, False)
+    ),
+)
+_add("/ollama/api/tags", ["GET"], GatewayEndpoint(Dialect.OLLAMA, _ollama_tags))
+_add("/ollama/api/ps", ["GET"], GatewayEndpoint(Dialect.OLLAMA, _ollama_ps))
+_add("/ollama/api/version", ["GET"], GatewayEndpoint(Dialect.OLLAMA, _ollama_version))
+_add("/ollama/api/show", ["POST"], GatewayEndpoint(Dialect.OLLAMA, _ollama_show))
+
+
+def _epoch(stamp: str | None) -> int:
+    if not stamp:
+        return 0
+    try:
+        return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0

@@ -1,0 +1,325 @@
+"""The gateway on modelyard's port: a request's model name made a ``Target``, then ``exchange``.
+
+``Gateway.serve`` is what every inference route calls (``api/routes/gateway.py``): it reads
+the body, resolves the model's name (``names``), picks how the backend is spoken to — as it
+is when it speaks the client's dialect (an Anthropic client to the Anthropic API, an Ollama
+client to Ollama), else translated over its OpenAI API — and hands the rest to ``exchange``,
+whose turn comes from the one scheduler. Every finished request is logged (never its prompt)
+and published as ``gateway.request``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from modelyard.chat.types import Target as ChatTarget
+from modelyard.config import Settings
+from modelyard.errors import Conflict, InvalidInput, ModelyardError, Unavailable
+from modelyard.events import GATEWAY_REQUEST, EventBus, GatewayRequest
+from modelyard.gateway.asgi import ClientGone, Responder, read_body
+from modelyard.gateway.backend import CatalogBackend
+from modelyard.gateway.exchange import Exchange, Target, exchange, parse_json_object
+from modelyard.gateway.names import NameIndex, key_of, qualified
+from modelyard.gateway.policies import model_settings
+from modelyard.gateway.relay import Relay, Translation, upstream_error
+from modelyard.gateway.scheduler import Scheduler
+from modelyard.gateway.scheduling import ModelView
+from modelyard.gateway.translate.anthropic import chat_request
+from modelyard.gateway.wire import Dialect
+from modelyard.metrics import Metrics
+from modelyard.models.catalog import Catalog
+from modelyard.models.types import Model, ModelStatus
+from modelyard.providers.anthropic import ANTHROPIC_VERSION
+from modelyard.providers.base import EstimatingCounter, TokenCounter, bearer
+from modelyard.providers.registry import registry
+
+log = logging.getLogger("modelyard.gateway.requests")
+USABLE = frozenset({ModelStatus.AVAILABLE, ModelStatus.LOADED, ModelStatus.STARTING})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One inference route: the client's dialect and the backend path it means."""
+
+    client: Dialect
+    path: str  # under the dialect's API base: ``/chat/completions``, ``/messages``, ``/chat``
+    translation: Callable[[], Translation] | None = None  # over an OpenAI-only backend
+    streams: bool | None = None  # None: as the body says
+
+
+@dataclass(frozen=True)
+class UsableModel:
+    """A model a caller may use, under the name it is listed by, with its state."""
+
+    name: str
+    model: Model
+    view: ModelView | None
+
+    @property
+    def qualified(self) -> str:
+        return qualified(self.model.key)
+
+    @property
+    def state(self) -> str:
+        if self.view is not None:
+            return self.view.state.value
+        return "loaded" if self.model.status is ModelStatus.LOADED else "unloaded"
+
+
+class Gateway:
+    """Names, targets and the request path of the inference routes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        backend: CatalogBackend,
+        scheduler: Scheduler[str],
+        bus: EventBus,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.backend = backend
+        self.scheduler = scheduler
+        self.bus = bus
+        self.metrics = metrics
+        self.relay = Relay(read_timeout_s=settings.gateway_read_timeout_s)
+        self._index: tuple[int, NameIndex] | None = None
+        self.aliases = dict(settings.aliases)
+        for name, per_model in settings.models.items():
+            self.aliases.update({alias: name for alias in per_model.aliases})
+
+    async def aclose(self) -> None:
+        await self.scheduler.aclose()
+        await self.relay.aclose()
+
+    # -- names ------------------------------------------------------------------------------
+
+    def names(self) -> NameIndex:
+        """The name index, rebuilt after a change to the catalog."""
+        version = self.catalog.store.version
+        if self._index is None or self._index[0] != version:
+            index = NameIndex.build(self.catalog.names(), self.aliases)
+            self._index = (version, index)
+        return self._index[1]
+
+    def usable(self) -> list[UsableModel]:
+        """Every model a caller may use, once each under its shortest unambiguous name, and
+        each alias: what ``/v1/models`` and ``/ollama/api/tags`` list."""
+        index = self.names()
+        views = {view.key: view for view in self.scheduler.snapshot()}
+        found: list[UsableModel] = []
+        by_key: dict[str, Model] = {}
+        for model in self.catalog.list_all():
+            if model.status not in USABLE or not _speaks(model):
+                continue
+            name = qualified(model.key)
+            by_key[name] = model
+            plain = len(index.plain.get(model.name, ())) == 1
+            found.append(UsableModel(model.name if plain else name, model, views.get(name)))
+        for alias in sorted(self.aliases):
+            try:
+                key = qualified(index.resolve(alias))
+            except ModelyardError:
+                continue
+            if key in by_key:
+                found.append(UsableModel(alias, by_key[key], views.get(key)))
+        return found
+
+    # -- a request ----------------------------------------------------------------------------
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> None:
+        """Answer one inference request (the guards have run)."""
+        route = scope["path"]
+        responder = Responder(send, endpoint.client, route)
+        try:
+            limit = self.settings.gateway_max_body_bytes
+            body = parse_json_object(await read_body(receive, limit))
+            name = body.get("model")
+            if not isinstance(name, str) or not name:
+                raise _no_model()
+            key = qualified(self.names().resolve(name))
+            target, translation = self.target(key, endpoint)
+        except ClientGone:
+            return
+        except ModelyardError as error:
+            await responder.fail(error)
+            return
+        record = await exchange(
+            receive,
+            send,
+            relay=self.relay,
+            scheduler=self.scheduler,
+            target=target,
+            body=body,
+            client=endpoint.client,
+            path=route,
+            translation=translation,
+            streams=endpoint.streams,
+            locate=(lambda: self._base(key, target)) if not target.base else None,
+        )
+        self._record(scope, name, record)
+
+    def target(self, key: str, endpoint: Endpoint) -> tuple[Target[str], Translation | None]:
+        """How ``key``'s backend is spoken to for ``endpoint``: in the client's dialect when
+        the backend speaks it, else translated over its OpenAI API; 400 ``not_supported``."""
+        provider = registry.get(key_of(key).provider)
+        paths, api_key = provider.api_paths, self.backend.api_key(key)
+        base = "" if self.backend.runs_here(key_of(key)) else (self.backend.base_url(key) or "")
+        common: dict[str, Any] = {"key": key, "model": key_of(key).name}
+        if endpoint.client is Dialect.ANTHROPIC and paths.anthropic is not None:
+            headers = {"x-api-key": api_key, "anthropic-version": ANTHROPIC_VERSION}
+            return Target(
+                base=_join(base, paths.anthropic),
+                path=endpoint.path,
+                dialect=Dialect.ANTHROPIC,
+                headers=headers,
+                **common,
+            ), None
+        if endpoint.client is Dialect.OLLAMA and paths.ollama is not None:
+            ttl = self._policy_ttl(key)
+            return Target(
+                base=_join(base, paths.ollama),
+                path=endpoint.path,
+                dialect=Dialect.OLLAMA,
+                headers=bearer(api_key),
+                pinned_options=self._num_ctx(key),
+                keep_alive=int(ttl) if ttl else -1,
+                **common,
+            ), None
+        if paths.openai is None:
+            raise _not_supported(provider.label, endpoint)
+        translation = None
+        if endpoint.client is not Dialect.OPENAI:
+            if endpoint.translation is None:
+                raise _not_supported(provider.label, endpoint)
+            translation = endpoint.translation()
+        return Target(
+            base=_join(base, paths.openai),
+            path=endpoint.path,
+            dialect=Dialect.OPENAI,
+            headers=bearer(api_key),
+            cancels_only_streams=provider.capabilities.runs_gguf,
+            **common,
+        ), translation
+
+    async def count_tokens(self, body: dict[str, Any]) -> int:
+        """``/v1/messages/count_tokens``: the backend's own count where it has one (the
+        Anthropic API), else the model's tokenizer when it is loaded (llama.cpp's
+        ``/tokenize``), else an estimate from the text's length."""
+        name = body.get("model")
+        if not isinstance(name, str) or not name:
+            raise _no_model()
+        key = qualified(self.names().resolve(name))
+        provider = registry.get(key_of(key).provider)
+        base, api_key = self.backend.base_url(key), self.backend.api_key(key)
+        if provider.api_paths.anthropic is not None and base:
+            headers = {"x-api-key": api_key, "anthropic-version": ANTHROPIC_VERSION}
+            url = base + provider.api_paths.anthropic + "/messages/count_tokens"
+            answer = await self.relay.client.post(
+                url, json={**body, "model": key_of(key).name}, headers=headers
+            )
+            if answer.status_code >= 400:
+                raise upstream_error(answer.status_code, answer.content, None)
+            return int(answer.json()["input_tokens"])
+        sent = chat_request(body, key_of(key).name)
+        texts = [_text_of(m.get("content")) for m in sent.get("messages", [])]
+        counter: TokenCounter = EstimatingCounter()
+        if base and self.scheduler.is_loaded(key):
+            target = ChatTarget(provider.kind, key_of(key).instance_id, base, api_key, name)
+            counter = provider.token_counter(self.relay.client, target, OrderedDict())
+        return sum(await counter.count([t for t in texts if t]))
+
+    def _base(self, key: str, target: Target[str]) -> str:
+        """The base URL of a model server that started for this request."""
+        url = self.backend.base_url(key)
+        if url is None:
+            raise Unavailable(
+                f"{key} is loaded but no server of it answers",
+                code="model_not_running",
+                hint="Try again: the next request starts it.",
+            )
+        provider = registry.get(key_of(key).provider)
+        api = provider.api_paths.openai if target.dialect is Dialect.OPENAI else None
+        return url + (api or "")
+
+    def _policy_ttl(self, key: str) -> float | None:
+        return self.scheduler.policy(key).ttl_s
+
+    def _num_ctx(self, key: str) -> dict[str, int]:
+        own = model_settings(self.settings, key)
+        return {"num_ctx": own.num_ctx} if own is not None and own.num_ctx else {}
+
+    def _record(self, scope: Scope, name: str, record: Exchange) -> None:
+        principal = (scope.get("state") or {}).get("principal")
+        usage = record.relay.usage
+        entry = GatewayRequest(
+            model=name,
+            key=record.model,
+            route=scope["path"],
+            caller=principal.name if principal is not None else "anonymous",
+            status=record.status or 499,
+            stream=record.stream,
+            queue_ms=round(record.waited_s * 1000, 1),
+            waited_for_load=record.waited_for_load,
+            ttft_ms=None if record.ttft_s is None else round(record.ttft_s * 1000, 1),
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            client_gone=record.client_gone,
+            error=record.relay.error,
+        )
+        log.info(
+            "%s model=%s key=%s caller=%s status=%s queue_ms=%s load=%s ttft_ms=%s tokens=%s/%s%s",
+            entry["route"],
+            name,
+            record.model,
+            entry["caller"],
+            entry["status"],
+            entry["queue_ms"],
+            "waited" if record.waited_for_load else "no",
+            entry["ttft_ms"],
+            entry["prompt_tokens"],
+            entry["completion_tokens"],
+            " client_gone" if record.client_gone else "",
+        )
+        self.bus.publish(GATEWAY_REQUEST, entry)
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def _join(base: str, api: str) -> str:
+    return base + api if base else ""
+
+
+def _speaks(model: Model) -> bool:
+    paths = registry.get(model.provider).api_paths
+    return any(p is not None for p in (paths.openai, paths.anthropic, paths.ollama))
+
+
+def _no_model() -> ModelyardError:
+    return InvalidInput(
+        "the request names no model",
+        code="model_required",
+        hint="Give 'model': a name from GET /v1/models.",
+    )
+
+
+def _not_supported(label: str, endpoint: Endpoint) -> Conflict:
+    return Conflict(
+        f"{label} models cannot answer {endpoint.client.value} {endpoint.path} requests",
+        code="not_supported",
+        hint="Use the model through an API its runtime speaks (GET /v1/models lists them).",
+    )
