@@ -25,6 +25,7 @@ from modelyard.gguf.servers import GgufServers
 from modelyard.metrics import Metrics
 from modelyard.models.catalog import Catalog
 from modelyard.models.lifecycle import Lifecycle
+from modelyard.models.loading import ModelLoading
 from modelyard.models.store import CatalogStore
 from modelyard.runtimes.container_ops import ContainerOperations
 from modelyard.runtimes.container_runtime import Runtimes
@@ -81,7 +82,12 @@ class Services:
         catalog = Catalog(settings, CatalogStore(db), bus, instances, processes)
         downloads = DownloadManager(settings, db, bus, metrics, instances)
         servers = GgufServers(settings, catalog, instance_service, control, processes, health)
-        lifecycle = Lifecycle(settings, catalog, servers, instances, downloads)
+        loading = ModelLoading(settings, catalog, servers, instances)
+        # The scheduler is the one owner of what is loaded: the lifecycle's starts and stops
+        # (Models page, CLI, chat, batches) and the gateway's requests all go through it.
+        backend = CatalogBackend(settings, catalog, instances, servers, loading)
+        scheduler = Scheduler(backend, scheduler_settings(settings), model_policy(settings))
+        lifecycle = Lifecycle(settings, catalog, loading, scheduler, downloads)
         chat = ChatService(
             settings,
             db,
@@ -93,8 +99,6 @@ class Services:
             processes,
             starter=lifecycle.start_local,
         )
-        backend = CatalogBackend(settings, catalog, instances, servers, lifecycle)
-        scheduler = Scheduler(backend, scheduler_settings(settings), model_policy(settings))
         gateway = Gateway(settings, catalog, backend, scheduler, bus, metrics)
         services = cls(
             settings,
@@ -129,6 +133,7 @@ class Services:
             log.info("adopted %s (PID %s)", record.key, record.pid)
         if self.settings.monitor:
             self.health.start_monitor()
+        self.gateway.start()
         await self.chat.startup()
         await self.catalog.start()
         await self.downloads.start()  # after the catalog, which follows download events

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 from modelyard.config import Settings
@@ -97,10 +98,12 @@ class CatalogBackend:
 
     def _estimate(self, key: ModelKey, model: Model) -> int | None:
         info = None
-        if model.path is not None or is_local(key):
-            path = resolve_inside(self.catalog.models_dir, model.path or key.name)
-            if path.is_file():
-                info = gguf_info(self.catalog.metadata, path)
+        if is_local(key):
+            path: Path | None = resolve_inside(self.catalog.models_dir, key.name)
+        else:
+            path = Path(model.path) if model.path else None
+        if path is not None and path.is_file():
+            info = gguf_info(self.catalog.metadata, path)
         ctx = self._ctx(qualified(key)) or default_context(info, self.settings.default_ctx_size)
         estimate = estimate_for(model, info=info, instance=self.instance(key), ctx_size=ctx)
         return estimate.total if estimate is not None else None

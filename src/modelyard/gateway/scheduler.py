@@ -380,6 +380,7 @@ class Scheduler(Generic[K]):
         def progress(value: float) -> None:
             model.progress = min(1.0, max(0.0, value))
 
+        reason: ModelyardError | None = None
         try:
             async with asyncio.timeout(self.settings.load_timeout_s):
                 await self.backend.load(model.key, progress)
@@ -387,11 +388,19 @@ class Scheduler(Generic[K]):
             cancelled = True
         except TimeoutError:
             error = f"the load did not finish within {self.settings.load_timeout_s:g} s"
+        except ModelyardError as exc:  # one the client can act on (507, 409…): kept as it is
+            error, reason = exc.detail, exc
         except Exception as exc:  # a backend's failure, whatever its type, fails this load
             error = str(exc) or type(exc).__name__
-        self._on_load_done(model, error, cancelled)
+        self._on_load_done(model, error, cancelled, reason)
 
-    def _on_load_done(self, model: ModelRecord[K], error: str | None, cancelled: bool) -> None:
+    def _on_load_done(
+        self,
+        model: ModelRecord[K],
+        error: str | None,
+        cancelled: bool,
+        reason: ModelyardError | None = None,
+    ) -> None:
         model.task = None
         if error is None and not cancelled:
             self._set_loaded(model)
@@ -403,7 +412,7 @@ class Scheduler(Generic[K]):
                 log.warning("loading %s failed: %s", model.name, error)
                 model.last_error = error
                 model.last_eviction = Eviction("load_failed", time.time())
-                failure = UpstreamError(
+                failure = reason or UpstreamError(
                     f"{model.name} could not be loaded: {error}",
                     code="load_failed",
                     hint="See the model server's log; the next request tries again.",

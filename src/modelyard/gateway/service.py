@@ -10,6 +10,8 @@ and published as ``gateway.request``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,7 +23,14 @@ from starlette.types import Receive, Scope, Send
 from modelyard.chat.types import Target as ChatTarget
 from modelyard.config import Settings
 from modelyard.errors import Conflict, InvalidInput, ModelyardError, Unavailable
-from modelyard.events import GATEWAY_REQUEST, EventBus, GatewayRequest
+from modelyard.events import (
+    GATEWAY_REQUEST,
+    MODEL_STATE,
+    Event,
+    EventBus,
+    GatewayRequest,
+    ModelStateChange,
+)
 from modelyard.gateway.asgi import ClientGone, Responder, read_body
 from modelyard.gateway.backend import CatalogBackend
 from modelyard.gateway.exchange import Exchange, Target, exchange, parse_json_object
@@ -34,12 +43,14 @@ from modelyard.gateway.translate.anthropic import chat_request
 from modelyard.gateway.wire import Dialect
 from modelyard.metrics import Metrics
 from modelyard.models.catalog import Catalog
-from modelyard.models.types import Model, ModelStatus
+from modelyard.models.types import Model, ModelKey, ModelStatus
 from modelyard.providers.anthropic import ANTHROPIC_VERSION
 from modelyard.providers.base import EstimatingCounter, TokenCounter, bearer
 from modelyard.providers.registry import registry
 
 log = logging.getLogger("modelyard.gateway.requests")
+_REPORTS = frozenset({"loaded", "available", "removed"})
+_KEY_FIELDS = ("provider", "instance_id", "name")
 USABLE = frozenset({ModelStatus.AVAILABLE, ModelStatus.LOADED, ModelStatus.STARTING})
 
 
@@ -95,6 +106,24 @@ class Gateway:
         self.aliases = dict(settings.aliases)
         for name, per_model in settings.models.items():
             self.aliases.update({alias: name for alias in per_model.aliases})
+
+    def start(self) -> None:
+        """Follow the catalog: what runtimes report of a model's state reaches the scheduler
+        (a server that died, a model Ollama unloaded or loaded on its own)."""
+        loop = asyncio.get_running_loop()
+
+        def on_state(event: Event[ModelStateChange]) -> None:
+            status = event.data["status"]
+            if status in _REPORTS and not loop.is_closed():
+                key = qualified(ModelKey(*(event.data[f] for f in _KEY_FIELDS)))
+                loop.call_soon_threadsafe(self._observe, key, status == ModelStatus.LOADED.value)
+
+        self.bus.add_listener(MODEL_STATE, on_state)
+
+    def _observe(self, key: str, loaded: bool) -> None:
+        if loaded or self.scheduler.is_loaded(key):
+            with contextlib.suppress(ModelyardError):  # shutting down
+                self.scheduler.observed(key, loaded)
 
     async def aclose(self) -> None:
         await self.scheduler.aclose()
