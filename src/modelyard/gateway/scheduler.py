@@ -25,11 +25,11 @@ from typing import Generic
 
 from modelyard.errors import (
     InsufficientResources,
-    ModelyardError,
     TooManyRequests,
     Unavailable,
     UpstreamError,
 )
+from modelyard.gateway.backend_calls import LoadOutcome, call_alive, call_load, call_unload
 from modelyard.gateway.scheduling import (
     Backend,
     Eviction,
@@ -178,10 +178,7 @@ class Scheduler(Generic[K]):
         tasks = []
         for model in self._models.values():
             self._disarm_ttl(model)
-            futures = [w.future for w in (*model.queue, *model.holds)] + model.unload_waiters
-            for future in futures:
-                if not future.done():
-                    future.set_exception(stopping)
+            model.fail_waiters(stopping)
             if model.task is not None:
                 model.task.cancel()
                 tasks.append(model.task)
@@ -374,49 +371,25 @@ class Scheduler(Generic[K]):
         log.info("loading %s", model.name)
 
     async def _run_load(self, model: ModelRecord[K]) -> None:
-        error: str | None = None
-        cancelled = False
-
         def progress(value: float) -> None:
             model.progress = min(1.0, max(0.0, value))
 
-        reason: ModelyardError | None = None
-        try:
-            async with asyncio.timeout(self.settings.load_timeout_s):
-                await self.backend.load(model.key, progress)
-        except asyncio.CancelledError:
-            cancelled = True
-        except TimeoutError:
-            error = f"the load did not finish within {self.settings.load_timeout_s:g} s"
-        except ModelyardError as exc:  # one the client can act on (507, 409…): kept as it is
-            error, reason = exc.detail, exc
-        except Exception as exc:  # a backend's failure, whatever its type, fails this load
-            error = str(exc) or type(exc).__name__
-        self._on_load_done(model, error, cancelled, reason)
+        timeout = self.settings.load_timeout_s
+        self._on_load_done(model, await call_load(self.backend, model.key, timeout, progress))
 
-    def _on_load_done(
-        self,
-        model: ModelRecord[K],
-        error: str | None,
-        cancelled: bool,
-        reason: ModelyardError | None = None,
-    ) -> None:
+    def _on_load_done(self, model: ModelRecord[K], outcome: LoadOutcome) -> None:
         model.task = None
-        if error is None and not cancelled:
+        if outcome.error is None and not outcome.cancelled:
             self._set_loaded(model)
             log.info("loaded %s", model.name)
         else:
             model.state, model.progress = ModelState.UNLOADED, 0.0
             self._dirty.add(model)
-            if error is not None:
-                log.warning("loading %s failed: %s", model.name, error)
-                model.last_error = error
+            if outcome.error is not None:
+                log.warning("loading %s failed: %s", model.name, outcome.error)
+                model.last_error = outcome.error
                 model.last_eviction = Eviction("load_failed", time.time())
-                failure = reason or UpstreamError(
-                    f"{model.name} could not be loaded: {error}",
-                    code="load_failed",
-                    hint="See the model server's log; the next request tries again.",
-                )
+                failure = outcome.failure(model.name)
                 for line in (model.queue, model.holds):
                     while line:
                         future = line.popleft().future
@@ -432,16 +405,10 @@ class Scheduler(Generic[K]):
         log.info("unloading %s (%s)", model.name, eviction.reason)
 
     async def _run_unload(self, model: ModelRecord[K]) -> None:
-        error: str | None = None
         try:
-            async with asyncio.timeout(self.settings.unload_timeout_s):
-                await self.backend.unload(model.key)
+            error = await call_unload(self.backend, model.key, self.settings.unload_timeout_s)
         except asyncio.CancelledError:
             return  # shutting down
-        except TimeoutError:
-            error = f"the unload did not finish within {self.settings.unload_timeout_s:g} s"
-        except Exception as exc:  # a backend's failure, whatever its type
-            error = str(exc) or type(exc).__name__
         gone = error is None or not await self._alive(model)
         self._on_unload_done(model, gone, error)
 
@@ -454,7 +421,7 @@ class Scheduler(Generic[K]):
             model.state, model.last_error = ModelState.LOADED, f"unload failed: {error}"
             model.unload_reason = None
             failure = UpstreamError(f"{model.name} could not be unloaded: {error}")
-            self._settle_unload_waiters(model, failure)
+            model.settle_unload_waiters(failure)
             self._dirty.add(model)
         self._drain()
 
@@ -476,13 +443,7 @@ class Scheduler(Generic[K]):
         self._drain()
 
     async def _alive(self, model: ModelRecord[K]) -> bool:
-        try:
-            async with asyncio.timeout(self.settings.check_timeout_s):
-                return await self.backend.is_alive(model.key)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # an unreachable backend is not alive
-            return False
+        return await call_alive(self.backend, model.key, self.settings.check_timeout_s)
 
     # -- state changes --------------------------------------------------------------------------
 
@@ -497,22 +458,9 @@ class Scheduler(Generic[K]):
         model.state, model.progress, model.loaded_at = ModelState.UNLOADED, 0.0, None
         model.last_eviction, model.pending = eviction, None
         model.unload_reason, model.suspect, model.kept = None, False, False
-        self._settle_unload_waiters(model)
+        model.settle_unload_waiters()
         self._dirty.add(model)
         log.info("unloaded %s (%s)", model.name, eviction.reason)
-
-    def _settle_unload_waiters(
-        self, model: ModelRecord[K], failure: ModelyardError | None = None
-    ) -> None:
-        if failure is None and model.state is not ModelState.UNLOADED:
-            return
-        for future in model.unload_waiters:
-            if not future.done():
-                if failure is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(failure)
-        model.unload_waiters.clear()
 
     def release_ticket(self, ticket: Ticket[K], model: ModelRecord[K], waiter: Waiter) -> None:
         """``Ticket.close``: the turn is over, or the wait given up."""

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol
 
-from modelyard.errors import Unavailable
+from modelyard.errors import ModelyardError, Unavailable
 from modelyard.gateway.scheduling import (
     Eviction,
     K,
@@ -80,6 +80,25 @@ class ModelRecord(Generic[K]):
     def first_arrival(self) -> int:
         """The arrival number of its longest-waiting request or explicit load."""
         return min(line[0].seq for line in (self.queue, self.holds) if line)
+
+    def settle_unload_waiters(self, failure: ModelyardError | None = None) -> None:
+        """Tell those waiting for an unload that it is done (it must be), or ``failure``."""
+        if failure is None and self.state is not ModelState.UNLOADED:
+            return
+        for future in self.unload_waiters:
+            if not future.done():
+                if failure is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(failure)
+        self.unload_waiters.clear()
+
+    def fail_waiters(self, error: ModelyardError) -> None:
+        """Fail every request, explicit load and unload waiting on this model."""
+        futures = [w.future for w in (*self.queue, *self.holds)] + self.unload_waiters
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
 
     def view(self) -> ModelView:
         """The record as data for the API, events and metrics."""
