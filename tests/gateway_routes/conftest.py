@@ -35,6 +35,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator
     models.mkdir()
     shutil.copy(tiny_gguf, models / "tiny.gguf")
     write_tiny_gguf(models / "embed" / "mini.gguf", pooling=True)
+    write_tiny_gguf(models / "rerank" / "judge.gguf", rerank=True)
     ollama_state = OllamaState(pull_tick=0.005)
     ollama_state.add_model("llama3.2", size=2_000_000_000, parameter_size="3.2B")
     anthropic_state = AnthropicState()

@@ -61,6 +61,25 @@ def test_embeddings_from_an_embedding_model(stack: Stack) -> None:
     assert len(vectors.data) == 2 and len(vectors.data[0].embedding) > 0
 
 
+def test_responses_and_rerank_where_the_server_has_them(stack: Stack) -> None:
+    sdk = client(stack.app)
+    response = sdk.responses.create(model="tiny.gguf", input="hi", max_output_tokens=4)
+    assert response.output_text
+    ranked = httpx.post(
+        stack.app.url + "/v1/rerank",
+        json={"model": "rerank/judge.gguf", "query": "a cat", "documents": ["cat", "dog"]},
+        timeout=60,
+    )
+    assert ranked.status_code == 200, ranked.text
+    assert len(ranked.json()["results"]) == 2
+    # A chat model's server runs without --reranking: it says it lacks the endpoint.
+    refused = httpx.post(
+        stack.app.url + "/v1/rerank",
+        json={"model": "tiny.gguf", "query": "a cat", "documents": ["cat"]},
+    )
+    assert refused.status_code == 501 and refused.json()["error"]["code"] == "not_supported"
+
+
 def test_an_ollama_model_without_its_tag_means_latest(stack: Stack) -> None:
     # The stand-in's OpenAI endpoint is not there: the answer is its 404, kept as it is.
     sdk = client(stack.app)

@@ -6,6 +6,7 @@
 * ``relay``: forwards a request to a model server and streams its bytes back.
 * ``translate``: Anthropic Messages and Ollama's API over OpenAI-only backends.
 * ``scheduler``: the one owner of what is loaded — queue, admission, eviction, TTL.
-
-The routes that put these on modelyard's app come with the provider contract they call.
+* ``names``, ``backend``, ``policies``, ``service``: the catalog's models as the scheduler's
+  and the clients' — names, loads through the runtimes, settings, the request path that
+  ``api/routes/gateway.py`` puts on modelyard's port.
 """

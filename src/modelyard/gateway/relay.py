@@ -322,6 +322,13 @@ def upstream_error(status: int, body: bytes, retry: float | None) -> ModelyardEr
         return Unavailable(detail, code="upstream_unavailable", retry_after_s=retry or 1)
     if 400 <= status < 500:
         return UpstreamRejected(detail, status=status)
+    if status == 501:  # llama-server without --reranking, say: the backend lacks the endpoint
+        return UpstreamError(
+            detail,
+            code="not_supported",
+            status=501,
+            hint="This model's server does not offer this endpoint.",
+        )
     return UpstreamError(detail)
 
 
