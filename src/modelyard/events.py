@@ -101,6 +101,21 @@ class ConversationChanged(TypedDict):
     action: str  # created, updated, deleted or message
 
 
+class ModelSchedule(TypedDict):
+    key: str  # provider/instance/name
+    state: str  # unloaded, loading, loaded, unloading
+    in_flight: int
+    queued: int
+    estimate_bytes: int
+    load_progress: float | None
+    ttl_left_s: float | None
+    pinned: bool
+    loaded_at: float | None  # epoch seconds
+    last_used_at: float | None
+    last_eviction: dict[str, Any] | None  # {"reason", "at", "for_model"}
+    last_error: str | None
+
+
 class GatewayRequest(TypedDict):
     model: str  # the name the client used
     key: str  # the model it reached: provider/instance/name
@@ -148,6 +163,11 @@ BATCH_PROGRESS: Final[EventType[BatchProgress]] = _declare(
 )
 CONVERSATION_CHANGED: Final[EventType[ConversationChanged]] = _declare(
     "conversation.changed", "A conversation was created, renamed, deleted or got a message."
+)
+MODEL_SCHEDULE: Final[EventType[ModelSchedule]] = _declare(
+    "model.schedule",
+    "The scheduler's view of a model changed: state, in flight, queued, TTL, last eviction.",
+    coalesces=True,
 )
 GATEWAY_REQUEST: Final[EventType[GatewayRequest]] = _declare(
     "gateway.request",

@@ -52,6 +52,44 @@ class Metrics:
             "modelyard_chat_tokens_total", "Tokens generated in chats", ["provider"], registry=r
         )
 
+        latency = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+        self.gateway_requests = Counter(
+            "modelyard_gateway_requests_total",
+            "Gateway requests by the model they reached and status (499: the client left)",
+            ["model", "status"],
+            registry=r,
+        )
+        self.gateway_ttft = Histogram(
+            "modelyard_gateway_ttft_seconds",
+            "Gateway: arrival to the first bytes of the answer (queue and load included)",
+            ["model"],
+            buckets=latency,
+            registry=r,
+        )
+        self.gateway_queue_wait = Histogram(
+            "modelyard_gateway_queue_wait_seconds",
+            "Gateway: arrival to the request's turn at its model (a load included)",
+            ["model"],
+            buckets=latency,
+            registry=r,
+        )
+        self.model_load_duration = Histogram(
+            "modelyard_model_load_duration_seconds",
+            "Loads decided by the scheduler, from start to loaded",
+            ["model"],
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.model_evictions = Counter(
+            "modelyard_model_evictions_total",
+            "Models that left memory, by reason (ttl, evicted, requested, died, runtime…)",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.model_in_flight = Gauge(
+            "modelyard_model_in_flight", "Requests a model is answering now", ["model"], registry=r
+        )
+
     def set_provider_state(self, provider: str, instance: str, state: str) -> None:
         for name in _STATES:
             self.provider_state.labels(provider, instance, name).set(1 if name == state else 0)

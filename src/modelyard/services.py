@@ -19,6 +19,7 @@ from modelyard.downloads.manager import DownloadManager
 from modelyard.events import EventBus
 from modelyard.gateway.backend import CatalogBackend
 from modelyard.gateway.policies import model_policy, scheduler_settings
+from modelyard.gateway.reporting import ScheduleReporter
 from modelyard.gateway.scheduler import Scheduler
 from modelyard.gateway.service import Gateway
 from modelyard.gguf.servers import GgufServers
@@ -86,7 +87,10 @@ class Services:
         # The scheduler is the one owner of what is loaded: the lifecycle's starts and stops
         # (Models page, CLI, chat, batches) and the gateway's requests all go through it.
         backend = CatalogBackend(settings, catalog, instances, servers, loading)
-        scheduler = Scheduler(backend, scheduler_settings(settings), model_policy(settings))
+        reporter = ScheduleReporter(bus, metrics)
+        scheduler = Scheduler(
+            backend, scheduler_settings(settings), model_policy(settings), on_change=reporter
+        )
         lifecycle = Lifecycle(settings, catalog, loading, scheduler, downloads)
         chat = ChatService(
             settings,
@@ -99,7 +103,7 @@ class Services:
             processes,
             starter=lifecycle.start_local,
         )
-        gateway = Gateway(settings, catalog, backend, scheduler, bus, metrics)
+        gateway = Gateway(settings, catalog, backend, scheduler, bus, reporter)
         services = cls(
             settings,
             db,

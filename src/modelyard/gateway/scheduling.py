@@ -10,9 +10,11 @@ dying loads) and with real llama-server processes.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Protocol, TypeVar
+
+from modelyard.events import ModelSchedule
 
 K = TypeVar("K", bound=Hashable)
 K_contra = TypeVar("K_contra", bound=Hashable, contravariant=True)
@@ -117,6 +119,24 @@ class ModelView:
     last_used_at: float | None  # wall clock, end of the last request
     last_eviction: Eviction | None
     last_error: str | None
+
+    def wire(self) -> ModelSchedule:
+        """As the API and the ``model.schedule`` event show it."""
+        eviction = self.last_eviction
+        return ModelSchedule(
+            key=self.key,
+            state=self.state.value,
+            in_flight=self.in_flight,
+            queued=self.queued,
+            estimate_bytes=self.estimate_bytes,
+            load_progress=self.load_progress,
+            ttl_left_s=None if self.ttl_left_s is None else round(self.ttl_left_s, 1),
+            pinned=self.pinned,
+            loaded_at=self.loaded_at,
+            last_used_at=self.last_used_at,
+            last_eviction=None if eviction is None else asdict(eviction),
+            last_error=self.last_error,
+        )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from modelyard.chat.types import Target as ChatTarget
 from modelyard.config import Settings
 from modelyard.errors import Conflict, InvalidInput, ModelyardError, Unavailable
 from modelyard.events import (
-    GATEWAY_REQUEST,
     MODEL_STATE,
     Event,
     EventBus,
@@ -37,18 +35,17 @@ from modelyard.gateway.exchange import Exchange, Target, exchange, parse_json_ob
 from modelyard.gateway.names import NameIndex, key_of, qualified
 from modelyard.gateway.policies import model_settings
 from modelyard.gateway.relay import Relay, Translation, upstream_error
+from modelyard.gateway.reporting import ScheduleReporter
 from modelyard.gateway.scheduler import Scheduler
 from modelyard.gateway.scheduling import ModelView
 from modelyard.gateway.translate.anthropic import chat_request
 from modelyard.gateway.wire import Dialect
-from modelyard.metrics import Metrics
 from modelyard.models.catalog import Catalog
 from modelyard.models.types import Model, ModelKey, ModelStatus
 from modelyard.providers.anthropic import ANTHROPIC_VERSION
 from modelyard.providers.base import EstimatingCounter, TokenCounter, bearer
 from modelyard.providers.registry import registry
 
-log = logging.getLogger("modelyard.gateway.requests")
 _REPORTS = frozenset({"loaded", "available", "removed"})
 _KEY_FIELDS = ("provider", "instance_id", "name")
 USABLE = frozenset({ModelStatus.AVAILABLE, ModelStatus.LOADED, ModelStatus.STARTING})
@@ -93,14 +90,14 @@ class Gateway:
         backend: CatalogBackend,
         scheduler: Scheduler[str],
         bus: EventBus,
-        metrics: Metrics,
+        reporter: ScheduleReporter,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.backend = backend
         self.scheduler = scheduler
         self.bus = bus
-        self.metrics = metrics
+        self.reporter = reporter
         self.relay = Relay(read_timeout_s=settings.gateway_read_timeout_s)
         self._index: tuple[int, NameIndex] | None = None
         self.aliases = dict(settings.aliases)
@@ -304,21 +301,7 @@ class Gateway:
             client_gone=record.client_gone,
             error=record.relay.error,
         )
-        log.info(
-            "%s model=%s key=%s caller=%s status=%s queue_ms=%s load=%s ttft_ms=%s tokens=%s/%s%s",
-            entry["route"],
-            name,
-            record.model,
-            entry["caller"],
-            entry["status"],
-            entry["queue_ms"],
-            "waited" if record.waited_for_load else "no",
-            entry["ttft_ms"],
-            entry["prompt_tokens"],
-            entry["completion_tokens"],
-            " client_gone" if record.client_gone else "",
-        )
-        self.bus.publish(GATEWAY_REQUEST, entry)
+        self.reporter.request(entry)
 
 
 def _text_of(content: Any) -> str:

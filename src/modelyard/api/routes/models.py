@@ -138,6 +138,40 @@ async def list_models(services: ServicesDep) -> Response:
     return Response(body, media_type="application/json")
 
 
+class EvictionOut(BaseModel):
+    reason: str = Field(description="ttl, evicted, requested, died, load_failed or runtime")
+    at: float = Field(description="epoch seconds")
+    for_model: str | None = Field(description="the model it made room for (evicted)")
+
+
+class ScheduledModelOut(BaseModel):
+    key: str = Field(description="provider/instance/name")
+    state: Literal["unloaded", "loading", "loaded", "unloading"]
+    in_flight: int
+    queued: int
+    estimate_bytes: int
+    load_progress: float | None
+    ttl_left_s: float | None
+    pinned: bool
+    loaded_at: float | None
+    last_used_at: float | None
+    last_eviction: EvictionOut | None
+    last_error: str | None
+
+
+class ScheduleOut(BaseModel):
+    models: list[ScheduledModelOut]
+
+
+@router.get("/api/models/schedule", response_model=ScheduleOut)
+async def model_schedule(services: ServicesDep) -> ScheduleOut:
+    """The scheduler's view of every model it has decided about (docs/GATEWAY.md): state
+    (``unloaded``, ``loading``, ``loaded``, ``unloading``), requests in flight and queued,
+    TTL left, the last eviction and why. ``model.schedule`` events carry the changes."""
+    views = services.gateway.scheduler.snapshot()
+    return ScheduleOut.model_validate({"models": [view.wire() for view in views]})
+
+
 @router.get("/api/models/search", response_model=ModelPageOut)
 def search_models(
     services: ServicesDep,
