@@ -2,7 +2,7 @@
 import { h } from "../../js/dom.js";
 import { bytes } from "../../js/format.js";
 import { kindLabel } from "../../js/kinds.js";
-import { actionCell, nameLink, selectBox, statusBadge } from "./cells.js";
+import { actionCell, nameLink, scheduleNote, selectBox, statusBadge } from "./cells.js";
 import { modelKey } from "./requests.js";
 
 function modelCard(page, m) {
@@ -25,6 +25,7 @@ function modelCard(page, m) {
       ),
       statusBadge(m),
     ),
+    scheduleNote(page, m),
     h(
       "dl",
       { class: "kv" },

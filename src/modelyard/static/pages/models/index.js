@@ -1,6 +1,7 @@
 // Models: one catalog of every instance's models — search, filters, sort, pages, table or
 // cards, multi-select with batch actions, start/stop/delete/recreate, the details drawer, and
-// live state from model.state / catalog.changed events.
+// live state from model.state / catalog.changed events, and what the scheduler says of each
+// model (loading, in flight, queued, idle unload, last eviction) from model.schedule events.
 import { h, render } from "../../js/dom.js";
 import { events } from "../../js/events.js";
 import { loadKinds } from "../../js/kinds.js";
@@ -11,7 +12,7 @@ import { drawBatchBar, showBatchProgress } from "./batch.js";
 import { modelCards } from "./cards.js";
 import { closeDrawer, openDrawer } from "./drawer.js";
 import { drawPager } from "./pager.js";
-import { FIRST_QUERY, listInstances, modelKey, searchModels } from "./requests.js";
+import { FIRST_QUERY, listInstances, modelKey, modelSchedule, searchModels } from "./requests.js";
 import { modelTable } from "./table.js";
 import { drawHead, filterPanel, pageHead } from "./toolbar.js";
 
@@ -28,6 +29,7 @@ function initialState() {
     view: localStorage.getItem(VIEW_KEY) || (window.innerWidth < 720 ? "cards" : "table"),
     seq: 0,
     managed: new Set(), // "provider/id" of the instances modelyard runs (see rules.js)
+    schedule: new Map(), // provider/instance/name -> the scheduler's view (model.schedule)
   };
 }
 
@@ -55,11 +57,16 @@ function modelsPage(els) {
     async load() {
       const seq = ++state.seq;
       try {
-        const [found, instances] = await Promise.all([
+        const [found, instances, schedule] = await Promise.all([
           searchModels(state),
           listInstances().catch(() => null),
+          modelSchedule().catch(() => null),
         ]);
         if (seq !== state.seq) return;
+        if (schedule) {
+          const seenAt = Date.now();
+          state.schedule = new Map(schedule.models.map((v) => [v.key, { ...v, seenAt }]));
+        }
         if (instances) {
           const managed = instances.instances.filter((i) => i.managed);
           state.managed = new Set(managed.map((i) => `${i.provider}/${i.id}`));
@@ -128,6 +135,10 @@ function follow(page) {
         return;
       }
       Object.assign(m, { status: d.status, loaded: d.details });
+      page.draw();
+    }),
+    events.on("model.schedule", ({ data }) => {
+      state.schedule.set(data.key, { ...data, seenAt: Date.now() });
       page.draw();
     }),
     events.on("catalog.changed", page.reloadSoon),

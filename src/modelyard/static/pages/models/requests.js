@@ -23,6 +23,10 @@ export function searchModels(query) {
   return get(searchPath({ ...query, minSize, maxSize }));
 }
 export const listInstances = () => get(PATHS.instances);
+/** The scheduler's view of every model it has decided about (docs/GATEWAY.md). */
+export const modelSchedule = () => get("/api/models/schedule");
+/** The scheduler's name for a model: provider/instance/name. */
+export const scheduleKey = (m) => `${m.provider}/${m.instance_id}/${m.name}`;
 export const syncCatalog = () => post("/api/models/sync");
 export const runBatch = (action, models) =>
   post("/api/models/batch", { action, models: models.map(modelRef) });

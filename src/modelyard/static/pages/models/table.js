@@ -2,7 +2,7 @@
 import { h } from "../../js/dom.js";
 import { ago, bytes } from "../../js/format.js";
 import { kindLabel } from "../../js/kinds.js";
-import { actionCell, nameLink, selectBox, statusBadge } from "./cells.js";
+import { actionCell, nameLink, scheduleNote, selectBox, statusBadge } from "./cells.js";
 import { modelKey } from "./requests.js";
 
 function sortHeader(page, field, label, cls = "") {
@@ -65,7 +65,7 @@ function modelRow(page, m) {
       m.meta?.error ? h("div", { class: "field-error small" }, m.meta.error) : null,
     ),
     h("td", {}, kindLabel(m.provider), h("div", { class: "muted small" }, m.instance_id)),
-    h("td", {}, statusBadge(m)),
+    h("td", {}, statusBadge(m), scheduleNote(page, m)),
     h("td", { class: "num" }, bytes(m.size)),
     h("td", { class: "col-wide" }, m.parameter_size || "—"),
     h("td", { class: "col-wide mono" }, m.quantization || "—"),
