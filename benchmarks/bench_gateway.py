@@ -2,8 +2,8 @@
 
 Processes, each its own: a genuine llama-server running the tiny generated model (64 slots),
 the paced stand-in (``tests/support/paced_upstream.py``: a token every 50 ms per stream, the
-way a ~20 tokens/s model streams), the gateway (``benchmarks/gateway_server.py``: the relay,
-the scheduler and ``exchange`` on uvicorn, until modelyard's routes exist), LiteLLM's proxy
+way a ~20 tokens/s model streams), the gateway (``benchmarks/gateway_server.py``: modelyard's
+app itself — its guards, the gateway's routes and its scheduler — on uvicorn), LiteLLM's proxy
 (``gateway_peers``), and the load generator (``benchmarks/gateway_load.py``: raw HTTP/1.1 on
 uvloop). Every figure is measured the same way through the three paths:
 
@@ -18,9 +18,9 @@ uvloop). Every figure is measured the same way through the three paths:
 - a client that hangs up, streaming (after its first token) and not (while its answer is
   generated): how long until the stand-in sees its request closed (``CLOCK_MONOTONIC``, one
   clock for every process on the machine);
-- loading on demand (modelyard only, in this process): 50 simultaneous requests for a GGUF
-  nobody loaded (genuine llama-server processes started by the scheduler), and the first
-  heartbeat of a load that takes 6 s.
+- loading on demand (the engine only, in this process: its scheduler over genuine
+  llama-server processes, behind ``tests/support/gateway_app.py``): 50 simultaneous requests
+  for a GGUF nobody loaded, and the first heartbeat of a load that takes 6 s.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def _hang_up(path: Via, paced: str, user: str, stream: bool) -> float | None:
     sock = socket.create_connection((host, int(port)))
     auth = f"Authorization: Bearer {path.key}\r\n".encode() if path.key else b""
     sock.sendall(
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n%sContent-Type: application/json\r\n"
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n%s" % (auth, len(body), body)
     )
     if stream:

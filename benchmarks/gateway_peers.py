@@ -75,16 +75,27 @@ def paced_upstream(work: Path, interval: float) -> Iterator[tuple[str, int]]:
 
 @contextmanager
 def gateway(work: Path, models: dict[str, str]) -> Iterator[tuple[str, int]]:
-    """The gateway in its own process for ``models`` (name → ``URL`` or ``URL@llama``)."""
+    """modelyard in its own process for ``models`` (name → ``URL`` or ``URL@llama``), once
+    its catalog lists them."""
     port = free_port()
     specs = [f"{name}={where}" for name, where in models.items()]
     log = work / "gateway.log"
-    with process(
-        [sys.executable, "-m", "benchmarks.gateway_server", str(port), *specs], log
-    ) as pid:
+    data = work / "modelyard"
+    argv = [sys.executable, "-m", "benchmarks.gateway_server", str(port), str(data), *specs]
+    with process(argv, log) as pid:
         url = f"http://127.0.0.1:{port}"
-        wait_http(url + "/", 30, log)
+        wait_http(url + "/v1/models", STARTUP_S, log)
+        deadline = time.monotonic() + STARTUP_S
+        while not set(models) <= _listed(url):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"modelyard did not list {set(models)}:\n{log.read_text()}")
+            time.sleep(0.2)
         yield url, pid
+
+
+def _listed(url: str) -> set[str]:
+    answer = httpx.get(url + "/v1/models", timeout=5)
+    return {m["id"] for m in answer.json().get("data", [])} if answer.status_code == 200 else set()
 
 
 def litellm_binary() -> Path:

@@ -67,6 +67,8 @@ class PacedUpstream:
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 if method == "GET" and path == "/stats":
                     await self._json(writer, self.stats.__dict__)
+                elif method == "GET" and path == "/v1/models":  # for modelyard's catalog
+                    await self._json(writer, {"object": "list", "data": [{"id": "paced"}]})
                 elif method == "POST" and path == "/v1/chat/completions":
                     if not await self._complete(reader, writer, json.loads(body or b"{}")):
                         return
