@@ -297,8 +297,9 @@ def report(
     lines = [
         f"## {TITLE}",
         "",
-        f"Three paths to the same backends in one run: **direct**, **modelyard**'s gateway "
-        f"engine, and **LiteLLM**'s proxy ({litellm_version()}, one worker). The load "
+        f"Three paths to the same backends in one run: **direct**, **modelyard** (its app: "
+        f"the guards, the gateway's routes, the scheduler), and **LiteLLM**'s proxy "
+        f"({litellm_version()}, one worker). The load "
         f"generator and the paced stand-in run in processes of their own. Load average "
         f"before/after: {' '.join(f'{v:.2f}' for v in load[0])} / "
         f"{' '.join(f'{v:.2f}' for v in load[1])}.",
