@@ -44,6 +44,7 @@ from modelyard.models.types import (
     ModelStatus,
 )
 from modelyard.providers.base import not_supported
+from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import Instance
 
 Action = Literal["start", "stop", "delete"]
