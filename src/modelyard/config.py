@@ -38,7 +38,8 @@ class ModelMode(StrEnum):
 
 
 class RestartPolicy(StrEnum):
-    """Docker's restart policies, applied by the engine itself."""
+    """Docker's restart policies: Docker applies a container's; modelyard's supervisor a
+    managed process's (on-failure until a crash loop; always and unless-stopped through it)."""
 
     NO = "no"
     ON_FAILURE = "on-failure"
@@ -100,6 +101,7 @@ class InstanceConfig(BaseModel):
     command: list[str] = Field(default_factory=list)
     ctx_size: int = Field(default=0, ge=0, le=1_048_576)
     container: ContainerConfig | None = None
+    restart: RestartPolicy | None = None  # None: the top-level ``restart``
 
     @field_validator("provider")
     @classmethod
@@ -196,6 +198,13 @@ class Settings(BaseModel):
     start_timeout_s: float = Field(default=60.0, gt=0)
     stop_grace_s: float = Field(default=10.0, ge=0)
     stop_managed_on_exit: bool = False
+
+    # restart policy of managed instances
+    restart: RestartPolicy = RestartPolicy.NO
+    restart_backoff_s: float = Field(default=1.0, gt=0)
+    restart_backoff_max_s: float = Field(default=60.0, gt=0)
+    crash_loop_exits: int = Field(default=5, ge=1)
+    crash_loop_window_s: float = Field(default=120.0, gt=0)
     llama_server: str = ""
     ollama_binary: str = ""
 

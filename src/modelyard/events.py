@@ -132,6 +132,25 @@ class GatewayRequest(TypedDict):
     error: str | None
 
 
+class InstanceExited(TypedDict):
+    provider: str
+    instance_id: str
+    pid: int
+    exit_code: int | None  # None: an adopted process, whose code only its parent could read
+    restart: str  # the instance's restart policy
+    restart_in_s: float | None  # when the policy starts it again; None: it will not
+    log_tail: list[str]
+
+
+class InstanceCrashLoop(TypedDict):
+    provider: str
+    instance_id: str
+    exits: int  # unexpected exits within the window
+    window_s: float
+    gave_up: bool  # on-failure stops restarting; always goes on at the capped backoff
+    log_tail: list[str]
+
+
 # -- the catalogue ------------------------------------------------------------------------------
 
 PROVIDER_STATUS: Final[EventType[ProviderStatus]] = _declare(
@@ -140,6 +159,13 @@ PROVIDER_STATUS: Final[EventType[ProviderStatus]] = _declare(
 )
 PROVIDER_REMOVED: Final[EventType[ProviderRemoved]] = _declare(
     "provider.removed", "An instance was deleted."
+)
+INSTANCE_EXITED: Final[EventType[InstanceExited]] = _declare(
+    "instance.exited",
+    "A managed process ended without being asked to (a crash, a kill behind modelyard's back).",
+)
+INSTANCE_CRASH_LOOP: Final[EventType[InstanceCrashLoop]] = _declare(
+    "instance.crash_loop", "A managed process exited too often within the crash-loop window."
 )
 DOWNLOAD_STATE: Final[EventType[DownloadView]] = _declare(
     "download.state", "A download was created or changed state (its fields with it)."

@@ -25,6 +25,18 @@ class Metrics:
             ["provider", "instance"],
             registry=r,
         )
+        self.instance_exits = Counter(
+            "modelyard_instance_exits_total",
+            "Exits of managed processes that modelyard did not ask for",
+            ["provider", "instance"],
+            registry=r,
+        )
+        self.instance_restarts = Counter(
+            "modelyard_instance_restarts_total",
+            "Restarts of managed processes by their restart policy",
+            ["provider", "instance"],
+            registry=r,
+        )
         self.check_duration = Histogram(
             "modelyard_provider_check_duration_seconds",
             "Duration of one status check layer",
@@ -99,6 +111,8 @@ class Metrics:
         for name in _STATES:
             self.provider_state.remove(provider, instance, name)
         self.provider_up.remove(provider, instance)
+        self.instance_exits.remove(provider, instance)
+        self.instance_restarts.remove(provider, instance)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

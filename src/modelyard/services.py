@@ -35,6 +35,7 @@ from modelyard.runtimes.control import InstanceControl
 from modelyard.runtimes.health import HealthChecker
 from modelyard.runtimes.instance_service import InstanceService
 from modelyard.runtimes.instances import InstanceRegistry
+from modelyard.runtimes.restarts import Supervisor
 from modelyard.store.db import Database
 
 log = logging.getLogger("modelyard")
@@ -52,6 +53,7 @@ class Services:
     processes: Runtimes
     health: HealthChecker
     control: InstanceControl
+    supervisor: Supervisor
     instance_service: InstanceService
     catalog: Catalog
     downloads: DownloadManager
@@ -79,6 +81,7 @@ class Services:
         processes = Runtimes(settings, instances, containers)
         health = HealthChecker(settings, instances, processes, bus, metrics)
         control = InstanceControl(settings, processes, health)
+        supervisor = Supervisor(settings, instances, processes, health, control, bus, metrics)
         instance_service = InstanceService(instances, processes, health, control, bus)
         catalog = Catalog(settings, CatalogStore(db), bus, instances, processes)
         downloads = DownloadManager(settings, db, bus, metrics, instances)
@@ -113,6 +116,7 @@ class Services:
             processes,
             health,
             control,
+            supervisor,
             instance_service,
             catalog,
             downloads,
@@ -135,6 +139,7 @@ class Services:
         adopted = self.processes.adopt()
         for record in adopted:
             log.info("adopted %s (PID %s)", record.key, record.pid)
+        self.supervisor.start()
         if self.settings.monitor:
             self.health.start_monitor()
         self.gateway.start()
@@ -148,11 +153,13 @@ class Services:
         await self.chat.close()
         await self.lifecycle.close()
         await self.catalog.close()
+        await self.supervisor.close()
         await self.control.close()
         if self.settings.stop_managed_on_exit:
             await self.control.stop_all()
         await self.health.close()
         self.processes.containers.close()
+        self.processes.close()
         await self.audit.close()
         self.db.dispose()
         remove_key_file(self.settings.cli_key_path, self.api_keys.cli_key)

@@ -27,9 +27,11 @@ def _status_table(statuses: list[dict[str, Any]]) -> Table:
 
         latency = f"{s['latency_ms']:.0f} ms" if s.get("latency_ms") is not None else "–"
         reason = s.get("reason_code") or ""
+        restarts = s.get("restarts") or 0  # by the restart policy: ↻ and the count
+        state = f"[{style}]{s['state']}[/]" + (f" ↻{restarts}" if restarts else "")
         table.add_row(
             f"{s['provider']}/{s['instance_id']}",
-            f"[{style}]{s['state']}[/]",
+            state,
             mark(s.get("pid_exists")) if s.get("managed") else "–",
             mark(s.get("port_listening")),
             mark(s.get("api_responding")),

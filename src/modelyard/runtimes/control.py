@@ -51,16 +51,21 @@ class InstanceControl:
             await self._launch(instance)
             return await self.health.check(instance, fresh=True)
 
-    async def launch(self, instance: Instance, *, watch: bool = True) -> None:
+    async def launch(
+        self, instance: Instance, *, watch: bool = True, by_policy: bool = False
+    ) -> None:
         """Start the process without a first status check, for a caller that waits for the
         server itself. ``watch``: check its status in the background until it settles (a
         caller that checks it itself once loaded passes False: those checks would compete
-        with its wait)."""
+        with its wait). ``by_policy``: the restart policy starts it (else a start by hand,
+        which ends a crash loop)."""
         self._require_managed(instance)
         async with self._lock(instance):
-            await self._launch(instance, watch=watch)
+            await self._launch(instance, watch=watch, by_policy=by_policy)
 
-    async def _launch(self, instance: Instance, *, watch: bool = True) -> None:
+    async def _launch(
+        self, instance: Instance, *, watch: bool = True, by_policy: bool = False
+    ) -> None:
         # Reading the PID file takes well under a millisecond: here rather than in a thread,
         # whose hand-offs would cost more on the way to a model being ready.
         check = self.processes.check(instance.key)
@@ -86,6 +91,8 @@ class InstanceControl:
                 code="port_in_use",
                 hint="Stop the program using that port, or give the instance another port.",
             )
+        if not by_policy:
+            self.health.restarts.started_by_hand(instance.key)
         if spec is None:
             await asyncio.to_thread(self.processes.start_container, instance)
         else:

@@ -29,6 +29,7 @@ from modelyard.providers.registry import registry
 from modelyard.runtimes.container_runtime import ContainerCheck, ContainerInfo, container_verdict
 from modelyard.runtimes.instances import Instance, InstanceRegistry
 from modelyard.runtimes.processes import ProcessCheck, ProcessManager
+from modelyard.runtimes.restart_ledger import RestartLedger
 
 HISTORY = 10
 MISSING_API_KEY = "missing_api_key"  # a cloud API with no key: it cannot run, nothing is tried
@@ -60,6 +61,7 @@ class ProviderStatus(BaseModel):
     checked_at: str
     models_loaded: int | None = None
     container: ContainerInfo | None = None  # in place of the process, for a container instance
+    restarts: int = 0  # by the restart policy, since modelyard started
 
     def signature(self) -> tuple[Any, ...]:
         """What makes a change worth an event (not latency or time)."""
@@ -73,6 +75,7 @@ class ProviderStatus(BaseModel):
             self.version,
             self.models_loaded,
             self.container,
+            self.restarts,
         )
 
 
@@ -114,8 +117,10 @@ class HealthChecker:
         processes: ProcessManager,
         bus: EventBus,
         metrics: Metrics,
+        restarts: RestartLedger | None = None,
     ) -> None:
         self.settings = settings
+        self.restarts = restarts or RestartLedger()
         self.instances = instances
         self.processes = processes
         self.bus = bus
@@ -326,6 +331,13 @@ class HealthChecker:
         if not proc.alive and proc.stopping:
             return make(ProviderState.STOPPED, "not_running", _START_IT)
         tail = " | ".join(self.processes.log_tail(instance.key, 5)[-5:])
+        if not proc.alive and self.restarts.in_crash_loop(instance.key):
+            return make(
+                ProviderState.ERROR,
+                "crash_loop",
+                "The process keeps exiting (a crash loop): no more restarts until it is "
+                f"started by hand. Last log lines: {tail or '(empty)'}",
+            )
         if not proc.alive:
             code = f" with code {proc.exit_code}" if proc.exit_code is not None else ""
             return make(
@@ -372,6 +384,7 @@ class HealthChecker:
             hint=hint,
             checked_at=iso(utcnow()) or "",
             container=proc.info() if isinstance(proc, ContainerCheck) else None,
+            restarts=self.restarts.restarts(cfg.key),
         )
 
     def _record(self, instance: Instance, status: ProviderStatus, seq: int) -> ProviderStatus:

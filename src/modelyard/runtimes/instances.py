@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import bindparam, delete, insert
 
-from modelyard.config import ContainerConfig, InstanceConfig, ModelMode, Settings
+from modelyard.config import ContainerConfig, InstanceConfig, ModelMode, RestartPolicy, Settings
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.providers.registry import registry
 from modelyard.store.db import Database
@@ -48,6 +48,7 @@ class InstanceChanges(BaseModel):
     mode: ModelMode | None = None
     command: list[str] | None = None
     ctx_size: int | None = Field(default=None, ge=0, le=1_048_576)
+    restart: RestartPolicy | None = None
 
 
 class InstanceFields(InstanceChanges):
@@ -70,6 +71,7 @@ class InstanceView(BaseModel):
     mode: ModelMode
     command: list[str]
     ctx_size: int
+    restart: RestartPolicy | None  # None: the top-level default
     api_key_env: str | None
     has_api_key: bool
     origin: InstanceOrigin
@@ -100,6 +102,7 @@ class Instance:
             mode=c.mode,
             command=c.command,
             ctx_size=c.ctx_size,
+            restart=c.restart,
             api_key_env=c.api_key_env or None,
             has_api_key=bool(c.resolved_api_key()),
             origin=self.origin,
@@ -122,6 +125,7 @@ def _row_to_config(row: InstanceRow) -> InstanceConfig:
         command=list(row.command or []),
         ctx_size=row.ctx_size,
         container=ContainerConfig.model_validate(row.container) if row.container else None,
+        restart=RestartPolicy(row.restart) if row.restart else None,
     )
 
 
@@ -145,6 +149,7 @@ def _row_values(cfg: InstanceConfig) -> dict[str, Any]:
         "command": cfg.command,
         "ctx_size": cfg.ctx_size,
         "container": cfg.container.model_dump(mode="json") if cfg.container else None,
+        "restart": cfg.restart.value if cfg.restart else None,
     }
 
 

@@ -31,6 +31,8 @@ import psutil
 
 from modelyard.clock import iso, utcnow
 from modelyard.errors import Conflict, InvalidInput, ModelyardError, NotFound, Unavailable
+from modelyard.runtimes.exit_watch import ExitListener, ProcessExit, watch_in_thread
+from modelyard.runtimes.log_files import read_tail
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,6 @@ log = logging.getLogger(__name__)
 _CREATE_TIME_TOLERANCE_S = 1.0
 _KILL_WAIT_S = 10.0
 _POLL_S = 0.05
-_TAIL_BLOCK = 16 * 1024
 _SECRET_FLAGS = frozenset({"--api-key", "--hf-token", "-hft"})
 
 
@@ -210,19 +211,6 @@ def _describe_exit(code: int) -> str:
     return f"exit code {code}"
 
 
-def _read_tail(path: Path, lines: int) -> list[str]:
-    with open(path, "rb") as fh:
-        end = fh.seek(0, os.SEEK_END)
-        start, data = end, b""
-        # Read backwards in blocks until there is one more newline than lines wanted, so a
-        # partial first line is never returned.
-        while start > 0 and data.count(b"\n") <= lines:
-            start = max(0, start - _TAIL_BLOCK * max(1, lines // 64))
-            fh.seek(start)
-            data = fh.read(end - start)
-    return data.decode("utf-8", errors="replace").splitlines()[-lines:]
-
-
 class ProcessManager:
     """Start, check, adopt and stop managed processes; one process per key."""
 
@@ -235,6 +223,8 @@ class ProcessManager:
         self._key_locks: dict[str, threading.Lock] = {}
         self._children: dict[str, _Child] = {}
         self._stopping: set[str] = set()  # keys whose stop is under way
+        self._exit_listeners: list[ExitListener] = []
+        self._closed = threading.Event()
 
     # -- paths and records -------------------------------------------------------------------
 
@@ -405,6 +395,39 @@ class ProcessManager:
             log.warning("could not write the exit of %s to its log: %s", key, exc)
         child.exit_code = code  # set after the log line, so a reader of the code finds it there
         child.exited.set()
+        self._tell_exit(key, child.popen.pid, code)
+
+    # -- exits as they happen ------------------------------------------------------------------
+
+    def add_exit_listener(self, listener: ExitListener) -> None:
+        """Call ``listener`` (in a watcher thread; keep it quick) whenever a process ends."""
+        self._exit_listeners.append(listener)
+
+    def _tell_exit(self, key: str, pid: int, code: int | None) -> None:
+        # Asked for while a stop is under way, or once the record names another process (a
+        # stop or restart finished): the same rule as ProcessCheck.stopping.
+        record = self._read_record(key)
+        expected = key in self._stopping or record is None or record.pid != pid
+        event = ProcessExit(key, pid, code, expected)
+        for listener in list(self._exit_listeners):
+            try:
+                listener(event)
+            except Exception:  # a listener's bug must not kill the watcher
+                log.exception("exit listener failed for %s", key)
+
+    def _watch_adopted(self, record: ProcessRecord) -> None:
+        # Our children are reaped by a thread that knows at once; an adopted one is watched.
+        watch_in_thread(
+            record.key,
+            record.pid,
+            lambda: _verify(record)[1],
+            self._closed,
+            lambda: self._tell_exit(record.key, record.pid, None),
+        )
+
+    def close(self) -> None:
+        """Stop watching adopted processes (they keep running)."""
+        self._closed.set()
 
     def stop(self, key: str, grace_s: float = 10.0) -> bool:
         """SIGTERM the process group, SIGKILL after ``grace_s``; False when nothing ran."""
@@ -455,7 +478,11 @@ class ProcessManager:
 
         Stale PID files stay (their log tail explains the exit); ``forget`` drops them.
         """
-        return [record for record in self.records() if self.check(record.key).alive]
+        adopted = [record for record in self.records() if self.check(record.key).alive]
+        for record in adopted:
+            if self._child(record.key, record.pid) is None:
+                self._watch_adopted(record)
+        return adopted
 
     def forget(self, key: str) -> None:
         """Drop the PID file of a process that is no longer running."""
@@ -471,7 +498,7 @@ class ProcessManager:
         if lines <= 0:
             return []
         try:
-            return _read_tail(self.log_path(key), lines)
+            return read_tail(self.log_path(key), lines)
         except FileNotFoundError:
             return []
 
