@@ -102,6 +102,7 @@ class InstanceConfig(BaseModel):
     ctx_size: int = Field(default=0, ge=0, le=1_048_576)
     container: ContainerConfig | None = None
     restart: RestartPolicy | None = None  # None: the top-level ``restart``
+    memory_limit_bytes: int = Field(default=0, ge=0)  # a managed process's; 0: none
 
     @field_validator("provider")
     @classmethod

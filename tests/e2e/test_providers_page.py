@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from modelyard.config import InstanceConfig
+from modelyard.config import InstanceConfig, RestartPolicy
 from tests.e2e.conftest import screenshot
 from tests.support.app_server import RunningApp
 from tests.support.llama import LLAMA_SERVER
@@ -269,3 +271,35 @@ def test_the_add_form_offers_what_the_chosen_kind_can_do(
                 expect(field).to_be_hidden()
         placeholder = "required" if caps["needs_api_key"] else "optional"
         expect(api_key).to_have_attribute("placeholder", placeholder)
+
+
+def test_a_killed_server_comes_back_with_its_restart_count(
+    page: Page, modelyard: Callable[..., RunningApp], tiny_gguf: Path
+) -> None:
+    app = modelyard(
+        [
+            InstanceConfig(
+                provider="llamacpp",
+                id="tiny",
+                base_url=f"http://127.0.0.1:{free_port()}",
+                managed=True,
+                model=str(tiny_gguf),
+                ctx_size=256,
+                restart=RestartPolicy.ON_FAILURE,
+            )
+        ],
+        llama_server=LLAMA_SERVER,
+        restart_backoff_s=0.5,
+    )
+    page.goto(f"{app.url}/#/providers")
+    tiny = card(page, "llamacpp/tiny")
+    expect(tiny.get_by_test_id("restarts")).to_have_text("on-failure")
+    tiny.locator('[data-action="start"]').click()
+    expect(tiny.get_by_test_id("state")).to_have_text("RUNNING", timeout=30000)
+    pid = app.http.get("/api/providers/llamacpp/instances/tiny/status").json()["pid"]
+
+    os.kill(pid, signal.SIGKILL)  # behind modelyard's back: no click, no refresh
+    expect(tiny.get_by_test_id("restarts")).to_have_text("on-failure · restarted 1×", timeout=30000)
+    expect(tiny.get_by_test_id("state")).to_have_text("RUNNING", timeout=30000)
+    tiny.locator('[data-action="stop"]').click()
+    expect(tiny.get_by_test_id("state")).to_have_text("STOPPED", timeout=20000)

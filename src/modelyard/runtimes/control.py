@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from modelyard.config import Settings
@@ -30,8 +31,10 @@ class InstanceControl:
         cfg = instance.config
         if cfg.command:
             parts = urlsplit(cfg.base_url)
-            return LaunchSpec(key=cfg.key, argv=list(cfg.command), port=parts.port)
-        return registry.get(cfg.provider).launch_spec(self.settings, cfg)
+            spec = LaunchSpec(key=cfg.key, argv=list(cfg.command), port=parts.port)
+        else:
+            spec = registry.get(cfg.provider).launch_spec(self.settings, cfg)
+        return replace(spec, memory_limit_bytes=cfg.memory_limit_bytes)
 
     def _lock(self, instance: Instance) -> asyncio.Lock:
         return self._locks.setdefault(instance.key, asyncio.Lock())

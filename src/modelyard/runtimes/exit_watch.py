@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,3 +68,12 @@ def watch_in_thread(
             on_exit()
 
     threading.Thread(target=watch, name=f"watch-{key}", daemon=True).start()
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"

@@ -62,6 +62,8 @@ class ProviderStatus(BaseModel):
     models_loaded: int | None = None
     container: ContainerInfo | None = None  # in place of the process, for a container instance
     restarts: int = 0  # by the restart policy, since modelyard started
+    memory_limit_bytes: int | None = None  # the running process's limit
+    memory_enforcement: str | None = None  # cgroup-v2, cgroup-v1 or watchdog (sampled)
 
     def signature(self) -> tuple[Any, ...]:
         """What makes a change worth an event (not latency or time)."""
@@ -369,6 +371,7 @@ class HealthChecker:
         hint: str | None,
     ) -> ProviderStatus:
         cfg = instance.config
+        record = proc.record if proc is not None else None
         return ProviderStatus(
             provider=cfg.provider,
             instance_id=cfg.id,
@@ -385,6 +388,8 @@ class HealthChecker:
             checked_at=iso(utcnow()) or "",
             container=proc.info() if isinstance(proc, ContainerCheck) else None,
             restarts=self.restarts.restarts(cfg.key),
+            memory_limit_bytes=record.memory_limit_bytes or None if record else None,
+            memory_enforcement=record.memory_enforcement if record else None,
         )
 
     def _record(self, instance: Instance, status: ProviderStatus, seq: int) -> ProviderStatus:

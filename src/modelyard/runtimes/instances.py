@@ -49,6 +49,7 @@ class InstanceChanges(BaseModel):
     command: list[str] | None = None
     ctx_size: int | None = Field(default=None, ge=0, le=1_048_576)
     restart: RestartPolicy | None = None
+    memory_limit_bytes: int | None = Field(default=None, ge=0)
 
 
 class InstanceFields(InstanceChanges):
@@ -72,6 +73,7 @@ class InstanceView(BaseModel):
     command: list[str]
     ctx_size: int
     restart: RestartPolicy | None  # None: the top-level default
+    memory_limit_bytes: int
     api_key_env: str | None
     has_api_key: bool
     origin: InstanceOrigin
@@ -103,6 +105,7 @@ class Instance:
             command=c.command,
             ctx_size=c.ctx_size,
             restart=c.restart,
+            memory_limit_bytes=c.memory_limit_bytes,
             api_key_env=c.api_key_env or None,
             has_api_key=bool(c.resolved_api_key()),
             origin=self.origin,
@@ -126,6 +129,7 @@ def _row_to_config(row: InstanceRow) -> InstanceConfig:
         ctx_size=row.ctx_size,
         container=ContainerConfig.model_validate(row.container) if row.container else None,
         restart=RestartPolicy(row.restart) if row.restart else None,
+        memory_limit_bytes=row.memory_limit_bytes,
     )
 
 
@@ -150,6 +154,7 @@ def _row_values(cfg: InstanceConfig) -> dict[str, Any]:
         "ctx_size": cfg.ctx_size,
         "container": cfg.container.model_dump(mode="json") if cfg.container else None,
         "restart": cfg.restart.value if cfg.restart else None,
+        "memory_limit_bytes": cfg.memory_limit_bytes,
     }
 
 

@@ -31,8 +31,9 @@ import psutil
 
 from modelyard.clock import iso, utcnow
 from modelyard.errors import Conflict, InvalidInput, ModelyardError, NotFound, Unavailable
-from modelyard.runtimes.exit_watch import ExitListener, ProcessExit, watch_in_thread
+from modelyard.runtimes.exit_watch import ExitListener, ProcessExit, describe_exit, watch_in_thread
 from modelyard.runtimes.log_files import read_tail
+from modelyard.runtimes.memory_limit import MemoryLimits
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class LaunchSpec:
     env: dict[str, str] | None = None
     port: int | None = None
     cwd: Path | None = None
+    memory_limit_bytes: int = 0  # 0: none
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class ProcessRecord:
     port: int | None
     started_at: str
     log_path: str
+    memory_limit_bytes: int = 0
+    memory_enforcement: str | None = None  # cgroup-v2, cgroup-v1 or watchdog
 
     def to_json(self) -> str:
         """The PID file's content."""
@@ -84,6 +88,8 @@ class ProcessRecord:
                 port=None if port is None else int(port),
                 started_at=str(data["started_at"]),
                 log_path=str(data["log_path"]),
+                memory_limit_bytes=int(data.get("memory_limit_bytes") or 0),
+                memory_enforcement=data.get("memory_enforcement"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a process record: {exc!r}") from exc
@@ -202,20 +208,14 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         pass
 
 
-def _describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            return f"signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"signal {-code}"
-    return f"exit code {code}"
-
-
 class ProcessManager:
     """Start, check, adopt and stop managed processes; one process per key."""
 
-    def __init__(self, run_dir: Path, logs_dir: Path) -> None:
+    def __init__(
+        self, run_dir: Path, logs_dir: Path, memory_limits: MemoryLimits | None = None
+    ) -> None:
         self.run_dir = run_dir
+        self.memory_limits = memory_limits or MemoryLimits()
         self.logs_dir = logs_dir
         run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -351,6 +351,7 @@ class ProcessManager:
                 port=spec.port,
                 started_at=started_at,
                 log_path=str(self.log_path(spec.key)),
+                **self._confine(spec, popen.pid),
             )
             self._write_record(record)
             with self._lock:
@@ -386,11 +387,25 @@ class ProcessManager:
                     hint=f"Check that '{spec.argv[0]} --help' runs in a shell.",
                 ) from exc
 
+    def _confine(self, spec: LaunchSpec, pid: int) -> dict[str, Any]:
+        if not spec.memory_limit_bytes:
+            return {}
+
+        def note(reason: str) -> None:
+            self._append_log(spec.key, f"the memory watchdog kills process {pid}: {reason}")
+
+        how = self.memory_limits.confine(_file_stem(spec.key), pid, spec.memory_limit_bytes, note)
+        return {"memory_limit_bytes": spec.memory_limit_bytes, "memory_enforcement": how.value}
+
     def _reap(self, key: str, child: _Child) -> None:
         """Wait for our child so it never lingers as a zombie, and note how it ended."""
         code = child.popen.wait()
+        how = describe_exit(code)
+        if self.memory_limits.oom_killed(_file_stem(key)):
+            how += " (out of memory: over its memory limit, killed by the kernel)"
+        self.memory_limits.release(_file_stem(key))
         try:
-            self._append_log(key, f"process {child.popen.pid} ended with {_describe_exit(code)}")
+            self._append_log(key, f"process {child.popen.pid} ended with {how}")
         except OSError as exc:
             log.warning("could not write the exit of %s to its log: %s", key, exc)
         child.exit_code = code  # set after the log line, so a reader of the code finds it there
@@ -426,8 +441,9 @@ class ProcessManager:
         )
 
     def close(self) -> None:
-        """Stop watching adopted processes (they keep running)."""
+        """Stop watching adopted processes and memory (they keep running)."""
         self._closed.set()
+        self.memory_limits.close()
 
     def stop(self, key: str, grace_s: float = 10.0) -> bool:
         """SIGTERM the process group, SIGKILL after ``grace_s``; False when nothing ran."""

@@ -43,6 +43,7 @@ class InstanceRow(Base):
     command: Mapped[list[Any]] = mapped_column(JSON, default=list)
     ctx_size: Mapped[int] = mapped_column(Integer, default=0)
     restart: Mapped[str | None] = mapped_column(String(16), nullable=True)  # None: the default
+    memory_limit_bytes: Mapped[int] = mapped_column(Integer, default=0)
     origin: Mapped[str] = mapped_column(String(16), default="api")  # api | model (started GGUF)
     # a local file served from a container: the container settings (from the config file)
     container: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)

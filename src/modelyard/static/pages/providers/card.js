@@ -25,8 +25,18 @@ function checks(inst, s) {
   );
 }
 
+// The policy (the instance's own, or the default) and how often it has restarted the process.
+function restartText(inst, s) {
+  const policy = inst.restart ?? "default";
+  const count = s?.restarts ?? 0;
+  return count ? `${policy} · restarted ${count}×` : policy;
+}
+
 function facts(inst, s) {
-  const pair = (term, value, cls) => [h("dt", {}, term), h("dd", { class: cls }, value)];
+  const pair = (term, value, cls, testid) => [
+    h("dt", {}, term),
+    h("dd", { class: cls, "data-testid": testid }, value),
+  ];
   const known = (v) => v !== null && v !== undefined;
   return h(
     "dl",
@@ -38,6 +48,7 @@ function facts(inst, s) {
     s?.container ? pair("Container", `${s.container.name} · ${s.container.status}`, "mono") : null,
     inst.image ? pair("Image", s?.container?.image || inst.image, "mono") : null,
     s?.container?.restart_count ? pair("Restarts", String(s.container.restart_count)) : null,
+    inst.managed && !inst.image ? pair("Restart", restartText(inst, s), "", "restarts") : null,
     inst.model ? pair("Model", inst.model, "mono") : null,
     pair("Checked", s ? ago(s.checked_at) : "not yet"),
   );
