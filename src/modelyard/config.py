@@ -200,6 +200,12 @@ class Settings(BaseModel):
     stop_grace_s: float = Field(default=10.0, ge=0)
     stop_managed_on_exit: bool = False
 
+    # logs of managed instances and downloads
+    log_max_bytes: int = Field(default=20 * 2**20, ge=4096)
+    log_keep: int = Field(default=3, ge=0, le=100)
+    log_max_age_days: float = Field(default=14.0, gt=0)
+    log_check_s: float = Field(default=2.0, gt=0)
+
     # restart policy of managed instances
     restart: RestartPolicy = RestartPolicy.NO
     restart_backoff_s: float = Field(default=1.0, gt=0)

@@ -35,6 +35,7 @@ from modelyard.runtimes.control import InstanceControl
 from modelyard.runtimes.health import HealthChecker
 from modelyard.runtimes.instance_service import InstanceService
 from modelyard.runtimes.instances import InstanceRegistry
+from modelyard.runtimes.log_files import LogKeeper, LogLimits
 from modelyard.runtimes.restarts import Supervisor
 from modelyard.store.db import Database
 
@@ -63,6 +64,7 @@ class Services:
     audit: AuditLog
     containers: ContainerOperations
     gateway: Gateway
+    log_keeper: LogKeeper
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -126,6 +128,13 @@ class Services:
             AuditLog(db, settings.audit_retention_days, settings.audit_max_rows),
             ContainerOperations(instances, processes, control, health),
             gateway,
+            LogKeeper(
+                settings.logs_dir,
+                LogLimits(
+                    settings.log_max_bytes, settings.log_keep, settings.log_max_age_days * 86400
+                ),
+                settings.log_check_s,
+            ),
         )
         bus.add_snapshot_source("providers", services._provider_snapshot)
         return services
@@ -140,6 +149,7 @@ class Services:
         for record in adopted:
             log.info("adopted %s (PID %s)", record.key, record.pid)
         self.supervisor.start()
+        self.log_keeper.start()
         if self.settings.monitor:
             self.health.start_monitor()
         self.gateway.start()
@@ -153,6 +163,7 @@ class Services:
         await self.chat.close()
         await self.lifecycle.close()
         await self.catalog.close()
+        await self.log_keeper.close()
         await self.supervisor.close()
         await self.control.close()
         if self.settings.stop_managed_on_exit:

@@ -1,10 +1,18 @@
-"""Log files of managed processes and downloads: reading their tail."""
+"""Log files of managed processes and downloads: reading their tail, rotating them by size
+and deleting them by age."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
+import shutil
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
+log = logging.getLogger(__name__)
 _TAIL_BLOCK = 16 * 1024
 
 
@@ -20,3 +28,110 @@ def read_tail(path: Path, lines: int) -> list[str]:
             fh.seek(start)
             data = fh.read(end - start)
     return data.decode("utf-8", errors="replace").splitlines()[-lines:]
+
+
+@dataclass(frozen=True)
+class LogLimits:
+    """How big a log may grow, how many rotated copies stay, and for how long."""
+
+    max_bytes: int
+    keep: int
+    max_age_s: float
+
+
+def rotated(path: Path, n: int) -> Path:
+    return path.with_name(f"{path.name}.{n}")
+
+
+def rotate(path: Path, keep: int) -> bool:
+    """Copy and truncate ``path`` (shifting ``.1`` … ``.keep``); False when it vanished.
+
+    Copy-and-truncate rather than rename: a managed child that outlives modelyard keeps its
+    file open and writes on with O_APPEND, so after the truncation its lines land at the start
+    of the same file instead of in a renamed one nobody caps. Lines written between the copy
+    and the truncation are lost, which logrotate's ``copytruncate`` accepts too.
+    """
+    try:
+        with open(path, "rb") as src:
+            for n in range(keep, 1, -1):
+                older = rotated(path, n - 1)
+                if older.exists():
+                    os.replace(older, rotated(path, n))
+            if keep > 0:
+                with open(rotated(path, 1), "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1024 * 1024)
+            os.truncate(path, 0)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def sweep(
+    directory: Path, limits: LogLimits, *, expire_current: bool, now: float | None = None
+) -> list[Path]:
+    """Rotate the ``.log`` files of ``directory`` over their size; delete rotated copies older
+    than the age limit, and (``expire_current``: download logs, whose task has ended when
+    nothing wrote for that long) the logs themselves. An instance's log is never deleted:
+    its process may be quiet but running. The rotated files, for the caller's log."""
+    now = time.time() if now is None else now
+    done: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return done
+    for entry in entries:
+        if not entry.is_file(follow_symlinks=False):
+            continue
+        path = Path(entry.path)
+        try:
+            stat = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        current = path.suffix == ".log"
+        if now - stat.st_mtime > limits.max_age_s and (expire_current or not current):
+            path.unlink(missing_ok=True)
+        elif current and stat.st_size > limits.max_bytes and rotate(path, limits.keep):
+            done.append(path)
+        elif not current and _rotation_number(path) > limits.keep:
+            path.unlink(missing_ok=True)  # the keep count was lowered
+    return done
+
+
+def _rotation_number(path: Path) -> int:
+    suffix = path.suffix.lstrip(".")
+    return int(suffix) if suffix.isdigit() and path.stem.endswith(".log") else 0
+
+
+class LogKeeper:
+    """Sweeps the instance logs and the download logs every ``check_s`` seconds, in a thread
+    (a sweep is a directory listing and a stat per file, nothing on any request's path)."""
+
+    def __init__(self, logs_dir: Path, limits: LogLimits, check_s: float) -> None:
+        self.logs_dir = logs_dir
+        self.limits = limits
+        self.check_s = check_s
+        self._task: asyncio.Task[None] | None = None
+
+    def sweep_now(self) -> list[Path]:
+        done = sweep(self.logs_dir, self.limits, expire_current=False)
+        return done + sweep(self.logs_dir / "downloads", self.limits, expire_current=True)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="log-keeper")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                for path in await asyncio.to_thread(self.sweep_now):
+                    log.info("rotated %s (over %d bytes)", path, self.limits.max_bytes)
+            except OSError as exc:  # a full or read-only disk: try again at the next round
+                log.warning("log rotation failed: %s", exc)
+            await asyncio.sleep(self.check_s)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
