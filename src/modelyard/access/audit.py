@@ -17,10 +17,11 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, select, update
 
 from modelyard.clock import iso, utcnow
 from modelyard.store.db import Database
@@ -32,6 +33,54 @@ REFUSALS_WINDOW_S = 60  # refused requests are counted per source and reason in 
 PRUNE_EVERY_S = 60.0
 MAX_REFUSAL_SOURCES = 10_000  # beyond this many open counters, new sources share one
 _MAX_REFUSED_PATH = 256
+
+
+class AuditOutcome(StrEnum):
+    """How a request ended, as the Audit page filters it."""
+
+    OK = "ok"  # below 400
+    REFUSED = "refused"  # 401, 403, 413, 429: no or a bad key, a foreign origin, too big…
+    FAILED = "failed"  # any other 4xx or 5xx
+
+
+REFUSAL_STATUSES = (401, 403, 413, 429)
+
+
+def outcome_of(status: int) -> AuditOutcome:
+    if status < 400:
+        return AuditOutcome.OK
+    return AuditOutcome.REFUSED if status in REFUSAL_STATUSES else AuditOutcome.FAILED
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which entries to read: every given condition holds."""
+
+    key: str = ""  # a part of the actor (the key's name, or the local user)
+    action: str = ""  # a part of "METHOD path", case-insensitive
+    outcome: AuditOutcome | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        found: list[ColumnElement[bool]] = []
+        if self.key:
+            found.append(AuditRow.actor.icontains(self.key, autoescape=True))
+        if self.action:
+            action = AuditRow.method.concat(" ").concat(AuditRow.path)
+            found.append(action.icontains(self.action, autoescape=True))
+        if self.outcome is AuditOutcome.OK:
+            found.append(AuditRow.status < 400)
+        elif self.outcome is AuditOutcome.REFUSED:
+            found.append(AuditRow.status.in_(REFUSAL_STATUSES))
+        elif self.outcome is AuditOutcome.FAILED:
+            found.append(AuditRow.status >= 400)
+            found.append(AuditRow.status.not_in(REFUSAL_STATUSES))
+        if self.since is not None:
+            found.append(AuditRow.ts >= self.since)
+        if self.until is not None:
+            found.append(AuditRow.ts <= self.until)
+        return found
 
 
 @dataclass
@@ -153,13 +202,15 @@ class AuditLog:
         if newest_dropped is not None:
             s.execute(delete(AuditRow).where(AuditRow.id <= newest_dropped))
 
-    async def entries(self, limit: int) -> list[dict[str, Any]]:
-        """The newest ``limit`` entries, newest first (pending ones included)."""
+    async def entries(self, limit: int, where: AuditFilter | None = None) -> list[dict[str, Any]]:
+        """The newest ``limit`` entries that match, newest first (pending ones included)."""
         await self.flush()
+        conditions = (where or AuditFilter()).conditions()
 
         def read() -> list[dict[str, Any]]:
             with self.db.session() as s:
-                rows = s.scalars(select(AuditRow).order_by(AuditRow.id.desc()).limit(limit))
+                query = select(AuditRow).where(*conditions).order_by(AuditRow.id.desc())
+                rows = s.scalars(query.limit(limit))
                 return [
                     {
                         "ts": iso(r.ts),
@@ -168,6 +219,7 @@ class AuditLog:
                         "method": r.method,
                         "path": r.path,
                         "status": r.status,
+                        "outcome": outcome_of(r.status).value,
                         "detail": r.detail,
                         "count": r.count,
                     }

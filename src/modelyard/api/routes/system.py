@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+import csv
+import io
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
 from modelyard import __version__
+from modelyard.access.audit import AuditFilter, AuditOutcome
 from modelyard.api.deps import ServicesDep
 from modelyard.api.policy import policy
 from modelyard.providers.registry import registry
@@ -99,11 +104,63 @@ async def connection_info(request: Request, services: ServicesDep) -> dict[str, 
     }
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    """A time from a query, in UTC (one without an offset is taken as UTC)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def audit_filter(
+    key: str = Query(default="", max_length=128, description="a part of the actor"),
+    action: str = Query(default="", max_length=256, description='a part of "METHOD path"'),
+    outcome: AuditOutcome | None = Query(default=None),
+    since: datetime | None = Query(default=None, description="ISO 8601; UTC without offset"),
+    until: datetime | None = Query(default=None, description="ISO 8601; UTC without offset"),
+) -> AuditFilter:
+    return AuditFilter(key, action, outcome, _utc(since), _utc(until))
+
+
+AuditFilterDep = Annotated[AuditFilter, Depends(audit_filter)]
+_EXPORT_COLUMNS = (
+    "ts",
+    "actor",
+    "client",
+    "method",
+    "path",
+    "status",
+    "outcome",
+    "detail",
+    "count",
+)
+
+
 @router.get("/api/audit", dependencies=[policy(read="admin")])
 async def audit(
-    services: ServicesDep, limit: int = Query(default=100, ge=1, le=1000)
+    services: ServicesDep, where: AuditFilterDep, limit: int = Query(default=100, ge=1, le=1000)
 ) -> dict[str, Any]:
-    return {"entries": await services.audit.entries(limit)}
+    return {"entries": await services.audit.entries(limit, where)}
+
+
+@router.get("/api/audit/export", dependencies=[policy(read="admin")])
+async def audit_export(
+    services: ServicesDep,
+    where: AuditFilterDep,
+    format: Literal["csv", "json"] = Query(default="csv"),
+) -> Response:
+    """Every matching entry (the table holds at most ``audit_max_rows``), as a download."""
+    entries = await services.audit.entries(services.settings.audit_max_rows, where)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    disposition = {"Content-Disposition": f'attachment; filename="audit-{stamp}.{format}"'}
+    if format == "json":
+        return Response(
+            json.dumps({"entries": entries}), media_type="application/json", headers=disposition
+        )
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=_EXPORT_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(entries)
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=disposition)
 
 
 @router.get("/api/keys", dependencies=[policy(read="admin")])

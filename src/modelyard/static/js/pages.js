@@ -26,5 +26,6 @@ export const PAGES = [
     ],
   },
   { name: "system", title: "System", requests: () => [PATHS.resources] },
+  { name: "audit", title: "Audit", requests: () => [`${PATHS.audit}?limit=500`] },
 ];
 export const DEFAULT_PAGE = "models";

@@ -12,6 +12,7 @@ export const PATHS = {
   downloads: "/api/downloads",
   conversations: "/api/conversations",
   resources: "/api/system/resources",
+  audit: "/api/audit",
 };
 
 export const conversationPath = (id) => `${PATHS.conversations}/${encodeURIComponent(id)}`;
