@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -303,3 +304,62 @@ def test_a_killed_server_comes_back_with_its_restart_count(
     expect(tiny.get_by_test_id("state")).to_have_text("RUNNING", timeout=30000)
     tiny.locator('[data-action="stop"]').click()
     expect(tiny.get_by_test_id("state")).to_have_text("STOPPED", timeout=20000)
+
+
+TALKER = (
+    "import time\n"
+    "print('main: loading model', flush=True)\n"
+    "print('E  common_init: error: failed to load the draft model', flush=True)\n"
+    "n = 0\n"
+    "while True:\n"
+    "    n += 1; print(f'tick {n}', flush=True); time.sleep(0.2)\n"
+)
+
+
+def test_the_log_viewer_filters_follows_and_downloads(
+    page: Page, modelyard: Callable[..., RunningApp], tmp_path: Path
+) -> None:
+    script = tmp_path / "talker.py"
+    script.write_text(TALKER)
+    talker = InstanceConfig(
+        provider="llamacpp",
+        id="talker",
+        base_url=f"http://127.0.0.1:{free_port()}",
+        managed=True,
+        command=[sys.executable, str(script)],
+    )
+    app = modelyard([talker])
+    app.http.post("/api/providers/llamacpp/instances/talker/start")
+    page.goto(f"{app.url}/#/providers")
+    box = card(page, "llamacpp/talker")
+    box.get_by_role("button", name="Logs").click()
+    lines = box.get_by_test_id("log-lines")
+    expect(lines).to_contain_text("tick 1")
+
+    box.locator('select[name="level"]').select_option("error")
+    expect(lines).to_have_text("E  common_init: error: failed to load the draft model")
+    box.locator('select[name="level"]').select_option("")
+    box.locator('input[name="q"]').fill("tick 2")
+    expect(lines).to_contain_text("tick 2")
+    expect(lines).not_to_contain_text("loading model")
+
+    # Follow: with auto-refresh off, new lines can only arrive over the WebSocket.
+    box.locator('input[name="q"]').fill("")
+    expect(lines).to_contain_text("loading model")
+    page.locator("#auto-refresh").uncheck()
+    box.locator('input[name="follow"]').check()
+    last = app.http.get(
+        "/api/providers/llamacpp/instances/talker/logs", params={"q": "tick", "lines": 1}
+    ).json()["lines"][0]
+    expect(lines).to_contain_text(f"tick {int(last.split()[1]) + 3}", timeout=20000)
+    ticks = [int(line.split()[1]) for line in lines.inner_text().splitlines() if "tick" in line]
+    assert ticks == list(range(ticks[0], ticks[-1] + 1))  # none missing between load and follow
+    screenshot(page, "providers-logs")
+
+    with page.expect_download() as caught:
+        box.get_by_role("button", name="Download").click()
+    saved = tmp_path / "saved.log"
+    caught.value.save_as(saved)
+    assert "E  common_init: error" in saved.read_text()
+    assert caught.value.suggested_filename == "llamacpp-talker.log"
+    app.http.post("/api/providers/llamacpp/instances/talker/stop")

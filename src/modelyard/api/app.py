@@ -18,6 +18,7 @@ from modelyard.api.routes import (
     downloads,
     events,
     gateway,
+    logs,
     models,
     providers,
     pulls,
@@ -32,6 +33,7 @@ from modelyard.validation import is_local_host
 # Order matters: specific /api/models/... routers before the catch-all model routes.
 ROUTERS = (
     providers,
+    logs,
     containers,
     system,
     events,
@@ -75,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="modelyard",
         version=__version__,
-        description=DESCRIPTION + events.WEBSOCKET_DOC + pulls.WEBSOCKET_DOC,
+        description=DESCRIPTION + events.WEBSOCKET_DOC + pulls.WEBSOCKET_DOC + logs.WEBSOCKET_DOC,
         lifespan=lifespan,
         docs_url=None,  # pages.py serves /docs from local files
         redoc_url=None,

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from modelyard.config import ContainerConfig
-from modelyard.errors import Conflict, ModelyardError
+from modelyard.errors import Conflict, ModelyardError, NotFound
 from modelyard.events import PROVIDER_REMOVED, EventBus, ProviderRemoved
 from modelyard.runtimes.containers import container_name
 from modelyard.runtimes.control import InstanceControl
@@ -22,6 +23,7 @@ from modelyard.runtimes.instances import (
     InstanceRegistry,
     InstanceView,
 )
+from modelyard.runtimes.log_files import SCAN_LINES, LogLevel, matching, read_matching
 from modelyard.runtimes.processes import ProcessManager
 
 
@@ -120,12 +122,40 @@ class InstanceService:
     def history(self, provider: str, instance_id: str) -> list[ProviderStatus]:
         return self.health.history(self.instances.get(provider, instance_id))
 
-    def log(self, provider: str, instance_id: str, lines: int) -> InstanceLog:
+    def log(
+        self,
+        provider: str,
+        instance_id: str,
+        lines: int,
+        level: LogLevel | None = None,
+        text: str = "",
+    ) -> InstanceLog:
+        """The last ``lines`` lines of a managed instance's log at ``level`` or above that
+        contain ``text`` (none for an external instance)."""
         instance = self.instances.get(provider, instance_id)
-        tail = self.processes.log_tail(instance.key, lines) if instance.config.managed else []
         if instance.config.container is not None:  # the container's own output
-            return InstanceLog(f"docker logs {container_name(instance.key)}", tail)
-        return InstanceLog(str(self.processes.log_path(instance.key)), tail)
+            tail = self.processes.log_tail(instance.key, SCAN_LINES if level or text else lines)
+            name = f"docker logs {container_name(instance.key)}"
+            return InstanceLog(name, matching(tail, level, text)[-lines:])
+        path = self.processes.log_path(instance.key)
+        if not instance.config.managed:
+            return InstanceLog(str(path), [])
+        try:
+            tail = read_matching(path, lines, level, text)
+        except FileNotFoundError:
+            tail = []
+        return InstanceLog(str(path), tail)
+
+    def log_file(self, provider: str, instance_id: str) -> Path:
+        """Where a managed instance's log is (404 ``no_log`` for an external instance)."""
+        instance = self.instances.get(provider, instance_id)
+        if not instance.config.managed or instance.config.container is not None:
+            raise NotFound(
+                f"{instance.key} is not run by modelyard: it has no log here",
+                code="no_log",
+                hint="Its logs are where the server that runs it writes them.",
+            )
+        return self.processes.log_path(instance.key)
 
     async def start(self, provider: str, instance_id: str) -> ProviderStatus:
         return await self.control.start(self.instances.get(provider, instance_id))

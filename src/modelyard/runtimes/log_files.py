@@ -1,5 +1,5 @@
-"""Log files of managed processes and downloads: reading their tail, rotating them by size
-and deleting them by age."""
+"""Log files of managed processes and downloads: reading their tail (filtered by level and
+text), following them, rotating them by size and deleting them by age."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -135,3 +138,83 @@ class LogKeeper:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+class LogLevel(StrEnum):
+    """How serious a log line looks; a filter keeps its level and the ones above."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+_RANK = {level: n for n, level in enumerate(LogLevel)}
+# llama.cpp, Ollama (Go's slog: level=WARN) and modelyard's own lines name their level in a
+# word; a process that ended by a signal or with a code other than 0 is an error too.
+_ERROR = re.compile(
+    r"\b(error|fatal|panic|critical|failed|failure|exception|traceback)\b|level=error|"
+    r"ended with (signal|exit code [1-9])|out of memory",
+    re.IGNORECASE,
+)
+_WARNING = re.compile(r"\bwarn(ing)?\b|level=warn|memory watchdog kills", re.IGNORECASE)
+_DEBUG = re.compile(r"\bdebug\b|level=debug", re.IGNORECASE)
+SCAN_LINES = 20_000  # a filtered read looks this far back for its matches
+
+
+def level_of(line: str) -> LogLevel:
+    if _ERROR.search(line):
+        return LogLevel.ERROR
+    if _WARNING.search(line):
+        return LogLevel.WARNING
+    if _DEBUG.search(line):
+        return LogLevel.DEBUG
+    return LogLevel.INFO
+
+
+def matching(lines: list[str], level: LogLevel | None, text: str) -> list[str]:
+    """The lines at ``level`` or above that contain ``text`` (case-insensitive)."""
+    needle = text.lower()
+    floor = _RANK[level] if level is not None else 0
+    return [
+        line
+        for line in lines
+        if (not needle or needle in line.lower()) and _RANK[level_of(line)] >= floor
+    ]
+
+
+def read_matching(path: Path, lines: int, level: LogLevel | None, text: str) -> list[str]:
+    """The last ``lines`` lines that match, among the last ``SCAN_LINES`` of the file."""
+    if level is None and not text:
+        return read_tail(path, lines)
+    return matching(read_tail(path, max(lines, SCAN_LINES)), level, text)[-lines:]
+
+
+def log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+async def follow(path: Path, offset: int, poll_s: float = 0.25) -> AsyncGenerator[list[str]]:
+    """The lines added to ``path`` after ``offset``, a batch at a time (only whole lines). A
+    file that shrank was rotated (copied and truncated): reading starts again at its start."""
+    partial = b""
+    while True:
+        await asyncio.sleep(poll_s)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            continue
+        if size < offset:
+            offset, partial = 0, b""
+        if size == offset:
+            continue
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = partial + fh.read(min(size - offset, 4 * 1024 * 1024))
+        offset += len(data) - len(partial)
+        complete, _, partial = data.rpartition(b"\n")
+        if complete:
+            yield complete.decode("utf-8", errors="replace").split("\n")

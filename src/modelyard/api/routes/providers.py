@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -14,7 +14,6 @@ from modelyard.api.policy import COMPATIBILITY, policy
 from modelyard.providers.base import ProviderState
 from modelyard.providers.registry import registry
 from modelyard.runtimes.health import MISSING_API_KEY, ProviderStatus
-from modelyard.runtimes.instance_service import InstanceLog
 from modelyard.runtimes.instances import InstanceChanges, InstanceFields, InstanceView
 
 router = APIRouter(tags=["providers"], dependencies=[policy()])
@@ -140,16 +139,6 @@ async def instance_status(
 @router.get("/api/providers/{provider}/instances/{instance_id}/history")
 async def instance_history(provider: str, instance_id: str, services: ServicesDep) -> CheckList:
     return CheckList(checks=services.instance_service.history(provider, instance_id))
-
-
-@router.get("/api/providers/{provider}/instances/{instance_id}/logs")
-async def instance_logs(
-    provider: str,
-    instance_id: str,
-    services: ServicesDep,
-    lines: int = Query(default=200, ge=1, le=5000),
-) -> InstanceLog:
-    return services.instance_service.log(provider, instance_id, lines)
 
 
 @router.post("/api/providers/{provider}/instances/{instance_id}/start", responses=MANAGED_PROCESS)

@@ -6,7 +6,7 @@ import { toast, toastError } from "../../js/toast.js";
 import { instanceCard, instanceKey } from "./card.js";
 import { drawConnection } from "./connect.js";
 import { showInstanceForm } from "./form.js";
-import { fillPanel, panelBox } from "./panels.js";
+import { closePanel, fillPanel, panelBox } from "./panels.js";
 import { controlInstance, listInstances, listStatuses, removeInstance } from "./requests.js";
 
 const POLL_MS = 5000;
@@ -45,7 +45,7 @@ function providersPage(els) {
     },
     draw() {
       els.summary.textContent = summaryText(state);
-      for (const k of state.boxes.keys()) if (!state.instances.has(k)) state.boxes.delete(k);
+      for (const k of state.boxes.keys()) if (!state.instances.has(k)) closePanel(state, k);
       const items = [...state.instances.values()];
       render(
         els.list,
@@ -179,6 +179,7 @@ export default {
     return () => {
       stopPolling();
       for (const off of offs) off();
+      for (const k of [...page.state.boxes.keys()]) closePanel(page.state, k);
     };
   },
 };

@@ -3,21 +3,29 @@
 import { h, render } from "../../js/dom.js";
 import { ms } from "../../js/format.js";
 import { showContainer } from "./container.js";
-import { containerStats, instanceHistory, instanceLogs } from "./requests.js";
+import { logViewer } from "./logview.js";
+import { containerStats, instanceHistory } from "./requests.js";
 
 /** The open panel of card `k` (null when none); `boxes`: key -> {what, el, seq}. */
 export function panelBox(state, k) {
   const what = state.instances.has(k) ? state.open.get(k) : null;
   if (!what) {
-    state.boxes.delete(k);
+    closePanel(state, k);
     return null;
   }
   let box = state.boxes.get(k);
   if (box?.what !== what) {
+    closePanel(state, k);
     box = { what, seq: 0, el: h("div", { class: "card-extra", "data-extra": what }, "Loading…") };
     state.boxes.set(k, box);
   }
   return box.el;
+}
+
+/** Forget card `k`'s panel, closing a followed log's WebSocket. */
+export function closePanel(state, k) {
+  state.boxes.get(k)?.viewer?.close();
+  state.boxes.delete(k);
 }
 
 function historyTable(checks) {
@@ -51,22 +59,6 @@ function historyTable(checks) {
   );
 }
 
-function showLog(box, { lines, path }) {
-  const text = lines.join("\n") || "(empty log)";
-  const pre = box.querySelector("pre.log");
-  if (!pre) {
-    render(
-      box,
-      h("div", { class: "small muted log-path" }, path),
-      h("pre", { class: "log" }, text),
-    );
-    return;
-  }
-  // In place: a reader scrolled up in the log stays where they are.
-  box.querySelector(".log-path").textContent = path;
-  if (pre.textContent !== text) pre.textContent = text;
-}
-
 /** Load (again) the content of card `k`'s open panel; an answer overtaken by a later request,
  * or for a panel closed or switched meanwhile, is dropped. */
 export async function fillPanel(state, k) {
@@ -83,8 +75,11 @@ export async function fillPanel(state, k) {
       const use = await containerStats(inst);
       if (current()) showContainer(entry.el, inst, use);
     } else {
-      const log = await instanceLogs(inst);
-      if (current()) showLog(entry.el, log);
+      if (!entry.viewer) {
+        entry.viewer = logViewer(inst);
+        render(entry.el, entry.viewer.el);
+      }
+      await entry.viewer.reload();
     }
   } catch (err) {
     if (current()) render(entry.el, h("p", { class: "field-error" }, err.message));

@@ -1,0 +1,96 @@
+"""A managed instance's log: filtered, downloaded whole, followed live."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse
+
+from modelyard.api.deps import ServicesDep
+from modelyard.api.policy import policy
+from modelyard.errors import ModelyardError, NotFound
+from modelyard.runtimes.instance_service import InstanceLog
+from modelyard.runtimes.log_files import LogLevel, follow, log_size
+from modelyard.services import Services
+
+router = APIRouter(tags=["providers"], dependencies=[policy()])
+LOG = "/api/providers/{provider}/instances/{instance_id}/logs"
+NOT_FOUND_CLOSE = 4404
+FOLLOW_TAIL = 200
+WEBSOCKET_DOC = """
+`WS /ws/providers/{provider}/instances/{instance_id}/logs`: `{"lines": [...]}` with the log's
+last 200 lines at once, then one such message whenever lines are added (a rotation is followed).
+An instance that is unknown or not managed gets `{"error", "code"}` and a close with 4404.
+"""
+
+
+@router.get(LOG)
+async def instance_logs(
+    provider: str,
+    instance_id: str,
+    services: ServicesDep,
+    lines: int = Query(default=200, ge=1, le=5000),
+    level: LogLevel | None = Query(default=None, description="this level and the ones above"),
+    q: str = Query(default="", max_length=256, description="a text the lines contain"),
+) -> InstanceLog:
+    return await asyncio.to_thread(
+        services.instance_service.log, provider, instance_id, lines, level, q
+    )
+
+
+@router.get(LOG + "/file", response_class=FileResponse)
+async def instance_log_file(provider: str, instance_id: str, services: ServicesDep) -> FileResponse:
+    """The whole current log (rotated copies stay on disk beside it) as a download."""
+    path = services.instance_service.log_file(provider, instance_id)
+    if not path.exists():
+        raise NotFound(
+            f"{provider}/{instance_id} has no log yet",
+            code="no_log",
+            hint="It is written from the first start on.",
+        )
+    return FileResponse(path, media_type="text/plain; charset=utf-8", filename=path.name)
+
+
+@router.websocket("/ws/providers/{provider}/instances/{instance_id}/logs")
+async def follow_log(ws: WebSocket, provider: str, instance_id: str) -> None:
+    services: Services = ws.app.state.services
+    await ws.accept()
+    try:
+        path = services.instance_service.log_file(provider, instance_id)
+    except ModelyardError as exc:
+        await ws.send_json({"error": exc.detail, "code": exc.error_code})
+        await ws.close(code=NOT_FOUND_CLOSE)
+        return
+    # Following starts from the size before the tail is read, so no line falls in between
+    # (one written meanwhile may come twice).
+    lines = follow(path, log_size(path))
+    leaving: asyncio.Future[Any] = asyncio.create_task(_until_disconnect(ws))
+    getting: asyncio.Future[Any] = asyncio.ensure_future(anext(lines))
+    try:
+        tail = services.instance_service.log(provider, instance_id, FOLLOW_TAIL).lines
+        await ws.send_json({"lines": tail})
+        while True:
+            done, _ = await asyncio.wait({getting, leaving}, return_when=asyncio.FIRST_COMPLETED)
+            if leaving in done:
+                return
+            await ws.send_json({"lines": getting.result()})
+            getting = asyncio.ensure_future(anext(lines))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        for task in (getting, leaving):
+            task.cancel()
+        for task in (getting, leaving):  # the generator must stop before it is closed
+            with contextlib.suppress(
+                asyncio.CancelledError, WebSocketDisconnect, StopAsyncIteration
+            ):
+                await task
+        await lines.aclose()
+
+
+async def _until_disconnect(ws: WebSocket) -> None:
+    while (await ws.receive())["type"] != "websocket.disconnect":
+        pass
