@@ -139,6 +139,33 @@ class InstanceConfig(BaseModel):
         return self.api_key
 
 
+class WebhookFormat(StrEnum):
+    """The body a webhook receiver expects."""
+
+    AUTO = "auto"  # from the URL: Slack's and Discord's webhook hosts, else generic
+    GENERIC = "generic"  # the alert as JSON
+    SLACK = "slack"  # {"text"}
+    DISCORD = "discord"  # {"content"}
+    NTFY = "ntfy"  # the message as text, title and priority in headers
+
+
+class WebhookConfig(BaseModel):
+    """One receiver of alerts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=2048)
+    format: WebhookFormat = WebhookFormat.AUTO
+    secret: str = Field(default="", repr=False)  # signs the body (HMAC-SHA256)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        from modelyard.validation import validate_download_url
+
+        return validate_download_url(value)
+
+
 ENV_PREFIX = "MODELYARD_"
 
 # Settings read from the environment: name -> environment variables tried in order.
@@ -205,6 +232,19 @@ class Settings(BaseModel):
     log_keep: int = Field(default=3, ge=0, le=100)
     log_max_age_days: float = Field(default=14.0, gt=0)
     log_check_s: float = Field(default=2.0, gt=0)
+
+    # alerts and their webhooks
+    alerts: bool = True
+    alert_down_after_s: float = Field(default=30.0, ge=0)
+    alert_disk_free_bytes: int = Field(default=5 * 2**30, ge=0)
+    alert_memory_percent: float = Field(default=90.0, gt=0, le=100)
+    alert_check_s: float = Field(default=15.0, gt=0)
+    alert_cooldown_s: float = Field(default=300.0, ge=0)
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    webhook_attempts: int = Field(default=5, ge=1, le=20)
+    webhook_backoff_s: float = Field(default=1.0, gt=0)
+    webhook_backoff_max_s: float = Field(default=60.0, gt=0)
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
 
     # restart policy of managed instances
     restart: RestartPolicy = RestartPolicy.NO

@@ -167,6 +167,9 @@ INSTANCE_EXITED: Final[EventType[InstanceExited]] = _declare(
 INSTANCE_CRASH_LOOP: Final[EventType[InstanceCrashLoop]] = _declare(
     "instance.crash_loop", "A managed process exited too often within the crash-loop window."
 )
+ALERT_CHANGED: Final[EventType[BaseModel]] = _declare(
+    "alert.changed", "An alert fired or resolved (monitoring.alert_types.Alert)."
+)
 DOWNLOAD_STATE: Final[EventType[DownloadView]] = _declare(
     "download.state", "A download was created or changed state (its fields with it)."
 )

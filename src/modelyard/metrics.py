@@ -37,6 +37,9 @@ class Metrics:
             ["provider", "instance"],
             registry=r,
         )
+        self.alerts_firing = Gauge(
+            "modelyard_alerts_firing", "Alerts firing now, per rule", ["rule"], registry=r
+        )
         self.check_duration = Histogram(
             "modelyard_provider_check_duration_seconds",
             "Duration of one status check layer",

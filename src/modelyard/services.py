@@ -28,6 +28,8 @@ from modelyard.models.catalog import Catalog
 from modelyard.models.lifecycle import Lifecycle
 from modelyard.models.loading import ModelLoading
 from modelyard.models.store import CatalogStore
+from modelyard.monitoring.alerts import Alerts
+from modelyard.monitoring.webhooks import Webhooks
 from modelyard.runtimes.container_ops import ContainerOperations
 from modelyard.runtimes.container_runtime import Runtimes
 from modelyard.runtimes.containers import ContainerManager
@@ -65,6 +67,7 @@ class Services:
     containers: ContainerOperations
     gateway: Gateway
     log_keeper: LogKeeper
+    alerts: Alerts
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -135,6 +138,7 @@ class Services:
                 ),
                 settings.log_check_s,
             ),
+            Alerts(settings, bus, Webhooks(settings), metrics),
         )
         bus.add_snapshot_source("providers", services._provider_snapshot)
         return services
@@ -148,6 +152,7 @@ class Services:
         adopted = self.processes.adopt()
         for record in adopted:
             log.info("adopted %s (PID %s)", record.key, record.pid)
+        self.alerts.start()  # before the supervisor: an exit at start is heard
         self.supervisor.start()
         self.log_keeper.start()
         if self.settings.monitor:
@@ -164,6 +169,7 @@ class Services:
         await self.lifecycle.close()
         await self.catalog.close()
         await self.log_keeper.close()
+        await self.alerts.close()
         await self.supervisor.close()
         await self.control.close()
         if self.settings.stop_managed_on_exit:

@@ -20,6 +20,7 @@ from modelyard.api.routes import (
     gateway,
     logs,
     models,
+    monitoring,
     providers,
     pulls,
     system,
@@ -34,6 +35,7 @@ from modelyard.validation import is_local_host
 ROUTERS = (
     providers,
     logs,
+    monitoring,
     containers,
     system,
     events,

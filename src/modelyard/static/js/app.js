@@ -4,7 +4,7 @@ import { pageTitle, pageUrl, parseHash, startPage } from "./boot.js";
 import { h, render } from "./dom.js";
 import { events } from "./events.js";
 import { PAGES } from "./pages.js";
-import { toastError } from "./toast.js";
+import { toast, toastError } from "./toast.js";
 
 const RELOADED = "modelyard.reloadedFor";
 let current = { name: null, cleanup: null, module: null };
@@ -80,8 +80,20 @@ function showConnection(state) {
     state === "open" ? "Live" : state === "connecting" ? "Connecting…" : "Reconnecting…";
 }
 
+// Alerts show on every page as they fire and resolve (a firing one stays until dismissed).
+function showAlert({ data }) {
+  const firing = data.status === "firing";
+  toast(`${firing ? "Alert" : "Resolved"}: ${data.summary}`, {
+    kind: firing ? "error" : "success",
+    hint:
+      firing && data.details?.last_log_line ? `Last log line: ${data.details.last_log_line}` : "",
+    timeout: firing ? 0 : undefined,
+  });
+}
+
 drawNav();
 window.addEventListener("hashchange", route);
+events.on("alert.changed", showAlert);
 route();
 events.onState(showConnection);
 events.connect();

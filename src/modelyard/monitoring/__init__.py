@@ -1,0 +1,1 @@
+"""Watching modelyard itself: alerts and the webhooks that deliver them."""
