@@ -59,6 +59,8 @@ def test_a_child_writing_its_own_file_stays_within_the_cap(tmp_path: Path) -> No
     # 24 MiB written; on disk at most the log and two copies, each a little over the limit
     # (what the child wrote between two sweeps).
     assert largest[0] < 3 * (limits.max_bytes + 2 * MIB)
+    for copy in (rotated(log, 1), rotated(log, 2)):
+        assert copy.stat().st_size <= limits.max_bytes  # a copy keeps the newest bytes only
     text = log.read_bytes()
     assert not text.startswith(b"\0")  # O_APPEND: the child wrote on at the new end, no hole
     assert text.rstrip().endswith(b"ended with exit code 0")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 _TAIL_BLOCK = 16 * 1024
+FAST_CHECK_S = 0.25  # the next sweep after one that rotated something
 
 
 def read_tail(path: Path, lines: int) -> list[str]:
@@ -46,8 +47,10 @@ def rotated(path: Path, n: int) -> Path:
     return path.with_name(f"{path.name}.{n}")
 
 
-def rotate(path: Path, keep: int) -> bool:
-    """Copy and truncate ``path`` (shifting ``.1`` … ``.keep``); False when it vanished.
+def rotate(path: Path, keep: int, max_bytes: int) -> bool:
+    """Copy and truncate ``path`` (shifting ``.1`` … ``.keep``); False when it vanished. The
+    copy keeps the newest ``max_bytes`` (from a line's start): a process that wrote far more
+    between two checks does not make a copy larger than the limit.
 
     Copy-and-truncate rather than rename: a managed child that outlives modelyard keeps its
     file open and writes on with O_APPEND, so after the truncation its lines land at the start
@@ -61,6 +64,10 @@ def rotate(path: Path, keep: int) -> bool:
                 if older.exists():
                     os.replace(older, rotated(path, n))
             if keep > 0:
+                size = src.seek(0, os.SEEK_END)
+                src.seek(max(0, size - max_bytes))
+                if size > max_bytes:
+                    src.readline()  # the rest of a line cut by the limit
                 with open(rotated(path, 1), "wb") as dst:
                     shutil.copyfileobj(src, dst, 1024 * 1024)
             os.truncate(path, 0)
@@ -93,7 +100,11 @@ def sweep(
         current = path.suffix == ".log"
         if now - stat.st_mtime > limits.max_age_s and (expire_current or not current):
             path.unlink(missing_ok=True)
-        elif current and stat.st_size > limits.max_bytes and rotate(path, limits.keep):
+        elif (
+            current
+            and stat.st_size > limits.max_bytes
+            and rotate(path, limits.keep, limits.max_bytes)
+        ):
             done.append(path)
         elif not current and _rotation_number(path) > limits.keep:
             path.unlink(missing_ok=True)  # the keep count was lowered
@@ -125,12 +136,15 @@ class LogKeeper:
 
     async def _run(self) -> None:
         while True:
+            rotated_some = False
             try:
                 for path in await asyncio.to_thread(self.sweep_now):
+                    rotated_some = True
                     log.info("rotated %s (over %d bytes)", path, self.limits.max_bytes)
             except OSError as exc:  # a full or read-only disk: try again at the next round
                 log.warning("log rotation failed: %s", exc)
-            await asyncio.sleep(self.check_s)
+            # A log that needed rotating may be written fast: look again soon, until quiet.
+            await asyncio.sleep(min(self.check_s, FAST_CHECK_S) if rotated_some else self.check_s)
 
     async def close(self) -> None:
         if self._task is not None:
