@@ -7,7 +7,7 @@ TSTAMP  = $(VENV)/.installed-test-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 BIOME   = node_modules/.bin/biome
 
-.PHONY: run test check lint typecheck bench screenshots browser systools llama docker clean
+.PHONY: run test check lint typecheck bench screenshots browser systools promtool llama docker clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ systools:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq iproute2 util-linux python3 >/dev/null; }
 
+## promtool (Debian's prometheus package) for the check of docs/monitoring's PromQL.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing Debian's prometheus for promtool"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
 ## The genuine llama-server the tests run: the packaged one, or (on a CPU it cannot run on)
 ## one built once from llama.cpp's sources into ~/.cache/modelyard-tests.
 llama: $(TSTAMP)
@@ -59,7 +66,7 @@ $(BIOME): package.json package-lock.json
 run: $(STAMP)
 	$(BIN)/modelyard serve
 
-test: $(TSTAMP) browser systools llama docker
+test: $(TSTAMP) browser systools promtool llama docker
 	$(BIN)/python -m pytest -q
 
 lint: $(TSTAMP) $(BIOME)

@@ -233,6 +233,10 @@ class Settings(BaseModel):
     log_max_age_days: float = Field(default=14.0, gt=0)
     log_check_s: float = Field(default=2.0, gt=0)
 
+    # history kept by modelyard
+    history: bool = True
+    history_sample_s: float = Field(default=10.0, ge=1)
+
     # alerts and their webhooks
     alerts: bool = True
     alert_down_after_s: float = Field(default=30.0, ge=0)

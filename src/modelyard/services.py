@@ -29,6 +29,7 @@ from modelyard.models.lifecycle import Lifecycle
 from modelyard.models.loading import ModelLoading
 from modelyard.models.store import CatalogStore
 from modelyard.monitoring.alerts import Alerts
+from modelyard.monitoring.history import HistorySampler, HistoryStore
 from modelyard.monitoring.webhooks import Webhooks
 from modelyard.runtimes.container_ops import ContainerOperations
 from modelyard.runtimes.container_runtime import Runtimes
@@ -68,6 +69,7 @@ class Services:
     gateway: Gateway
     log_keeper: LogKeeper
     alerts: Alerts
+    history: HistorySampler
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -139,6 +141,7 @@ class Services:
                 settings.log_check_s,
             ),
             Alerts(settings, bus, Webhooks(settings), metrics),
+            HistorySampler(settings, HistoryStore(db), health, metrics),
         )
         bus.add_snapshot_source("providers", services._provider_snapshot)
         return services
@@ -152,6 +155,7 @@ class Services:
         adopted = self.processes.adopt()
         for record in adopted:
             log.info("adopted %s (PID %s)", record.key, record.pid)
+        self.history.start()
         self.alerts.start()  # before the supervisor: an exit at start is heard
         self.supervisor.start()
         self.log_keeper.start()
@@ -170,6 +174,7 @@ class Services:
         await self.catalog.close()
         await self.log_keeper.close()
         await self.alerts.close()
+        await self.history.close()
         await self.supervisor.close()
         await self.control.close()
         if self.settings.stop_managed_on_exit:

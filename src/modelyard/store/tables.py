@@ -213,3 +213,16 @@ class ApiKeyRow(Base):
     scopes: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class SampleRow(Base):
+    """One point of a history series (monitoring/history.py): every ``history_sample_s`` for
+    the last hour (resolution 0), a 5-minute average for the last week (resolution 1)."""
+
+    __tablename__ = "samples"
+    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012 - SQLAlchemy's own form
+
+    series: Mapped[str] = mapped_column(String(200), primary_key=True)
+    resolution: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[int] = mapped_column(Integer, primary_key=True)  # epoch seconds
+    value: Mapped[float] = mapped_column(Float)

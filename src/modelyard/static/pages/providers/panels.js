@@ -1,5 +1,7 @@
 // A card's History or Logs panel. The panel element lives across redraws of its card, so it
 // keeps its content (and a reader's scroll position) until fresh content replaces it.
+
+import { drawChart, readHistory } from "../../js/charts.js";
 import { h, render } from "../../js/dom.js";
 import { ms } from "../../js/format.js";
 import { showContainer } from "./container.js";
@@ -27,6 +29,8 @@ export function closePanel(state, k) {
   state.boxes.get(k)?.viewer?.close();
   state.boxes.delete(k);
 }
+
+const upSeries = (inst) => `provider.${inst.provider}/${inst.id}.up`;
 
 function historyTable(checks) {
   if (!checks.length) return h("p", { class: "muted" }, "No checks yet.");
@@ -69,8 +73,18 @@ export async function fillPanel(state, k) {
   const current = () => state.boxes.get(k) === entry && entry.seq === seq;
   try {
     if (entry.what === "history") {
-      const { checks } = await instanceHistory(inst);
-      if (current()) render(entry.el, historyTable(checks));
+      const [{ checks }, timeline] = await Promise.all([
+        instanceHistory(inst),
+        readHistory([upSeries(inst)], "1h").catch(() => null),
+      ]);
+      if (!current()) return;
+      const chart = h("div", { class: "chart timeline", "data-testid": "up-timeline" });
+      render(entry.el, h("div", { class: "small muted" }, "Up (1) or down (0), the last hour"));
+      entry.el.append(chart, historyTable(checks));
+      if (timeline) {
+        const line = [{ name: upSeries(inst), label: "up", color: "#059669" }];
+        await drawChart(chart, line, timeline, { step: true, height: 90, range: [0, 1] });
+      }
     } else if (entry.what === "container") {
       const use = await containerStats(inst);
       if (current()) showContainer(entry.el, inst, use);

@@ -4,12 +4,14 @@ import { events } from "../../js/events.js";
 import { loadKinds } from "../../js/kinds.js";
 import { toastError } from "../../js/toast.js";
 import { containerTable } from "./containers.js";
+import { historySection } from "./history.js";
 import { resourceCards } from "./meters.js";
 import { readContainers, readResources } from "./requests.js";
 import { runningModels } from "./running.js";
 
 const POLL_MS = 5000;
 const RELOAD_DELAY_MS = 300;
+const HISTORY_POLL_MS = 10000;
 
 export default {
   async mount(root) {
@@ -17,6 +19,7 @@ export default {
     const cards = h("div", { class: "grid system-grid", id: "system-cards" });
     const running = h("div", {});
     const boxed = h("div", {});
+    const history = historySection();
     let inflight = false;
     async function load() {
       if (inflight) return;
@@ -56,17 +59,22 @@ export default {
       cards,
       h("div", { class: "section" }, h("h2", {}, "Running models"), running),
       boxed,
+      history.el,
     );
     let soon = null;
     const reloadSoon = () => {
       clearTimeout(soon);
       soon = setTimeout(load, RELOAD_DELAY_MS);
     };
+    const loadHistory = () => history.load().catch(toastError);
     const timer = setInterval(load, POLL_MS);
+    const historyTimer = setInterval(loadHistory, HISTORY_POLL_MS);
     const offState = events.on("model.state", reloadSoon);
     await load();
+    loadHistory();
     return () => {
       clearInterval(timer);
+      clearInterval(historyTimer);
       clearTimeout(soon);
       offState();
     };
