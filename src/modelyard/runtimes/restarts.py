@@ -70,7 +70,9 @@ class Supervisor:
         running is started again now (as Docker does at its daemon's start)."""
         self._loop = asyncio.get_running_loop()
         for instance in self.instances.list():
-            if not instance.config.managed or self.policy(instance) is not RestartPolicy.ALWAYS:
+            if not instance.config.managed or instance.config.container is not None:
+                continue  # a container's restarts are Docker's
+            if self.policy(instance) not in (RestartPolicy.ALWAYS, RestartPolicy.UNLESS_STOPPED):
                 continue
             check = self.processes.check(instance.key)
             if check.record is not None and not check.alive and not check.stopping:

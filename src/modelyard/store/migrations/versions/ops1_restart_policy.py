@@ -1,7 +1,7 @@
 """instances created through the API carry their restart policy and memory limit
 
 Revision ID: ops1
-Revises: sec1
+Revises: ctr1
 Create Date: 2026-12-07 17:20:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "ops1"
-down_revision = "sec1"
+down_revision = "ctr1"
 branch_labels = None
 depends_on = None
 
