@@ -132,6 +132,30 @@ def test_keys_are_judged_alone_and_never_lock_the_owner_out(
     assert grouped.call(os_users.owner, "POST", "/api/models/sync")[0] == 200
 
 
+def test_no_caller_gives_an_instance_a_command_or_a_key_variable(
+    os_users: OsUsers, grouped: Served, tmp_path: Path
+) -> None:
+    """Issue 19's attacks 1 and 2, as a trusted member without a key and as another user
+    holding the admin key: refused, whoever sends them."""
+    proof = tmp_path / "proof.txt"
+    tmp_path.chmod(0o777)  # where the attack's shell could write, were it ever run
+    admin = {"Authorization": f"Bearer {(grouped.data_dir / 'cli.key').read_text().strip()}"}
+    post = ("POST", "/api/providers/ollama/instances")
+    run_it = {"id": "run-it", "base_url": "http://127.0.0.1:9", "managed": True}
+    run_it["command"] = ["/bin/sh", "-c", f"id > {proof}"]
+    leak_it = {"id": "leak-it", "base_url": "http://127.0.0.1:9", "api_key_env": "HF_TOKEN"}
+    for body in (run_it, leak_it):
+        sent = json.dumps(body)
+        json_ = {"Content-Type": "application/json"}
+        assert grouped.call(os_users.other, *post, json_, sent) == (401, "unauthorized")
+        refused = (400, "config_file_only")
+        assert grouped.call(os_users.other, *post, {**json_, **admin}, sent) == refused
+        assert grouped.call(os_users.member, *post, json_, sent) == refused
+    start = "/api/providers/ollama/instances/run-it/start"
+    assert grouped.call(os_users.member, "POST", start) == (404, "instance_not_found")
+    assert not proof.exists()
+
+
 def test_a_request_through_a_proxy_is_never_local(os_users: OsUsers, grouped: Served) -> None:
     for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
         proxied = {header: "127.0.0.1"}

@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -83,6 +84,8 @@ class ContainerConfig(BaseModel):
 
 # An instance id: 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit.
 INSTANCE_ID = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+# The validation context of an instance read back from the store (checked when it was given).
+STORED = "stored"
 
 
 class InstanceConfig(BaseModel):
@@ -127,16 +130,37 @@ class InstanceConfig(BaseModel):
             raise ValueError("an instance with a container is managed: set managed = true")
         return self
 
+    @field_validator("api_key")
+    @classmethod
+    def _check_api_key(cls, value: str, info: ValidationInfo) -> str:
+        from modelyard.validation import validate_api_key
+
+        if info.context == STORED:  # checked when it was given; an older one is its error
+            return value
+        where = f"{info.data.get('provider')}/{info.data.get('id')}'s api_key"
+        return validate_api_key(value, where=where)
+
     @property
     def key(self) -> str:
         return f"{self.provider}/{self.id}"
 
+    def has_api_key(self, env: Mapping[str, str] | None = None) -> bool:
+        """Whether there is a key to send (usable or not: ``resolved_api_key`` tells)."""
+        env = os.environ if env is None else env
+        return bool(self.api_key_env and env.get(self.api_key_env)) or bool(self.api_key)
+
     def resolved_api_key(self, env: Mapping[str, str] | None = None) -> str:
-        """The key to send: the named environment variable wins over a stored key."""
+        """The key to send: the named environment variable wins over a stored key.
+
+        ``InvalidInput`` ``invalid_api_key`` when it cannot go in a header: a variable set to
+        anything, or a key stored before keys were checked, is this instance's error."""
+        from modelyard.validation import validate_api_key
+
         env = os.environ if env is None else env
         if self.api_key_env and env.get(self.api_key_env):
-            return env[self.api_key_env]
-        return self.api_key
+            where = f"{self.key}'s key (environment variable {self.api_key_env})"
+            return validate_api_key(env[self.api_key_env], where=where)
+        return validate_api_key(self.api_key, where=f"{self.key}'s api_key")
 
 
 class WebhookFormat(StrEnum):
@@ -304,6 +328,13 @@ class Settings(BaseModel):
     open_webui_url: str = ""
 
     instances: list[InstanceConfig] | None = None
+
+    @field_validator("api_key", "openai_api_key", "anthropic_api_key", "hf_token")
+    @classmethod
+    def _check_keys(cls, value: str, info: ValidationInfo) -> str:
+        from modelyard.validation import validate_api_key
+
+        return validate_api_key(value, where=str(info.field_name))
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -54,6 +54,22 @@ def validate_base_url(value: str) -> str:
     return value.rstrip("/")
 
 
+_KEY_CHARACTERS = re.compile(r"[!-~]*")  # visible ASCII: what an HTTP header carries as is
+
+
+def validate_api_key(value: str, *, where: str = "api_key") -> str:
+    """A key modelyard sends to a server: visible ASCII only. Anything else cannot go in a
+    header (httpx refuses it while sending), so it is refused where it is given instead."""
+    if _KEY_CHARACTERS.fullmatch(value) is None:
+        raise InvalidInput(
+            f"{where} holds characters an HTTP header cannot carry",
+            code="invalid_api_key",
+            hint="An API key is visible ASCII characters only (no spaces, accents or "
+            "control characters); copy it again from where it was issued.",
+        )
+    return value
+
+
 def validate_download_url(value: str) -> str:
     """A URL to download from: http or https with a host, bounded length."""
     if len(value) > _MAX_URL:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from modelyard.chat.types import Target
 from modelyard.config import Settings
-from modelyard.errors import ChatError, Conflict, ModelyardError, NotFound
+from modelyard.errors import ChatError, Conflict, InvalidInput, ModelyardError, NotFound
 from modelyard.providers.base import Provider, ProviderState
 from modelyard.providers.registry import registry
 from modelyard.runtimes.control import InstanceControl
@@ -113,16 +113,20 @@ class Targets:
             # A local file's server is the lifecycle's to start (it tracks the model's state).
             instance = await self._start_model(chosen, model, say)
         cfg = instance.config
-        if registry.get(cfg.provider).capabilities.needs_api_key and not cfg.resolved_api_key():
+        if registry.get(cfg.provider).capabilities.needs_api_key and not cfg.has_api_key():
             status = await self.health.status(instance)
             raise ChatError(
                 f"{cfg.key} has no API key",
                 code=status.reason_code or "missing_api_key",
                 hint=status.hint or "Configure an API key for this instance.",
             )
+        try:
+            target = self.target(instance, model)
+        except InvalidInput as exc:  # a key that cannot be sent: this instance's error
+            raise ChatError(exc.detail, code=exc.error_code, hint=exc.hint) from exc
         if cfg.managed:
             await self._ensure_started(instance, say)
-        return self.target(instance, model)
+        return target
 
     async def _start_model(self, provider: Provider, model: str, say: Say) -> Instance:
         if self.starter is None or not self._startable(provider):

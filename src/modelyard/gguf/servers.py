@@ -148,11 +148,10 @@ class GgufServers:
             model=str(path),
             mode=mode,
             ctx_size=ctx_size,
-            command=argv,
         )
         # Not checked now: its status is checked once it has loaded (announce), and checks
         # while it loads would compete with the wait for it.
-        return self.instances.add_model_server(provider.kind, fields, container)
+        return self.instances.add_model_server(provider.kind, fields, argv, container)
 
     async def wait_loaded(self, instance: Instance, *, announce: bool = True) -> None:
         """Return once ``/health`` answers 200; stop the server and raise if it exits or times

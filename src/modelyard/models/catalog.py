@@ -186,7 +186,7 @@ class Catalog:
             if self.local_model_name(i) is None
             and (
                 not registry.get(i.config.provider).capabilities.needs_api_key
-                or i.config.resolved_api_key()
+                or i.config.has_api_key()
             )
         ]
 

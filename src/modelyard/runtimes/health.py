@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from modelyard.clock import iso, utcnow
 from modelyard.config import Settings
+from modelyard.errors import InvalidInput
 from modelyard.events import PROVIDER_STATUS, EventBus
 from modelyard.metrics import Metrics
 from modelyard.providers.base import ApiProbe, ProviderState
@@ -209,11 +210,18 @@ class HealthChecker:
     async def _check(self, instance: Instance, seq: int) -> ProviderStatus:
         cfg = instance.config
         provider = registry.get(cfg.provider)
-        api_key = cfg.resolved_api_key()
         # The process layer runs beside the port and API layers: a container's is a request to
         # Docker, which must not add its time to theirs.
         layer = asyncio.to_thread(self.processes.check, cfg.key) if cfg.managed else None
         proc_check = asyncio.ensure_future(layer) if layer is not None else None
+        try:
+            api_key = cfg.resolved_api_key()
+        except InvalidInput as exc:  # this instance's error, never the status page's
+            proc = await proc_check if proc_check is not None else None
+            status = self._status(
+                instance, ProviderState.ERROR, proc, reason=exc.error_code, hint=exc.hint
+            )
+            return self._record(instance, status, seq)
         if provider.capabilities.needs_api_key and not api_key:
             proc = await proc_check if proc_check is not None else None
             status = self._status(

@@ -86,12 +86,17 @@ class InstanceService:
         self._forget(instance)
 
     def add_model_server(
-        self, provider: str, fields: InstanceFields, container: ContainerConfig | None = None
+        self,
+        provider: str,
+        fields: InstanceFields,
+        command: list[str],
+        container: ContainerConfig | None = None,
     ) -> Instance:
-        """An instance serving one local file (its status is checked once it has loaded),
-        in a container of the configured image when ``container`` is given."""
+        """An instance serving one local file with the runtime's ``command`` (its status is
+        checked once it has loaded), in a container of the configured image when
+        ``container`` is given."""
         return self.instances.create(
-            provider, fields, origin=InstanceOrigin.MODEL, container=container
+            provider, fields, origin=InstanceOrigin.MODEL, command=command, container=container
         )
 
     def remove_model_server(self, instance: Instance) -> None:

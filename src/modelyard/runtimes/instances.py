@@ -8,21 +8,29 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import bindparam, delete, insert
 
-from modelyard.config import ContainerConfig, InstanceConfig, ModelMode, RestartPolicy, Settings
+from modelyard.config import (
+    STORED,
+    ContainerConfig,
+    InstanceConfig,
+    ModelMode,
+    RestartPolicy,
+    Settings,
+)
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.providers.registry import registry
 from modelyard.store.db import Database
 from modelyard.store.tables import InstanceRow
-from modelyard.validation import is_local_host
+from modelyard.validation import is_local_host, validate_base_url
 
 log = logging.getLogger("modelyard.instances")
 
@@ -35,6 +43,12 @@ class InstanceOrigin(StrEnum):
     MODEL = "model"  # created to serve a local file, removed when it stops
 
 
+# Only the config file sets these (SPEC §12): a command runs as modelyard's user, a variable's
+# value goes wherever the instance's base_url points, a container brings its image, mounts and
+# devices. API-created instances run their provider's own runtime and carry a literal key.
+CONFIG_FILE_ONLY = ("command", "api_key_env", "container")
+
+
 class InstanceChanges(BaseModel):
     """What may be changed of an instance (``PATCH``; its id and provider stay)."""
 
@@ -43,13 +57,25 @@ class InstanceChanges(BaseModel):
     base_url: str | None = Field(default=None, min_length=1, max_length=2048)
     managed: bool | None = None
     api_key: str | None = Field(default=None, max_length=4096)
-    api_key_env: str | None = Field(default=None, max_length=128)
     model: str | None = Field(default=None, max_length=4096)
     mode: ModelMode | None = None
-    command: list[str] | None = None
     ctx_size: int | None = Field(default=None, ge=0, le=1_048_576)
     restart: RestartPolicy | None = None
     memory_limit_bytes: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_config_file_only(cls, data: Any) -> Any:
+        given = [name for name in CONFIG_FILE_ONLY if isinstance(data, dict) and name in data]
+        if given:
+            raise InvalidInput(
+                f"{' and '.join(given)} can be set only in the config file, not through the API",
+                code="config_file_only",
+                hint="Put the instance in the config file ([[instances]] in the file "
+                "MODELYARD_CONFIG names, see docs/CONFIGURATION.md) and restart modelyard; "
+                "through the API give a literal api_key.",
+            )
+        return data
 
 
 class InstanceFields(InstanceChanges):
@@ -107,7 +133,7 @@ class Instance:
             restart=c.restart,
             memory_limit_bytes=c.memory_limit_bytes,
             api_key_env=c.api_key_env or None,
-            has_api_key=bool(c.resolved_api_key()),
+            has_api_key=c.has_api_key(),
             origin=self.origin,
             deletable=self.origin is not InstanceOrigin.CONFIG,
             capabilities=provider.capabilities.wire(),
@@ -116,21 +142,26 @@ class Instance:
 
 
 def _row_to_config(row: InstanceRow) -> InstanceConfig:
-    return InstanceConfig(
-        provider=row.provider,
-        id=row.id,
-        base_url=row.base_url,
-        managed=row.managed,
-        api_key_env=row.api_key_env,
-        api_key=row.api_key,
-        model=row.model,
-        mode=ModelMode(row.mode),
-        command=list(row.command or []),
-        ctx_size=row.ctx_size,
-        container=ContainerConfig.model_validate(row.container) if row.container else None,
-        restart=RestartPolicy(row.restart) if row.restart else None,
-        memory_limit_bytes=row.memory_limit_bytes,
-    )
+    values: dict[str, Any] = {
+        "provider": row.provider,
+        "id": row.id,
+        "base_url": row.base_url,
+        "managed": row.managed,
+        "api_key_env": row.api_key_env,
+        "api_key": row.api_key,
+        "model": row.model,
+        "mode": ModelMode(row.mode),
+        "command": list(row.command or []),
+        "ctx_size": row.ctx_size,
+        "container": ContainerConfig.model_validate(row.container) if row.container else None,
+        "restart": RestartPolicy(row.restart) if row.restart else None,
+        "memory_limit_bytes": row.memory_limit_bytes,
+    }
+    if row.origin == InstanceOrigin.API and (row.command or row.api_key_env):
+        # Given through the API before only the config file could: never run or sent.
+        log.warning("instance %s/%s: dropping its command and api_key_env", row.provider, row.id)
+        values.update(command=[], api_key_env="")
+    return InstanceConfig.model_validate(values, context=STORED)
 
 
 # Built once: building a statement per call costs more than SQLite takes to run it.
@@ -204,11 +235,13 @@ class InstanceRegistry:
         fields: InstanceFields,
         *,
         origin: InstanceOrigin = InstanceOrigin.API,
+        command: Sequence[str] = (),
         container: ContainerConfig | None = None,
     ) -> Instance:
         """Validate and add an instance; 409 ``instance_exists`` for a duplicate id.
-        ``container`` is never from a request: modelyard makes it from its settings."""
-        data = fields.model_dump(exclude_none=True)
+        ``command`` (the runtime's own command line) and ``container`` are never from a
+        request: modelyard makes them, for a server of a local file, from its settings."""
+        data = {**fields.model_dump(exclude_none=True), "command": [*command]}
         if container is not None:
             data["container"] = container
         cfg = self._validated(registry.get(provider).kind, data)
@@ -229,11 +262,12 @@ class InstanceRegistry:
         """Change an API-created instance's fields (not its id); configured ones answer 409.
         A field sent as null is reset to its default."""
         current = self.deletable(provider, instance_id)
-        merged = {
-            **current.config.model_dump(),
-            **changes.model_dump(exclude_unset=True),
-            "id": current.config.id,
-        }
+        given = changes.model_dump(exclude_unset=True)
+        url = given.get("base_url")
+        moved = url is not None and validate_base_url(url) != current.config.base_url
+        if moved and "api_key" not in given:
+            given["api_key"] = None  # a key goes to the server it was given for, no other
+        merged = {**current.config.model_dump(), **given, "id": current.config.id}
         cfg = self._validated(current.config.provider, merged)
         with self._lock:
             with self.db.session() as s:

@@ -1,6 +1,7 @@
 // The form that adds an instance, or edits one added through the API. Which fields it offers
 // follows the chosen kind's capabilities: "Managed" where modelyard can run the server, a
-// GGUF model where that server runs one model, the API key marked required where it is.
+// GGUF model where that server runs one model, the API key marked required where it is. No
+// command or key variable: only the config file sets those (the API refuses them).
 import { h, render } from "../../js/dom.js";
 import { allKinds, can } from "../../js/kinds.js";
 import { toast } from "../../js/toast.js";
@@ -84,6 +85,13 @@ export function showInstanceForm(box, inst, done) {
     labels.model,
     h("label", {}, "Mode", f.mode),
     labels.managed,
+    h(
+      "p",
+      { class: "muted wide", "data-role": "config-only" },
+      "A managed server runs the provider's own runtime. A command line or a key read from an " +
+        "environment variable can be set only in the config file (docs/CONFIGURATION.md). " +
+        "A new base URL drops the stored API key unless you type one here.",
+    ),
     error,
     h(
       "div",
