@@ -54,7 +54,7 @@ class Served:
     log: Path
 
 
-Serve = Callable[[list[str]], Served]
+Serve = Callable[..., Served]
 
 
 @pytest.fixture
@@ -62,11 +62,13 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
     """Start a server command (its --port must be free), wait for /health 200, kill it after."""
     running: list[Served] = []
 
-    def start(argv: list[str]) -> Served:
+    def start(argv: list[str], env: dict[str, str] | None = None) -> Served:
         port = argv[argv.index("--port") + 1]
         log_path = tmp_path / f"server-{port}.log"
         with open(log_path, "wb") as log:
-            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            )
         served = Served(
             process, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30), log_path
         )
@@ -99,8 +101,8 @@ def _argv(model: Path, binary: str | None, **options: Any) -> list[str]:
 
 
 def test_flags_reach_the_server(serve: Serve, tiny_gguf: Path, binary: str | None) -> None:
-    argv = _argv(tiny_gguf, binary, ctx_size=512, alias="tiny-chat", api_key="sekrit", parallel=2)
-    client = serve(argv).client
+    argv = _argv(tiny_gguf, binary, ctx_size=512, alias="tiny-chat", parallel=2)
+    client = serve(argv, {"LLAMA_API_KEY": "sekrit"}).client  # how modelyard gives the key
     auth = {"Authorization": "Bearer sekrit"}
 
     models = client.get("/v1/models", headers=auth).json()

@@ -145,10 +145,13 @@ class LlamaCppProvider(openai_api.SpeaksOpenAI):
             ctx_size=inst.ctx_size,
             alias=inst.id,
             mode=inst.mode,
-            api_key=inst.resolved_api_key() or None,
             binary=find_llama_server(settings.llama_server),
         )
-        return LaunchSpec(key=inst.key, argv=argv, port=port)
+        # Both runtimes read LLAMA_API_KEY: the key stays out of argv, which `ps` shows all.
+        key = inst.resolved_api_key()
+        return LaunchSpec(
+            key=inst.key, argv=argv, env={"LLAMA_API_KEY": key} if key else None, port=port
+        )
 
     def container_command(
         self, settings: Settings, inst: InstanceConfig, *, host: str, port: int, models_mount: str
@@ -262,12 +265,12 @@ def llama_server_argv(
     ctx_size: int = 0,
     alias: str | None = None,
     mode: ModelMode = ModelMode.LLM,
-    api_key: str | None = None,
     threads: int | None = None,
     parallel: int = 1,
     binary: str | None,
 ) -> list[str]:
-    """The command line serving ``model``; ``binary`` None selects the embedded runtime."""
+    """The command line serving ``model``; ``binary`` None selects the embedded runtime. A key
+    goes in the environment as ``LLAMA_API_KEY``, never here."""
     if not 0 < port < 65536:
         raise InvalidInput(f"port {port} is out of range", code="invalid_port", hint="Use 1-65535.")
     if parallel < 1 or ctx_size < 0 or (threads is not None and threads < 1):
@@ -285,8 +288,6 @@ def llama_server_argv(
         argv += ["-a", alias]
     if threads is not None:
         argv += ["-t", str(threads)]
-    if api_key:
-        argv += ["--api-key", api_key]
     return argv
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from dataclasses import replace
 from urllib.parse import urlsplit
 
@@ -27,11 +28,14 @@ class InstanceControl:
         self._watchers: set[asyncio.Task[ProviderStatus]] = set()
 
     def launch_spec(self, instance: Instance) -> LaunchSpec:
-        """A configured command line wins; else the provider's own."""
+        """A configured command line wins (with the variable its config names for its key,
+        the one variable of modelyard's own it is given); else the provider's own."""
         cfg = instance.config
         if cfg.command:
             parts = urlsplit(cfg.base_url)
-            spec = LaunchSpec(key=cfg.key, argv=list(cfg.command), port=parts.port)
+            variable = cfg.api_key_env
+            env = {variable: os.environ[variable]} if variable in os.environ else None
+            spec = LaunchSpec(key=cfg.key, argv=list(cfg.command), env=env, port=parts.port)
         else:
             spec = registry.get(cfg.provider).launch_spec(self.settings, cfg)
         return replace(spec, memory_limit_bytes=cfg.memory_limit_bytes)

@@ -28,6 +28,7 @@ from modelyard.config import (
 )
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.providers.registry import registry
+from modelyard.runtimes.launch import redact_argv
 from modelyard.store.db import Database
 from modelyard.store.tables import InstanceRow
 from modelyard.validation import is_local_host, validate_base_url
@@ -87,7 +88,8 @@ class InstanceFields(InstanceChanges):
 
 
 class InstanceView(BaseModel):
-    """An instance as the API shows it (``GET /api/providers``): never the key itself."""
+    """An instance as the API shows it (``GET /api/providers``): never the key itself, and its
+    command with any secret in it masked."""
 
     provider: str
     id: str
@@ -128,7 +130,7 @@ class Instance:
             managed=c.managed,
             model=c.model or None,
             mode=c.mode,
-            command=c.command,
+            command=redact_argv(c.command),
             ctx_size=c.ctx_size,
             restart=c.restart,
             memory_limit_bytes=c.memory_limit_bytes,

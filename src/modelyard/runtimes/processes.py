@@ -34,6 +34,7 @@ from modelyard.errors import Conflict, InvalidInput, ModelyardError, NotFound, U
 from modelyard.runtimes.exit_watch import ExitListener, ProcessExit, describe_exit, watch_in_thread
 from modelyard.runtimes.log_files import read_tail
 from modelyard.runtimes.memory_limit import MemoryLimits
+from modelyard.runtimes.launch import child_environment, redact_argv
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,12 @@ log = logging.getLogger(__name__)
 _CREATE_TIME_TOLERANCE_S = 1.0
 _KILL_WAIT_S = 10.0
 _POLL_S = 0.05
-_SECRET_FLAGS = frozenset({"--api-key", "--hf-token", "-hft"})
 
 
 @dataclass(frozen=True)
 class LaunchSpec:
-    """What to start for a key. ``env`` entries are added to (and override) our environment."""
+    """What to start for a key. ``env`` entries are added to what the child keeps of our
+    environment (``launch.child_environment``), and override it."""
 
     key: str
     argv: list[str]
@@ -117,22 +118,6 @@ class _Child:
     popen: subprocess.Popen[bytes]
     exited: threading.Event = field(default_factory=threading.Event)
     exit_code: int | None = None
-
-
-def redact_argv(argv: list[str]) -> list[str]:
-    """``argv`` with the values of secret flags replaced by ``***``."""
-    out: list[str] = []
-    hide_next = False
-    for arg in argv:
-        name, eq, _ = arg.partition("=")
-        if hide_next:
-            out.append("***")
-        elif eq and name in _SECRET_FLAGS:
-            out.append(f"{name}=***")
-        else:
-            out.append(arg)
-        hide_next = not hide_next and arg in _SECRET_FLAGS
-    return out
 
 
 def _check_key(key: str) -> str:
@@ -338,7 +323,7 @@ class ProcessManager:
                 )
             if previous is not None:
                 previous.exited.wait(_KILL_WAIT_S)  # its exit line goes before the new header
-            env = {**os.environ, **spec.env} if spec.env else None
+            env = child_environment(os.environ, spec.env)
             _check_launchable(spec, env)
             started_at = iso(utcnow()) or ""
             popen = self._spawn(spec, env, started_at)
@@ -362,7 +347,7 @@ class ProcessManager:
         return record
 
     def _spawn(
-        self, spec: LaunchSpec, env: dict[str, str] | None, started_at: str
+        self, spec: LaunchSpec, env: dict[str, str], started_at: str
     ) -> subprocess.Popen[bytes]:
         command = shlex.join(redact_argv(spec.argv))
         with open(self.log_path(spec.key), "ab") as logfile:
@@ -519,9 +504,9 @@ class ProcessManager:
             return []
 
 
-def _check_launchable(spec: LaunchSpec, env: dict[str, str] | None) -> None:
+def _check_launchable(spec: LaunchSpec, env: dict[str, str]) -> None:
     program = spec.argv[0]
-    search_path = (env if env is not None else os.environ).get("PATH", os.defpath)
+    search_path = env.get("PATH", os.defpath)
     if shutil.which(program, path=search_path) is None:
         raise _binary_not_found(program)
     if spec.cwd is not None and not spec.cwd.is_dir():
