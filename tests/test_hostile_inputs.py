@@ -77,6 +77,31 @@ def test_one_crafted_gguf_is_one_error_in_the_sync_not_a_failed_sync(
     assert good.status_code == 200 and good.json()["gguf"]["architecture"] == "llama"
 
 
+def test_delete_removes_models_and_nothing_else(
+    modelyard: Callable[..., RunningApp], tiny_gguf: Path, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    (models / "sub").mkdir(parents=True)
+    shutil.copy(tiny_gguf, models / "tiny.gguf")
+    shutil.copy(tiny_gguf, models / "sub" / "nested.gguf")
+    shutil.copy(tiny_gguf, models / "mmproj-tiny.gguf")  # a projector, not a model
+    others = ["n.txt", "x.part", "tiny.gguf.part", "tiny.gguf.part.json", ".hidden.gguf"]
+    for name in others:
+        (models / name).write_bytes(b"not a model")
+    app = modelyard(models_dir=models, monitor=False)
+    # Names the path checks refuse already: partial downloads and hidden files.
+    refused_by_path = ("x.part", "tiny.gguf.part", "tiny.gguf.part.json", ".hidden.gguf")
+    for name in [*others, "mmproj-tiny.gguf", "sub"]:
+        refused = app.http.delete(f"/api/models/llamacpp/{name}")
+        assert_problem(refused, 400, "invalid_path" if name in refused_by_path else "not_a_model")
+        assert (models / name).exists(), name
+    for name in ("tiny.gguf", "sub/nested.gguf"):
+        deleted = app.http.delete(f"/api/models/llamacpp/{name}")
+        assert deleted.status_code == 200, deleted.text
+        assert not (models / name).exists()
+    assert sorted(p.name for p in models.iterdir()) == sorted([*others, "mmproj-tiny.gguf", "sub"])
+
+
 @pytest.mark.parametrize(
     "token",
     [

@@ -127,7 +127,7 @@ def scan_models_dir(models_dir: Path, *, cache: MetadataCache | None = None) -> 
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for filename in filenames:
-            if not _is_model_file(filename):
+            if not is_model_file(filename):
                 continue
             parsed = split_part(filename)
             if parsed is None:
@@ -143,10 +143,23 @@ def scan_models_dir(models_dir: Path, *, cache: MetadataCache | None = None) -> 
     return sorted(models, key=lambda model: model.name)
 
 
-def _is_model_file(filename: str) -> bool:
+def is_model_file(filename: str) -> bool:
+    """Whether the models directory's file ``filename`` is a model the catalog lists."""
     lower = filename.lower()
     # Downloads in progress end in .part, so they never end in .gguf.
     return lower.endswith(".gguf") and not lower.startswith(".") and "mmproj" not in lower
+
+
+def check_model_file(path: Path) -> None:
+    """Refuse to start, stop or delete anything but a model: a partial download, its record,
+    a projector, a note or a directory beside the models is not one (issue 19)."""
+    if not is_model_file(path.name):
+        raise InvalidInput(
+            f"{path.name!r} is not a model file",
+            code="not_a_model",
+            hint="Only the models listed under the local files (.gguf files) can be started, "
+            "stopped or deleted here; remove other files yourself.",
+        )
 
 
 def _single(root: Path, path: Path, cache: MetadataCache) -> LocalModel | None:

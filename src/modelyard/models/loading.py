@@ -20,6 +20,7 @@ import httpx
 
 from modelyard.config import ModelMode, Settings
 from modelyard.errors import Conflict, ModelyardError, NotFound
+from modelyard.gguf.files import check_model_file
 from modelyard.gguf.local import LOCAL_INSTANCE, is_local, local_scope
 from modelyard.gguf.servers import GgufServers
 from modelyard.models.catalog import Catalog
@@ -305,6 +306,7 @@ class ModelLoading:
 
     def gguf_path(self, target: Resolved) -> Path:
         path = resolve_inside(self.catalog.models_dir, target.name)
+        check_model_file(path)
         if not path.is_file():
             raise target.not_found()
         return path
