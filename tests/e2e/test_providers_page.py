@@ -150,7 +150,7 @@ def test_edit_an_instance(
     app = modelyard([])
     created = app.http.post(
         "/api/providers/ollama/instances",
-        json={"id": "box", "base_url": f"http://127.0.0.1:{closed_port()}"},
+        json={"id": "box", "base_url": f"http://127.0.0.1:{closed_port()}", "api_key": "sk-old"},
     )
     assert created.status_code == 201
     page.goto(f"{app.url}/#/providers")
@@ -163,6 +163,10 @@ def test_edit_an_instance(
     form.get_by_role("button", name="Save").click()
     expect(box.get_by_test_id("state")).to_have_text("RUNNING")
     expect(box).to_contain_text(ollama_server.url)
+    # The key was given for the old URL: it is not sent on to the new one.
+    (edited,) = app.http.get("/api/providers").json()["instances"]
+    assert edited["has_api_key"] is False
+    assert all("authorization" not in r.headers for r in ollama_server.log.entries())
 
 
 # Set by the page: whether an open History/Logs panel went back to "Loading…" or vanished.
@@ -262,6 +266,9 @@ def test_the_add_form_offers_what_the_chosen_kind_can_do(
     managed = form.locator('input[name="managed"]')
     model = form.locator('input[name="model"]')
     api_key = form.locator('input[name="api_key"]')
+    # No command or key variable: only the config file gives those, and the form says so.
+    expect(form.locator('[name="command"], [name="api_key_env"]')).to_have_count(0)
+    expect(form.locator('[data-role="config-only"]')).to_be_visible()
     for kind, info in kinds.items():
         provider.select_option(kind)
         caps = info["capabilities"]
