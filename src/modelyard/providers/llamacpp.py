@@ -147,11 +147,7 @@ class LlamaCppProvider(openai_api.SpeaksOpenAI):
             mode=inst.mode,
             binary=find_llama_server(settings.llama_server),
         )
-        # Both runtimes read LLAMA_API_KEY: the key stays out of argv, which `ps` shows all.
-        key = inst.resolved_api_key()
-        return LaunchSpec(
-            key=inst.key, argv=argv, env={"LLAMA_API_KEY": key} if key else None, port=port
-        )
+        return LaunchSpec(key=inst.key, argv=argv, env=_key_env(inst), port=port)
 
     def container_command(
         self, settings: Settings, inst: InstanceConfig, *, host: str, port: int, models_mount: str
@@ -163,10 +159,9 @@ class LlamaCppProvider(openai_api.SpeaksOpenAI):
             ctx_size=inst.ctx_size,
             alias=inst.id,
             mode=inst.mode,
-            api_key=inst.resolved_api_key() or None,
             binary=CONTAINER_PROGRAM,
         )
-        return LaunchSpec(key=inst.key, argv=argv[1:], port=port)
+        return LaunchSpec(key=inst.key, argv=argv[1:], env=_key_env(inst), port=port)
 
     def file_command(
         self,
@@ -289,6 +284,13 @@ def llama_server_argv(
     if threads is not None:
         argv += ["-t", str(threads)]
     return argv
+
+
+def _key_env(inst: InstanceConfig) -> dict[str, str] | None:
+    """The instance's key for its server: llama-server and the embedded runtime read
+    ``LLAMA_API_KEY``, so the key stays out of argv, which ``ps`` shows every user."""
+    key = inst.resolved_api_key()
+    return {"LLAMA_API_KEY": key} if key else None
 
 
 def _entry(inst: InstanceConfig, item: dict[str, Any]) -> ModelEntry:
