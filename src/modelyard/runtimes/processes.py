@@ -32,9 +32,9 @@ import psutil
 from modelyard.clock import iso, utcnow
 from modelyard.errors import Conflict, InvalidInput, ModelyardError, NotFound, Unavailable
 from modelyard.runtimes.exit_watch import ExitListener, ProcessExit, describe_exit, watch_in_thread
+from modelyard.runtimes.launch import child_environment, redact_argv
 from modelyard.runtimes.log_files import read_tail
 from modelyard.runtimes.memory_limit import MemoryLimits
-from modelyard.runtimes.launch import child_environment, redact_argv
 
 log = logging.getLogger(__name__)
 
