@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.chat_helpers import llama_server
 from tests.support.app_server import ServerProcess
+from tests.support.chat import llama_server
 from tests.support.servers import free_port
 from tests.support.tiny_gguf import write_tiny_gguf
 

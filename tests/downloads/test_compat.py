@@ -11,12 +11,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from modelyard.config import InstanceConfig
-from tests.catalog_helpers import assert_problem
 from tests.downloads.support import MiB, add_payload
 from tests.fakes.fileserver import FileServer
 from tests.fakes.fixtures import FakeServer
 from tests.fakes.ollama_state import OllamaState
 from tests.support.app_server import RunningApp
+from tests.support.catalog import assert_problem
 from tests.support.waiting import wait_until
 
 PULL_FIELDS = {

@@ -12,9 +12,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from modelyard.config import InstanceConfig
-from tests.chat_helpers import send as api_send
 from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp
+from tests.support.chat import send as api_send
 
 
 @pytest.fixture

@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 from playwright.sync_api import Page, expect
 
-from tests.catalog_helpers import LLAMA_SERVER, instance, wait_for
 from tests.e2e.conftest import screenshot
 from tests.fakes.fixtures import FakeServer
 from tests.fakes.ollama import OllamaState
 from tests.fakes.openai_compat import OpenAIState
 from tests.support.app_server import RunningApp
+from tests.support.catalog import LLAMA_SERVER, instance, wait_for
 from tests.support.llama import llama_server
 from tests.support.servers import free_port
 from tests.support.tiny_gguf import write_tiny_gguf

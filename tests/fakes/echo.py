@@ -1,4 +1,4 @@
-"""The runtime of the test-only Echo provider (``tests/echo_provider.py``): a server that
+"""The runtime of the test-only Echo provider (``tests/support/echo_provider.py``): a server that
 answers by repeating the user's last message, word by word.
 
 ``GET /hello`` → ``{"echo": true, "version"}`` (how it is recognised); ``GET /models`` →

@@ -1,6 +1,6 @@
 """The fuzz run: modelyard and schemathesis together in a network namespace of their own.
 
-Started by ``tests/test_fuzz.py`` as ``unshare -n python -m tests.fuzz.run BUDGET_S``: only
+Started by ``tests/api/test_fuzz.py`` as ``unshare -n python -m tests.fuzz.run BUDGET_S``: only
 loopback exists in here (brought up first), so no URL or host the fuzzer invents ever leaves
 the machine. Exits with schemathesis's status; its report goes to stdout.
 """

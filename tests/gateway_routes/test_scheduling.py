@@ -17,8 +17,8 @@ import pytest
 from modelyard.gguf.metadata import read_gguf
 from modelyard.models.memory import default_context
 from modelyard.runtimes.resources import estimate_memory
-from tests.catalog_helpers import assert_problem
 from tests.support.app_server import RunningApp
+from tests.support.catalog import assert_problem
 from tests.support.llama import LLAMA_SERVER
 from tests.support.tiny_gguf import write_tiny_gguf
 

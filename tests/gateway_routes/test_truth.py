@@ -9,8 +9,8 @@ import logging
 import openai
 import pytest
 
-from tests.catalog_helpers import drain
 from tests.gateway_routes.conftest import Stack
+from tests.support.catalog import drain
 
 SECRET = "a prompt nobody may read"
 
