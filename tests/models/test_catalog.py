@@ -19,7 +19,7 @@ from tests.fakes.lmstudio import LMStudioState
 from tests.fakes.ollama import OllamaState, create_ollama_app
 from tests.fakes.openai_compat import OpenAIState
 from tests.support.app_server import RunningApp
-from tests.support.catalog import catalog, drain, instance, names, wait_for
+from tests.support.catalog import catalog, drain, instance, names, wait_for, wait_quiet
 from tests.support.servers import ServerThread, free_port
 from tests.support.tiny_gguf import write_tiny_gguf
 
@@ -186,9 +186,12 @@ def test_sync_reports_exact_counts_for_changes_behind_our_back(
     models.mkdir()
     for n in range(2):
         shutil.copy(tiny_gguf, models / f"file-{n}.gguf")
-    app = modelyard([instance("ollama", ollama_server.url)], models_dir=models)
+    # No status monitor: its next round would see model-2 loaded and sync in the background,
+    # taking part of the changes this test counts in its own sync.
+    app = modelyard([instance("ollama", ollama_server.url)], models_dir=models, monitor=False)
     first = app.http.post("/api/models/sync").json()
     assert first["added"] + first["unchanged"] == 7 and first["removed"] == 0
+    wait_quiet(app)
     quiet = app.http.post("/api/models/sync").json()
     assert quiet == {"added": 0, "updated": 0, "removed": 0, "unchanged": 7, "errors": []}
 

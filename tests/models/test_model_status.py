@@ -14,6 +14,7 @@ from modelyard.models.store import CatalogStore, Listing
 from modelyard.models.types import ModelEntry, ModelKey, ModelStatus, Scope
 from modelyard.store.db import Database
 from tests.support.app_server import RunningApp
+from tests.support.catalog import wait_quiet
 
 S = ModelStatus
 ALLOWED = {
@@ -90,6 +91,7 @@ def test_a_local_file_being_downloaded_cannot_be_started(
     (models / "tiny.gguf").write_bytes(tiny_gguf.read_bytes())
     app = modelyard(models_dir=models)
     assert app.http.post("/api/models/sync").json()["errors"] == []
+    wait_quiet(app)
     catalog = app.services.catalog
     # As a download of the same file would: the catalog follows it (so a background sync
     # keeps the row downloading) and the row says so.

@@ -57,3 +57,18 @@ def assert_problem(resp: Any, status: int, code: str) -> dict[str, Any]:
     assert body["code"] == code, body
     assert body["hint"] and body["detail"], body
     return body
+
+
+def wait_quiet(app: RunningApp, quiet_s: float = 1.0, timeout: float = 60) -> None:
+    """Wait until no background catalog sync has been scheduled or running for ``quiet_s``
+    (the first status checks after a start each schedule one): a test that changes things
+    behind modelyard's back then sees them in its own sync, not in one racing it."""
+    deadline = time.monotonic() + timeout
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        if app.services.catalog.busy:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"background catalog syncs did not stop within {timeout} s")

@@ -6,8 +6,7 @@ files (``gguf/local.py``: the GGUF files of the models directory) — and applie
 one transaction, reporting exact ``added``/``updated``/``removed``/``unchanged`` counts. Syncs
 run one at a time. Besides ``POST /api/models/sync``, background syncs run when a provider's
 status changes (it came up, or went away), after every finished download and after every start,
-stop and delete. Changes are published as ``catalog.changed`` (the counts) and ``model.state``
-events.
+stop and delete. Changes go out as ``catalog.changed`` (the counts) and ``model.state`` events.
 
 A GGUF file is *loaded* only when a managed llama.cpp server for it runs and its ``/health``
 answers 200; a server still loading makes the model ``starting``.
@@ -122,9 +121,8 @@ class Catalog:
         await self._http.aclose()
 
     def _threadsafe(self, fn: Any, *args: Any) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(fn, *args)
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn, *args)
 
     def _on_provider_status(self, event: Event[Any]) -> None:
         """A status change (came up, went away) or a removed instance: sync what it serves."""
@@ -149,6 +147,10 @@ class Catalog:
             self._pending = None if scopes is None else self._pending | scopes
         if self._scheduled is None or self._scheduled.done():
             self._scheduled = asyncio.get_running_loop().create_task(self._run_scheduled())
+
+    @property
+    def busy(self) -> bool:  # a background sync is scheduled or running
+        return self._scheduled is not None and not self._scheduled.done()
 
     async def _run_scheduled(self) -> None:
         await asyncio.sleep(_DEBOUNCE_S)
