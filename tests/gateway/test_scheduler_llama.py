@@ -126,8 +126,8 @@ def test_a_server_that_died_mid_answer_is_restarted_by_the_next_request(
             timeout=60,
         ) as again:
             lines = [line for line in again.iter_lines() if line]
-    assert servers.starts["a"] == 2
-    assert any(line.startswith(": loading a ") for line in lines)  # it waited for the restart
+    assert servers.starts["a"] == 2  # it waited for the restart (a heartbeat shows only when
+    # the restart outlasts the heartbeat interval, which a tiny model's may not)
     assert lines[-1] == "data: [DONE]"
     eviction = next(v for v in scheduler.snapshot() if v.key == "a").last_eviction
     assert eviction is not None and eviction.reason == "died"
