@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import gguf
 import numpy as np
 import psutil
 import pytest
 
-import gguf
 from modelyard.config import ModelMode
 from modelyard.errors import InvalidInput, NotFound
 from modelyard.gguf.metadata import (
