@@ -9,7 +9,7 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.e2e.conftest import screenshot
 from tests.support.app_server import RunningApp
 from tests.support.waiting import wait_until

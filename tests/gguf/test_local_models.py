@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from modelyard.config import ModelMode
 from modelyard.gguf.files import MetadataCache, scan_models_dir
+from modelyard.instance_config import ModelMode
 from tests.support.tiny_gguf import write_tiny_gguf
 
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from modelyard.monitoring.history import COARSE, COARSE_S, FINE, HistoryStore
 from modelyard.store.db import Database
 from modelyard.store.tables import SampleRow

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, TypedDict, cast
 
 from modelyard.clock import as_utc, iso, utcnow
-from modelyard.config import ModelMode
 from modelyard.downloads.states import DownloadState, SourceKind
 from modelyard.downloads.views import DownloadView
+from modelyard.instance_config import ModelMode
 from modelyard.store.tables import DownloadRow
 
 _VIEW_FIELDS = tuple(DownloadView.model_fields)

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.clock import iso
-from modelyard.config import ModelMode
 from modelyard.errors import InvalidInput, ModelyardError
 from modelyard.gguf.metadata import GGUFInfo, parse_quantization, read_gguf, split_part, split_paths
+from modelyard.instance_config import ModelMode
 
 # (size, mtime in ns) of every part present, in part order.
 Stamp = tuple[tuple[int, int], ...]

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelyard.config import InstanceConfig
 from modelyard.gguf.files import MetadataCache, scan_models_dir
+from modelyard.instance_config import InstanceConfig
 from modelyard.models.types import ModelEntry, ModelKey, ModelStatus, Scope
 from modelyard.providers.base import Provider
 from modelyard.providers.registry import registry

@@ -25,8 +25,8 @@ from gguf import (
     PoolingType,
 )
 
-from modelyard.config import ModelMode
 from modelyard.errors import InvalidInput, NotFound
+from modelyard.instance_config import ModelMode
 
 Scalar = int | float | bool | str
 Value = Scalar | tuple[Scalar, ...]

@@ -54,7 +54,8 @@ from modelyard.models.types import (
 from modelyard.providers.base import Provider
 from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import Instance, InstanceRegistry
-from modelyard.runtimes.processes import ProcessManager, ProcessRecord
+from modelyard.runtimes.process_records import ProcessRecord
+from modelyard.runtimes.processes import ProcessManager
 from modelyard.runtimes.resources import process_memory
 
 log = logging.getLogger("modelyard.models.catalog")

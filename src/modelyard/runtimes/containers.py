@@ -31,8 +31,8 @@ import requests.exceptions
 from docker.models.containers import Container
 from docker.types import DeviceRequest, Mount
 
-from modelyard.config import ContainerConfig, RestartPolicy
 from modelyard.errors import Conflict, NotFound, Unavailable, UpstreamError
+from modelyard.instance_config import ContainerConfig, RestartPolicy
 
 log = logging.getLogger(__name__)
 
