@@ -71,7 +71,7 @@ def test_tiny_llama_model_reads_every_field(tmp_path: Path) -> None:
     assert info.mode is ModelMode.LLM
     assert info.file_size == path.stat().st_size
     assert (info.split_count, info.tensor_count, info.gguf_version) == (1, 21, 3)
-    assert info.to_dict()["mode"] == "llm"
+    assert info.wire()["mode"] == "llm"
 
 
 @pytest.mark.parametrize(

@@ -54,7 +54,7 @@ class LocalModel:
     def modified_at(self) -> datetime:
         return datetime.fromtimestamp(self.mtime, UTC)
 
-    def to_dict(self) -> dict[str, Any]:
+    def wire(self) -> dict[str, Any]:
         """A JSON-ready dict for the API and the catalog."""
         return {
             "name": self.name,
@@ -64,7 +64,7 @@ class LocalModel:
             "split_count": self.split_count,
             "quantization": self.quantization,
             "mode": self.mode.value,
-            "info": self.info.to_dict() if self.info is not None else None,
+            "info": self.info.wire() if self.info is not None else None,
             "error": self.error,
             "error_code": self.error_code,
         }

@@ -102,7 +102,7 @@ class GGUFInfo:
     tensor_count: int
     gguf_version: int
 
-    def to_dict(self) -> dict[str, Any]:
+    def wire(self) -> dict[str, Any]:
         """A JSON-ready dict (``mode`` as its string value)."""
         data = asdict(self)
         data["mode"] = self.mode.value

@@ -24,7 +24,6 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import psutil
 
@@ -237,7 +236,8 @@ class ProcessManager:
                 port=spec.port,
                 started_at=started_at,
                 log_path=str(self.log_path(spec.key)),
-                **self._confine(spec, popen.pid),
+                memory_limit_bytes=spec.memory_limit_bytes,
+                memory_enforcement=self._confine(spec, popen.pid),
             )
             self._write_record(record)
             with self._lock:
@@ -273,15 +273,16 @@ class ProcessManager:
                     hint=f"Check that '{spec.argv[0]} --help' runs in a shell.",
                 ) from exc
 
-    def _confine(self, spec: LaunchSpec, pid: int) -> dict[str, Any]:
+    def _confine(self, spec: LaunchSpec, pid: int) -> str | None:
+        """Put the process under its memory limit; how it is enforced (None: no limit)."""
         if not spec.memory_limit_bytes:
-            return {}
+            return None
 
         def note(reason: str) -> None:
             self._append_log(spec.key, f"the memory watchdog kills process {pid}: {reason}")
 
         how = self.memory_limits.confine(file_stem(spec.key), pid, spec.memory_limit_bytes, note)
-        return {"memory_limit_bytes": spec.memory_limit_bytes, "memory_enforcement": how.value}
+        return how.value
 
     def _reap(self, key: str, child: _Child) -> None:
         """Wait for our child so it never lingers as a zombie, and note how it ended."""
