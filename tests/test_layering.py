@@ -59,7 +59,6 @@ ANY_DICTS_ALLOWED = {
     "downloads/execution.py": "the same pipe's JSON lines, read by the server",
     # Not typed yet (issue #17): the middle still passes these dicts.
     "gateway/service.py": "a target's shared fields as keyword arguments; a token count's body",
-    "access/audit.py": "an audit entry (a row's values)",
     "access/keys.py": "an API key's row values",
     "chat/": "a conversation, its messages and an answer's events",
     "downloads/manager.py": "a download request",
