@@ -57,14 +57,13 @@ ANY_DICTS_ALLOWED = {
     "create options",
     "downloads/worker.py": "the JSON lines a download worker process writes on its pipe",
     "downloads/execution.py": "the same pipe's JSON lines, read by the server",
+    "downloads/manager.py": "a download request recorded in a JSON column (model_sources), "
+    "validated here as the API's body is",
+    "downloads/repository.py": "the downloads of the WebSocket snapshot, in their wire form",
     # Not typed yet (issue #17): the middle still passes these dicts.
     "gateway/service.py": "a target's shared fields as keyword arguments; a token count's body",
     "access/keys.py": "an API key's row values",
     "chat/": "a conversation, its messages and an answer's events",
-    "downloads/manager.py": "a download request",
-    "downloads/repository.py": "a download's row values and the snapshot",
-    "downloads/store.py": "a download row and its request",
-    "downloads/tasks.py": "a task's row values",
     "gguf/local.py": "a local file's catalog meta, its server's loaded figures, a source "
     "request (a model row's JSON columns)",
     "gguf/servers.py": "a server's loaded figures (the models row's loaded column)",
