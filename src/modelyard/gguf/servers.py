@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 
 from modelyard.config import Settings
 from modelyard.errors import ModelyardError, Unavailable, UpstreamError
-from modelyard.gguf.local import runner
+from modelyard.gguf.local import runner, server_details
 from modelyard.instance_config import ContainerConfig, ModelMode
-from modelyard.models.catalog import Catalog, server_details
+from modelyard.models.catalog import Catalog
 from modelyard.runtimes.control import InstanceControl
 from modelyard.runtimes.health import HealthChecker
 from modelyard.runtimes.instance_service import InstanceService

@@ -38,6 +38,7 @@ from modelyard.gguf.local import (
     local_scope,
     runner,
     served_file,
+    server_details,
 )
 from modelyard.models.store import CatalogStore, Listing, SearchQuery, SyncCounts, state_event
 from modelyard.models.types import (
@@ -54,7 +55,6 @@ from modelyard.models.types import (
 from modelyard.providers.base import Provider
 from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import Instance, InstanceRegistry
-from modelyard.runtimes.process_records import ProcessRecord
 from modelyard.runtimes.processes import ProcessManager
 from modelyard.runtimes.resources import process_memory
 
@@ -445,19 +445,6 @@ class Catalog:
             return
         self._downloads.pop(key, None)  # completed (the manager recorded the source) or gone
         self.schedule({key.scope})
-
-
-def server_details(instance: Instance, record: ProcessRecord) -> dict[str, Any]:
-    """The ``loaded`` details of a local file served by ``instance`` (process ``record``)."""
-    cfg = instance.config
-    return {
-        "instance_id": cfg.id,
-        "base_url": cfg.base_url,
-        "pid": record.pid,
-        "port": record.port,
-        "started_at": record.started_at,
-        "ctx_size": cfg.ctx_size or None,
-    }
 
 
 def _scope(instance: Instance) -> Scope:
