@@ -7,10 +7,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import openai
+
 from modelyard.config import InstanceConfig
 from modelyard.monitoring.history import COARSE, COARSE_S, FINE, HistoryStore
 from modelyard.store.db import Database
 from modelyard.store.tables import SampleRow
+from tests.fakes.common import ReplyScript
+from tests.fakes.fixtures import FakeServer
+from tests.fakes.openai_compat import OpenAIState
 from tests.support.app_server import RunningApp
 from tests.support.catalog import assert_problem
 from tests.support.servers import closed_port
@@ -64,3 +69,47 @@ def test_the_api_serves_series(modelyard: Callable[..., RunningApp]) -> None:
         app.http.get("/api/history", params={"series": "x", "range": "1y"}), 422, "validation_error"
     )
     assert_problem(app.http.get("/api/history"), 422, "validation_error")
+
+
+def test_answers_through_the_gateway_make_series_overall_and_for_the_model(
+    modelyard: Callable[..., RunningApp], openai_server: FakeServer[OpenAIState]
+) -> None:
+    openai_server.state.models = ["busy", "idle"]
+    openai_server.state.reply = ReplyScript(pieces=["one ", "two ", "three"], token_delay=0.02)
+    stand_in = InstanceConfig(provider="openai_compat", id="stand-in", base_url=openai_server.url)
+    app = modelyard([stand_in], history_sample_s=1)
+    assert app.http.post("/api/models/sync").status_code == 200
+    sdk = openai.OpenAI(base_url=app.url + "/v1", api_key="unused", max_retries=0)
+    messages: list[openai.types.chat.ChatCompletionMessageParam] = [
+        {"role": "user", "content": "count"}
+    ]
+    for _ in range(3):
+        chunks = list(
+            sdk.chat.completions.create(
+                model="openai_compat/stand-in/busy", messages=messages, stream=True
+            )
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+    busy = "model.openai_compat/stand-in/busy"
+
+    def history(names: list[str]) -> dict[str, list[list[float]]]:
+        answer = app.http.get("/api/history", params={"series": names, "range": "1h"})
+        assert answer.status_code == 200, answer.text
+        found: dict[str, list[list[float]]] = answer.json()["series"]
+        return found
+
+    wanted = [f"{busy}.answers_per_s", f"{busy}.tokens_per_s", f"{busy}.ttft_ms"]
+    wait_until(lambda: all(history(wanted).values()), "the model's three series")
+    series = history([*wanted, "answers.per_s", "answers.tokens_per_s", "answers.ttft_ms"])
+    # Three answers in all, whichever samples they fell in (each point is a rate per second
+    # over one 1 s interval; the sampler's interval is at least that long).
+    answered = sum(value for _, value in series[f"{busy}.answers_per_s"])
+    assert 0 < answered <= 3
+    assert all(value > 0 for _, value in series[f"{busy}.tokens_per_s"])
+    assert all(value > 0 for _, value in series[f"{busy}.ttft_ms"])
+    assert sum(value for _, value in series["answers.per_s"]) == answered
+    assert series["answers.ttft_ms"] and series["answers.tokens_per_s"]
+    names = set(app.http.get("/api/history/series").json()["series"])
+    assert set(wanted) <= names
+    assert not any("stand-in/idle" in name for name in names)  # no answer, no series
