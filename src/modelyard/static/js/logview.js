@@ -2,7 +2,7 @@
 // level filter, search, live follow over a WebSocket, and the whole file as a download. The
 // level of a line is guessed as the server guesses it (runtimes/log_files.py), so followed
 // lines are filtered the way loaded ones are.
-import { ApiError, apiKey } from "./api.js";
+import { ApiError, apiKey, get } from "./api.js";
 import { h } from "./dom.js";
 import { toastError } from "./toast.js";
 
@@ -13,6 +13,14 @@ const RANK = { debug: 0, info: 1, warning: 2, error: 3 };
 const KEEP_LINES = 2000; // followed lines shown at most
 
 const levelOf = (line) => (ERROR.test(line) ? "error" : WARNING.test(line) ? "warning" : "info");
+
+/** A log's last lines at `level` or above that contain `q` (both routes take the same query). */
+export function readLog(path, { level = "", q = "" } = {}) {
+  const params = new URLSearchParams({ lines: 500 });
+  if (level) params.set("level", level);
+  if (q) params.set("q", q);
+  return get(`${path}?${params}`);
+}
 
 /** Hand the file at `path` to the browser as a download named `name` (with this browser's key). */
 export async function saveFile(path, name) {

@@ -1,6 +1,6 @@
 // The Downloads page's API calls.
 import { del, get, post } from "../../js/api.js";
-import { saveFile } from "../../js/logview.js";
+import { readLog, saveFile } from "../../js/logview.js";
 import { PATHS } from "../../js/paths.js";
 
 const taskPath = (id) => `${PATHS.downloads}/${encodeURIComponent(id)}`;
@@ -11,12 +11,7 @@ export const deleteDownload = (id) => del(taskPath(id));
 export const changeDownload = (id, action) => post(`${taskPath(id)}/${action}`);
 /** What the log viewer reads of a download's log (filtered as an instance's is). */
 export const downloadLogSource = (id) => ({
-  load({ level = "", q = "" } = {}) {
-    const params = new URLSearchParams({ lines: 500 });
-    if (level) params.set("level", level);
-    if (q) params.set("q", q);
-    return get(`${taskPath(id)}/log?${params}`);
-  },
+  load: (filter) => readLog(`${taskPath(id)}/log`, filter),
   socketPath: `/ws/downloads/${encodeURIComponent(id)}/log`,
   download: () => saveFile(`${taskPath(id)}/log/file`, `download-${id}.log`),
 });

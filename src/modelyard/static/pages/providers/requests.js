@@ -1,6 +1,6 @@
 // The Providers page's API calls.
 import { del, get, patch, post } from "../../js/api.js";
-import { saveFile } from "../../js/logview.js";
+import { readLog, saveFile } from "../../js/logview.js";
 import { PATHS } from "../../js/paths.js";
 
 const instancesOf = (provider) => `${PATHS.instances}/${encodeURIComponent(provider)}/instances`;
@@ -14,16 +14,9 @@ export const connectionInfo = () => get(PATHS.connection);
 /** start, stop or restart; answers the status. */
 export const controlInstance = (inst, action) => post(`${instancePath(inst)}/${action}`);
 export const instanceHistory = (inst) => get(`${instancePath(inst)}/history`);
-/** The log's last lines, at `level` or above and containing `q` when given. */
-export function instanceLogs(inst, { level = "", q = "" } = {}) {
-  const params = new URLSearchParams({ lines: 500 });
-  if (level) params.set("level", level);
-  if (q) params.set("q", q);
-  return get(`${instancePath(inst)}/logs?${params}`);
-}
 /** What the log viewer reads of a managed instance's log. */
 export const instanceLogSource = (inst) => ({
-  load: (filter) => instanceLogs(inst, filter),
+  load: (filter) => readLog(`${instancePath(inst)}/logs`, filter),
   socketPath: `/ws/providers/${encodeURIComponent(inst.provider)}/instances/${encodeURIComponent(inst.id)}/logs`,
   download: () => saveFile(`${instancePath(inst)}/logs/file`, `${inst.provider}-${inst.id}.log`),
 });
