@@ -86,5 +86,5 @@ def test_a_models_answers_through_the_gateway_are_charted_in_its_details(
     page.keyboard.press("Escape")
     page.locator('#model-list tr[data-name="idle"] .model-name').click()
     idle = page.locator("#model-drawer").get_by_test_id("usage")
-    expect(idle).to_contain_text("No answer through the gateway in this range.")
+    expect(idle).to_contain_text("No answer through the gateway or in a chat in this range.")
     expect(idle.locator('[data-chart="answers_per_s"]')).to_have_attribute("data-points", "0")

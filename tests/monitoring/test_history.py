@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import openai
+import pytest
 
 from modelyard.config import InstanceConfig
 from modelyard.monitoring.history import COARSE, COARSE_S, FINE, HistoryStore
@@ -18,6 +19,7 @@ from tests.fakes.fixtures import FakeServer
 from tests.fakes.openai_compat import OpenAIState
 from tests.support.app_server import RunningApp
 from tests.support.catalog import assert_problem
+from tests.support.chat import send, text_of
 from tests.support.servers import closed_port
 from tests.support.waiting import wait_until
 
@@ -71,10 +73,10 @@ def test_the_api_serves_series(modelyard: Callable[..., RunningApp]) -> None:
     assert_problem(app.http.get("/api/history"), 422, "validation_error")
 
 
-def test_answers_through_the_gateway_make_series_overall_and_for_the_model(
+def test_answers_through_the_gateway_and_in_chats_make_series_overall_and_per_model(
     modelyard: Callable[..., RunningApp], openai_server: FakeServer[OpenAIState]
 ) -> None:
-    openai_server.state.models = ["busy", "idle"]
+    openai_server.state.models = ["busy", "idle", "chatty"]
     openai_server.state.reply = ReplyScript(pieces=["one ", "two ", "three"], token_delay=0.02)
     stand_in = InstanceConfig(provider="openai_compat", id="stand-in", base_url=openai_server.url)
     app = modelyard([stand_in], history_sample_s=1)
@@ -91,7 +93,17 @@ def test_answers_through_the_gateway_make_series_overall_and_for_the_model(
         )
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
+    # A chat answer counts too (chat's own accounting: its answer's TTFT and tokens).
+    conversation = app.http.post(
+        "/api/conversations",
+        json={"provider": "openai_compat", "instance_id": "stand-in", "model": "chatty"},
+    )
+    assert conversation.status_code == 201, conversation.text
+    events = send(app.http, conversation.json()["id"], content="count")
+    assert events[-1]["type"] == "done" and text_of(events)
+
     busy = "model.openai_compat/stand-in/busy"
+    chatty = "model.openai_compat/stand-in/chatty"
 
     def history(names: list[str]) -> dict[str, list[list[float]]]:
         answer = app.http.get("/api/history", params={"series": names, "range": "1h"})
@@ -100,7 +112,8 @@ def test_answers_through_the_gateway_make_series_overall_and_for_the_model(
         return found
 
     wanted = [f"{busy}.answers_per_s", f"{busy}.tokens_per_s", f"{busy}.ttft_ms"]
-    wait_until(lambda: all(history(wanted).values()), "the model's three series")
+    chatted = [f"{chatty}.answers_per_s", f"{chatty}.tokens_per_s", f"{chatty}.ttft_ms"]
+    wait_until(lambda: all(history([*wanted, *chatted]).values()), "the models' series")
     series = history([*wanted, "answers.per_s", "answers.tokens_per_s", "answers.ttft_ms"])
     # Three answers in all, whichever samples they fell in (each point is a rate per second
     # over one 1 s interval; the sampler's interval is at least that long).
@@ -108,7 +121,11 @@ def test_answers_through_the_gateway_make_series_overall_and_for_the_model(
     assert 0 < answered <= 3
     assert all(value > 0 for _, value in series[f"{busy}.tokens_per_s"])
     assert all(value > 0 for _, value in series[f"{busy}.ttft_ms"])
-    assert sum(value for _, value in series["answers.per_s"]) == answered
+    chats = history(chatted)
+    assert 0 < sum(value for _, value in chats[f"{chatty}.answers_per_s"]) <= 1
+    assert all(value > 0 for _, value in chats[f"{chatty}.ttft_ms"])
+    both = answered + sum(value for _, value in chats[f"{chatty}.answers_per_s"])
+    assert sum(value for _, value in series["answers.per_s"]) == pytest.approx(both)
     assert series["answers.ttft_ms"] and series["answers.tokens_per_s"]
     names = set(app.http.get("/api/history/series").json()["series"])
     assert set(wanted) <= names

@@ -1,15 +1,17 @@
-"""The gateway's answers between two history samples, overall and per model.
+"""The answers given between two history samples — the gateway's and chat's — overall and per
+model.
 
-A listener on ``gateway.request`` (the event the gateway publishes once a request is over) adds
-each finished request to a tally; the sampler takes the tally once a round and turns it into
-rates and a median. Nothing on the request's path waits for it: the listener appends under a
-lock and returns.
+Listeners on ``gateway.request`` and ``chat.answer`` (published once a request or a chat answer
+is over) add each to a tally; the sampler takes the tally once a round and turns it into rates
+and a median. Nothing on the request's path waits for it: a listener appends under a lock and
+returns.
 
 Series: ``answers.per_s``, ``answers.tokens_per_s``, ``answers.ttft_ms`` and, for each model
 that answered in the interval (the busiest ``MODEL_SERIES_MAX`` of them), the same three as
 ``model.<provider>/<instance>/<name>.answers_per_s|tokens_per_s|ttft_ms``. An answer is a
-request that got a 2xx; tokens are the completion tokens it reported; the time to first token
-is the median (p50) of those that streamed one. No answer in an interval: the overall rates
+gateway request that got a 2xx, or a chat answer that completed or was stopped after its first
+token; tokens are the completion tokens it reported; the time to first token is the median
+(p50) of those that streamed one. No answer in an interval: the overall rates
 are 0, the median and the per-model series have no point (nothing was measured).
 """
 
@@ -21,7 +23,14 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from modelyard.events import GATEWAY_REQUEST, Event, EventBus, GatewayRequest
+from modelyard.events import (
+    CHAT_ANSWER,
+    GATEWAY_REQUEST,
+    ChatAnswer,
+    Event,
+    EventBus,
+    GatewayRequest,
+)
 
 MODEL_SERIES_MAX = 20  # models with series per sample; bounds the store (docs/BENCHMARKS.md)
 
@@ -32,11 +41,11 @@ class _Count:
     tokens: int = 0
     ttfts: list[float] = field(default_factory=list)
 
-    def add(self, request: GatewayRequest) -> None:
+    def add(self, ttft_ms: float | None, tokens: int | None) -> None:
         self.answers += 1
-        self.tokens += request["completion_tokens"] or 0
-        if request["ttft_ms"] is not None:
-            self.ttfts.append(request["ttft_ms"])
+        self.tokens += tokens or 0
+        if ttft_ms is not None:
+            self.ttfts.append(ttft_ms)
 
     def values(self, names: tuple[str, str, str], elapsed_s: float) -> dict[str, float]:
         """Answers per second, tokens per second, the median TTFT, under ``names``."""
@@ -56,22 +65,30 @@ def model_series(key: str) -> tuple[str, str, str]:
 
 
 class AnswerTally:
-    """Finished gateway requests since the last ``take``."""
+    """The gateway's requests and chat's answers finished since the last ``take``."""
 
     def __init__(self, bus: EventBus) -> None:
         self._lock = threading.Lock()
         self._overall = _Count()
         self._models: defaultdict[str, _Count] = defaultdict(_Count)
         self._since = time.monotonic()
-        bus.add_listener(GATEWAY_REQUEST, self._finished)
+        bus.add_listener(GATEWAY_REQUEST, self._relayed)
+        bus.add_listener(CHAT_ANSWER, self._chatted)
 
-    def _finished(self, event: Event[GatewayRequest]) -> None:
+    def _relayed(self, event: Event[GatewayRequest]) -> None:
         request = event.payload
-        if not 200 <= request["status"] < 300:
-            return
+        if 200 <= request["status"] < 300:
+            self._add(request["key"], request["ttft_ms"], request["completion_tokens"])
+
+    def _chatted(self, event: Event[ChatAnswer]) -> None:
+        answer = event.payload
+        if answer["state"] != "error" and answer["ttft_ms"] is not None:
+            self._add(answer["key"], answer["ttft_ms"], answer["completion_tokens"])
+
+    def _add(self, key: str, ttft_ms: float | None, tokens: int | None) -> None:
         with self._lock:
-            self._overall.add(request)
-            self._models[request["key"]].add(request)
+            self._overall.add(ttft_ms, tokens)
+            self._models[key].add(ttft_ms, tokens)
 
     def take(self) -> dict[str, float]:
         """The series' values over the time since the last take, and a fresh tally."""

@@ -1,6 +1,7 @@
-// A model's use through the gateway: answers, tokens/s and time to first token over the last
-// hour, day or week — the history's per-model series (docs/API.md, "History"), drawn with the
-// System page's chart helper. A model that did not answer in a sample has no point there.
+// A model's use — its answers through the gateway and in chats: answers, tokens/s and time to
+// first token over the last hour, day or week — the history's per-model series (docs/API.md,
+// "History"), drawn with the System page's chart helper. A model that did not answer in a
+// sample has no point there.
 import { drawChart, readHistory } from "../../js/charts.js";
 import { h } from "../../js/dom.js";
 import { section } from "./details.js";
@@ -32,7 +33,7 @@ export function usageSection(m) {
   const boxes = charts.map((c) => h("div", { class: "chart", "data-chart": c.measure }));
   const note = h("p", { class: "muted small" });
   const el = section(
-    "Use through the gateway",
+    "Answers (gateway and chat)",
     range,
     charts.map((c, i) => [h("h4", {}, c.title), boxes[i]]),
     note,
@@ -55,7 +56,9 @@ export function usageSection(m) {
         ),
       );
       const answered = answer.series[charts[0].name].length > 0;
-      note.textContent = answered ? "" : "No answer through the gateway in this range.";
+      note.textContent = answered
+        ? ""
+        : "No answer through the gateway or in a chat in this range.";
     } catch (err) {
       note.textContent = err.detail || err.message;
     }
