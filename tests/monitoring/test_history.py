@@ -11,6 +11,8 @@ import openai
 import pytest
 
 from modelyard.config import InstanceConfig
+from modelyard.events import GATEWAY_REQUEST, EventBus, GatewayRequest
+from modelyard.monitoring.answers import MODEL_SERIES_MAX, SERIES_NAME_MAX, AnswerTally
 from modelyard.monitoring.history import COARSE, COARSE_S, FINE, HistoryStore
 from modelyard.store.db import Database
 from modelyard.store.tables import SampleRow
@@ -130,3 +132,44 @@ def test_answers_through_the_gateway_and_in_chats_make_series_overall_and_per_mo
     names = set(app.http.get("/api/history/series").json()["series"])
     assert set(wanted) <= names
     assert not any("stand-in/idle" in name for name in names)  # no answer, no series
+
+
+def _request(key: str, status: int = 200) -> GatewayRequest:
+    return GatewayRequest(
+        model=key,
+        key=key,
+        route="/v1/chat/completions",
+        caller="me",
+        status=status,
+        stream=True,
+        queue_ms=0.0,
+        waited_for_load=False,
+        ttft_ms=12.0,
+        prompt_tokens=3,
+        completion_tokens=5,
+        client_gone=False,
+        error=None,
+    )
+
+
+def test_the_per_model_series_stay_bounded() -> None:
+    bus = EventBus()
+    tally = AnswerTally(bus)
+    for n in range(MODEL_SERIES_MAX + 5):  # model n answers n + 1 times
+        for _ in range(n + 1):
+            bus.publish(GATEWAY_REQUEST, _request(f"llamacpp/local/m{n}"))
+    long_key = "llamacpp/local/" + "x" * SERIES_NAME_MAX
+    bus.publish(GATEWAY_REQUEST, _request(long_key))
+    bus.publish(GATEWAY_REQUEST, _request("llamacpp/local/m0", status=503))  # not an answer
+    values = tally.take()
+    models = {name.rsplit(".", 1)[0] for name in values if name.startswith("model.")}
+    # the busiest only, and none whose name would not fit the samples table
+    assert models == {f"model.llamacpp/local/m{n}" for n in range(5, MODEL_SERIES_MAX + 5)}
+    assert all(len(name) <= SERIES_NAME_MAX for name in values)
+    answered = sum(n + 1 for n in range(MODEL_SERIES_MAX + 5)) + 1  # the long key's counts
+    assert values["answers.per_s"] > 0 and values["answers.ttft_ms"] == 12.0
+    assert values["answers.tokens_per_s"] == pytest.approx(5 * values["answers.per_s"])
+    busiest = values[f"model.llamacpp/local/m{MODEL_SERIES_MAX + 4}.answers_per_s"]
+    # every answer counts overall, the models without series and the long key's included
+    assert values["answers.per_s"] / busiest == pytest.approx(answered / (MODEL_SERIES_MAX + 5))
+    assert not any(name.startswith("model.") for name in tally.take())  # a fresh interval

@@ -33,6 +33,7 @@ from modelyard.events import (
 )
 
 MODEL_SERIES_MAX = 20  # models with series per sample; bounds the store (docs/BENCHMARKS.md)
+SERIES_NAME_MAX = 200  # the samples table's column: a longer model key is counted overall only
 
 
 @dataclass
@@ -62,6 +63,10 @@ OVERALL = ("answers.per_s", "answers.tokens_per_s", "answers.ttft_ms")
 def model_series(key: str) -> tuple[str, str, str]:
     """The names of one model's series (``key``: provider/instance/name)."""
     return (f"model.{key}.answers_per_s", f"model.{key}.tokens_per_s", f"model.{key}.ttft_ms")
+
+
+def _fits(key: str) -> bool:
+    return max(len(name) for name in model_series(key)) <= SERIES_NAME_MAX
 
 
 class AnswerTally:
@@ -98,7 +103,8 @@ class AnswerTally:
             self._overall, self._models, self._since = _Count(), defaultdict(_Count), now
         elapsed = max(now - since, 1e-3)
         values = overall.values(OVERALL, elapsed)
-        busiest = sorted(models.items(), key=lambda item: item[1].answers, reverse=True)
+        named = [(key, count) for key, count in models.items() if _fits(key)]
+        busiest = sorted(named, key=lambda item: item[1].answers, reverse=True)
         for key, count in busiest[:MODEL_SERIES_MAX]:
             values.update(count.values(model_series(key), elapsed))
         return values
