@@ -78,7 +78,6 @@ ANY_DICTS_ALLOWED = {
     "gguf/servers.py": "a server's loaded figures (the models row's loaded column)",
     "models/": "a model row's JSON columns (meta, loaded, source request), a batch's "
     "results, a download request",
-    "runtimes/instances.py": "an instance's row values and an API body being validated",
 }
 ANY_DICT_SPELLINGS = {
     "dict[str, Any]",
