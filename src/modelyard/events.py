@@ -121,6 +121,7 @@ class GatewayRequest(TypedDict):
     key: str  # the model it reached: provider/instance/name
     route: str
     caller: str  # the key's name, or the local user
+    key_prefix: str | None  # a stored key's prefix; None for local callers and built-in keys
     status: int  # 499: the client left before an answer started
     stream: bool
     queue_ms: float  # waiting for a turn: the queue and any load
