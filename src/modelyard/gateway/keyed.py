@@ -3,9 +3,10 @@
 Before a request reaches the scheduler: its model must match the key's allow-list under one
 of the model's names (else 404 ``model_not_found``, as for a model that does not exist, so a
 key learns nothing of models it may not use), and the key's limits must admit it — its tokens
-reserved up front: the prompt's estimate plus ``max_tokens`` (or what the dialect calls it,
-or the model's context when absent). After it: the reservation settled with the backend's
-usage, and the request added to the usage per day, key and model.
+reserved up front: the prompt's estimate (its text, plus what the model's chat template
+added to earlier prompts, at least ``TEMPLATE_ALLOWANCE``) plus ``max_tokens`` (or what the
+dialect calls it, or the model's context when absent). After it: the reservation settled
+with the backend's usage, and the request added to the usage per day, key and model.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from modelyard.gateway.exchange import Exchange
 from modelyard.providers.base import BYTES_PER_TOKEN_ESTIMATE
 
 DEFAULT_OUTPUT_TOKENS = 4096  # reserved when neither the request nor the model says more
+# What a chat template adds to the text (role markers, a default system prompt), reserved
+# until the backend has shown more for the model: an estimate below the truth would let
+# concurrent requests overshoot the limit.
+TEMPLATE_ALLOWANCE = 48
 _TEXT_FIELDS = ("messages", "system", "prompt", "input", "instructions", "content", "text")
 _OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
@@ -73,11 +78,12 @@ def output_limit(body: Mapping[str, Any], model_context: int | None) -> int:
 
 @dataclass
 class Admission:
-    """One keyed request's reservation and its prompt estimate (for settling a request whose
-    backend never said how long the prompt was)."""
+    """One keyed request's reservation, its prompt's text estimate and what was reserved for
+    the prompt (for settling a request whose backend never said how long the prompt was)."""
 
     reservation: Reservation | None
-    prompt_tokens: int
+    text_tokens: int = 0
+    prompt_tokens: int = 0
 
 
 class KeyGate:
@@ -86,10 +92,12 @@ class KeyGate:
     def __init__(self, limiter: KeyLimiter, usage: UsageLog) -> None:
         self.limiter = limiter
         self.usage = usage
+        self._overhead: dict[str, int] = {}  # per model: the most a prompt exceeded its text
 
     def admit(
         self,
         principal: Principal | None,
+        model: str,
         body: Mapping[str, Any],
         generates: bool,
         model_context: int | None,
@@ -97,13 +105,14 @@ class KeyGate:
         """Reserve the request's tokens under its key's limits, or raise 429."""
         rules = principal.rules if principal is not None else None
         if principal is None or rules is None or not rules.limits.any:
-            return Admission(None, 0)
-        prompt = output = 0
+            return Admission(None)
+        text = prompt = output = 0
         if rules.limits.tokens_per_minute is not None:  # only then is the body read for it
-            prompt = prompt_estimate(body)
+            text = prompt_estimate(body)
+            prompt = text + max(TEMPLATE_ALLOWANCE, self._overhead.get(model, 0))
             output = output_limit(body, model_context) if generates else 0
         reservation = self.limiter.admit(principal.subject, rules.limits, prompt + output)
-        return Admission(reservation, prompt)
+        return Admission(reservation, text, prompt)
 
     def finish(
         self, principal: Principal | None, admission: Admission, model: str, record: Exchange
@@ -113,6 +122,9 @@ class KeyGate:
         prompt = usage.prompt_tokens if usage and usage.prompt_tokens is not None else None
         completion = usage.completion_tokens if usage else 0
         if admission.reservation is not None:
+            if prompt is not None and admission.prompt_tokens:
+                seen = prompt - admission.text_tokens
+                self._overhead[model] = max(self._overhead.get(model, 0), seen)
             spent = (prompt if prompt is not None else admission.prompt_tokens) + completion
             if usage is None and record.status is not None and record.status >= 400:
                 spent = 0  # refused before the backend generated anything

@@ -188,7 +188,7 @@ class Gateway:
             key = qualified(model_key)
             target, translation = self.target(key, endpoint)
             admission = self.keys.admit(
-                principal, body, endpoint.path in _GENERATING, self._context(model_key)
+                principal, key, body, endpoint.path in _GENERATING, self._context(model_key)
             )
         except ClientGone:
             return
