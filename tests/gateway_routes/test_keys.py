@@ -6,6 +6,7 @@ equals the backend's own usage figures."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,10 +16,13 @@ import httpx
 import ollama
 import openai
 import pytest
+from typer.testing import CliRunner
 
+from modelyard.cli import app
 from tests.gateway_routes.conftest import Stack
 
 HI = [{"role": "user", "content": "hi"}]
+runner = CliRunner()
 
 
 def make_key(stack: Stack, **rules: Any) -> dict[str, Any]:
@@ -276,3 +280,33 @@ def test_key_validation_errors_are_problems(stack: Stack) -> None:
         assert answer.status_code in (400, 422), body
         assert answer.headers["content-type"].startswith("application/problem+json")
         assert answer.json()["code"], body
+
+
+def test_keys_and_usage_through_the_cli(stack: Stack) -> None:
+    def cli(*args: str) -> str:
+        result = runner.invoke(
+            app, list(args), env={"MODELYARD_URL": stack.app.url}, catch_exceptions=False
+        )
+        assert result.exit_code == 0, result.output
+        return str(result.output)
+
+    out = cli("keys", "create", "ci", "--model", "tiny*", "--tpm", "5000", "--rpm", "30")
+    secret = out.strip().splitlines()[-1]
+    assert secret.startswith("my_") and secret[:8] in out
+    listed = cli("keys", "list", "--json")
+    (key,) = [k for k in json.loads(listed)["keys"] if k["prefix"] == secret[:8]]
+    assert key["models"] == ["tiny*"] and key["limits"]["tokens_per_minute"] == 5000
+    assert secret not in cli("keys", "list")
+    done = gpt(stack, secret).chat.completions.create(model="tiny.gguf", messages=HI, max_tokens=2)  # type: ignore[arg-type]
+    assert done.usage is not None
+    table = cli("usage", "--key", key["id"], "--by", "key")
+    assert secret[:8] in table and str(done.usage.completion_tokens) in table
+    csv = cli("usage", "--key", key["id"], "--csv")
+    assert csv.startswith("day,key_prefix,key_id,model") and "llamacpp/local/tiny.gguf" in csv
+    cli("keys", "revoke", key["id"])
+    with pytest.raises(openai.AuthenticationError):
+        gpt(stack, secret).models.list()
+    refused = runner.invoke(
+        app, ["keys", "create", "bad", "--tpm", "0"], env={"MODELYARD_URL": stack.app.url}
+    )
+    assert refused.exit_code == 1 and "Traceback" not in refused.output

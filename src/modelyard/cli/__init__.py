@@ -9,6 +9,7 @@ from modelyard.cli import (  # noqa: F401  (registers commands)
     chat,
     containers,
     downloads,
+    keys,
     models,
     providers,
     serve,

@@ -135,6 +135,16 @@ class Client:
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
 
+    def text(self, path: str, **params: Any) -> str:
+        """A text answer (a CSV export); errors raise ClientError as for JSON."""
+        try:
+            resp = self.http.get(path, params={k: v for k, v in params.items() if v is not None})
+        except httpx.ConnectError as exc:
+            raise self._unreachable() from exc
+        if resp.status_code >= 400:
+            self._decode(resp)
+        return resp.text
+
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, json=body if body is not None else {})
 
