@@ -18,6 +18,8 @@ import anthropic
 import httpx
 import ollama
 import openai
+from anthropic.types import MessageParam
+from openai.types.chat import ChatCompletionMessageParam
 from tests.support.app_server import RunningApp, make_settings, running_app
 from tests.support.llama import LLAMA_SERVER
 from tests.support.tiny_gguf import write_tiny_gguf
@@ -28,7 +30,8 @@ TITLE = (
 LIMIT = 100
 MAX_TOKENS = 10
 ROUNDS = 200
-HI = [{"role": "user", "content": "hi"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
+HI_CLAUDE: list[MessageParam] = [{"role": "user", "content": "hi"}]
 
 
 def _key(app: RunningApp, **rules: Any) -> dict[str, Any]:
@@ -51,7 +54,7 @@ def _burst(app: RunningApp) -> tuple[int, int, int]:
                 try:
                     return await sdk.chat.completions.create(
                         model="tiny.gguf",
-                        messages=HI,  # type: ignore[arg-type]
+                        messages=HI,
                         max_tokens=MAX_TOKENS,
                     )
                 except openai.RateLimitError:
@@ -72,7 +75,7 @@ def _mixed(app: RunningApp) -> tuple[tuple[int, int], tuple[int, int], int]:
     llama = ollama.Client(host=app.url + "/ollama", headers={"Authorization": f"Bearer {key}"})
     prompt = completion = requests = 0
     for n in range(10):
-        done = gpt.chat.completions.create(model="tiny.gguf", messages=HI, max_tokens=3 + n)  # type: ignore[arg-type]
+        done = gpt.chat.completions.create(model="tiny.gguf", messages=HI, max_tokens=3 + n)
         assert done.usage is not None
         prompt, completion = (
             prompt + done.usage.prompt_tokens,
@@ -81,7 +84,7 @@ def _mixed(app: RunningApp) -> tuple[tuple[int, int], tuple[int, int], int]:
         chunks = list(
             gpt.chat.completions.create(
                 model="tiny.gguf",
-                messages=HI,  # type: ignore[arg-type]
+                messages=HI,
                 max_tokens=2 + n,
                 stream=True,
                 stream_options={"include_usage": True},
@@ -90,7 +93,7 @@ def _mixed(app: RunningApp) -> tuple[tuple[int, int], tuple[int, int], int]:
         usage = chunks[-1].usage
         assert usage is not None
         prompt, completion = prompt + usage.prompt_tokens, completion + usage.completion_tokens
-        message = claude.messages.create(model="tiny.gguf", max_tokens=1 + n, messages=HI)  # type: ignore[list-item]
+        message = claude.messages.create(model="tiny.gguf", max_tokens=1 + n, messages=HI_CLAUDE)
         prompt, completion = (
             prompt + message.usage.input_tokens,
             completion + message.usage.output_tokens,
@@ -101,7 +104,7 @@ def _mixed(app: RunningApp) -> tuple[tuple[int, int], tuple[int, int], int]:
         prompt += answer.prompt_eval_count or 0
         completion += answer.eval_count or 0
         with contextlib.suppress(openai.BadRequestError):  # the backend refuses it: an error
-            gpt.chat.completions.create(model="tiny.gguf", messages=HI, max_tokens=2, n=-3)  # type: ignore[arg-type]
+            gpt.chat.completions.create(model="tiny.gguf", messages=HI, max_tokens=2, n=-3)
         requests += 5
     totals = app.http.get("/api/usage", params={"key": created["id"], "group": "key"}).json()
     counted = totals["totals"]
