@@ -48,7 +48,9 @@ def test_the_index_preloads_the_shell_and_lists_each_pages_modules(
         rf'<link rel="modulepreload" href="/static/{version}/([^"]+)">', resp.text
     )
     assert {"js/api.js", "js/dom.js", "js/events.js", "js/pages.js"} <= set(preloaded)
-    assert set(pages) == {"models", "get", "downloads", "providers", "chat", "system", "audit"}
+    assert set(pages) == {
+        *("models", "get", "downloads", "providers", "chat", "gateway", "system", "audit")
+    }
     assert pages["models"][0] == "pages/models/index.js"
     assert "pages/get/recommended.js" in pages["models"]  # an import of an import
     assert not set(preloaded) & set(pages["chat"])  # the shell's modules are not listed twice
