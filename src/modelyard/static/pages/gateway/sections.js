@@ -5,5 +5,7 @@
 // snippets) — and `mount` returns, or resolves to, a cleanup function (or nothing), called
 // when the page goes away. A section that fails shows its error and leaves the others be.
 import endpoints from "./endpoints.js";
+import keys from "./keys.js";
+import usage from "./usage.js";
 
-export const SECTIONS = [endpoints];
+export const SECTIONS = [endpoints, keys, usage];
