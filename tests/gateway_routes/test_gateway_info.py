@@ -41,6 +41,9 @@ def test_each_sdk_snippet_runs_as_written(stack: Stack, client: str) -> None:
     # A model of this machine's, not the hosted one (the Anthropic stand-in's) that costs.
     assert f'"{stack.app.url}' in code and '"tiny.gguf"' in code
     env = {k: v for k, v in os.environ.items() if k != "MODELYARD_API_KEY"}
+    if client != "ollama":  # its snippet runs keyless under local trust; the SDKs need a key
+        created = stack.app.http.post("/api/keys", json={"name": client, "scopes": ["inference"]})
+        env["MODELYARD_API_KEY"] = created.json()["key"]
     ran = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )

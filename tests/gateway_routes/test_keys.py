@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,10 @@ import pytest
 from typer.testing import CliRunner
 
 from modelyard.cli import app
+from modelyard.config import InstanceConfig
 from tests.gateway_routes.conftest import Stack
+from tests.support.app_server import RunningApp
+from tests.support.paced_upstream import PacedThread
 
 HI = [{"role": "user", "content": "hi"}]
 runner = CliRunner()
@@ -238,33 +242,48 @@ def test_usage_equals_the_backends_figures_over_a_mixed_run(stack: Stack) -> Non
     assert created["prefix"] in csv.text and "llamacpp/local/tiny.gguf" in csv.text
 
 
-def test_a_cut_off_stream_is_counted_up_to_the_disconnect(stack: Stack) -> None:
-    created = make_key(stack)
+@pytest.fixture
+def paced() -> Iterator[PacedThread]:
+    """The paced stand-in, a token every 50 ms (set up before, so torn down after, the app
+    whose connections it serves)."""
+    with PacedThread(interval=0.05) as server:
+        yield server
+
+
+def test_a_cut_off_stream_is_counted_up_to_the_disconnect(
+    paced: PacedThread, modelyard: Callable[..., RunningApp]
+) -> None:
+    """Against the paced stand-in, so the client's disconnect falls between two tokens: the
+    usage counts what was relayed until then."""
+    app = modelyard(
+        [InstanceConfig(provider="openai_compat", id="paced", base_url=paced.url)],
+        monitor=False,
+    )
+    assert app.http.post("/api/models/sync").status_code == 200
+    key = app.http.post("/api/keys", json={"name": "cut", "scopes": ["inference"]}).json()
     received = 0
     with (
-        httpx.Client(base_url=stack.app.url, timeout=60) as http,
+        httpx.Client(base_url=app.url, timeout=60) as http,
         http.stream(
             "POST",
             "/v1/chat/completions",
-            headers={"Authorization": f"Bearer {created['key']}"},
-            json={"model": "tiny.gguf", "messages": HI, "max_tokens": 200, "stream": True},
+            headers={"Authorization": f"Bearer {key['key']}"},
+            json={"model": "paced", "messages": HI, "max_tokens": 200, "stream": True},
         ) as answer,
     ):
         for line in answer.iter_lines():
-            if line.startswith("data: ") and '"content"' in line:
+            if line.startswith("data: ") and '"content":"' in line:
                 received += 1
                 if received == 5:
                     break
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        rows = stack.app.http.get("/api/usage", params={"key": created["id"]}).json()["usage"]
-        if rows:
-            break
+    rows: list[dict[str, Any]] = []
+    while not rows and time.monotonic() < deadline:
+        rows = app.http.get("/api/usage", params={"key": key["id"]}).json()["usage"]
         time.sleep(0.2)
     (row,) = rows
-    assert row["requests"] == 1 and row["errors"] == 0
+    assert row["requests"] == 1 and row["errors"] == 0 and row["ttft_count"] == 1
     assert abs(row["completion_tokens"] - received) <= 1
-    assert row["ttft_count"] == 1
 
 
 def test_key_validation_errors_are_problems(stack: Stack) -> None:

@@ -64,16 +64,26 @@ def _texts(value: Any) -> Iterable[str]:
 
 
 def output_limit(body: Mapping[str, Any], model_context: int | None) -> int:
-    """The most the answer may cost: the request's own limit in any dialect, else the
-    model's context, else ``DEFAULT_OUTPUT_TOKENS``."""
+    """The most the answer may cost: the request's own limit in any dialect (times the
+    choices asked for, OpenAI's ``n``), else the model's context, else
+    ``DEFAULT_OUTPUT_TOKENS``."""
     options = body.get("options")
     asked = [body.get(f) for f in _OUTPUT_FIELDS]
     if isinstance(options, dict):
         asked.append(options.get("num_predict"))
+    times = max(_count(body.get("n")) or 1, 1)
     for value in asked:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-    return model_context or DEFAULT_OUTPUT_TOKENS
+        count = _count(value)
+        if count is not None:
+            return count * times
+    return (model_context or DEFAULT_OUTPUT_TOKENS) * times
+
+
+def _count(value: Any) -> int | None:
+    """A JSON integer of at least 0, else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 @dataclass

@@ -37,7 +37,9 @@ def snippets(urls: GatewayUrls, model: str | None, ca_file: str | None) -> dict[
     certificate made by ``modelyard certs``."""
     name = model or PLACEHOLDER_MODEL
     trust = f"# Trust modelyard's CA first: export SSL_CERT_FILE={ca_file}\n" if ca_file else ""
-    key = f'os.environ.get("{KEY_VARIABLE}", "unused")'
+    # The OpenAI and Anthropic SDKs insist on a key, and a key sent is judged (a placeholder
+    # is refused): theirs is a real one, from the variable.
+    key = f'os.environ["{KEY_VARIABLE}"]'
     message = '[{"role": "user", "content": "Hello"}]'
     openai = (
         f"{trust}import os\nfrom openai import OpenAI\n\n"
