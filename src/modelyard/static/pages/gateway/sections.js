@@ -5,5 +5,6 @@
 // snippets) — and `mount` returns, or resolves to, a cleanup function (or nothing), called
 // when the page goes away. A section that fails shows its error and leaves the others be.
 import endpoints from "./endpoints.js";
+import requestLog from "./log.js";
 
-export const SECTIONS = [endpoints];
+export const SECTIONS = [endpoints, requestLog];
