@@ -53,7 +53,7 @@ def test_snippets_copy_and_live_log(
             )
         )
     assert chunks[-1].choices[0].finish_reason == "length", chunks[-1]  # all 32 tokens
-    logged = page.locator('#gateway-log tr[data-model="tiny.gguf"]')
+    logged = page.locator('#gateway-requests tr[data-model="tiny.gguf"]')
     expect(logged).to_have_count(1)
     expect(logged).to_have_attribute("data-status", "200")
     cells = logged.locator("td")
@@ -61,5 +61,5 @@ def test_snippets_copy_and_live_log(
     expect(cells.nth(7)).to_have_text(re.compile(r"^\d+\.\d$"))  # tokens/s over 32 tokens
     page.evaluate("window.scrollTo(0, 0)")
     screenshot(page, "gateway")
-    page.locator("#gateway-log").scroll_into_view_if_needed()
+    page.locator("#gateway-requests").scroll_into_view_if_needed()
     screenshot(page, "gateway-log")

@@ -45,7 +45,7 @@ export default {
   id: "log",
   title: "Live requests",
   mount(root) {
-    const body = h("tbody", { id: "gateway-log" });
+    const body = h("tbody", { id: "gateway-requests" });
     const empty = h(
       "tr",
       { class: "log-empty" },
