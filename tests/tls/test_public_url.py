@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+
 from modelyard.config import load_settings
 from modelyard.errors import ConfigError
 from tests.support.app_server import RunningApp
