@@ -49,3 +49,10 @@ def test_a_public_url_that_is_not_a_bare_origin_is_refused(value: str) -> None:
 def test_a_certificate_without_its_key_is_refused() -> None:
     with pytest.raises(ConfigError, match="tls_keyfile"):
         load_settings(env={"MODELYARD_TLS_CERTFILE": "/etc/cert.pem"})
+
+
+def test_the_connection_details_use_the_public_url(modelyard: Callable[..., RunningApp]) -> None:
+    app = modelyard(monitor=False, public_url=PUBLIC)
+    info = app.http.get("/api/connection-info").json()
+    assert info["modelyard"] == PUBLIC and info["events"] == "wss://models.example.lan/ws/events"
+    assert info["snippets"]["curl"].startswith(f"curl -s {PUBLIC}/")
