@@ -29,6 +29,8 @@ from pydantic import (
 
 from modelyard.errors import ConfigError, InvalidInput, ModelyardError
 
+CA_CERT_NAME = "ca.pem"  # modelyard's local CA, beside the certificates it signs
+
 
 class ModelMode(StrEnum):
     """What a model serves."""
@@ -389,6 +391,15 @@ class Settings(BaseModel):
     @property
     def tls(self) -> bool:
         return self.tls_certfile is not None
+
+    @property
+    def local_ca(self) -> Path | None:
+        """The CA clients must trust, when the certificate is one ``modelyard certs`` made
+        (its CA sits beside it); a certificate from a public CA needs none."""
+        if self.tls_certfile is None:
+            return None
+        ca = self.tls_certfile.parent / CA_CERT_NAME
+        return ca if ca.is_file() else None
 
     @model_validator(mode="after")
     def _unique_instances(self) -> Settings:

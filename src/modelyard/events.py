@@ -134,6 +134,9 @@ class GatewayRequest(TypedDict):
     queue_ms: float  # waiting for a turn: the queue and any load
     waited_for_load: bool
     ttft_ms: float | None
+    duration_ms: (
+        float  # arrival to the end of the answer (tokens/s = tokens over the part after ttft)
+    )
     prompt_tokens: int | None
     completion_tokens: int | None
     client_gone: bool

@@ -16,7 +16,7 @@ import logging
 import re
 from collections import Counter
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -56,6 +56,8 @@ class SecurityMiddleware:
         settings = services.settings
         self.check_host = is_local_host(settings.host)
         self.allowed_hosts = {h.lower() for h in settings.allowed_hosts}
+        if settings.public_url:  # the name people reach it by, often through a proxy
+            self.allowed_hosts.add((urlsplit(settings.public_url).hostname or "").lower())
         self.networks = [ipaddress.ip_network(c, strict=False) for c in settings.ip_allowlist]
         self.cors_origins = set(settings.cors_origins)
         self.local_origins = settings.allow_local_origins

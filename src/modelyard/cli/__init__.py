@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 from modelyard.cli import (  # noqa: F401  (registers commands)
+    certs,
     chat,
     containers,
     downloads,

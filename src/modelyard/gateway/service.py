@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -343,6 +344,7 @@ class Gateway:
             queue_ms=round(record.waited_s * 1000, 1),
             waited_for_load=record.waited_for_load,
             ttft_ms=None if record.ttft_s is None else round(record.ttft_s * 1000, 1),
+            duration_ms=round((time.monotonic() - record.arrived_at) * 1000, 1),
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
             client_gone=record.client_gone,

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 KEY_VARIABLE = "MODELYARD_API_KEY"
 PLACEHOLDER_MODEL = "MODEL"  # when no model is usable yet
-CA_CERT_NAME = "ca.pem"  # the local CA, beside the certificates `modelyard certs` makes
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
@@ -11,7 +9,7 @@ from modelyard.api.deps import ServicesDep
 from modelyard.api.policy import policy
 from modelyard.config import ModelMode
 from modelyard.gateway.service import UsableModel
-from modelyard.gateway.snippets import CA_CERT_NAME, GatewayUrls, snippets
+from modelyard.gateway.snippets import GatewayUrls, snippets
 from modelyard.providers.registry import registry
 
 router = APIRouter(tags=["gateway"], dependencies=[policy(read="inference")])
@@ -39,7 +37,7 @@ async def gateway_info(request: Request, services: ServicesDep) -> GatewayInfo:
     urls = GatewayUrls(base)
     usable = services.gateway.usable()
     models = [m.name for m in usable]
-    ca_file = _ca_file(settings.tls_certfile)
+    ca_file = str(settings.local_ca) if settings.local_ca else None
     return GatewayInfo(
         base_url=base,
         public_url=settings.public_url or None,
@@ -50,15 +48,6 @@ async def gateway_info(request: Request, services: ServicesDep) -> GatewayInfo:
         models=models,
         snippets=snippets(urls, _chat_model(usable), ca_file),
     )
-
-
-def _ca_file(certfile: Path | None) -> str | None:
-    """The CA to trust, when the certificate is one ``modelyard certs`` made (its CA sits
-    beside it); a certificate from a public CA needs none."""
-    if certfile is None:
-        return None
-    ca = certfile.parent / CA_CERT_NAME
-    return str(ca) if ca.is_file() else None
 
 
 def _chat_model(usable: list[UsableModel]) -> str | None:

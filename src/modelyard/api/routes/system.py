@@ -109,7 +109,7 @@ def openai_snippet(instances: list[Instance]) -> str:
 @router.get("/api/connection-info")
 async def connection_info(request: Request, services: ServicesDep) -> dict[str, Any]:
     """Base URLs and copy-paste snippets for talking to modelyard and its instances."""
-    base = str(request.base_url).rstrip("/")
+    base = services.settings.public_url or str(request.base_url).rstrip("/")
     endpoints = [
         {"provider": i.config.provider, "id": i.config.id, "base_url": i.config.base_url}
         for i in services.instances.list()

@@ -1,5 +1,5 @@
 // Endpoints: the gateway's URLs and a snippet per client, each with a copy button.
-import { h } from "../../js/dom.js";
+import { append, h } from "../../js/dom.js";
 import { copyText } from "../../js/markdown.js";
 
 const CLIENTS = [
@@ -52,7 +52,7 @@ export default {
   title: "Endpoints",
   mount(root, { info }) {
     const { endpoints, models, snippets } = info;
-    root.append(
+    append(root, [
       h(
         "dl",
         { class: "kv gateway-urls" },
@@ -68,6 +68,6 @@ export default {
           : "No model is usable yet: the snippets say MODEL. Get one on the Get models page.",
       ),
       CLIENTS.map(([id, label]) => snippet(id, label, snippets[id])),
-    );
+    ]);
   },
 };

@@ -6,6 +6,7 @@
 // when the page goes away. A section that fails shows its error and leaves the others be.
 import endpoints from "./endpoints.js";
 import keys from "./keys.js";
+import requestLog from "./log.js";
 import usage from "./usage.js";
 
-export const SECTIONS = [endpoints, keys, usage];
+export const SECTIONS = [endpoints, keys, usage, requestLog];
