@@ -175,7 +175,7 @@ class Client:
         try:
             resp = self.http.get(path, params={k: v for k, v in params.items() if v is not None})
         except httpx.ConnectError as exc:
-            raise self._unreachable() from exc
+            raise self._unreachable(exc) from exc
         if resp.status_code >= 400:
             self._decode(resp)
         return resp.text
