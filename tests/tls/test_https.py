@@ -141,7 +141,7 @@ def test_the_page_s_openai_snippet_runs_with_the_ca_it_names(served: Served) -> 
     assert f"SSL_CERT_FILE={served.ca}" in code and '"tiny.gguf"' in code
     ran = subprocess.run(
         [sys.executable, "-c", code],
-        env={**os.environ, "SSL_CERT_FILE": str(served.ca)},
+        env={**os.environ, "SSL_CERT_FILE": str(served.ca), "MODELYARD_API_KEY": served.key()},
         capture_output=True,
         text=True,
         timeout=120,
