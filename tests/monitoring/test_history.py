@@ -145,6 +145,7 @@ def _request(key: str, status: int = 200) -> GatewayRequest:
         queue_ms=0.0,
         waited_for_load=False,
         ttft_ms=12.0,
+        duration_ms=40.0,
         prompt_tokens=3,
         completion_tokens=5,
         client_gone=False,
