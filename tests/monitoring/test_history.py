@@ -140,6 +140,7 @@ def _request(key: str, status: int = 200) -> GatewayRequest:
         key=key,
         route="/v1/chat/completions",
         caller="me",
+        key_prefix=None,
         status=status,
         stream=True,
         queue_ms=0.0,
