@@ -83,7 +83,9 @@ def test_answers_through_the_gateway_and_in_chats_make_series_overall_and_per_mo
     stand_in = InstanceConfig(provider="openai_compat", id="stand-in", base_url=openai_server.url)
     app = modelyard([stand_in], history_sample_s=1)
     assert app.http.post("/api/models/sync").status_code == 200
-    sdk = openai.OpenAI(base_url=app.url + "/v1", api_key="unused", max_retries=0)
+    sdk = openai.OpenAI(
+        base_url=app.url + "/v1", api_key=app.services.api_keys.cli_key, max_retries=0
+    )
     messages: list[openai.types.chat.ChatCompletionMessageParam] = [
         {"role": "user", "content": "count"}
     ]
