@@ -12,12 +12,15 @@ from typing import Any
 
 from modelyard.access.audit import AuditLog
 from modelyard.access.keys import ApiKeys
+from modelyard.access.limits import KeyLimiter
 from modelyard.access.private_files import make_private_dir, remove_key_file, write_key_file
+from modelyard.access.usage import UsageLog
 from modelyard.chat.service import ChatService
 from modelyard.config import Settings
 from modelyard.downloads.manager import DownloadManager
 from modelyard.events import EventBus
 from modelyard.gateway.backend import CatalogBackend
+from modelyard.gateway.keyed import KeyGate
 from modelyard.gateway.policies import model_policy, scheduler_settings
 from modelyard.gateway.reporting import ScheduleReporter
 from modelyard.gateway.scheduler import Scheduler
@@ -114,7 +117,10 @@ class Services:
             processes,
             starter=lifecycle.start_local,
         )
-        gateway = Gateway(settings, catalog, backend, scheduler, bus, reporter)
+        usage = UsageLog(db)
+        gateway = Gateway(
+            settings, catalog, backend, scheduler, bus, reporter, KeyGate(KeyLimiter(), usage)
+        )
         services = cls(
             settings,
             db,
@@ -153,6 +159,7 @@ class Services:
     async def startup(self) -> None:
         settings = self.settings
         write_key_file(settings.cli_key_path, self.api_keys.cli_key, settings.trusted_group)
+        self.api_keys.load()
         adopted = self.processes.adopt()
         for record in adopted:
             log.info("adopted %s (PID %s)", record.key, record.pid)
@@ -183,6 +190,8 @@ class Services:
         await self.health.close()
         self.processes.containers.close()
         self.processes.close()
+        await self.gateway.keys.usage.close()
+        await self.api_keys.close()
         await self.audit.close()
         self.db.dispose()
         remove_key_file(self.settings.cli_key_path, self.api_keys.cli_key)

@@ -14,7 +14,9 @@ HAIKU = "claude-haiku-4-5-20251001"
 
 
 def claude(stack: Stack) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=stack.app.url, api_key="placeholder", max_retries=0)
+    return anthropic.Anthropic(
+        base_url=stack.app.url, api_key=stack.app.services.api_keys.cli_key, max_retries=0
+    )
 
 
 def local_ollama(stack: Stack) -> ollama.Client:

@@ -18,6 +18,7 @@ from modelyard.api.routes import (
     downloads,
     events,
     gateway,
+    gateway_info,
     logs,
     models,
     monitoring,
@@ -43,6 +44,7 @@ ROUTERS = (
     downloads,
     pulls,
     models,
+    gateway_info,
     gateway,
 )
 DESCRIPTION = """See, fetch, run and talk to the language models on your own machines.
