@@ -19,7 +19,8 @@ import httpx
 from modelyard.api.app import create_app
 from modelyard.cli.client import server_trust
 from modelyard.cli.serve import uvicorn_transport
-from modelyard.config import InstanceConfig, Settings
+from modelyard.config import Settings
+from modelyard.instance_config import InstanceConfig
 from modelyard.runtimes.processes import ProcessManager
 from modelyard.services import Services
 from tests.support.os_users import python_argv, python_env

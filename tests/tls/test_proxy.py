@@ -20,7 +20,7 @@ import openai
 import pytest
 from websockets.sync.client import connect
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from modelyard.tls import create_certificate
 from tests.support.app_server import RunningApp, make_settings, running_app
 from tests.support.nginx import running_nginx

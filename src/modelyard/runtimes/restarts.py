@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 
-from modelyard.config import RestartPolicy, Settings
+from modelyard.config import Settings
 from modelyard.errors import ModelyardError
 from modelyard.events import (
     INSTANCE_CRASH_LOOP,
@@ -25,6 +25,7 @@ from modelyard.events import (
     InstanceCrashLoop,
     InstanceExited,
 )
+from modelyard.instance_config import RestartPolicy
 from modelyard.metrics import Metrics
 from modelyard.runtimes.control import InstanceControl
 from modelyard.runtimes.exit_watch import ProcessExit

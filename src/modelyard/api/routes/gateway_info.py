@@ -7,9 +7,9 @@ from pydantic import BaseModel
 
 from modelyard.api.deps import ServicesDep
 from modelyard.api.policy import policy
-from modelyard.config import ModelMode
 from modelyard.gateway.service import UsableModel
 from modelyard.gateway.snippets import GatewayUrls, snippets
+from modelyard.instance_config import ModelMode
 from modelyard.providers.registry import registry
 
 router = APIRouter(tags=["gateway"], dependencies=[policy(read="inference")])
