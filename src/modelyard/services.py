@@ -22,6 +22,7 @@ from modelyard.gateway.policies import model_policy, scheduler_settings
 from modelyard.gateway.reporting import ScheduleReporter
 from modelyard.gateway.scheduler import Scheduler
 from modelyard.gateway.service import Gateway
+from modelyard.gateway.turns import ChatTurns
 from modelyard.gguf.servers import GgufServers
 from modelyard.metrics import Metrics
 from modelyard.models.catalog import Catalog
@@ -102,6 +103,7 @@ class Services:
             backend, scheduler_settings(settings), model_policy(settings), on_change=reporter
         )
         lifecycle = Lifecycle(settings, catalog, loading, scheduler, downloads)
+        gateway = Gateway(settings, catalog, backend, scheduler, bus, reporter)
         chat = ChatService(
             settings,
             db,
@@ -112,8 +114,8 @@ class Services:
             control,
             processes,
             starter=lifecycle.start_local,
+            turns=ChatTurns(scheduler, backend, gateway.names),  # like a gateway request
         )
-        gateway = Gateway(settings, catalog, backend, scheduler, bus, reporter)
         services = cls(
             settings,
             db,

@@ -195,7 +195,11 @@ class ModelLoading:
                 await self._require_memory(target, force, ctx_size)
                 await target.provider.load(self.http, instance.config, target.name, ctx_size)
             elif target.runs_as_server:
-                await self.servers.control.launch(instance)
+                try:
+                    await self.servers.control.launch(instance)
+                except Conflict as exc:  # started already (chat, the Providers page): adopted
+                    if exc.error_code != "already_running":
+                        raise
                 if wait:
                     await self.servers.wait_loaded(instance)
             else:
