@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -173,6 +174,8 @@ class Gateway:
                 raise _no_model()
             key = qualified(self.names().resolve(name))
             target, translation = self.target(key, endpoint)
+            if target.dialect is Dialect.ANTHROPIC:
+                target = forward_anthropic_headers(target, scope)
         except ClientGone:
             return
         except ModelyardError as error:
@@ -302,6 +305,20 @@ class Gateway:
             error=record.relay.error,
         )
         self.reporter.request(entry)
+
+
+def forward_anthropic_headers(target: Target[str], scope: Scope) -> Target[str]:
+    """``target`` with the client's ``anthropic-*`` headers (``anthropic-beta``, its
+    ``anthropic-version``…): a backend that speaks Anthropic gets them as the client sent them,
+    so betas and versions reach it. Never the client's key: the backend's own is sent."""
+    forwarded = {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in scope["headers"]
+        if name.startswith(b"anthropic-")
+    }
+    if not forwarded:
+        return target
+    return dataclasses.replace(target, headers={**target.headers, **forwarded})
 
 
 def _text_of(content: Any) -> str:
