@@ -20,6 +20,7 @@ from modelyard.events import EventBus
 from modelyard.gateway.backend import CatalogBackend
 from modelyard.gateway.policies import model_policy, scheduler_settings
 from modelyard.gateway.reporting import ScheduleReporter
+from modelyard.gateway.restarts import ScheduledRestarts
 from modelyard.gateway.scheduler import Scheduler
 from modelyard.gateway.service import Gateway
 from modelyard.gateway.turns import ChatTurns
@@ -104,6 +105,8 @@ class Services:
         )
         lifecycle = Lifecycle(settings, catalog, loading, scheduler, downloads)
         gateway = Gateway(settings, catalog, backend, scheduler, bus, reporter)
+        # The restart policy's restarts of single-model servers are scheduler loads.
+        supervisor.relauncher = ScheduledRestarts(settings, catalog, loading, scheduler)
         chat = ChatService(
             settings,
             db,
