@@ -1,6 +1,8 @@
 """History: 50 instances sampled for a simulated week (every series modelyard keeps, at the
-default 10 s, downsampled as the sampler does), the store's size, and a week's chart answered
-through the API — next to an hour's chart of one series in the same run."""
+default 10 s, downsampled as the sampler does), with the gateway's answers overall and the
+most per-model series a sample can have (``MODEL_SERIES_MAX`` models answering all week), the
+store's size, and a week's chart answered through the API — next to an hour's chart of one
+series in the same run."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import httpx
 from sqlalchemy import insert
 from tests.support.app_server import make_settings, running_app
 
+from modelyard.monitoring.answers import MODEL_SERIES_MAX, OVERALL, model_series
 from modelyard.monitoring.history import COARSE_S, FINE, HistoryStore
 from modelyard.store.db import Database
 from modelyard.store.tables import SampleRow
@@ -37,6 +40,8 @@ def run(workdir: Path) -> str:
     start = now - 7 * 86400
     names = [f"provider.llamacpp/i{n}.{m}" for n in range(INSTANCES) for m in ("up", "latency_ms")]
     names += ["system.cpu_percent", "system.ram_percent", "downloads.bytes_per_s"]
+    names += OVERALL
+    names += [name for m in range(MODEL_SERIES_MAX) for name in model_series(f"llamacpp/i{m}/m")]
     began = time.perf_counter()
     bucket_start = start - start % COARSE_S
     for bucket in range(bucket_start, now, COARSE_S):
@@ -76,7 +81,9 @@ def run(workdir: Path) -> str:
         [
             f"## {TITLE}",
             "",
-            f"{len(names)} series ({INSTANCES} instances × up and latency, 3 system series), "
+            f"{len(names)} series ({INSTANCES} instances × up and latency, 3 system series, "
+            f"the gateway's answers, tokens/s and TTFT overall and for {MODEL_SERIES_MAX} "
+            "models, the most a sample keeps), "
             f"a sample every {SAMPLE_S} s for 7 days, written a 5-minute bucket at a time and "
             f"downsampled and pruned as the sampler does ({fill_s:.0f} s to fill).",
             "",

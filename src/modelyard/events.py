@@ -101,6 +101,13 @@ class ConversationChanged(TypedDict):
     action: str  # created, updated, deleted or message
 
 
+class ChatAnswer(TypedDict):
+    key: str  # the model that answered: provider/instance/name
+    state: str  # complete, stopped or error
+    ttft_ms: float | None
+    completion_tokens: int | None
+
+
 class ModelSchedule(TypedDict):
     key: str  # provider/instance/name
     state: str  # unloaded, loading, loaded, unloading
@@ -197,6 +204,10 @@ MODEL_SCHEDULE: Final[EventType[ModelSchedule]] = _declare(
     "model.schedule",
     "The scheduler's view of a model changed: state, in flight, queued, TTL, last eviction.",
     coalesces=True,
+)
+CHAT_ANSWER: Final[EventType[ChatAnswer]] = _declare(
+    "chat.answer",
+    "A chat answer ended: the model, how it ended, TTFT and tokens (no text).",
 )
 GATEWAY_REQUEST: Final[EventType[GatewayRequest]] = _declare(
     "gateway.request",

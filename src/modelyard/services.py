@@ -31,6 +31,7 @@ from modelyard.models.lifecycle import Lifecycle
 from modelyard.models.loading import ModelLoading
 from modelyard.models.store import CatalogStore
 from modelyard.monitoring.alerts import Alerts
+from modelyard.monitoring.answers import AnswerTally
 from modelyard.monitoring.history import HistorySampler, HistoryStore
 from modelyard.monitoring.webhooks import Webhooks
 from modelyard.runtimes.container_ops import ContainerOperations
@@ -146,7 +147,7 @@ class Services:
                 settings.log_check_s,
             ),
             Alerts(settings, bus, Webhooks(settings), metrics),
-            HistorySampler(settings, HistoryStore(db), health, metrics),
+            HistorySampler(settings, HistoryStore(db), health, metrics, AnswerTally(bus)),
         )
         bus.add_snapshot_source("providers", services._provider_snapshot)
         return services

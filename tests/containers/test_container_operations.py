@@ -4,6 +4,8 @@ files served from a container, for real on the test daemon (issue 23)."""
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import httpx
 from typer.testing import CliRunner
 
 from modelyard.cli import app as cli_app
+from modelyard.runtimes.container_ops import FOLLOWER_THREAD
 from modelyard.runtimes.containers import LABEL_KEY
 from tests.containers.test_container_instances import (
     BASE,
@@ -84,6 +87,38 @@ def test_stats_logs_and_remove(
     assert app.http.delete(BOXED).status_code == 204
     assert app.http.delete(BOXED).json()["code"] == "no_container"
     assert wait_state(app, "STOPPED")["container"] is None
+
+
+def _followers() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(FOLLOWER_THREAD)]
+
+
+def test_a_followed_log_stops_being_read_when_the_client_goes_away(
+    modelyard: Callable[..., RunningApp],
+    engine: Engine,
+    llama_tag: str,
+    tmp_path: Path,
+    tiny_gguf: Path,
+) -> None:
+    models = models_dir(tmp_path, tiny_gguf)
+    app = start_app(modelyard, engine, models, container_instance(models, free_port(), llama_tag))
+    assert app.http.post(f"{BASE}/boxed/start").status_code == 200
+    wait_state(app, "RUNNING")
+
+    # A running, quiet container: the follower waits for a line that does not come.
+    with (
+        httpx.Client(base_url=app.url, timeout=30) as client,
+        client.stream("GET", f"{BOXED}/logs", params={"tail": 3, "follow": True}) as stream,
+    ):
+        assert next(stream.iter_bytes())
+        assert _followers() == [f"{FOLLOWER_THREAD} llamacpp/boxed"]
+    # The client closed its connection: the server stops reading Docker's stream.
+    deadline = time.monotonic() + 20
+    while _followers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _followers() == []
+    assert wait_state(app, "RUNNING")["container"]["status"] == "running"
+    assert app.http.post(f"{BASE}/boxed/stop").status_code == 200
 
 
 def test_recreate_with_another_tag_of_the_configured_image(

@@ -87,6 +87,40 @@ def test_a_url_download_from_get_models_to_completed(
     assert (app.settings.resolved_models_dir / payload.name).read_bytes() == payload.data
 
 
+def test_a_downloads_log_opens_in_the_log_viewer(
+    page: Page, modelyard: Callable[..., RunningApp], files: FileServer, tmp_path: Path
+) -> None:
+    app = modelyard([])
+    payload = add_payload(files, "logged.gguf", 8 * MiB)
+    files.throttle(MiB)
+    task = create(app.http, source="url", url=payload.url, sha256=payload.sha256)
+    wait_state(app.http, task["id"], {"downloading"})
+
+    page.goto(f"{app.url}/#/downloads")
+    card = task_card(page, task["id"])
+    card.locator('[data-action="log"]').click()
+    lines = card.get_by_test_id("log-lines")  # the instance log's viewer
+    expect(lines).to_contain_text("attempt 1 of")
+    card.locator('input[name="follow"]').check()
+    # Paused behind the page's back: the line comes over the log's WebSocket, and the viewer
+    # (the same element) survives the card's redraw for the new state.
+    assert app.http.post(f"/api/downloads/{task['id']}/pause").status_code == 200
+    expect(card.get_by_test_id("state")).to_have_text("paused")
+    expect(lines).to_contain_text("paused")
+    expect(card.locator('input[name="follow"]')).to_be_checked()
+    card.locator('input[name="q"]').fill("paused")
+    expect(lines).not_to_contain_text("attempt 1 of")
+    screenshot(page, "downloads-log")
+
+    with page.expect_download() as caught:
+        card.get_by_role("button", name="Download").click()
+    saved = tmp_path / "saved.log"
+    caught.value.save_as(saved)
+    assert "attempt 1 of" in saved.read_text() and "paused" in saved.read_text()
+    card.locator('[data-action="log"]').click()  # closed: the viewer and its socket go
+    expect(card.get_by_test_id("log")).to_have_count(0)
+
+
 def test_downloads_page_shows_every_state_with_its_actions(
     page: Page, modelyard: Callable[..., RunningApp], files: FileServer
 ) -> None:

@@ -313,6 +313,56 @@ def test_a_killed_server_comes_back_with_its_restart_count(
     expect(tiny.get_by_test_id("state")).to_have_text("STOPPED", timeout=20000)
 
 
+def test_restart_policy_and_memory_limit_set_in_the_form_show_on_the_card(
+    page: Page, modelyard: Callable[..., RunningApp], tiny_gguf: Path
+) -> None:
+    app = modelyard([], llama_server=LLAMA_SERVER)
+    page.goto(f"{app.url}/#/providers")
+    page.locator("#add-instance").click()
+    form = page.locator("#add-form")
+    restart, limit = (
+        form.locator('select[name="restart"]'),
+        form.locator('[name="memory_limit_mib"]'),
+    )
+    form.locator('select[name="provider"]').select_option("llamacpp")
+    expect(restart).to_be_hidden()  # only a managed process is restarted or limited
+    form.locator('input[name="managed"]').check()
+    expect(restart).to_be_visible()
+    form.locator('input[name="id"]').fill("kept")
+    form.locator('input[name="base_url"]').fill(f"http://127.0.0.1:{free_port()}")
+    form.locator('input[name="model"]').fill(str(tiny_gguf))
+    restart.select_option("always")
+    limit.fill("512")
+    form.get_by_role("button", name="Add").click()
+
+    kept = card(page, "llamacpp/kept")
+    expect(kept.get_by_test_id("restarts")).to_have_text("always")
+    expect(kept.get_by_test_id("memory-limit")).to_have_text("512 MiB · from the next start")
+    (saved,) = app.http.get("/api/providers").json()["instances"]
+    assert (saved["restart"], saved["memory_limit_bytes"]) == ("always", 512 * 2**20)
+
+    kept.locator('[data-action="start"]').click()
+    expect(kept.get_by_test_id("state")).to_have_text("RUNNING", timeout=30000)
+    how = app.http.get("/api/providers/llamacpp/instances/kept/status").json()
+    held = "enforced" if how["memory_enforcement"].startswith("cgroup") else "watched"
+    expect(kept.get_by_test_id("memory-limit")).to_have_text(
+        f"512 MiB · {held} ({how['memory_enforcement']})"
+    )
+    screenshot(page, "providers-restart-and-limit")
+    kept.locator('[data-action="stop"]').click()
+    expect(kept.get_by_test_id("state")).to_have_text("STOPPED", timeout=20000)
+
+    # The edit form shows what is set; back to the default policy and no limit.
+    kept.locator('[data-action="edit"]').click()
+    expect(restart).to_have_value("always")
+    expect(limit).to_have_value("512")
+    restart.select_option("")
+    limit.fill("")
+    form.get_by_role("button", name="Save").click()
+    expect(kept.get_by_test_id("restarts")).to_have_text("default")
+    expect(kept.get_by_test_id("memory-limit")).to_have_count(0)
+
+
 TALKER = (
     "import time\n"
     "print('main: loading model', flush=True)\n"

@@ -22,6 +22,7 @@ from modelyard.runtimes.exit_watch import ProcessExit
 from modelyard.runtimes.instances import InstanceRegistry
 from modelyard.runtimes.processes import LaunchSpec, ProcessManager
 from tests.support.app_server import RunningApp
+from tests.support.catalog import assert_problem
 from tests.support.llama import LLAMA_SERVER
 from tests.support.servers import free_port
 from tests.support.waiting import wait_until
@@ -241,21 +242,54 @@ def test_our_own_child_is_reported_by_its_reaper(tmp_path: Path) -> None:
     assert told == [ProcessExit("llamacpp/c", record.pid, 7, expected=False)]
 
 
-def test_an_instance_added_through_the_api_keeps_its_policy(
-    modelyard: Callable[..., RunningApp],
+def test_an_instance_added_through_the_api_keeps_its_policy_and_limit(
+    modelyard: Callable[..., RunningApp], tiny_gguf: Path
 ) -> None:
     app = modelyard([], restart="on-failure")
-    body = {"id": "side", "base_url": f"http://127.0.0.1:{free_port()}", "restart": "always"}
-    created = app.http.post("/api/providers/openai_compat/instances", json=body)
+    url = f"http://127.0.0.1:{free_port()}"
+    # An external server is neither restarted nor limited by modelyard: nothing to store.
+    external = {"id": "side", "base_url": url, "restart": "always"}
+    assert_problem(
+        app.http.post("/api/providers/openai_compat/instances", json=external), 400, "managed_only"
+    )
+    limited = {"id": "side", "base_url": url, "memory_limit_bytes": 2**30}
+    assert_problem(
+        app.http.post("/api/providers/openai_compat/instances", json=limited), 400, "managed_only"
+    )
+    side = "/api/providers/llamacpp/instances/side"
+    body = {
+        "id": "side",
+        "base_url": url,
+        "managed": True,
+        "model": str(tiny_gguf),
+        "restart": "always",
+        "memory_limit_bytes": 512 * 2**20,
+    }
+    created = app.http.post("/api/providers/llamacpp/instances", json=body)
     assert created.status_code == 201, created.text
-    assert created.json()["restart"] == "always"
-    patched = app.http.patch("/api/providers/openai_compat/instances/side", json={"restart": "no"})
+    assert (created.json()["restart"], created.json()["memory_limit_bytes"]) == (
+        "always",
+        512 * 2**20,
+    )
+    patched = app.http.patch(side, json={"restart": "no", "memory_limit_bytes": 2**30})
     assert patched.status_code == 200 and patched.json()["restart"] == "no"
-    bad = app.http.patch("/api/providers/openai_compat/instances/side", json={"restart": "often"})
-    assert bad.status_code in (400, 422)
-    assert bad.headers["content-type"].startswith("application/problem+json")
+    assert_problem(app.http.patch(side, json={"restart": "often"}), 422, "validation_error")
+    assert_problem(
+        app.http.patch(side, json={"memory_limit_bytes": 2**20}), 400, "memory_limit_too_small"
+    )
+    assert_problem(app.http.patch(side, json={"memory_limit_bytes": -1}), 422, "validation_error")
+    assert_problem(app.http.patch(side, json={"managed": False}), 400, "managed_only")
     listed = app.http.get("/api/providers").json()["instances"]
-    assert next(i for i in listed if i["id"] == "side")["restart"] == "no"
+    mine = next(i for i in listed if i["id"] == "side")
+    assert (mine["restart"], mine["memory_limit_bytes"], mine["managed"]) == ("no", 2**30, True)
     # Read back from the store by a new registry, as after a modelyard restart.
-    again = InstanceRegistry(app.settings, app.services.db).get("openai_compat", "side")
-    assert again.config.restart is RestartPolicy.NO
+    again = InstanceRegistry(app.settings, app.services.db).get("llamacpp", "side")
+    assert again.config.restart is RestartPolicy.NO and again.config.memory_limit_bytes == 2**30
+    # null: back to the default (the top-level restart; no limit)
+    reset = app.http.patch(side, json={"restart": None, "memory_limit_bytes": None})
+    assert (reset.json()["restart"], reset.json()["memory_limit_bytes"]) == (None, 0)
+    # Each change is in the audit log, refused ones too.
+    audit = app.http.get("/api/audit", params={"action": "instances/side"})
+    assert audit.status_code == 200, audit.text
+    patches = [e["status"] for e in audit.json()["entries"] if e["method"] == "PATCH"]
+    assert sorted(patches) == [200, 200, 400, 400, 422, 422]

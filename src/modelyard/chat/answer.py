@@ -23,6 +23,7 @@ from modelyard.chat.store import ConversationStore, TurnStart
 from modelyard.chat.targets import Targets
 from modelyard.chat.types import ChatOptions, Target, Turn, Turns
 from modelyard.errors import ChatError, ModelyardError
+from modelyard.events import ChatAnswer
 from modelyard.metrics import Metrics
 from modelyard.providers.clients import Clients
 from modelyard.providers.registry import registry
@@ -72,6 +73,7 @@ class Generation:
     emitted: int = 0  # events queued so far
     sent: int = 0  # events the response has written to the client
     reader_gone: bool = False
+    answer: ChatAnswer | None = None  # what it came to, once it has ended
     _progress: asyncio.Event = field(default_factory=asyncio.Event)
 
     def emit(self, event: Event) -> None:
@@ -368,6 +370,13 @@ class Answerer:
             log.exception("could not store the answer %s", gen.message_id)
         if tally.first is not None:
             self.metrics.chat_tokens.labels(choice.provider).inc(tally.tokens() or 0)
+        instance = tally.instance_id or choice.instance_id
+        gen.answer = ChatAnswer(
+            key=f"{choice.provider}/{instance}/{choice.model}",
+            state="error" if tally.error is not None else tally.state,
+            ttft_ms=tally.ttft_ms(),
+            completion_tokens=tally.tokens(),
+        )
         gen.emit(tally.last_event(gen.message_id, choice))
         gen.queue.put_nowait(None)
         self.ended(gen)

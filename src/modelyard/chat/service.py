@@ -24,7 +24,7 @@ from modelyard.chat.targets import ModelStarter, Targets
 from modelyard.chat.types import ChatOptions, Target, Turns
 from modelyard.config import Settings
 from modelyard.errors import Conflict, InvalidInput
-from modelyard.events import CONVERSATION_CHANGED, ConversationChanged, EventBus
+from modelyard.events import CHAT_ANSWER, CONVERSATION_CHANGED, ConversationChanged, EventBus
 from modelyard.metrics import Metrics
 from modelyard.providers.clients import Clients
 from modelyard.providers.registry import registry
@@ -257,6 +257,8 @@ class ChatService:
     def _ended(self, gen: Generation) -> None:
         self._release(gen)
         self._changed(gen.conversation_id, "message")
+        if gen.answer is not None:
+            self.bus.publish(CHAT_ANSWER, gen.answer)
 
     async def stop(self, conversation_id: str) -> dict[str, Any]:
         """Stop the answer being written, wait until it is stored, and return it."""

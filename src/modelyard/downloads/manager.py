@@ -37,6 +37,7 @@ from modelyard.errors import Conflict, InvalidInput
 from modelyard.events import EventBus
 from modelyard.metrics import Metrics
 from modelyard.runtimes.instances import InstanceRegistry
+from modelyard.runtimes.log_files import LogLevel, read_matching
 from modelyard.store.db import Database
 
 
@@ -93,9 +94,22 @@ class DownloadManager:
         """The newest URL task of every URL (the compatibility status listing)."""
         return self.repository.by_url()
 
-    def log_tail(self, task_id: str, lines: int) -> DownloadLog:
+    def log_tail(
+        self, task_id: str, lines: int, level: LogLevel | None = None, text: str = ""
+    ) -> DownloadLog:
+        """The last ``lines`` lines of a task's log at ``level`` or above that contain
+        ``text`` (filtered as an instance's log is)."""
+        path = self.log_file(task_id)
+        try:
+            tail = read_matching(path, lines, level, text)
+        except FileNotFoundError:
+            tail = []
+        return DownloadLog(path=str(path), lines=tail)
+
+    def log_file(self, task_id: str) -> Path:
+        """Where a task's log is (404 ``download_not_found`` for an unknown task)."""
         self.repository.get(task_id)
-        return DownloadLog(path=str(self.logs.path(task_id)), lines=self.logs.tail(task_id, lines))
+        return self.logs.path(task_id)
 
     # -- creating ---------------------------------------------------------------------------
 

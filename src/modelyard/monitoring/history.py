@@ -4,8 +4,8 @@
 Sampling reads only what modelyard already holds in memory — the latest provider statuses,
 the metrics' counters, psutil's CPU and memory counters — and writes in a thread, so no request
 ever waits for it. Series are named ``provider.<kind>/<id>.up|latency_ms|models_loaded``,
-``system.cpu_percent|ram_used_bytes|ram_percent|disk_free_bytes``, ``downloads.bytes_per_s``
-and ``chat.tokens_per_s``.
+``system.cpu_percent|ram_used_bytes|ram_percent|disk_free_bytes``, ``downloads.bytes_per_s``,
+``chat.tokens_per_s``, and the gateway's answers overall and per model (monitoring/answers.py).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from modelyard.config import Settings
 from modelyard.metrics import Metrics
+from modelyard.monitoring.answers import AnswerTally
 from modelyard.runtimes.health import HealthChecker
 from modelyard.store.db import Database
 from modelyard.store.tables import SampleRow
@@ -128,12 +129,18 @@ class HistorySampler:
     """Samples every ``history_sample_s`` in the background; downsamples every 5 minutes."""
 
     def __init__(
-        self, settings: Settings, store: HistoryStore, health: HealthChecker, metrics: Metrics
+        self,
+        settings: Settings,
+        store: HistoryStore,
+        health: HealthChecker,
+        metrics: Metrics,
+        answers: AnswerTally,
     ) -> None:
         self.settings = settings
         self.store = store
         self.health = health
         self.metrics = metrics
+        self.answers = answers
         self._task: asyncio.Task[None] | None = None
         self._counters: dict[str, tuple[float, float]] = {}  # name -> (monotonic, total)
         self._downsampled = 0
@@ -162,6 +169,7 @@ class HistorySampler:
             values["system.disk_free_bytes"] = float(free)
         values["downloads.bytes_per_s"] = self._rate("downloads", "modelyard_download_bytes")
         values["chat.tokens_per_s"] = self._rate("chat", "modelyard_chat_tokens")
+        values.update(self.answers.take())
         return values
 
     def _rate(self, key: str, metric: str) -> float:

@@ -5,9 +5,14 @@ with another tag of its configured image."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+
+from docker.errors import DockerException
+from docker.types.daemon import CancellableStream
 
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.runtimes.container_runtime import Runtimes
@@ -18,6 +23,8 @@ from modelyard.runtimes.instances import Instance, InstanceRegistry
 
 # Docker's tag grammar: up to 128 word characters, dots and dashes, not starting with either.
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+FOLLOWER_THREAD = "container-log-follower"
+FOLLOW_BUFFER = 64  # chunks read ahead of a slow client; the reading thread waits beyond
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,43 @@ class ContainerOperations:
         instance = self.boxed(provider, instance_id)
         return self.runtimes.log_tail(instance.key, tail)
 
-    def follow(self, provider: str, instance_id: str, tail: int) -> Iterator[bytes]:
-        """The last ``tail`` lines, then each new one until the container stops."""
+    async def follow(self, provider: str, instance_id: str, tail: int) -> AsyncIterator[bytes]:
+        """The last ``tail`` lines, then each new one until the container stops or the reader
+        stops reading (a client that went away)."""
         instance = self.boxed(provider, instance_id)
-        return self.runtimes.containers.follow_logs(instance.key, tail)
+        stream = await asyncio.to_thread(self.runtimes.containers.follow_logs, instance.key, tail)
+        return _relay(stream, f"{FOLLOWER_THREAD} {instance.key}")
+
+
+async def _relay(stream: CancellableStream[bytes], thread_name: str) -> AsyncIterator[bytes]:
+    """The chunks of a Docker log stream, read by a thread of its own (the SDK's read blocks).
+    When the consumer stops (the client went away and the response was cancelled), the stream
+    is closed, which ends a read that waits for the next line, and the thread ends with it."""
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[bytes | None] = asyncio.Queue(FOLLOW_BUFFER)
+    stopped = threading.Event()
+
+    def read() -> None:
+        try:
+            for chunk in stream:
+                if stopped.is_set():
+                    return
+                asyncio.run_coroutine_threadsafe(chunks.put(chunk), loop).result()
+        finally:
+            if not stopped.is_set():
+                with contextlib.suppress(RuntimeError):  # the loop is gone: nobody reads
+                    asyncio.run_coroutine_threadsafe(chunks.put(None), loop)
+
+    reader = threading.Thread(target=read, name=thread_name, daemon=True)
+    reader.start()
+    try:
+        while (chunk := await chunks.get()) is not None:
+            yield chunk
+    finally:
+        stopped.set()
+        # No await here: a cancelled response cancels every await of its finally too. Closing
+        # a stream that ended already finds no socket.
+        with contextlib.suppress(AttributeError, OSError, DockerException):
+            stream.close()
+        while not chunks.empty():  # a put the reader waits on completes, and it sees stopped
+            chunks.get_nowait()

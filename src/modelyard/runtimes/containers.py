@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -30,6 +29,7 @@ import docker.errors
 import requests.exceptions
 from docker.models.containers import Container
 from docker.types import DeviceRequest, Mount
+from docker.types.daemon import CancellableStream
 
 from modelyard.config import ContainerConfig, RestartPolicy
 from modelyard.errors import Conflict, NotFound, Unavailable, UpstreamError
@@ -432,15 +432,15 @@ class ContainerManager:
             return [f"(the container's log cannot be read: {exc})"]
         return data.decode("utf-8", errors="replace").splitlines()[-lines:]
 
-    def follow_logs(self, key: str, tail: int) -> Iterator[bytes]:
-        """The last ``tail`` lines, then every new one until the container stops."""
+    def follow_logs(self, key: str, tail: int) -> CancellableStream[bytes]:
+        """The last ``tail`` lines, then every new one until the container stops (or the
+        stream is closed: ``close`` from another thread ends a read that waits)."""
         container = self._get(key)
         if container is None:
             raise NotFound(
                 f"{key} has no container", code="no_container", hint="Start the instance first."
             )
-        stream: Iterator[bytes] = container.logs(stream=True, follow=True, tail=tail)
-        return stream
+        return container.logs(stream=True, follow=True, tail=tail)
 
     def stats(self, key: str) -> ContainerStats | None:
         """One resource sample of the running container; None when it does not run."""

@@ -48,6 +48,9 @@ class InstanceOrigin(StrEnum):
 # value goes wherever the instance's base_url points, a container brings its image, mounts and
 # devices. API-created instances run their provider's own runtime and carry a literal key.
 CONFIG_FILE_ONLY = ("command", "api_key_env", "container")
+# The smallest memory limit the API takes for a managed process (0: none); below it a server
+# is killed while it loads, which reads as a crash rather than as the limit it is.
+MEMORY_LIMIT_MIN = 64 * 2**20
 
 
 class InstanceChanges(BaseModel):
@@ -297,7 +300,20 @@ class InstanceRegistry:
 
     def _check_managed(self, cfg: InstanceConfig) -> InstanceConfig:
         if not cfg.managed:
+            if cfg.restart is not None or cfg.memory_limit_bytes:
+                raise InvalidInput(
+                    f"{cfg.key} is not managed: modelyard neither restarts nor limits it",
+                    code="managed_only",
+                    hint="Set managed to true, or leave restart and memory_limit_bytes out.",
+                )
             return cfg
+        if 0 < cfg.memory_limit_bytes < MEMORY_LIMIT_MIN:
+            raise InvalidInput(
+                f"a memory limit of {cfg.memory_limit_bytes} bytes is below "
+                f"{MEMORY_LIMIT_MIN // 2**20} MiB: no model server starts within it",
+                code="memory_limit_too_small",
+                hint=f"Give at least {MEMORY_LIMIT_MIN} bytes, or 0 for no limit.",
+            )
         capabilities = registry.get(cfg.provider).capabilities
         if not capabilities.manageable:
             manageable = [p.kind for p in registry if p.capabilities.manageable]

@@ -85,7 +85,7 @@ async def container_logs(
         name = f"{provider}-{instance_id}.log"
         headers["Content-Disposition"] = f'attachment; filename="{name}"'
     if follow:
-        stream = services.containers.follow(provider, instance_id, tail)
+        stream = await services.containers.follow(provider, instance_id, tail)
         return StreamingResponse(stream, media_type="text/plain; charset=utf-8", headers=headers)
     lines = services.containers.log_lines(provider, instance_id, tail)
     body = "".join(f"{line}\n" for line in lines)

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Response, WebSocket
+from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from modelyard.api.deps import ServicesDep
 from modelyard.api.designed import MODEL_SOURCE
 from modelyard.api.policy import policy
+from modelyard.api.routes.logs import FOLLOW_TAIL, follow_socket, whole_file
 from modelyard.config import Settings
 from modelyard.downloads.huggingface import DEFAULT_REVISION, GGUFChoice, list_gguf_files
 from modelyard.downloads.specs import DownloadRequest
 from modelyard.downloads.states import DownloadState
 from modelyard.downloads.views import DownloadLog, DownloadView
+from modelyard.runtimes.log_files import LogLevel
 from modelyard.runtimes.resources import (
     FitVerdict,
     MemoryEstimate,
@@ -25,8 +28,10 @@ from modelyard.runtimes.resources import (
     estimate_memory,
     system_resources,
 )
+from modelyard.services import Services
 
 router = APIRouter(tags=["downloads"], dependencies=[policy()])
+LOG = "/api/downloads/{download_id}/log"
 
 
 class DownloadList(BaseModel):
@@ -136,12 +141,32 @@ async def get_download(download_id: str, services: ServicesDep) -> DownloadView:
     return services.downloads.get(download_id)
 
 
-@router.get("/api/downloads/{download_id}/log")
+@router.get(LOG)
 async def download_log(
-    download_id: str, services: ServicesDep, lines: int = Query(default=200, ge=1, le=5000)
+    download_id: str,
+    services: ServicesDep,
+    lines: int = Query(default=200, ge=1, le=5000),
+    level: LogLevel | None = Query(default=None, description="this level and the ones above"),
+    q: str = Query(default="", max_length=256, description="a text the lines contain"),
 ) -> DownloadLog:
     """The task's log file: ``{"path", "lines"}``, oldest line first."""
-    return services.downloads.log_tail(download_id, lines)
+    return await asyncio.to_thread(services.downloads.log_tail, download_id, lines, level, q)
+
+
+@router.get(LOG + "/file", response_class=FileResponse)
+async def download_log_file(download_id: str, services: ServicesDep) -> FileResponse:
+    """The whole current log (rotated copies stay on disk beside it) as a download."""
+    return whole_file(services.downloads.log_file(download_id), download_id)
+
+
+@router.websocket("/ws/downloads/{download_id}/log")
+async def follow_download_log(ws: WebSocket, download_id: str) -> None:
+    services: Services = ws.app.state.services
+    await follow_socket(
+        ws,
+        lambda: services.downloads.log_file(download_id),
+        lambda: services.downloads.log_tail(download_id, FOLLOW_TAIL).lines,
+    )
 
 
 @router.post("/api/downloads/{download_id}/pause")

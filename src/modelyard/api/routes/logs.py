@@ -1,9 +1,12 @@
-"""A managed instance's log: filtered, downloaded whole, followed live."""
+"""A managed instance's log: filtered, downloaded whole, followed live. The file download and
+the follower serve a download's log too (routes/downloads.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
@@ -24,6 +27,7 @@ WEBSOCKET_DOC = """
 `WS /ws/providers/{provider}/instances/{instance_id}/logs`: `{"lines": [...]}` with the log's
 last 200 lines at once, then one such message whenever lines are added (a rotation is followed).
 An instance that is unknown or not managed gets `{"error", "code"}` and a close with 4404.
+`WS /ws/downloads/{download_id}/log` follows a download's log the same way.
 """
 
 
@@ -44,12 +48,17 @@ async def instance_logs(
 @router.get(LOG + "/file", response_class=FileResponse)
 async def instance_log_file(provider: str, instance_id: str, services: ServicesDep) -> FileResponse:
     """The whole current log (rotated copies stay on disk beside it) as a download."""
-    path = services.instance_service.log_file(provider, instance_id)
+    return whole_file(
+        services.instance_service.log_file(provider, instance_id), f"{provider}/{instance_id}"
+    )
+
+
+def whole_file(path: Path, what: str) -> FileResponse:
     if not path.exists():
         raise NotFound(
-            f"{provider}/{instance_id} has no log yet",
+            f"{what} has no log yet",
             code="no_log",
-            hint="It is written from the first start on.",
+            hint="It is written from the first start (or the first line of a download) on.",
         )
     return FileResponse(path, media_type="text/plain; charset=utf-8", filename=path.name)
 
@@ -57,9 +66,20 @@ async def instance_log_file(provider: str, instance_id: str, services: ServicesD
 @router.websocket("/ws/providers/{provider}/instances/{instance_id}/logs")
 async def follow_log(ws: WebSocket, provider: str, instance_id: str) -> None:
     services: Services = ws.app.state.services
+    await follow_socket(
+        ws,
+        lambda: services.instance_service.log_file(provider, instance_id),
+        lambda: services.instance_service.log(provider, instance_id, FOLLOW_TAIL).lines,
+    )
+
+
+async def follow_socket(
+    ws: WebSocket, where: Callable[[], Path], tail_now: Callable[[], list[str]]
+) -> None:
+    """The tail at once, then each batch of lines added, until the client leaves."""
     await ws.accept()
     try:
-        path = services.instance_service.log_file(provider, instance_id)
+        path = where()
     except ModelyardError as exc:
         await ws.send_json({"error": exc.detail, "code": exc.error_code})
         await ws.close(code=NOT_FOUND_CLOSE)
@@ -70,8 +90,7 @@ async def follow_log(ws: WebSocket, provider: str, instance_id: str) -> None:
     leaving: asyncio.Future[Any] = asyncio.create_task(_until_disconnect(ws))
     getting: asyncio.Future[Any] = asyncio.ensure_future(anext(lines))
     try:
-        tail = services.instance_service.log(provider, instance_id, FOLLOW_TAIL).lines
-        await ws.send_json({"lines": tail})
+        await ws.send_json({"lines": tail_now()})
         while True:
             done, _ = await asyncio.wait({getting, leaving}, return_when=asyncio.FIRST_COMPLETED)
             if leaving in done:

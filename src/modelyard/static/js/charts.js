@@ -31,7 +31,8 @@ export function readHistory(names, range) {
 /**
  * A chart of one or more series over time in `el` (its previous chart replaced).
  * `lines`: [{name, label, color}]; `history`: the API's answer; `opts.step` draws steps
- * (an up/down timeline); `opts.format` formats values on the axis.
+ * (an up/down timeline); `opts.format` formats values on the axis; `opts.span` (seconds) shows
+ * the whole range up to now, however few points there are (a sparse series).
  */
 export async function drawChart(el, lines, history, opts = {}) {
   const uPlot = await loadUplot();
@@ -45,12 +46,16 @@ export async function drawChart(el, lines, history, opts = {}) {
   el.textContent = "";
   const width = Math.max(240, el.clientWidth || 480);
   const paths = opts.step ? uPlot.paths.stepped({ align: 1 }) : undefined;
+  const now = Date.now() / 1000;
   const chart = new uPlot(
     {
       width,
       height: opts.height || 160,
       legend: { show: lines.length > 1 || Boolean(opts.legend) },
-      scales: { x: { time: true }, y: opts.range ? { range: opts.range } : {} },
+      scales: {
+        x: opts.span ? { time: true, range: () => [now - opts.span, now] } : { time: true },
+        y: opts.range ? { range: opts.range } : {},
+      },
       axes: [{}, { size: 60, values: opts.format ? (_, ticks) => ticks.map(opts.format) : null }],
       series: [
         {},

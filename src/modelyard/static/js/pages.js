@@ -7,7 +7,7 @@ export const PAGES = [
   {
     name: "models",
     title: "Models",
-    requests: () => [searchPath(FIRST_SEARCH), PATHS.instances, PATHS.recommended],
+    requests: () => [searchPath(FIRST_SEARCH), PATHS.instances, PATHS.schedule, PATHS.recommended],
   },
   { name: "get", title: "Get models", requests: () => [PATHS.recommended, PATHS.instances] },
   { name: "downloads", title: "Downloads", requests: () => [PATHS.downloads] },

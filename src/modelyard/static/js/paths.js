@@ -8,6 +8,7 @@ export const PATHS = {
   statuses: "/api/providers/status",
   connection: "/api/connection-info",
   recommended: "/api/models/available",
+  schedule: "/api/models/schedule",
   modelList: "/api/models/list",
   downloads: "/api/downloads",
   conversations: "/api/conversations",

@@ -37,7 +37,7 @@ export async function downloadAction(page, t, action) {
     if (action === "delete") {
       await deleteDownload(t.id);
       state.tasks.delete(t.id);
-      state.logs.delete(t.id);
+      page.closeLog(t.id);
       toast(`Deleted the download of ${nameOf(t)}`);
     } else {
       const fresh = await changeDownload(t.id, action);

@@ -82,7 +82,7 @@ function errorLine(t) {
   );
 }
 
-/** The card of task `t`; `log` is its open log ({lines}) or undefined. */
+/** The card of task `t`; `log` is its open log viewer's element, or undefined. */
 export function downloadCard(t, { busy, log, onAction }) {
   const sub = [sourceLabel(t.source), t.mode !== "llm" ? t.mode : null, where(t)];
   return h(
@@ -120,13 +120,7 @@ export function downloadCard(t, { busy, log, onAction }) {
       { class: "card-actions" },
       actionButtons(t, { busy, logOpen: Boolean(log), onAction }),
     ),
-    log
-      ? h(
-          "pre",
-          { class: "log", "data-testid": "log" },
-          log.lines.length ? log.lines.join("\n") : "(empty log)",
-        )
-      : null,
+    log ? h("div", { class: "card-extra", "data-testid": "log" }, log) : null,
   );
 }
 

@@ -3,10 +3,11 @@
 import { h, render } from "../../js/dom.js";
 import { events } from "../../js/events.js";
 import { rate } from "../../js/format.js";
+import { logViewer } from "../../js/logview.js";
 import { toastError } from "../../js/toast.js";
 import { clearFinished, downloadAction } from "./actions.js";
 import { ACTIVE, downloadCard, patchCard, RUNNING } from "./card.js";
-import { downloadLog, listDownloads } from "./requests.js";
+import { downloadLogSource, listDownloads } from "./requests.js";
 
 const FILTER_KEY = "modelyard.downloads.filter";
 const LOG_REFRESH_MS = 1000;
@@ -39,7 +40,7 @@ function emptyList(anyTask) {
 function downloadsPage(els) {
   const state = {
     tasks: new Map(), // id -> task
-    logs: new Map(), // id -> {lines, fetchedAt} of the open logs
+    logs: new Map(), // id -> {viewer, fetchedAt} of the open logs
     busy: new Set(),
     filter: localStorage.getItem(FILTER_KEY) || "all",
   };
@@ -60,7 +61,7 @@ function downloadsPage(els) {
     card: (t) =>
       downloadCard(t, {
         busy: state.busy.has(t.id),
-        log: state.logs.get(t.id),
+        log: state.logs.get(t.id)?.viewer.el, // the same element across redraws
         onAction: page.act,
       }),
     draw() {
@@ -88,23 +89,24 @@ function downloadsPage(els) {
     },
     async toggleLog(t) {
       if (state.logs.has(t.id)) {
-        state.logs.delete(t.id);
+        page.closeLog(t.id);
         page.redraw(t);
         return;
       }
-      state.logs.set(t.id, { lines: [], fetchedAt: 0 });
+      state.logs.set(t.id, { viewer: logViewer(downloadLogSource(t.id)), fetchedAt: 0 });
+      page.redraw(t);
       await page.refreshLog(t.id);
     },
+    closeLog(id) {
+      state.logs.get(id)?.viewer.close();
+      state.logs.delete(id);
+    },
+    /** Read the open log again (a followed one is fresh already). */
     async refreshLog(id) {
       const entry = state.logs.get(id);
       if (!entry) return;
       entry.fetchedAt = Date.now();
-      try {
-        entry.lines = (await downloadLog(id)).lines;
-      } catch (err) {
-        entry.lines = [`(the log cannot be read: ${err.detail})`];
-      }
-      if (state.tasks.has(id) && state.logs.has(id)) page.redraw(state.tasks.get(id));
+      await entry.viewer.reload();
     },
   };
   return page;
@@ -160,7 +162,7 @@ function follow(page) {
     events.on("download.progress", onTask),
     events.on("download.removed", (ev) => {
       state.tasks.delete(ev.data.id);
-      state.logs.delete(ev.data.id);
+      page.closeLog(ev.data.id);
       page.draw();
     }),
     // Every (re)connect: the events missed meanwhile are gone, so read the list again.
@@ -203,6 +205,9 @@ export default {
     filterButtons(page, filters);
     const unfollow = follow(page);
     await page.load();
-    return unfollow;
+    return () => {
+      unfollow();
+      for (const id of [...page.state.logs.keys()]) page.closeLog(id); // their WebSockets
+    };
   },
 };

@@ -16,7 +16,7 @@ function kv(pairs) {
   );
 }
 
-function section(title, ...children) {
+export function section(title, ...children) {
   return h("section", { class: "drawer-section" }, h("h3", {}, title), ...children);
 }
 

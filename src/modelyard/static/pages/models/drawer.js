@@ -3,6 +3,7 @@ import { h, render } from "../../js/dom.js";
 import { ggufMetadata, memoryEstimate, overview, recordedSource, running } from "./details.js";
 import { modelDetails } from "./requests.js";
 import { actionButtons } from "./rules.js";
+import { usageSection } from "./usage.js";
 
 export function closeDrawer() {
   document.querySelector(".drawer")?.remove();
@@ -13,6 +14,7 @@ function drawDetails(page, body, m, d, close) {
     close();
     page.act(m, action);
   };
+  const usage = usageSection(m);
   render(
     body,
     h(
@@ -28,10 +30,12 @@ function drawDetails(page, body, m, d, close) {
     ),
     overview(d),
     d.status === "loaded" ? running(d) : null,
+    usage.el,
     d.gguf ? ggufMetadata(d.gguf) : null,
     d.estimate ? memoryEstimate(d.estimate, d.fit) : null,
     d.source_request ? recordedSource(d.source_request) : null,
   );
+  usage.load(); // after render: a chart takes its box's width
 }
 
 /** Open the details drawer of model `m` (Escape or × closes it). */

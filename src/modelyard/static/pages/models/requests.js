@@ -24,7 +24,7 @@ export function searchModels(query) {
 }
 export const listInstances = () => get(PATHS.instances);
 /** The scheduler's view of every model it has decided about (docs/GATEWAY.md). */
-export const modelSchedule = () => get("/api/models/schedule");
+export const modelSchedule = () => get(PATHS.schedule);
 /** The scheduler's name for a model: provider/instance/name. */
 export const scheduleKey = (m) => `${m.provider}/${m.instance_id}/${m.name}`;
 export const syncCatalog = () => post("/api/models/sync");

@@ -32,6 +32,17 @@ function restartText(inst, s) {
   return count ? `${policy} · restarted ${count}×` : policy;
 }
 
+// The limit and how it is held: by the kernel (a cgroup) or sampled by a watchdog, as the
+// running process was started; a stopped one's limit applies from its next start.
+function memoryLimitText(inst, s) {
+  const mib = (n) => `${Math.round(n / 2 ** 20)} MiB`; // as the form takes it
+  const running = s?.memory_limit_bytes;
+  if (!running) return `${mib(inst.memory_limit_bytes)} · from the next start`;
+  const how = s.memory_enforcement ?? "";
+  const held = how.startsWith("cgroup") ? `enforced (${how})` : `watched (${how || "watchdog"})`;
+  return `${mib(running)} · ${held}`;
+}
+
 function facts(inst, s) {
   const pair = (term, value, cls, testid) => [
     h("dt", {}, term),
@@ -49,6 +60,9 @@ function facts(inst, s) {
     inst.image ? pair("Image", s?.container?.image || inst.image, "mono") : null,
     s?.container?.restart_count ? pair("Restarts", String(s.container.restart_count)) : null,
     inst.managed && !inst.image ? pair("Restart", restartText(inst, s), "", "restarts") : null,
+    inst.managed && !inst.image && (inst.memory_limit_bytes || s?.memory_limit_bytes)
+      ? pair("Memory limit", memoryLimitText(inst, s), "", "memory-limit")
+      : null,
     inst.model ? pair("Model", inst.model, "mono") : null,
     pair("Checked", s ? ago(s.checked_at) : "not yet"),
   );

@@ -1,11 +1,20 @@
 // The form that adds an instance, or edits one added through the API. Which fields it offers
 // follows the chosen kind's capabilities: "Managed" where modelyard can run the server, a
-// GGUF model where that server runs one model, the API key marked required where it is. No
-// command or key variable: only the config file sets those (the API refuses them).
+// GGUF model where that server runs one model, the API key marked required where it is; a
+// managed instance's restart policy and memory limit. No command or key variable: only the
+// config file sets those (the API refuses them).
 import { h, render } from "../../js/dom.js";
 import { allKinds, can } from "../../js/kinds.js";
 import { toast } from "../../js/toast.js";
 import { addInstance, editInstance } from "./requests.js";
+
+const MIB = 2 ** 20;
+const RESTART_POLICIES = [
+  ["", "Default (the config file's restart)"],
+  ["no", "No"],
+  ["on-failure", "On failure"],
+  ["always", "Always"],
+];
 
 function fields(inst) {
   return {
@@ -44,6 +53,21 @@ function fields(inst) {
       ),
     ),
     managed: h("input", { type: "checkbox", name: "managed", checked: Boolean(inst?.managed) }),
+    restart: h(
+      "select",
+      { name: "restart" },
+      RESTART_POLICIES.map(([value, label]) =>
+        h("option", { value, selected: (inst?.restart ?? "") === value }, label),
+      ),
+    ),
+    memoryLimit: h("input", {
+      name: "memory_limit_mib",
+      type: "number",
+      min: "64",
+      step: "1",
+      placeholder: "none",
+      value: inst?.memory_limit_bytes ? String(Math.round(inst.memory_limit_bytes / MIB)) : "",
+    }),
   };
 }
 
@@ -54,6 +78,9 @@ function fitToKind(f, labels, inst) {
   labels.managed.classList.toggle("hidden", !manageable);
   labels.model.classList.toggle("hidden", !manageable || can(kind, "loads_models"));
   if (!manageable) f.managed.checked = false;
+  for (const label of [labels.restart, labels.memoryLimit]) {
+    label.classList.toggle("hidden", !f.managed.checked);
+  }
   const keyNeeded = can(kind, "needs_api_key") ? "required" : "optional";
   f.apiKey.placeholder = inst?.has_api_key ? "unchanged (type to replace)" : keyNeeded;
 }
@@ -63,6 +90,15 @@ function requestBody(f, editing) {
   if (!editing) body.id = f.id.value.trim();
   if (f.model.value.trim()) body.model = f.model.value.trim();
   if (f.apiKey.value) body.api_key = f.apiKey.value;
+  // Only a managed process is restarted or limited; null puts an edited one back to the default.
+  const mib = f.memoryLimit.value.trim();
+  if (f.managed.checked) {
+    body.restart = f.restart.value || null;
+    body.memory_limit_bytes = mib ? Math.round(Number(mib) * MIB) : 0;
+  } else if (editing) {
+    body.restart = null;
+    body.memory_limit_bytes = 0;
+  }
   return body;
 }
 
@@ -72,6 +108,8 @@ export function showInstanceForm(box, inst, done) {
   const labels = {
     managed: h("label", { class: "switch" }, f.managed, "Managed (modelyard starts and stops it)"),
     model: h("label", {}, "GGUF model (a server modelyard runs)", f.model),
+    restart: h("label", {}, "Restart", f.restart),
+    memoryLimit: h("label", {}, "Memory limit (MiB)", f.memoryLimit),
   };
   const error = h("div", { class: "field-error wide" });
   const close = () => box.classList.add("hidden");
@@ -85,6 +123,8 @@ export function showInstanceForm(box, inst, done) {
     labels.model,
     h("label", {}, "Mode", f.mode),
     labels.managed,
+    labels.restart,
+    labels.memoryLimit,
     h(
       "p",
       { class: "muted wide", "data-role": "config-only" },
@@ -101,6 +141,7 @@ export function showInstanceForm(box, inst, done) {
     ),
   );
   f.provider.addEventListener("change", () => fitToKind(f, labels, inst));
+  f.managed.addEventListener("change", () => fitToKind(f, labels, inst));
   fitToKind(f, labels, inst);
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();

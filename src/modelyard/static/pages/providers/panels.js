@@ -4,9 +4,9 @@
 import { drawChart, readHistory } from "../../js/charts.js";
 import { h, render } from "../../js/dom.js";
 import { ms } from "../../js/format.js";
+import { logViewer } from "../../js/logview.js";
 import { showContainer } from "./container.js";
-import { logViewer } from "./logview.js";
-import { containerStats, instanceHistory } from "./requests.js";
+import { containerStats, instanceHistory, instanceLogSource } from "./requests.js";
 
 /** The open panel of card `k` (null when none); `boxes`: key -> {what, el, seq}. */
 export function panelBox(state, k) {
@@ -90,7 +90,7 @@ export async function fillPanel(state, k) {
       if (current()) showContainer(entry.el, inst, use);
     } else {
       if (!entry.viewer) {
-        entry.viewer = logViewer(inst);
+        entry.viewer = logViewer(instanceLogSource(inst));
         render(entry.el, entry.viewer.el);
       }
       await entry.viewer.reload();

@@ -1,5 +1,6 @@
 // The Providers page's API calls.
-import { ApiError, apiKey, del, get, patch, post } from "../../js/api.js";
+import { del, get, patch, post } from "../../js/api.js";
+import { readLog, saveFile } from "../../js/logview.js";
 import { PATHS } from "../../js/paths.js";
 
 const instancesOf = (provider) => `${PATHS.instances}/${encodeURIComponent(provider)}/instances`;
@@ -13,28 +14,12 @@ export const connectionInfo = () => get(PATHS.connection);
 /** start, stop or restart; answers the status. */
 export const controlInstance = (inst, action) => post(`${instancePath(inst)}/${action}`);
 export const instanceHistory = (inst) => get(`${instancePath(inst)}/history`);
-/** The log's last lines, at `level` or above and containing `q` when given. */
-export function instanceLogs(inst, { level = "", q = "" } = {}) {
-  const params = new URLSearchParams({ lines: 500 });
-  if (level) params.set("level", level);
-  if (q) params.set("q", q);
-  return get(`${instancePath(inst)}/logs?${params}`);
-}
-export const logSocketPath = (inst) =>
-  `/ws/providers/${encodeURIComponent(inst.provider)}/instances/${encodeURIComponent(inst.id)}/logs`;
-/** The whole log file, handed to the browser as a download (with this browser's key). */
-export async function downloadInstanceLog(inst) {
-  const key = apiKey();
-  const resp = await fetch(`${instancePath(inst)}/logs/file`, {
-    headers: key ? { Authorization: `Bearer ${key}` } : {},
-  });
-  if (!resp.ok) throw new ApiError(resp.status, await resp.json().catch(() => null));
-  const link = document.createElement("a");
-  link.href = URL.createObjectURL(await resp.blob());
-  link.download = `${inst.provider}-${inst.id}.log`;
-  link.click();
-  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
-}
+/** What the log viewer reads of a managed instance's log. */
+export const instanceLogSource = (inst) => ({
+  load: (filter) => readLog(`${instancePath(inst)}/logs`, filter),
+  socketPath: `/ws/providers/${encodeURIComponent(inst.provider)}/instances/${encodeURIComponent(inst.id)}/logs`,
+  download: () => saveFile(`${instancePath(inst)}/logs/file`, `${inst.provider}-${inst.id}.log`),
+});
 export const addInstance = (provider, body) => post(instancesOf(provider), body);
 export const editInstance = (inst, body) => patch(instancePath(inst), body);
 export const removeInstance = (inst) => del(instancePath(inst));

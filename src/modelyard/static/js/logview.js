@@ -1,10 +1,10 @@
-// A managed instance's log viewer: level filter, search, live follow over a WebSocket, and the
-// whole file as a download. The level of a line is guessed as the server guesses it
-// (runtimes/log_files.py), so followed lines are filtered the way loaded ones are.
-import { apiKey } from "../../js/api.js";
-import { h } from "../../js/dom.js";
-import { toastError } from "../../js/toast.js";
-import { downloadInstanceLog, instanceLogs, logSocketPath } from "./requests.js";
+// The log viewer of a managed instance (Providers page) and of a download (Downloads page):
+// level filter, search, live follow over a WebSocket, and the whole file as a download. The
+// level of a line is guessed as the server guesses it (runtimes/log_files.py), so followed
+// lines are filtered the way loaded ones are.
+import { ApiError, apiKey, get } from "./api.js";
+import { h } from "./dom.js";
+import { toastError } from "./toast.js";
 
 const ERROR =
   /\b(error|fatal|panic|critical|failed|failure|exception|traceback)\b|level=error|ended with (signal|exit code [1-9])|out of memory/i;
@@ -14,7 +14,31 @@ const KEEP_LINES = 2000; // followed lines shown at most
 
 const levelOf = (line) => (ERROR.test(line) ? "error" : WARNING.test(line) ? "warning" : "info");
 
-export function logViewer(inst) {
+/** A log's last lines at `level` or above that contain `q` (both routes take the same query). */
+export function readLog(path, { level = "", q = "" } = {}) {
+  const params = new URLSearchParams({ lines: 500 });
+  if (level) params.set("level", level);
+  if (q) params.set("q", q);
+  return get(`${path}?${params}`);
+}
+
+/** Hand the file at `path` to the browser as a download named `name` (with this browser's key). */
+export async function saveFile(path, name) {
+  const key = apiKey();
+  const resp = await fetch(path, { headers: key ? { Authorization: `Bearer ${key}` } : {} });
+  if (!resp.ok) throw new ApiError(resp.status, await resp.json().catch(() => null));
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await resp.blob());
+  link.download = name;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+
+/**
+ * A viewer of one log. `source`: `load({level, q})` answers `{path, lines}`, `socketPath` is
+ * its follow WebSocket, `download()` saves the whole file.
+ */
+export function logViewer(source) {
   const level = h(
     "select",
     { name: "level", "aria-label": "Level" },
@@ -44,7 +68,7 @@ export function logViewer(inst) {
   async function reload() {
     const mine = ++seq;
     try {
-      const log = await instanceLogs(inst, { level: level.value, q: search.value.trim() });
+      const log = await source.load({ level: level.value, q: search.value.trim() });
       if (mine !== seq) return;
       path.textContent = log.path;
       show(log.lines, false);
@@ -63,7 +87,7 @@ export function logViewer(inst) {
     const proto = location.protocol === "https:" ? "wss" : "ws";
     const key = apiKey();
     const query = key ? `?access_token=${encodeURIComponent(key)}` : "";
-    const ws = new WebSocket(`${proto}://${location.host}${logSocketPath(inst)}${query}`);
+    const ws = new WebSocket(`${proto}://${location.host}${source.socketPath}${query}`);
     let first = true;
     ws.onmessage = (msg) => {
       const data = JSON.parse(msg.data);
@@ -97,7 +121,7 @@ export function logViewer(inst) {
     {
       class: "btn btn-small",
       type: "button",
-      onclick: () => downloadInstanceLog(inst).catch(toastError),
+      onclick: () => source.download().catch(toastError),
     },
     "Download",
   );
