@@ -118,7 +118,7 @@ class Services:
             control,
             processes,
             starter=lifecycle.start_local,
-            turns=ChatTurns(scheduler, backend, gateway.names),  # like a gateway request
+            turns=ChatTurns(scheduler, backend, gateway.names, loading.http),  # as the gateway
         )
         services = cls(
             settings,

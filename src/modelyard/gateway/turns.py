@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
+import httpx
+
 from modelyard.chat.types import Target
 from modelyard.errors import ChatError, ModelyardError
 from modelyard.gateway.backend import CatalogBackend
@@ -19,6 +21,7 @@ from modelyard.gateway.names import NameIndex, key_of, qualified
 from modelyard.gateway.scheduler import Scheduler
 from modelyard.gateway.scheduling import ModelState
 from modelyard.gguf.local import local_key
+from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import InstanceOrigin
 
 # The errors of an answer that say its model's server may have died: the scheduler checks.
@@ -33,10 +36,12 @@ class ChatTurns:
         scheduler: Scheduler[str],
         backend: CatalogBackend,
         names: Callable[[], NameIndex],
+        http: httpx.AsyncClient,
     ) -> None:
         self.scheduler = scheduler
         self.backend = backend
         self.names = names
+        self.http = http
 
     def key(self, target: Target) -> str | None:
         """The scheduler's key for a chat target: a local file's server answers for the
@@ -58,16 +63,16 @@ class ChatTurns:
         if key is None:
             yield
             return
+        will_load = not self.scheduler.is_loaded(key) and await self._will_load(key, target)
         try:
             ticket = self.scheduler.request(key)
         except ModelyardError as exc:
             raise _chat_error(exc) from exc
         with ticket:
             if not ticket.granted:
-                loads = ticket.view().state is not ModelState.LOADED
-                if loads and self.backend.startable(key_of(key)):
+                if will_load:
                     say(f"Loading {target.model}…")
-                elif not loads:
+                elif ticket.view().state is ModelState.LOADED:
                     say(f"Waiting for {target.model}: it is answering other requests…")
                 try:
                     await ticket.ready()
@@ -79,6 +84,19 @@ class ChatTurns:
                 if exc.error_code in _CONNECTION:
                     ticket.backend_failed()
                 raise
+
+    async def _will_load(self, key: str, target: Target) -> bool:
+        """Whether the model is really loaded for this answer: always for a server we run;
+        for a runtime that manages its memory, when it says so (the scheduler may have taken
+        a stale report for the truth); never for a cloud API."""
+        model = key_of(key)
+        if self.backend.runs_here(model):
+            return True
+        if not self.backend.startable(model):
+            return False
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, TypeError):
+            return await registry.get(target.provider).will_load(self.http, target)
+        return False
 
 
 def _chat_error(exc: ModelyardError) -> ChatError:
