@@ -34,7 +34,7 @@ from tests.support.llama_build import describe
 from tests.support.servers import free_port
 from tests.support.tiny_gguf import write_tiny_gguf
 
-from modelyard.config import ModelMode
+from modelyard.instance_config import ModelMode
 from modelyard.providers.llamacpp import llama_server_argv
 
 TITLE = "Model catalog: list/search with 1,000 models, GGUF start to loaded"

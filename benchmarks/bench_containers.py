@@ -19,7 +19,7 @@ from tests.support.docker_engine import Engine, llama_image
 from tests.support.servers import free_port
 from tests.support.tiny_gguf import write_tiny_gguf
 
-from modelyard.config import ContainerConfig, InstanceConfig
+from modelyard.instance_config import ContainerConfig, InstanceConfig
 from modelyard.runtimes.containers import LABEL_KEY
 
 TITLE = "Containers: a GGUF model started in a container; status of 10 container instances"

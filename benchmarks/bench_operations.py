@@ -22,7 +22,8 @@ from tests.support.servers import free_port
 from tests.support.tiny_gguf import write_tiny_gguf
 from tests.support.webhook_receiver import Receiver
 
-from modelyard.config import InstanceConfig, RestartPolicy, Settings, WebhookConfig
+from modelyard.config import Settings, WebhookConfig
+from modelyard.instance_config import InstanceConfig, RestartPolicy
 from modelyard.providers.base import ProviderState
 from modelyard.runtimes.health import MONITOR_INTERVALS
 

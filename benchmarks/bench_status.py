@@ -16,7 +16,8 @@ from tests.support.llama import llama_server
 from tests.support.servers import black_hole, closed_port
 from tests.support.tiny_gguf import write_tiny_gguf
 
-from modelyard.config import InstanceConfig, Settings
+from modelyard.config import Settings
+from modelyard.instance_config import InstanceConfig
 
 TITLE = "Provider status: 10 instances, 3 black-holed and 3 refused"
 API_TIMEOUT_MS = 1000

@@ -18,7 +18,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from modelyard.api.app import create_app
-from modelyard.config import InstanceConfig, Settings
+from modelyard.config import Settings
+from modelyard.instance_config import InstanceConfig
 
 
 def build(port: int, data_dir: Path, models: list[str]) -> FastAPI:

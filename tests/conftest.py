@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.support.app_server import RunningApp, make_settings, stop_managed
 from tests.support.tiny_gguf import write_tiny_gguf
 

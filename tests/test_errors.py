@@ -150,7 +150,7 @@ def test_invalid_json_and_wrong_types(app: RunningApp) -> None:
 
 
 def test_duplicate_instance_and_config_instances(modelyard: Callable[..., RunningApp]) -> None:
-    from modelyard.config import InstanceConfig
+    from modelyard.instance_config import InstanceConfig
 
     app = modelyard(
         [InstanceConfig(provider="ollama", id="cfg", base_url="http://127.0.0.1:9")],

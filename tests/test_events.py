@@ -12,7 +12,6 @@ from pathlib import Path
 
 from websockets.sync.client import connect
 
-from modelyard.config import ModelMode
 from modelyard.downloads.states import DownloadState, SourceKind
 from modelyard.downloads.views import DownloadView
 from modelyard.events import (
@@ -23,6 +22,7 @@ from modelyard.events import (
     PROVIDER_STATUS,
     EventBus,
 )
+from modelyard.instance_config import ModelMode
 from tests.support.app_server import RunningApp
 from tests.support.waiting import wait_until
 

@@ -1,6 +1,7 @@
-"""The floor plan holds: imports run one way (docs/ARCHITECTURE.md), and no code outside
+"""The floor plan holds: imports run one way (docs/ARCHITECTURE.md), no code outside
 ``providers/`` compares anything with a provider kind's name (the capabilities say what a
-runtime can do); the few that remain are listed with their reasons."""
+runtime can do), and ``dict[str, Any]`` stays at the wire; the few exceptions are listed with
+their reasons."""
 
 from __future__ import annotations
 
@@ -29,6 +30,55 @@ FORBIDDEN = {
 KIND_COMPARISONS_ALLOWED = {
     ("cli/downloads.py", 'body["source"] != "ollama"'),
     ("cli/downloads.py", 'task["source"] == "ollama"'),
+}
+
+# Where a JSON object of any shape (``dict[str, Any]``, ``Mapping[str, Any]`` or an alias of
+# one) may appear: a module, or a package ending in "/", and why. The middle passes typed
+# objects; a typed object's JSON form is made by its ``wire()`` method, called at the wire
+# (a route, the WebSocket, a store row), and is not counted. docs/ARCHITECTURE.md says the same.
+ANY_DICTS_ALLOWED = {
+    # The wire itself.
+    "api/": "HTTP request and response bodies",
+    "providers/": "each runtime's HTTP bodies and SDK objects",
+    "cli/": "the HTTP API's JSON, as the CLI reads and prints it",
+    "store/tables.py": "the JSON columns",
+    "gateway/translate/": "one wire dialect into another: bodies relayed untouched except for "
+    "the fields translated",
+    "gateway/wire.py": "the gateway's dialects on the wire (bodies, error shapes)",
+    "gateway/exchange.py": "a client's request body, relayed to the backend as it came",
+    "gateway/relay.py": "a request body sent on to a backend",
+    "gateway/assemble.py": "an OpenAI stream's chunks assembled into the response body",
+    "errors.py": "the problem+json body (an error's wire form, with its extension members)",
+    "config.py": "the TOML file and the environment, before pydantic validates them",
+    "events.py": "an event's wire form (Event.data, the envelope, the snapshot: made once, "
+    "sent as-is to every WebSocket)",
+    "runtimes/process_records.py": "a PID file's JSON",
+    "runtimes/containers.py": "Docker's API through its SDK: inspect attributes, stats, "
+    "create options",
+    "downloads/worker.py": "the JSON lines a download worker process writes on its pipe",
+    "downloads/execution.py": "the same pipe's JSON lines, read by the server",
+    "downloads/manager.py": "a download request recorded in a JSON column (model_sources), "
+    "validated here as the API's body is",
+    "downloads/repository.py": "the downloads of the WebSocket snapshot, in their wire form",
+    "services.py": "the instances of the WebSocket snapshot, in their wire form",
+    "runtimes/health.py": "a status's wire form, made once when it is recorded and served as "
+    "it is by the route and the snapshot (the cached path stays cheap)",
+    # Not typed yet (issue #17): the middle still passes these dicts.
+    "gateway/service.py": "a target's shared fields as keyword arguments; a token count's body",
+    "access/keys.py": "an API key's row values",
+    "chat/": "a conversation, its messages and an answer's events",
+    "gguf/local.py": "a local file's catalog meta, its server's loaded figures, a source "
+    "request (a model row's JSON columns)",
+    "gguf/servers.py": "a server's loaded figures (the models row's loaded column)",
+    "models/": "a model row's JSON columns (meta, loaded, source request), a batch's "
+    "results, a download request",
+    "runtimes/instances.py": "an instance's row values and an API body being validated",
+}
+ANY_DICT_SPELLINGS = {
+    "dict[str, Any]",
+    "Dict[str, Any]",
+    "Mapping[str, Any]",
+    "MutableMapping[str, Any]",
 }
 
 
@@ -98,3 +148,67 @@ def test_only_providers_compare_with_a_kind() -> None:
             ):
                 found.add((where, ast.get_source_segment(source, node)))
     assert found == KIND_COMPARISONS_ALLOWED
+
+
+def _module_name(path: Path) -> str:
+    return ".".join(("modelyard", *path.relative_to(SRC).with_suffix("").parts)).removesuffix(
+        ".__init__"
+    )
+
+
+def _is_any_dict(node: ast.AST) -> bool:
+    return isinstance(node, ast.Subscript) and ast.unparse(node) in ANY_DICT_SPELLINGS
+
+
+def _any_dict_aliases(trees: dict[Path, ast.Module]) -> set[tuple[str, str]]:
+    """(module, name) of every alias of an any-dict (``Event = dict[str, Any]``)."""
+    found = set()
+    for path, tree in trees.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and _is_any_dict(node.value):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                alias = ast.unparse(node.annotation).endswith("TypeAlias")
+                names = [node.target.id] if alias and isinstance(node.target, ast.Name) else []
+                names = names if _is_any_dict(node.value) else []
+            else:
+                continue
+            found.update((_module_name(path), name) for name in names)
+    return found
+
+
+def _uses_any_dict(tree: ast.Module, aliases: set[tuple[str, str]]) -> bool:
+    """An any-dict or an imported alias of one, outside a ``wire()`` method."""
+    wire_forms = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "wire"
+        for inner in ast.walk(node)
+    }
+    for node in ast.walk(tree):
+        if id(node) in wire_forms:
+            continue
+        if _is_any_dict(node):
+            return True
+        if isinstance(node, ast.ImportFrom) and any(
+            (node.module, alias.name) in aliases for alias in node.names
+        ):
+            return True
+    return False
+
+
+def test_any_dicts_only_at_the_wire() -> None:
+    trees = {path: ast.parse(path.read_text()) for path in modules()}
+    aliases = _any_dict_aliases(trees)
+    using = {
+        path.relative_to(SRC).as_posix()
+        for path, tree in trees.items()
+        if _uses_any_dict(tree, aliases)
+    }
+
+    def allowed(where: str) -> str | None:
+        return next((entry for entry in ANY_DICTS_ALLOWED if where.startswith(entry)), None)
+
+    assert sorted(where for where in using if allowed(where) is None) == []
+    # An entry whose module no longer carries one goes from the list (and the docs).
+    assert sorted(set(ANY_DICTS_ALLOWED) - {allowed(where) for where in using}) == []

@@ -16,7 +16,7 @@ import pytest
 
 from modelyard.api.assets import Assets, closure, module_imports
 from modelyard.api.pages import STATIC
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp
 from tests.support.chat import events_of

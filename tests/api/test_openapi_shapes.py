@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.fakes.fixtures import FakeServer
 from tests.fakes.ollama_state import OllamaState
 from tests.support.app_server import RunningApp

@@ -15,8 +15,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from modelyard.config import InstanceConfig
 from modelyard.events import DOWNLOAD_STATE, PROVIDER_STATUS
+from modelyard.instance_config import InstanceConfig
 from tests.downloads.support import wait_bytes, wait_state
 from tests.fakes.fixtures import FakeServer
 from tests.fakes.ollama_state import OllamaState

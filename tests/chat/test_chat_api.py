@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from modelyard.chat.store import ConversationStore
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp
 from tests.support.chat import events_of, send, text_of

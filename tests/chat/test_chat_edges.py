@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from modelyard.chat.types import ChatOptions, Piece, Target, Turn
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from modelyard.providers.clients import Clients
 from modelyard.providers.registry import registry
 from tests.fakes.common import ReplyScript

@@ -14,7 +14,7 @@ import pytest
 
 from modelyard.chat import context
 from modelyard.chat.types import ChatOptions, Target
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.chat.test_context import run
 from tests.support.app_server import RunningApp
 from tests.support.chat import (

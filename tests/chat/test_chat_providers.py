@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from modelyard.providers.clients import Clients
 from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp
 from tests.support.waiting import wait_until

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelyard.cli import app
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.support.app_server import RunningApp
 from tests.support.servers import closed_port, free_port
 

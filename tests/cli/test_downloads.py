@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelyard.cli import app
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.downloads.support import (
     MiB,
     add_payload,

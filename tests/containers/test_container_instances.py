@@ -12,7 +12,7 @@ from typing import Any
 import docker
 import ollama
 
-from modelyard.config import ContainerConfig, InstanceConfig
+from modelyard.instance_config import ContainerConfig, InstanceConfig
 from modelyard.runtimes.containers import LABEL_KEY, container_name
 from tests.support.app_server import RunningApp
 from tests.support.docker_engine import Engine

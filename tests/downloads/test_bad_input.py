@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from modelyard.store.tables import DownloadRow
 from tests.downloads.support import files_under
 from tests.support.app_server import RunningApp, make_settings, running_app

@@ -10,7 +10,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.downloads.support import MiB, add_payload
 from tests.fakes.fileserver import FileServer
 from tests.fakes.fixtures import FakeServer

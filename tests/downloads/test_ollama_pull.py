@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from modelyard.providers.ollama.pull import feed
 from modelyard.providers.pull import LayerTracker
 from modelyard.store.tables import ModelSourceRow

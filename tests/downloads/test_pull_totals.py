@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from modelyard.providers.ollama.pull import feed
 from modelyard.providers.pull import LayerTracker
 from tests.downloads.support import Recorder, add_payload, create, wait_state

@@ -9,7 +9,7 @@ from typing import Any
 
 from playwright.sync_api import Dialog, Page, expect
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.support.app_server import RunningApp
 
 ADMIN = "admin-secret"

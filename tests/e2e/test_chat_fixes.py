@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp
 from tests.support.chat import send as api_send

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.e2e.conftest import screenshot
 from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp

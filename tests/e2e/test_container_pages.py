@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 from playwright.sync_api import Page, expect
 
-from modelyard.config import ContainerConfig, InstanceConfig
+from modelyard.instance_config import ContainerConfig, InstanceConfig
 from tests.support.app_server import RunningApp
 from tests.support.docker_engine import Engine
 from tests.support.servers import free_port

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.downloads.support import MiB, add_payload, create, wait_bytes, wait_state
 from tests.e2e.conftest import screenshot
 from tests.fakes.fileserver import FileServer

@@ -11,7 +11,7 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from modelyard.config import InstanceConfig, RestartPolicy
+from modelyard.instance_config import InstanceConfig, RestartPolicy
 from tests.e2e.conftest import screenshot
 from tests.support.app_server import RunningApp
 from tests.support.llama import LLAMA_SERVER

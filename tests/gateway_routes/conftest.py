@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.fakes.anthropic import AnthropicState, create_anthropic_app
 from tests.fakes.fixtures import FakeServer, serve
 from tests.fakes.ollama import create_ollama_app

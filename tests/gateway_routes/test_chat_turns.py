@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.fakes.common import ReplyScript
 from tests.fakes.fixtures import FakeServer, serve
 from tests.fakes.ollama import create_ollama_app

@@ -16,7 +16,7 @@ from typing import Any
 import openai
 import pytest
 
-from modelyard.config import InstanceConfig, RestartPolicy
+from modelyard.instance_config import InstanceConfig, RestartPolicy
 from tests.gateway_routes.test_scheduling import estimate
 from tests.support.app_server import RunningApp
 from tests.support.llama import LLAMA_SERVER

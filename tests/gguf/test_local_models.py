@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from modelyard.config import ModelMode
 from modelyard.gguf.files import MetadataCache, scan_models_dir
+from modelyard.instance_config import ModelMode
 from tests.support.tiny_gguf import write_tiny_gguf
 
 
@@ -156,10 +156,10 @@ def test_a_repaired_file_loses_its_error(tmp_path: Path) -> None:
     assert scan_models_dir(root, cache=cache)[0].error is None
 
 
-def test_to_dict_is_json(models: Path) -> None:
+def test_wire_form_is_json(models: Path) -> None:
     (models / "bad.gguf").write_bytes(b"nope")
 
-    rows = [m.to_dict() for m in scan_models_dir(models, cache=MetadataCache())]
+    rows = [m.wire() for m in scan_models_dir(models, cache=MetadataCache())]
 
     decoded = json.loads(json.dumps(rows))
     by_name = {row["name"]: row for row in decoded}

@@ -11,7 +11,6 @@ import numpy as np
 import psutil
 import pytest
 
-from modelyard.config import ModelMode
 from modelyard.errors import InvalidInput, NotFound
 from modelyard.gguf.metadata import (
     format_parameter_count,
@@ -19,6 +18,7 @@ from modelyard.gguf.metadata import (
     read_gguf,
     split_part,
 )
+from modelyard.instance_config import ModelMode
 from tests.support.tiny_gguf import write_tiny_gguf
 
 TINY_PARAMETERS = 108_736  # 21 tensors of the tiny llama model
@@ -71,7 +71,7 @@ def test_tiny_llama_model_reads_every_field(tmp_path: Path) -> None:
     assert info.mode is ModelMode.LLM
     assert info.file_size == path.stat().st_size
     assert (info.split_count, info.tensor_count, info.gguf_version) == (1, 21, 3)
-    assert info.to_dict()["mode"] == "llm"
+    assert info.wire()["mode"] == "llm"
 
 
 @pytest.mark.parametrize(

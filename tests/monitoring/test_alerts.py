@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from modelyard.config import InstanceConfig, RestartPolicy, WebhookConfig, WebhookFormat
+from modelyard.config import WebhookConfig, WebhookFormat
+from modelyard.instance_config import InstanceConfig, RestartPolicy
 from modelyard.monitoring.alert_types import Rule, Severity
 from modelyard.monitoring.webhooks import format_of
 from tests.downloads.support import create

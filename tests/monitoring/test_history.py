@@ -10,8 +10,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from modelyard.config import InstanceConfig
 from modelyard.events import GATEWAY_REQUEST, EventBus, GatewayRequest
+from modelyard.instance_config import InstanceConfig
 from modelyard.monitoring.answers import MODEL_SERIES_MAX, SERIES_NAME_MAX, AnswerTally
 from modelyard.monitoring.history import COARSE, COARSE_S, FINE, HistoryStore
 from modelyard.store.db import Database

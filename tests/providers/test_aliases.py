@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.support.app_server import RunningApp
 from tests.support.catalog import assert_problem
 from tests.support.servers import closed_port

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from modelyard.config import InstanceConfig, load_settings
+from modelyard.config import load_settings
 from modelyard.errors import ConfigError
+from modelyard.instance_config import InstanceConfig
 from modelyard.providers.registry import registry
 from tests.fakes.echo import VERSION, EchoState, create_echo_app
 from tests.fakes.fixtures import FakeServer, serve

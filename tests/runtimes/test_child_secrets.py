@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.runtimes.test_managed import RUNTIMES, managed, wait_state
 from tests.support.app_server import RunningApp
 from tests.support.servers import free_port

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.fakes.fixtures import FakeServer
 from tests.fakes.lmstudio import LMStudioState
 from tests.fakes.ollama import OllamaState

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from modelyard.runtimes.log_files import LogLimits, rotated, sweep
 from modelyard.runtimes.processes import LaunchSpec, ProcessManager
 from tests.support.app_server import RunningApp

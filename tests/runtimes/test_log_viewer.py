@@ -11,7 +11,7 @@ from pathlib import Path
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from modelyard.runtimes.log_files import LogLevel, level_of, matching
 from tests.support.app_server import RunningApp
 from tests.support.catalog import assert_problem

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.support.app_server import RunningApp, ServerProcess, stop_managed
 from tests.support.llama import LLAMA_SERVER
 from tests.support.servers import ServerThread, free_port

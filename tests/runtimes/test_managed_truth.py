@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from tests.fakes.fixtures import FakeServer
 from tests.fakes.lmstudio import LMStudioState
 from tests.fakes.ollama import OllamaState

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from modelyard.config import InstanceConfig, RestartPolicy
+from modelyard.instance_config import InstanceConfig, RestartPolicy
 from modelyard.runtimes.memory_limit import Enforcement, MemoryLimits
 from modelyard.runtimes.processes import LaunchSpec, ProcessManager
 from tests.support.app_server import RunningApp

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
-from modelyard.config import InstanceConfig, load_settings
+from modelyard.config import load_settings
 from modelyard.errors import ConfigError
+from modelyard.instance_config import InstanceConfig
 from modelyard.store.tables import InstanceRow
 from tests.support.app_server import RunningApp, make_settings, running_app
 from tests.support.chat import send

@@ -18,7 +18,8 @@ import pytest
 
 from modelyard.errors import Conflict, ModelyardError, NotFound
 from modelyard.providers.llamacpp import llama_server_argv
-from modelyard.runtimes.processes import LaunchSpec, ProcessManager, ProcessRecord
+from modelyard.runtimes.process_records import ProcessRecord
+from modelyard.runtimes.processes import LaunchSpec, ProcessManager
 from tests.support.llama import LLAMA_SERVER
 from tests.support.servers import free_port
 from tests.support.waiting import wait_until

@@ -206,4 +206,4 @@ def test_check_disk_on_this_machine(tmp_path: Path) -> None:
     with pytest.raises(InsufficientResources) as caught:
         too_large.require()
     assert caught.value.error_code == "insufficient_disk"
-    assert json.loads(json.dumps(too_large.to_dict()))["verdict"] == "too_large"
+    assert json.loads(json.dumps(too_large.wire()))["verdict"] == "too_large"

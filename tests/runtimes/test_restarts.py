@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelyard.cli import app as cli
-from modelyard.config import InstanceConfig, RestartPolicy
+from modelyard.instance_config import InstanceConfig, RestartPolicy
 from modelyard.runtimes.exit_watch import ProcessExit
 from modelyard.runtimes.instances import InstanceRegistry
 from modelyard.runtimes.processes import LaunchSpec, ProcessManager

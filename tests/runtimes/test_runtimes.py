@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from modelyard.config import ModelMode
 from modelyard.errors import InvalidInput, NotFound
+from modelyard.instance_config import ModelMode
 from modelyard.providers.llamacpp import find_llama_server, llama_server_argv, runtime_name
 from modelyard.providers.ollama.provider import find_ollama, ollama_serve_spec
 from modelyard.runtimes.processes import ProcessManager

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 
 from modelyard.api.app import create_app
-from modelyard.config import InstanceConfig, Settings
+from modelyard.config import Settings
+from modelyard.instance_config import InstanceConfig
 from modelyard.runtimes.processes import ProcessManager
 from modelyard.services import Services
 from tests.support.os_users import python_argv, python_env

@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from modelyard.config import InstanceConfig
 from modelyard.events import Subscription
+from modelyard.instance_config import InstanceConfig
 from tests.support.app_server import RunningApp
 from tests.support.llama import LLAMA_SERVER
 

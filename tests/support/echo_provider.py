@@ -12,7 +12,7 @@ from typing import ClassVar
 import httpx
 
 from modelyard.chat.types import ChatOptions, Piece, Target, Turn
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from modelyard.models.types import ModelEntry
 from modelyard.providers.base import ApiProbe, Capabilities, Provider, json_or_none, wrong_service
 from modelyard.providers.clients import Clients

@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy.orm import Session
 
 from modelyard.clock import iso, utcnow
 from modelyard.store.db import Database
@@ -83,11 +84,65 @@ class AuditFilter:
         return found
 
 
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    """An entry recorded and not yet written."""
+
+    ts: datetime
+    actor: str
+    client: str
+    method: str
+    path: str
+    status: int
+    detail: str
+
+    def row(self, count: int = 1) -> AuditRow:
+        return AuditRow(
+            ts=self.ts,
+            actor=self.actor,
+            client=self.client,
+            method=self.method,
+            path=self.path,
+            status=self.status,
+            detail=self.detail,
+            count=count,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One entry of the log as read (``GET /api/audit``); ``count``: refused requests it
+    stands for."""
+
+    ts: str | None
+    actor: str
+    client: str
+    method: str
+    path: str
+    status: int
+    outcome: AuditOutcome
+    detail: str
+    count: int
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "ts": self.ts,
+            "actor": self.actor,
+            "client": self.client,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "outcome": self.outcome.value,
+            "detail": self.detail,
+            "count": self.count,
+        }
+
+
 @dataclass
 class _Refusals:
     """The counter of one (source, reason, window): its row once written, and what is new."""
 
-    values: dict[str, Any]
+    entry: _Recorded
     count: int = 0
     written: int = 0
     row_id: int | None = None
@@ -100,7 +155,7 @@ class AuditLog:
         self.db = db
         self.retention = timedelta(days=retention_days)
         self.max_rows = max_rows
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[_Recorded] = []
         self._refusals: dict[tuple[str, str, int], _Refusals] = {}
         self._writer: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one batch written at a time, in order
@@ -110,15 +165,15 @@ class AuditLog:
         self, *, actor: str, client: str, method: str, path: str, status: int, detail: str
     ) -> None:
         self._pending.append(
-            {
-                "ts": utcnow(),
-                "actor": actor[:128],
-                "client": client[:128],
-                "method": method[:8],
-                "path": path[:2000],
-                "status": status,
-                "detail": detail,
-            }
+            _Recorded(
+                ts=utcnow(),
+                actor=actor[:128],
+                client=client[:128],
+                method=method[:8],
+                path=path[:2000],
+                status=status,
+                detail=detail,
+            )
         )
         self._wake_writer()
 
@@ -133,15 +188,15 @@ class AuditLog:
         counter = self._refusals.get(key)
         if counter is None:
             counter = self._refusals[key] = _Refusals(
-                {
-                    "ts": utcnow(),
-                    "actor": actor[:128],
-                    "client": key[0],
-                    "method": method[:8],
-                    "path": path[:_MAX_REFUSED_PATH],
-                    "status": status,
-                    "detail": code,
-                }
+                _Recorded(
+                    ts=utcnow(),
+                    actor=actor[:128],
+                    client=key[0],
+                    method=method[:8],
+                    path=path[:_MAX_REFUSED_PATH],
+                    status=status,
+                    detail=code,
+                )
             )
         counter.count += 1
         self._wake_writer()
@@ -175,13 +230,13 @@ class AuditLog:
             except Exception:  # the audit log must never break a request
                 log.exception("could not write %d audit entries", len(batch) + len(counters))
 
-    def _write(self, batch: list[dict[str, Any]], counters: list[_Refusals], prune: bool) -> None:
+    def _write(self, batch: list[_Recorded], counters: list[_Refusals], prune: bool) -> None:
         with self.db.session() as s:
-            s.add_all(AuditRow(**values) for values in batch)
+            s.add_all(entry.row() for entry in batch)
             for counter in counters:
                 count = counter.count
                 if counter.row_id is None:
-                    row = AuditRow(**counter.values, count=count)
+                    row = counter.entry.row(count)
                     s.add(row)
                     s.flush()
                     counter.row_id = row.id
@@ -193,7 +248,7 @@ class AuditLog:
             if prune:
                 self._prune(s)
 
-    def _prune(self, s: Any) -> None:
+    def _prune(self, s: Session) -> None:
         """Drop rows older than the retention, then the oldest beyond ``max_rows``."""
         s.execute(delete(AuditRow).where(AuditRow.ts < utcnow() - self.retention))
         newest_dropped = s.scalar(
@@ -202,27 +257,27 @@ class AuditLog:
         if newest_dropped is not None:
             s.execute(delete(AuditRow).where(AuditRow.id <= newest_dropped))
 
-    async def entries(self, limit: int, where: AuditFilter | None = None) -> list[dict[str, Any]]:
+    async def entries(self, limit: int, where: AuditFilter | None = None) -> list[AuditEntry]:
         """The newest ``limit`` entries that match, newest first (pending ones included)."""
         await self.flush()
         conditions = (where or AuditFilter()).conditions()
 
-        def read() -> list[dict[str, Any]]:
+        def read() -> list[AuditEntry]:
             with self.db.session() as s:
                 query = select(AuditRow).where(*conditions).order_by(AuditRow.id.desc())
                 rows = s.scalars(query.limit(limit))
                 return [
-                    {
-                        "ts": iso(r.ts),
-                        "actor": r.actor,
-                        "client": r.client,
-                        "method": r.method,
-                        "path": r.path,
-                        "status": r.status,
-                        "outcome": outcome_of(r.status).value,
-                        "detail": r.detail,
-                        "count": r.count,
-                    }
+                    AuditEntry(
+                        ts=iso(r.ts),
+                        actor=r.actor,
+                        client=r.client,
+                        method=r.method,
+                        path=r.path,
+                        status=r.status,
+                        outcome=outcome_of(r.status),
+                        detail=r.detail,
+                        count=r.count,
+                    )
                     for r in rows
                 ]
 

@@ -14,8 +14,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from modelyard.cli.client import Client, ClientError
-from modelyard.config import INSTANCE_ID, load_settings
+from modelyard.config import load_settings
 from modelyard.errors import ConfigError
+from modelyard.instance_config import INSTANCE_ID
 
 app = typer.Typer(
     help="modelyard: see, fetch, run and talk to the language models on your own machines.",
@@ -113,7 +114,7 @@ def print_json(data: Any) -> None:
     console.print_json(json.dumps(data))
 
 
-_INSTANCE_ID = re.compile(INSTANCE_ID)  # as config.InstanceConfig.id accepts it
+_INSTANCE_ID = re.compile(INSTANCE_ID)  # as InstanceConfig.id accepts it
 _PROVIDER = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _KEY_HINT = (
     "Use PROVIDER/ID (or PROVIDER ID), e.g. llamacpp/qwen-small; an id is 1–64 letters, "

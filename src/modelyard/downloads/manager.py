@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modelyard.config import ModelMode, Settings
+from modelyard.config import Settings
 from modelyard.downloads.repository import TaskRepository
 from modelyard.downloads.scheduler import DownloadScheduler, discard
 from modelyard.downloads.specs import (
@@ -35,6 +35,7 @@ from modelyard.downloads.tasks import Task, TaskLog
 from modelyard.downloads.views import DownloadLog, DownloadView
 from modelyard.errors import Conflict, InvalidInput
 from modelyard.events import EventBus
+from modelyard.instance_config import ModelMode
 from modelyard.metrics import Metrics
 from modelyard.runtimes.instances import InstanceRegistry
 from modelyard.runtimes.log_files import LogLevel, read_matching

@@ -31,7 +31,7 @@ from modelyard.downloads.states import (
     check_transition,
 )
 from modelyard.downloads.store import DownloadStore, SourceKey
-from modelyard.downloads.tasks import Task, TaskLog
+from modelyard.downloads.tasks import DownloadColumns, Task, TaskLog
 from modelyard.downloads.views import DownloadView
 from modelyard.errors import NotFound
 from modelyard.events import (
@@ -139,10 +139,8 @@ class TaskRepository:
             finished = replace(task)
         _finish(finished, done, now)
         source = SourceKind.OLLAMA.value if task.source is SourceKind.OLLAMA else task.url or ""
-        # What it was given; recreate checks the free disk again (``force`` is not kept).
-        recorded = request.model_dump(exclude_defaults=True, exclude={"force"})
         row = finished.row_values()
-        await self.write(self.store.complete, task.id, row, key, source, recorded)
+        await self.write(self.store.complete, task.id, row, key, source, request)
         self.logs.write(task.id, "state: completed")
         with task.lock:
             _finish(task, done, now)
@@ -205,7 +203,7 @@ class TaskRepository:
             if task.run != ctx.run:
                 return
             task.attempts += 1
-            values = {"attempts": task.attempts}
+            values: DownloadColumns = {"attempts": task.attempts}
         self.submit(self.store.update, task.id, values)
 
     def save_validator(self, ctx: RunContext, validator: str | None, total: int | None) -> None:
@@ -216,7 +214,7 @@ class TaskRepository:
                 return
             task.extra["validator"] = validator
             task.total = total if total is not None else task.total
-            values = {"extra": dict(task.extra), "total": task.total}
+            values: DownloadColumns = {"extra": task.extra.copy(), "total": task.total}
         self.submit(self.store.update, task.id, values)
 
     def verifying(self, ctx: RunContext) -> None:
@@ -266,7 +264,7 @@ def _key(task: Task) -> str:
     return f"download:{task.id}"
 
 
-def _progress_values(task: Task) -> dict[str, Any]:
+def _progress_values(task: Task) -> DownloadColumns:
     return {
         "downloaded": task.downloaded,
         "total": task.total,

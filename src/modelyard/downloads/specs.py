@@ -16,13 +16,14 @@ from urllib.parse import unquote, urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelyard.config import ModelMode, Settings
+from modelyard.config import Settings
 from modelyard.downloads.engine_types import part_path
 from modelyard.downloads.huggingface import parse_hf_uri, resolve_file
 from modelyard.downloads.states import SourceKind
 from modelyard.downloads.tasks import SourceDetails
 from modelyard.downloads.transfer import MAX_REDIRECTS
 from modelyard.errors import Conflict, InsufficientResources, InvalidInput, PayloadTooLarge
+from modelyard.instance_config import ModelMode
 from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import InstanceRegistry
 from modelyard.runtimes.resources import check_disk

@@ -6,12 +6,11 @@ SQLite (a WAL checkpoint fsyncs, which can take long while downloads fill the di
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import delete, select, update
 
 from modelyard.clock import utcnow
-from modelyard.downloads.tasks import Task
+from modelyard.downloads.specs import DownloadRequest
+from modelyard.downloads.tasks import DownloadColumns, Task
 from modelyard.store.db import Database
 from modelyard.store.tables import DownloadRow, ModelSourceRow
 
@@ -30,23 +29,26 @@ class DownloadStore:
             rows = s.scalars(select(DownloadRow).order_by(DownloadRow.created_at)).all()
             return [Task.from_row(row) for row in rows]
 
-    def insert(self, values: dict[str, Any]) -> None:
+    def insert(self, values: DownloadColumns) -> None:
         with self.db.session() as s:
             s.add(DownloadRow(**values))
 
-    def update(self, task_id: str, values: dict[str, Any]) -> None:
+    def update(self, task_id: str, values: DownloadColumns) -> None:
         with self.db.session() as s:
             s.execute(update(DownloadRow).where(DownloadRow.id == task_id).values(**values))
 
     def complete(
         self,
         task_id: str,
-        values: dict[str, Any],
+        values: DownloadColumns,
         key: SourceKey,
         source: str,
-        request: dict[str, Any],
+        request: DownloadRequest,
     ) -> None:
-        """Mark a task completed and remember where its model came from, in one transaction."""
+        """Mark a task completed and remember where its model came from (the request it was
+        given), in one transaction."""
+        # Recreate checks the free disk again: ``force`` is not kept.
+        recorded = request.model_dump(exclude_defaults=True, exclude={"force"})
         with self.db.session() as s:
             s.execute(update(DownloadRow).where(DownloadRow.id == task_id).values(**values))
             row = s.get(ModelSourceRow, key)
@@ -58,11 +60,11 @@ class DownloadStore:
                         instance_id=instance_id,
                         name=name,
                         source=source,
-                        request=request,
+                        request=recorded,
                     )
                 )
             else:
-                row.source, row.request, row.recorded_at = source, request, utcnow()
+                row.source, row.request, row.recorded_at = source, recorded, utcnow()
 
     def delete(self, task_id: str) -> None:
         with self.db.session() as s:

@@ -13,18 +13,51 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypedDict, cast
+from typing import TypedDict, cast
 
 from modelyard.clock import as_utc, iso, utcnow
-from modelyard.config import ModelMode
 from modelyard.downloads.states import DownloadState, SourceKind
 from modelyard.downloads.views import DownloadView
+from modelyard.instance_config import ModelMode
 from modelyard.store.tables import DownloadRow
 
 _VIEW_FIELDS = tuple(DownloadView.model_fields)
 # The columns of DownloadRow a Task carries: its view's fields but the computed ones.
 _COMPUTED = ("progress", "total_final", "verified")
 _COLUMNS = (*(name for name in _VIEW_FIELDS if name not in _COMPUTED), "dedupe_key")
+
+
+class DownloadColumns(TypedDict, total=False):
+    """Values of a ``downloads`` row: all of them for an insert, some for an update."""
+
+    id: str
+    source: str
+    dedupe_key: str
+    model_name: str | None
+    url: str | None
+    repo: str | None
+    revision: str | None
+    filename: str | None
+    path: str | None
+    instance_id: str | None
+    sha256: str | None
+    mode: str
+    state: str
+    downloaded: int
+    total: int | None
+    speed_bps: float | None
+    eta_s: float | None
+    error: str | None
+    error_code: str | None
+    attempts: int
+    current_layer: int
+    total_layers: int
+    current_status: str | None
+    force: bool
+    extra: SourceDetails
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
 
 
 class SourceDetails(TypedDict, total=False):
@@ -110,15 +143,11 @@ class Task:
         """The public view of the task as it is now (the caller holds ``lock`` if it runs)."""
         return DownloadView.model_validate({name: getattr(self, name) for name in _VIEW_FIELDS})
 
-    def row_values(self) -> dict[str, Any]:
+    def row_values(self) -> DownloadColumns:
         """Every persisted column, for an insert or a full update."""
-        values = {name: getattr(self, name) for name in _COLUMNS}
-        values.update(
-            source=self.source.value,
-            state=self.state.value,
-            mode=self.mode.value,
-            extra=dict(self.extra),
-        )
+        values = cast(DownloadColumns, {name: getattr(self, name) for name in _COLUMNS})
+        values["source"], values["state"] = self.source.value, self.state.value
+        values["mode"], values["extra"] = self.mode.value, self.extra.copy()
         return values
 
     @classmethod

@@ -13,8 +13,8 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from modelyard.clock import as_utc
-from modelyard.config import ModelMode
 from modelyard.downloads.states import DownloadState, SourceKind
+from modelyard.instance_config import ModelMode
 
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]  # RFC 3339 with 'Z' on the wire
 

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.clock import iso
-from modelyard.config import ModelMode
 from modelyard.errors import InvalidInput, ModelyardError
 from modelyard.gguf.metadata import GGUFInfo, parse_quantization, read_gguf, split_part, split_paths
+from modelyard.instance_config import ModelMode
 
 # (size, mtime in ns) of every part present, in part order.
 Stamp = tuple[tuple[int, int], ...]
@@ -54,7 +54,7 @@ class LocalModel:
     def modified_at(self) -> datetime:
         return datetime.fromtimestamp(self.mtime, UTC)
 
-    def to_dict(self) -> dict[str, Any]:
+    def wire(self) -> dict[str, Any]:
         """A JSON-ready dict for the API and the catalog."""
         return {
             "name": self.name,
@@ -64,7 +64,7 @@ class LocalModel:
             "split_count": self.split_count,
             "quantization": self.quantization,
             "mode": self.mode.value,
-            "info": self.info.to_dict() if self.info is not None else None,
+            "info": self.info.wire() if self.info is not None else None,
             "error": self.error,
             "error_code": self.error_code,
         }

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelyard.config import InstanceConfig
 from modelyard.gguf.files import MetadataCache, scan_models_dir
+from modelyard.instance_config import InstanceConfig
 from modelyard.models.types import ModelEntry, ModelKey, ModelStatus, Scope
 from modelyard.providers.base import Provider
 from modelyard.providers.registry import registry
+from modelyard.runtimes.instances import Instance
+from modelyard.runtimes.process_records import ProcessRecord
 
 LOCAL_INSTANCE = "local"
 
@@ -68,6 +70,19 @@ class ServerState:
 
     status: ModelStatus  # loaded or starting
     loaded: dict[str, Any] | None  # the server's figures, once loaded
+
+
+def server_details(instance: Instance, record: ProcessRecord) -> dict[str, Any]:
+    """The ``loaded`` details of a local file served by ``instance`` (process ``record``)."""
+    cfg = instance.config
+    return {
+        "instance_id": cfg.id,
+        "base_url": cfg.base_url,
+        "pid": record.pid,
+        "port": record.port,
+        "started_at": record.started_at,
+        "ctx_size": cfg.ctx_size or None,
+    }
 
 
 def list_local(

@@ -25,8 +25,8 @@ from gguf import (
     PoolingType,
 )
 
-from modelyard.config import ModelMode
 from modelyard.errors import InvalidInput, NotFound
+from modelyard.instance_config import ModelMode
 
 Scalar = int | float | bool | str
 Value = Scalar | tuple[Scalar, ...]
@@ -102,7 +102,7 @@ class GGUFInfo:
     tensor_count: int
     gguf_version: int
 
-    def to_dict(self) -> dict[str, Any]:
+    def wire(self) -> dict[str, Any]:
         """A JSON-ready dict (``mode`` as its string value)."""
         data = asdict(self)
         data["mode"] = self.mode.value

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from modelyard.config import ContainerConfig, ModelMode, Settings
+from modelyard.config import Settings
 from modelyard.errors import ModelyardError, Unavailable, UpstreamError
-from modelyard.gguf.local import runner
-from modelyard.models.catalog import Catalog, server_details
+from modelyard.gguf.local import runner, server_details
+from modelyard.instance_config import ContainerConfig, ModelMode
+from modelyard.models.catalog import Catalog
 from modelyard.runtimes.control import InstanceControl
 from modelyard.runtimes.health import HealthChecker
 from modelyard.runtimes.instance_service import InstanceService

@@ -28,6 +28,8 @@ import httpx
 
 from modelyard import events
 from modelyard.config import Settings
+from modelyard.downloads.states import DownloadState, SourceKind
+from modelyard.downloads.views import DownloadView
 from modelyard.errors import ModelyardError
 from modelyard.events import Event, EventBus
 from modelyard.gguf.files import MetadataCache
@@ -38,6 +40,7 @@ from modelyard.gguf.local import (
     local_scope,
     runner,
     served_file,
+    server_details,
 )
 from modelyard.models.store import CatalogStore, Listing, SearchQuery, SyncCounts, state_event
 from modelyard.models.types import (
@@ -54,13 +57,15 @@ from modelyard.models.types import (
 from modelyard.providers.base import Provider
 from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import Instance, InstanceRegistry
-from modelyard.runtimes.processes import ProcessManager, ProcessRecord
+from modelyard.runtimes.processes import ProcessManager
 from modelyard.runtimes.resources import process_memory
 
 log = logging.getLogger("modelyard.models.catalog")
 _DEBOUNCE_S = 0.05
 _MEMORY_TTL_S = 2.0  # how old a running GGUF server's memory figure in the list may be
-_ACTIVE_DOWNLOAD = frozenset({"queued", "downloading", "verifying", "paused"})
+_ACTIVE_DOWNLOAD = frozenset(
+    {DownloadState.QUEUED, DownloadState.DOWNLOADING, DownloadState.VERIFYING, DownloadState.PAUSED}
+)
 
 
 class Catalog:
@@ -91,7 +96,7 @@ class Catalog:
         self._deferred = False  # a sync was asked for meanwhile by one of their servers
         # Download events are applied one at a time, in order: a task's "failed" must never be
         # overtaken by its earlier "downloading".
-        self._download_events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._download_events: asyncio.Queue[DownloadView] = asyncio.Queue()
         self._download_worker: asyncio.Task[None] | None = None
         self._list_cache: tuple[int, float, bytes] | None = None  # version, expiry, body
 
@@ -383,38 +388,37 @@ class Catalog:
 
     # -- downloads -------------------------------------------------------------------------------
 
-    def _on_download_state(self, event: Event[Any]) -> None:
-        self._threadsafe(self._download_events.put_nowait, dict(event.data))
+    def _on_download_state(self, event: Event[DownloadView]) -> None:
+        self._threadsafe(self._download_events.put_nowait, event.payload)
 
     async def _follow_downloads(self) -> None:
         while True:
-            data = await self._download_events.get()
-            key, state = self.download_key(data), data.get("state")
-            if key is None or not isinstance(state, str):
+            download = await self._download_events.get()
+            key = self.download_key(download)
+            if key is None:
                 continue
             try:
-                await self._apply_download(key, state, data)
+                await self._apply_download(key, download)
             except Exception:  # one bad event must not stop the others
-                log.exception("could not follow download %s", data.get("id"))
+                log.exception("could not follow download %s", download.id)
 
-    def download_key(self, data: dict[str, Any]) -> ModelKey | None:
+    def download_key(self, download: DownloadView) -> ModelKey | None:
         """The catalog key a download produces, from its source fields: a model of the
         provider that pulled it, or a local file."""
-        puller = _puller(data.get("source"))
-        if puller is not None and isinstance(data.get("model_name"), str):
-            instance_id = data.get("instance_id") or "default"
-            return ModelKey(puller.kind, instance_id, puller.catalog_name(data["model_name"]))
-        path = data.get("path")
-        if isinstance(path, str) and path:
+        puller = _puller(download.source)
+        if puller is not None and download.model_name is not None:
+            instance_id = download.instance_id or "default"
+            return ModelKey(puller.kind, instance_id, puller.catalog_name(download.model_name))
+        if download.path:
             try:
-                name = Path(path).resolve().relative_to(self.models_dir.resolve()).as_posix()
+                name = Path(download.path).resolve().relative_to(self.models_dir.resolve())
             except ValueError:
                 return None
-            return local_key(name)
-        if data.get("source") == "hf" and data.get("repo") and data.get("filename"):
-            return local_key(f"hf/{data['repo']}/{data['filename']}")
-        if data.get("source") == "url" and data.get("filename"):
-            return local_key(str(data["filename"]))
+            return local_key(name.as_posix())
+        if download.source is SourceKind.HF and download.repo and download.filename:
+            return local_key(f"hf/{download.repo}/{download.filename}")
+        if download.source is SourceKind.URL and download.filename:
+            return local_key(download.filename)
         return None
 
     async def placeholder(self, entry: ModelEntry) -> None:
@@ -424,39 +428,26 @@ class Catalog:
             self.bus.publish(events.MODEL_STATE, state_event(entry.values()).wire())
             self.bus.publish(events.CATALOG_CHANGED, SyncResult(added=1).counts())
 
-    async def _apply_download(self, key: ModelKey, state: str, data: dict[str, Any]) -> None:
-        if state in _ACTIVE_DOWNLOAD:
+    async def _apply_download(self, key: ModelKey, download: DownloadView) -> None:
+        if download.state in _ACTIVE_DOWNLOAD:
             self._downloads[key] = ModelStatus.DOWNLOADING
             entry = ModelEntry(
                 *key,
-                size=_int(data.get("total")),
+                size=download.total,
                 status=ModelStatus.DOWNLOADING,
-                mode=str(data.get("mode") or "llm"),
-                source=_source_text(data),
+                mode=download.mode.value,
+                source=_source_text(download),
             )
             if await asyncio.to_thread(self.store.add_placeholder, entry):
                 self.bus.publish(events.CATALOG_CHANGED, SyncResult(added=1).counts())
             await self.set_state(key, ModelStatus.DOWNLOADING, None)
             return
-        if state == "failed" and key in self._downloads:
+        if download.state is DownloadState.FAILED and key in self._downloads:
             self._downloads[key] = ModelStatus.FAILED
-            await self.set_state(key, ModelStatus.FAILED, None, {"error": data.get("error")})
+            await self.set_state(key, ModelStatus.FAILED, None, {"error": download.error})
             return
         self._downloads.pop(key, None)  # completed (the manager recorded the source) or gone
         self.schedule({key.scope})
-
-
-def server_details(instance: Instance, record: ProcessRecord) -> dict[str, Any]:
-    """The ``loaded`` details of a local file served by ``instance`` (process ``record``)."""
-    cfg = instance.config
-    return {
-        "instance_id": cfg.id,
-        "base_url": cfg.base_url,
-        "pid": record.pid,
-        "port": record.port,
-        "started_at": record.started_at,
-        "ctx_size": cfg.ctx_size or None,
-    }
 
 
 def _scope(instance: Instance) -> Scope:
@@ -467,24 +458,20 @@ def _failure(scope: Scope, code: str, detail: str, hint: str | None = None) -> S
     return SyncError(scope.provider, scope.instance_id, code, detail, hint)
 
 
-def _puller(source: Any) -> Provider | None:
+def _puller(source: SourceKind) -> Provider | None:
     """The provider a download of this source pulls through (its kind names the source)."""
-    provider = registry.find(source) if isinstance(source, str) else None
+    provider = registry.find(source)
     return provider if provider is not None and provider.capabilities.pulls else None
 
 
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _source_text(data: dict[str, Any]) -> str:
-    puller = _puller(data.get("source"))
+def _source_text(download: DownloadView) -> str:
+    puller = _puller(download.source)
     if puller is not None:
         return puller.kind
-    if data.get("source") == "hf" and data.get("repo"):
-        rev = f"@{data['revision']}" if data.get("revision") else ""
-        return f"hf://{data['repo']}/{data.get('filename') or ''}{rev}"
-    return str(data.get("url") or "local")
+    if download.source is SourceKind.HF and download.repo:
+        rev = f"@{download.revision}" if download.revision else ""
+        return f"hf://{download.repo}/{download.filename or ''}{rev}"
+    return download.url or "local"
 
 
 def _measured(model: Model) -> Model:

@@ -39,9 +39,9 @@ class ModelDetails(Model):
     def wire(self) -> dict[str, Any]:
         out = Model.wire(self)
         out.update(
-            gguf=self.gguf.to_dict() if self.gguf is not None else None,
-            estimate=self.estimate.to_dict() if self.estimate is not None else None,
-            fit=self.fit.to_dict() if self.fit is not None else None,
+            gguf=self.gguf.wire() if self.gguf is not None else None,
+            estimate=self.estimate.wire() if self.estimate is not None else None,
+            fit=self.fit.wire() if self.fit is not None else None,
             source_request=self.source_request,
         )
         if self.servers is not None:

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import httpx
 
-from modelyard.config import ModelMode, Settings
+from modelyard.config import Settings
 from modelyard.errors import Conflict, ModelyardError, NotFound
 from modelyard.gguf.files import check_model_file
 from modelyard.gguf.local import LOCAL_INSTANCE, is_local, local_scope
 from modelyard.gguf.servers import GgufServers
+from modelyard.instance_config import ModelMode
 from modelyard.models.catalog import Catalog
 from modelyard.models.memory import default_context, estimate_for, gguf_info
 from modelyard.models.types import Model, ModelKey, ModelRef, ModelStatus

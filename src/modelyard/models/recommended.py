@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from modelyard.config import ModelMode
 from modelyard.errors import NotFound
 from modelyard.gguf.local import runner
+from modelyard.instance_config import ModelMode
 from modelyard.models.types import ModelKey
 from modelyard.providers.registry import registry
 

@@ -8,8 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from modelyard.config import ModelMode
 from modelyard.events import CatalogCounts, ModelStateChange
+from modelyard.instance_config import ModelMode
 
 
 class Scope(NamedTuple):

@@ -29,6 +29,10 @@ class Rule(StrEnum):
     MEMORY_HIGH = "memory_high"  # RAM in use over alert_memory_percent
 
 
+# What an alert says beyond its summary, for a webhook's receiver: a few scalar facts.
+AlertDetails = dict[str, str | int | float | None]
+
+
 class Alert(BaseModel):
     """One alert's state. ``id`` (rule and subject) is what deduplicates it."""
 
@@ -38,7 +42,7 @@ class Alert(BaseModel):
     status: AlertStatus
     severity: Severity
     summary: str
-    details: dict[str, str | int | float | None]
+    details: AlertDetails
     started_at: str
     resolved_at: str | None = None
     notified: bool  # sent to the webhooks (False: within the cool-down of an earlier one)

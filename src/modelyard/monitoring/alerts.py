@@ -19,12 +19,13 @@ import logging
 import shutil
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from modelyard.clock import iso, utcnow
 from modelyard.config import Settings
+from modelyard.downloads.states import DownloadState
 from modelyard.events import (
     ALERT_CHANGED,
     DOWNLOAD_REMOVED,
@@ -36,14 +37,25 @@ from modelyard.events import (
     PROVIDER_STATUS,
     Event,
     EventBus,
+    InstanceCrashLoop,
+    InstanceExited,
+    ModelStateChange,
 )
 from modelyard.metrics import Metrics
-from modelyard.monitoring.alert_types import Alert, AlertStatus, Rule, Severity
+from modelyard.models.types import ModelStatus
+from modelyard.monitoring.alert_types import Alert, AlertDetails, AlertStatus, Rule, Severity
 from modelyard.monitoring.webhooks import Webhooks
+from modelyard.providers.base import ProviderState
+
+if TYPE_CHECKING:
+    from modelyard.downloads.views import DownloadView
+    from modelyard.runtimes.health import ProviderStatus
 
 log = logging.getLogger(__name__)
 RECENT = 100
-_BAD = {"ERROR", "DEGRADED"}
+_BAD = {ProviderState.ERROR, ProviderState.DEGRADED}
+# A model that is one of these no longer failed to start ("removed": it is gone).
+_SETTLED = {ModelStatus.LOADED, ModelStatus.AVAILABLE, "removed"}
 _INSTANCE_RULES = (Rule.INSTANCE_DOWN, Rule.INSTANCE_EXITED, Rule.CRASH_LOOP)
 
 
@@ -90,7 +102,7 @@ class Alerts:
         subject: str,
         severity: Severity,
         summary: str,
-        details: dict[str, Any] | None = None,
+        details: AlertDetails | None = None,
     ) -> Alert | None:
         """Fire an alert; None when it is already firing (deduplicated)."""
         alert_id = f"{rule.value}:{subject}"
@@ -152,58 +164,53 @@ class Alerts:
                 loop.call_soon_threadsafe(self._handle, event)
 
     def _handle(self, event: Event[Any]) -> None:
-        data = event.data
+        payload = event.payload  # the declared payload of the event's type
         if event.type == PROVIDER_STATUS.name:
-            self._status(data)
+            self._status(payload)
         elif event.type == PROVIDER_REMOVED.name:
-            key = f"{data['provider']}/{data['instance_id']}"
-            self._forget_instance(key)
+            self._forget_instance(f"{payload['provider']}/{payload['instance_id']}")
         elif event.type == INSTANCE_EXITED.name:
-            self._exited(data)
+            self._exited(payload)
         elif event.type == INSTANCE_CRASH_LOOP.name:
-            key = f"{data['provider']}/{data['instance_id']}"
-            self.fire(
-                Rule.CRASH_LOOP,
-                key,
-                Severity.CRITICAL,
-                f"{key} is in a crash loop: {data['exits']} exits within {data['window_s']:g} s"
-                + ("; restarts stopped" if data["gave_up"] else ""),
-                {"exits": data["exits"], "last_log_line": _last(data["log_tail"])},
-            )
-        elif event.type in (DOWNLOAD_STATE.name, DOWNLOAD_REMOVED.name):
-            self._download(event.type, data)
+            self._crash_loop(payload)
+        elif event.type == DOWNLOAD_STATE.name:
+            self._download(payload)
+        elif event.type == DOWNLOAD_REMOVED.name:
+            task = payload["id"]
+            self.resolve(Rule.DOWNLOAD_FAILED, task, f"download {task} is gone")
         elif event.type == MODEL_STATE.name:
-            self._model(data)
+            self._model(payload)
 
-    def _status(self, data: dict[str, Any]) -> None:
-        key = f"{data['provider']}/{data['instance_id']}"
-        state = data["state"]
-        if state == "RUNNING":
+    def _status(self, status: ProviderStatus) -> None:
+        key = f"{status.provider}/{status.instance_id}"
+        if status.state is ProviderState.RUNNING:
             self._was_running.add(key)
             self._cancel_down(key)
             for rule in _INSTANCE_RULES:
                 self.resolve(rule, key, f"{key} is running again")
             return
-        down = state in _BAD or (
-            state == "STOPPED" and not data["managed"] and key in self._was_running
+        down = status.state in _BAD or (
+            status.state is ProviderState.STOPPED
+            and not status.managed
+            and key in self._was_running
         )
-        if not down or not (key in self._was_running or data["managed"]):
+        if not down or not (key in self._was_running or status.managed):
             self._cancel_down(key)
             return
         if key not in self._down_since and self._loop is not None:
             self._down_since[key] = self._loop.call_later(
-                self.settings.alert_down_after_s, self._still_down, key, data
+                self.settings.alert_down_after_s, self._still_down, key, status
             )
 
-    def _still_down(self, key: str, data: dict[str, Any]) -> None:
+    def _still_down(self, key: str, status: ProviderStatus) -> None:
         self._down_since.pop(key, None)
         self.fire(
             Rule.INSTANCE_DOWN,
             key,
             Severity.CRITICAL,
-            f"{key} has been {data['state']} for {self.settings.alert_down_after_s:g} s"
-            + (f" ({data['reason_code']})" if data.get("reason_code") else ""),
-            {"state": data["state"], "reason": data.get("reason_code"), "hint": data.get("hint")},
+            f"{key} has been {status.state} for {self.settings.alert_down_after_s:g} s"
+            + (f" ({status.reason_code})" if status.reason_code else ""),
+            {"state": status.state.value, "reason": status.reason_code, "hint": status.hint},
         )
 
     def _cancel_down(self, key: str) -> None:
@@ -217,54 +224,62 @@ class Alerts:
         for rule in _INSTANCE_RULES:
             self.resolve(rule, key, f"{key} was removed")
 
-    def _exited(self, data: dict[str, Any]) -> None:
-        key = f"{data['provider']}/{data['instance_id']}"
-        code = data["exit_code"]
+    def _exited(self, exited: InstanceExited) -> None:
+        key = f"{exited['provider']}/{exited['instance_id']}"
+        code = exited["exit_code"]
         how = "was killed or crashed" if code is None or code < 0 else f"exited with {code}"
-        restart = data["restart_in_s"]
+        restart = exited["restart_in_s"]
         self.fire(
             Rule.INSTANCE_EXITED,
             key,
             Severity.CRITICAL,
-            f"{key} (PID {data['pid']}) {how} without being asked to; "
+            f"{key} (PID {exited['pid']}) {how} without being asked to; "
             + (f"restarting in {restart:g} s" if restart is not None else "not restarted"),
             {
-                "pid": data["pid"],
+                "pid": exited["pid"],
                 "exit_code": code,
-                "restart": data["restart"],
-                "last_log_line": _last(data["log_tail"]),
+                "restart": exited["restart"],
+                "last_log_line": _last(exited["log_tail"]),
             },
         )
 
-    def _download(self, event_type: str, data: dict[str, Any]) -> None:
-        task = data["id"]
-        if event_type == DOWNLOAD_STATE.name and data["state"] == "failed":
-            name = data.get("model_name") or data.get("filename") or data.get("url") or task
+    def _crash_loop(self, loop: InstanceCrashLoop) -> None:
+        key = f"{loop['provider']}/{loop['instance_id']}"
+        self.fire(
+            Rule.CRASH_LOOP,
+            key,
+            Severity.CRITICAL,
+            f"{key} is in a crash loop: {loop['exits']} exits within {loop['window_s']:g} s"
+            + ("; restarts stopped" if loop["gave_up"] else ""),
+            {"exits": loop["exits"], "last_log_line": _last(loop["log_tail"])},
+        )
+
+    def _download(self, download: DownloadView) -> None:
+        task = download.id
+        if download.state is DownloadState.FAILED:
+            name = download.model_name or download.filename or download.url or task
             self.fire(
                 Rule.DOWNLOAD_FAILED,
                 task,
                 Severity.WARNING,
-                f"download of {name} failed: {data.get('error') or 'unknown error'}",
-                {"code": data.get("error_code"), "attempts": data.get("attempts")},
+                f"download of {name} failed: {download.error or 'unknown error'}",
+                {"code": download.error_code, "attempts": download.attempts},
             )
         else:
-            self.resolve(
-                Rule.DOWNLOAD_FAILED, task, f"download {task} is {data.get('state', 'gone')}"
-            )
+            self.resolve(Rule.DOWNLOAD_FAILED, task, f"download {task} is {download.state}")
 
-    def _model(self, data: dict[str, Any]) -> None:
-        subject = f"{data['provider']}/{data['instance_id']}/{data['name']}"
-        if data["status"] == "failed":
+    def _model(self, change: ModelStateChange) -> None:
+        subject = f"{change['provider']}/{change['instance_id']}/{change['name']}"
+        name, status = change["name"], change["status"]
+        if status == ModelStatus.FAILED:
             self.fire(
                 Rule.MODEL_START_FAILED,
                 subject,
                 Severity.WARNING,
-                f"model {data['name']} on {data['provider']}/{data['instance_id']} failed to start",
+                f"model {name} on {change['provider']}/{change['instance_id']} failed to start",
             )
-        elif data["status"] in ("loaded", "available", "removed"):
-            self.resolve(
-                Rule.MODEL_START_FAILED, subject, f"model {data['name']} is {data['status']}"
-            )
+        elif status in _SETTLED:
+            self.resolve(Rule.MODEL_START_FAILED, subject, f"model {name} is {status}")
 
     # -- periodic checks --------------------------------------------------------------------
 

@@ -11,7 +11,8 @@ import anthropic
 import httpx
 
 from modelyard.chat.types import ChatOptions, Piece, Target, Turn
-from modelyard.config import InstanceConfig, Settings
+from modelyard.config import Settings
+from modelyard.instance_config import InstanceConfig
 from modelyard.models.types import ModelEntry
 from modelyard.providers.base import (
     ApiPaths,

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import httpx
 
 from modelyard.chat.types import ChatOptions, Piece, Target, Turn
-from modelyard.config import InstanceConfig, ModelMode, Settings
+from modelyard.config import Settings
 from modelyard.errors import ChatError, Conflict, NotFound, Unavailable
+from modelyard.instance_config import InstanceConfig, ModelMode
 from modelyard.models.types import ModelEntry
 from modelyard.runtimes.processes import LaunchSpec
 

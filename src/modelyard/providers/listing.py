@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 
 from modelyard.clock import as_utc
-from modelyard.config import InstanceConfig, ModelMode
 from modelyard.errors import ListingError
+from modelyard.instance_config import InstanceConfig, ModelMode
 
 _EMBED_FAMILIES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "t5encoder"})
 

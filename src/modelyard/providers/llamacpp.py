@@ -22,9 +22,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from modelyard.chat.types import Target
-from modelyard.config import InstanceConfig, ModelMode, Settings
+from modelyard.config import Settings
 from modelyard.errors import InvalidInput, ListingError
 from modelyard.gguf.metadata import format_parameter_count
+from modelyard.instance_config import InstanceConfig, ModelMode
 from modelyard.models.types import ModelEntry, ModelStatus
 from modelyard.providers import openai_api
 from modelyard.providers.base import (

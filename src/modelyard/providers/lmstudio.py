@@ -16,8 +16,9 @@ from typing import Any, ClassVar
 import httpx
 
 from modelyard.chat.types import Target
-from modelyard.config import InstanceConfig, ModelMode, Settings
+from modelyard.config import Settings
 from modelyard.errors import Conflict, UpstreamError
+from modelyard.instance_config import InstanceConfig, ModelMode
 from modelyard.models.types import ModelEntry, ModelStatus
 from modelyard.providers import openai_api
 from modelyard.providers.base import (

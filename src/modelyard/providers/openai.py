@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from modelyard.config import InstanceConfig, Settings
+from modelyard.config import Settings
+from modelyard.instance_config import InstanceConfig
 from modelyard.providers.base import Capabilities
 from modelyard.providers.openai_api import SpeaksOpenAI
 

@@ -13,7 +13,7 @@ import httpx
 import openai
 
 from modelyard.chat.types import ChatOptions, Piece, Target, Turn
-from modelyard.config import InstanceConfig
+from modelyard.instance_config import InstanceConfig
 from modelyard.models.types import ModelEntry
 from modelyard.providers.base import (
     ApiProbe,

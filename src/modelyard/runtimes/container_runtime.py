@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel
 
 from modelyard.clock import utcnow
-from modelyard.config import ContainerConfig, Settings
+from modelyard.config import Settings
 from modelyard.errors import ModelyardError
+from modelyard.instance_config import ContainerConfig
 from modelyard.providers.base import ApiProbe, ProviderState
 from modelyard.providers.registry import registry
 from modelyard.runtimes.containers import (
@@ -33,7 +34,8 @@ from modelyard.runtimes.containers import (
     container_name,
 )
 from modelyard.runtimes.instances import Instance, InstanceRegistry
-from modelyard.runtimes.processes import LaunchSpec, ProcessCheck, ProcessManager, ProcessRecord
+from modelyard.runtimes.process_records import ProcessCheck, ProcessRecord
+from modelyard.runtimes.processes import LaunchSpec, ProcessManager
 
 log = logging.getLogger(__name__)
 

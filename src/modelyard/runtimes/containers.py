@@ -31,8 +31,8 @@ from docker.models.containers import Container
 from docker.types import DeviceRequest, Mount
 from docker.types.daemon import CancellableStream
 
-from modelyard.config import ContainerConfig, RestartPolicy
 from modelyard.errors import Conflict, NotFound, Unavailable, UpstreamError
+from modelyard.instance_config import ContainerConfig, RestartPolicy
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,8 @@ from modelyard.providers.base import ApiProbe, ProviderState
 from modelyard.providers.registry import registry
 from modelyard.runtimes.container_runtime import ContainerCheck, ContainerInfo, container_verdict
 from modelyard.runtimes.instances import Instance, InstanceRegistry
-from modelyard.runtimes.processes import ProcessCheck, ProcessManager
+from modelyard.runtimes.process_records import ProcessCheck
+from modelyard.runtimes.processes import ProcessManager
 from modelyard.runtimes.restart_ledger import RestartLedger
 
 HISTORY = 10

@@ -9,9 +9,9 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelyard.config import ContainerConfig
 from modelyard.errors import Conflict, ModelyardError, NotFound
 from modelyard.events import PROVIDER_REMOVED, EventBus, ProviderRemoved
+from modelyard.instance_config import ContainerConfig
 from modelyard.runtimes.containers import container_name
 from modelyard.runtimes.control import InstanceControl
 from modelyard.runtimes.health import HealthChecker, ProviderStatus

@@ -18,15 +18,15 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import bindparam, delete, insert
 
-from modelyard.config import (
+from modelyard.config import Settings
+from modelyard.errors import Conflict, InvalidInput, NotFound
+from modelyard.instance_config import (
     STORED,
     ContainerConfig,
     InstanceConfig,
     ModelMode,
     RestartPolicy,
-    Settings,
 )
-from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.providers.registry import registry
 from modelyard.runtimes.launch import redact_argv
 from modelyard.store.db import Database

@@ -22,10 +22,8 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
 import psutil
 
@@ -35,12 +33,16 @@ from modelyard.runtimes.exit_watch import ExitListener, ProcessExit, describe_ex
 from modelyard.runtimes.launch import child_environment, redact_argv
 from modelyard.runtimes.log_files import read_tail
 from modelyard.runtimes.memory_limit import MemoryLimits
+from modelyard.runtimes.process_records import (
+    ProcessCheck,
+    ProcessRecord,
+    check_key,
+    file_stem,
+    verify,
+)
 
 log = logging.getLogger(__name__)
 
-# /proc/stat's boot time can move by a second after a clock adjustment, and psutil derives the
-# create time from it; the command line check guards identity within that second.
-_CREATE_TIME_TOLERANCE_S = 1.0
 _KILL_WAIT_S = 10.0
 _POLL_S = 0.05
 
@@ -58,59 +60,6 @@ class LaunchSpec:
     memory_limit_bytes: int = 0  # 0: none
 
 
-@dataclass(frozen=True)
-class ProcessRecord:
-    """What a PID file holds (JSON)."""
-
-    key: str
-    pid: int
-    create_time: float
-    cmdline: list[str]
-    port: int | None
-    started_at: str
-    log_path: str
-    memory_limit_bytes: int = 0
-    memory_enforcement: str | None = None  # cgroup-v2, cgroup-v1 or watchdog
-
-    def to_json(self) -> str:
-        """The PID file's content."""
-        return json.dumps(asdict(self), indent=2)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ProcessRecord:
-        """Parse a PID file's JSON object; ``ValueError`` when it is not a record."""
-        try:
-            port = data.get("port")
-            return cls(
-                key=str(data["key"]),
-                pid=int(data["pid"]),
-                create_time=float(data["create_time"]),
-                cmdline=[str(arg) for arg in data["cmdline"]],
-                port=None if port is None else int(port),
-                started_at=str(data["started_at"]),
-                log_path=str(data["log_path"]),
-                memory_limit_bytes=int(data.get("memory_limit_bytes") or 0),
-                memory_enforcement=data.get("memory_enforcement"),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"not a process record: {exc!r}") from exc
-
-    def display_command(self) -> str:
-        """The command line for people and logs, with secrets (API keys) masked."""
-        return shlex.join(redact_argv(self.cmdline))
-
-
-@dataclass(frozen=True)
-class ProcessCheck:
-    """The process layer of a managed instance's status."""
-
-    record: ProcessRecord | None  # None: no PID file
-    pid_exists: bool  # the PID exists AND its create time and command line match
-    alive: bool  # ours and running (not a zombie)
-    exit_code: int | None  # when we spawned it and it ended; negative: killed by that signal
-    stopping: bool = False  # a stop is under way (an exit now is not a crash)
-
-
 @dataclass
 class _Child:
     """A process this manager spawned; a reaper thread waits for it."""
@@ -118,55 +67,6 @@ class _Child:
     popen: subprocess.Popen[bytes]
     exited: threading.Event = field(default_factory=threading.Event)
     exit_code: int | None = None
-
-
-def _check_key(key: str) -> str:
-    if not key or len(key) > 200 or any(ord(ch) < 32 for ch in key):
-        raise InvalidInput(
-            f"{key!r} is not a process key",
-            code="invalid_key",
-            hint="Use '<provider>/<instance_id>', e.g. 'llamacpp/qwen-small'.",
-        )
-    return key
-
-
-def _file_stem(key: str) -> str:
-    """A safe, reversible file name for a key ('/' and other specials percent-encoded)."""
-    stem = quote(_check_key(key), safe="")
-    return "%2E" + stem[1:] if stem.startswith(".") else stem
-
-
-def _same_command(recorded: list[str], actual: list[str]) -> bool:
-    """Exact match, tolerating only argv[0] spelled as another path to the same program name."""
-    if actual == recorded:
-        return True
-    return (
-        len(actual) == len(recorded) > 0
-        and actual[1:] == recorded[1:]
-        and os.path.basename(actual[0]) == os.path.basename(recorded[0])
-    )
-
-
-def _verify(record: ProcessRecord) -> tuple[bool, bool]:
-    """(ours, alive) for the record's PID, per create time and command line."""
-    try:
-        proc = psutil.Process(record.pid)
-        if abs(proc.create_time() - record.create_time) > _CREATE_TIME_TOLERANCE_S:
-            return False, False
-        if proc.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
-            return True, False
-        try:
-            cmdline: list[str] = proc.cmdline()
-        except psutil.AccessDenied:
-            cmdline = []
-        # Unreadable (hidepid) or empty (for an instant during exec): the create time has to do.
-        if cmdline and not _same_command(record.cmdline, cmdline):
-            return False, False
-        return True, True
-    except psutil.ZombieProcess:
-        return True, False
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False, False
 
 
 def _running(child: _Child) -> bool:
@@ -215,11 +115,11 @@ class ProcessManager:
 
     def pid_path(self, key: str) -> Path:
         """The PID file of ``key``."""
-        return self.run_dir / f"{_file_stem(key)}.json"
+        return self.run_dir / f"{file_stem(key)}.json"
 
     def log_path(self, key: str) -> Path:
         """The log file of ``key`` (stdout and stderr of every start, appended)."""
-        return self.logs_dir / f"{_file_stem(key)}.log"
+        return self.logs_dir / f"{file_stem(key)}.log"
 
     def records(self) -> list[ProcessRecord]:
         """Every readable PID file, running or not, sorted by key."""
@@ -283,7 +183,7 @@ class ProcessManager:
             if alive:
                 record = self._follow_exec(record)
         else:
-            ours, alive = _verify(record)
+            ours, alive = verify(record)
         # A process found gone was stopped, not crashed, while a stop is under way or when its
         # record was removed or replaced since it was read (a stop or restart ended meanwhile).
         stopping = key in self._stopping or (not alive and self._read_record(key) != record)
@@ -310,7 +210,7 @@ class ProcessManager:
 
     def start(self, spec: LaunchSpec) -> ProcessRecord:
         """Spawn ``spec`` in its own session with output to the key's log; write the PID file."""
-        _check_key(spec.key)
+        check_key(spec.key)
         if not spec.argv:
             raise InvalidInput("the launch command is empty", code="empty_command")
         with self._key_lock(spec.key):
@@ -336,7 +236,8 @@ class ProcessManager:
                 port=spec.port,
                 started_at=started_at,
                 log_path=str(self.log_path(spec.key)),
-                **self._confine(spec, popen.pid),
+                memory_limit_bytes=spec.memory_limit_bytes,
+                memory_enforcement=self._confine(spec, popen.pid),
             )
             self._write_record(record)
             with self._lock:
@@ -372,23 +273,24 @@ class ProcessManager:
                     hint=f"Check that '{spec.argv[0]} --help' runs in a shell.",
                 ) from exc
 
-    def _confine(self, spec: LaunchSpec, pid: int) -> dict[str, Any]:
+    def _confine(self, spec: LaunchSpec, pid: int) -> str | None:
+        """Put the process under its memory limit; how it is enforced (None: no limit)."""
         if not spec.memory_limit_bytes:
-            return {}
+            return None
 
         def note(reason: str) -> None:
             self._append_log(spec.key, f"the memory watchdog kills process {pid}: {reason}")
 
-        how = self.memory_limits.confine(_file_stem(spec.key), pid, spec.memory_limit_bytes, note)
-        return {"memory_limit_bytes": spec.memory_limit_bytes, "memory_enforcement": how.value}
+        how = self.memory_limits.confine(file_stem(spec.key), pid, spec.memory_limit_bytes, note)
+        return how.value
 
     def _reap(self, key: str, child: _Child) -> None:
         """Wait for our child so it never lingers as a zombie, and note how it ended."""
         code = child.popen.wait()
         how = describe_exit(code)
-        if self.memory_limits.oom_killed(_file_stem(key)):
+        if self.memory_limits.oom_killed(file_stem(key)):
             how += " (out of memory: over its memory limit, killed by the kernel)"
-        self.memory_limits.release(_file_stem(key))
+        self.memory_limits.release(file_stem(key))
         try:
             self._append_log(key, f"process {child.popen.pid} ended with {how}")
         except OSError as exc:
@@ -420,7 +322,7 @@ class ProcessManager:
         watch_in_thread(
             record.key,
             record.pid,
-            lambda: _verify(record)[1],
+            lambda: verify(record)[1],
             self._closed,
             lambda: self._tell_exit(record.key, record.pid, None),
         )
@@ -468,7 +370,7 @@ class ProcessManager:
             return child.exited.wait(timeout)
         # Not our child (adopted): poll, since only its parent (or init) can reap it.
         deadline = time.monotonic() + timeout
-        while _verify(record)[1]:
+        while verify(record)[1]:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(_POLL_S)

@@ -128,7 +128,7 @@ class MemoryEstimate:
     ctx_size: int
     basis: Literal["gguf", "parameters", "file_size"]
 
-    def to_dict(self) -> dict[str, Any]:
+    def wire(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -144,7 +144,7 @@ class FitVerdict:
     target: Target
     hint: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def wire(self) -> dict[str, Any]:
         return asdict(self)
 
     def require(self, *, force: bool = False) -> None:

@@ -22,7 +22,7 @@ import contextlib
 import logging
 from typing import Protocol
 
-from modelyard.config import RestartPolicy, Settings
+from modelyard.config import Settings
 from modelyard.errors import InsufficientResources, ModelyardError
 from modelyard.events import (
     INSTANCE_CRASH_LOOP,
@@ -31,6 +31,7 @@ from modelyard.events import (
     InstanceCrashLoop,
     InstanceExited,
 )
+from modelyard.instance_config import RestartPolicy
 from modelyard.metrics import Metrics
 from modelyard.runtimes.control import InstanceControl
 from modelyard.runtimes.exit_watch import ProcessExit

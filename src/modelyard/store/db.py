@@ -31,9 +31,9 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        kwargs: dict[str, Any] = {}
+        connect_args: dict[str, object] = {}
         if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 5}
+            connect_args = {"check_same_thread": False, "timeout": 5}
             path = url.split("///", 1)[-1]
             if "///" in url and path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -42,7 +42,7 @@ class Database:
                 os.chmod(path, 0o600)
         # A SQLite connection is a file handle that cannot go stale: no ping before each use.
         ping = not url.startswith("sqlite")
-        self.engine: Engine = create_engine(url, pool_pre_ping=ping, **kwargs)
+        self.engine: Engine = create_engine(url, pool_pre_ping=ping, connect_args=connect_args)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

@@ -20,12 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelyard.api.deps import ServicesDep
 from modelyard.api.designed import MODEL_SOURCE
 from modelyard.api.policy import policy
-from modelyard.config import ModelMode
 from modelyard.downloads.specs import DownloadRequest
 from modelyard.downloads.states import ACTIVE, FINISHED, DownloadState
 from modelyard.downloads.views import DownloadView, UtcDatetime
 from modelyard.errors import InvalidInput, NotFound
 from modelyard.events import DOWNLOAD_PROGRESS, DOWNLOAD_REMOVED, DOWNLOAD_STATE, Subscription
+from modelyard.instance_config import ModelMode
 from modelyard.providers.registry import registry
 from modelyard.services import Services
 

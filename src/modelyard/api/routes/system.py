@@ -139,7 +139,7 @@ _EXPORT_COLUMNS = (
 async def audit(
     services: ServicesDep, where: AuditFilterDep, limit: int = Query(default=100, ge=1, le=1000)
 ) -> dict[str, Any]:
-    return {"entries": await services.audit.entries(limit, where)}
+    return {"entries": [entry.wire() for entry in await services.audit.entries(limit, where)]}
 
 
 @router.get("/api/audit/export", dependencies=[policy(read="admin")])
@@ -149,7 +149,8 @@ async def audit_export(
     format: Literal["csv", "json"] = Query(default="csv"),
 ) -> Response:
     """Every matching entry (the table holds at most ``audit_max_rows``), as a download."""
-    entries = await services.audit.entries(services.settings.audit_max_rows, where)
+    found = await services.audit.entries(services.settings.audit_max_rows, where)
+    entries = [entry.wire() for entry in found]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     disposition = {"Content-Disposition": f'attachment; filename="audit-{stamp}.{format}"'}
     if format == "json":

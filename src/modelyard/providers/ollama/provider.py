@@ -18,8 +18,9 @@ import ollama
 
 from modelyard.chat.types import ChatOptions, Piece, Target, Turn
 from modelyard.clock import iso
-from modelyard.config import InstanceConfig, Settings
+from modelyard.config import Settings
 from modelyard.errors import InvalidInput, ListingError, NotFound, UpstreamError
+from modelyard.instance_config import InstanceConfig
 from modelyard.models.types import ModelEntry, ModelStatus
 from modelyard.providers.base import (
     ApiPaths,
