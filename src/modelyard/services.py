@@ -23,8 +23,10 @@ from modelyard.gateway.backend import CatalogBackend
 from modelyard.gateway.keyed import KeyGate
 from modelyard.gateway.policies import model_policy, scheduler_settings
 from modelyard.gateway.reporting import ScheduleReporter
+from modelyard.gateway.restarts import ScheduledRestarts
 from modelyard.gateway.scheduler import Scheduler
 from modelyard.gateway.service import Gateway
+from modelyard.gateway.turns import ChatTurns
 from modelyard.gguf.servers import GgufServers
 from modelyard.metrics import Metrics
 from modelyard.models.catalog import Catalog
@@ -106,6 +108,12 @@ class Services:
             backend, scheduler_settings(settings), model_policy(settings), on_change=reporter
         )
         lifecycle = Lifecycle(settings, catalog, loading, scheduler, downloads)
+        usage = UsageLog(db)
+        gateway = Gateway(
+            settings, catalog, backend, scheduler, bus, reporter, KeyGate(KeyLimiter(), usage)
+        )
+        # The restart policy's restarts of single-model servers are scheduler loads.
+        supervisor.relauncher = ScheduledRestarts(settings, catalog, loading, scheduler)
         chat = ChatService(
             settings,
             db,
@@ -116,10 +124,7 @@ class Services:
             control,
             processes,
             starter=lifecycle.start_local,
-        )
-        usage = UsageLog(db)
-        gateway = Gateway(
-            settings, catalog, backend, scheduler, bus, reporter, KeyGate(KeyLimiter(), usage)
+            turns=ChatTurns(scheduler, backend, gateway.names, loading.http),  # as the gateway
         )
         services = cls(
             settings,

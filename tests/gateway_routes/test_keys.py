@@ -107,6 +107,30 @@ def test_a_revoked_key_is_refused_on_the_next_request_even_locally(stack: Stack)
     assert all("key" not in k and "key_hash" not in k for k in listed)  # never the secret
 
 
+def test_a_placeholder_key_leaves_a_local_caller_to_local_trust(stack: Stack) -> None:
+    """What SDKs send when any key will do is no key: this trusted local caller is answered
+    (as llama-server, Ollama and LM Studio would); a wrong key of modelyard's form is not."""
+    for placeholder in ("sk-no-key-required", "lm-studio"):
+        done = gpt(stack, placeholder).chat.completions.create(
+            model="tiny.gguf",
+            messages=HI,  # type: ignore[arg-type]
+            max_tokens=1,
+        )
+        assert done.usage is not None and done.usage.completion_tokens == 1
+    assert (
+        claude(stack, "placeholder")
+        .messages.create(
+            model="tiny.gguf",
+            max_tokens=1,
+            messages=HI,  # type: ignore[list-item]
+        )
+        .content
+    )
+    with pytest.raises(openai.AuthenticationError) as raised:
+        gpt(stack, "my_not-a-key").models.list()
+    assert isinstance(raised.value.body, dict) and raised.value.body["code"] == "unauthorized"
+
+
 def test_requests_per_minute_in_each_dialect(stack: Stack) -> None:
     key = make_key(stack, limits={"requests_per_minute": 1})["key"]
     gpt(stack, key).chat.completions.create(model="tiny.gguf", messages=HI, max_tokens=1)  # type: ignore[arg-type]

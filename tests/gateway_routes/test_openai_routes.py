@@ -15,7 +15,7 @@ HI = [{"role": "user", "content": "hi"}]
 
 
 def client(app: RunningApp, key: str = "") -> openai.OpenAI:
-    """The SDK insists on a key, and a key sent is judged (a placeholder is refused): the
+    """The SDK insists on a key (a placeholder would leave it to local trust): the
     CLI's key, which the server makes at each start, unless the test gives another."""
     key = key or app.services.api_keys.cli_key
     return openai.OpenAI(base_url=app.url + "/v1", api_key=key, max_retries=0)

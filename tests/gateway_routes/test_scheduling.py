@@ -129,7 +129,7 @@ def test_gateway_keys_as_bearer_and_x_api_key(
     assert message.usage.output_tokens == 2
 
     with pytest.raises(openai.AuthenticationError) as raised:
-        sdk(app, "sk-anything").models.list()  # a placeholder is a wrong key
+        sdk(app, "sk-anything").models.list()  # a placeholder is no key: not trusted here
     assert isinstance(raised.value.body, dict) and raised.value.body["code"] == "unauthorized"
     with pytest.raises(openai.AuthenticationError):
         sdk(app, "my_wrong").models.list()

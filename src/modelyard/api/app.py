@@ -85,6 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # pages.py serves /docs from local files
         redoc_url=None,
+        # FastAPI's OpenTelemetry hooks, off: modelyard exports Prometheus metrics, and the
+        # check whether a provider is configured cost CPU on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
     problems.install(app)

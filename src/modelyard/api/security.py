@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelyard.access.keys import Principal
+from modelyard.access.keys import KEY_PREFIX, Principal
 from modelyard.access.trust import LocalTrust
 from modelyard.api.policy import POLICY_KEY, RoutePolicy, RouteTable
 from modelyard.clock import utcnow
@@ -194,8 +194,11 @@ class SecurityMiddleware:
     ) -> tuple[Principal | None, Refusal | None]:
         token = _token(scope)
         keys = self.services.api_keys
-        if token:  # a caller who sends a key means it, on every route, local or not
-            principal = keys.builtin(token) or keys.stored(token)
+        builtin = keys.builtin(token) if token else None
+        if builtin is None and token and _placeholder(scope, token):
+            token = ""  # a gateway client's "any key" (SDKs insist on one): local trust decides
+        if token:  # a key of modelyard's form means it, on every route, local or not
+            principal = builtin or keys.stored(token)
             if principal is None:
                 return None, problem(
                     401,
@@ -309,6 +312,15 @@ class SecurityMiddleware:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": body["status"], "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+
+
+def _placeholder(scope: Scope, token: str) -> bool:
+    """A token on a gateway route that cannot be a modelyard key: what clients of local model
+    servers send when any key will do (``sk-no-key-required``, ``ollama``, ``lm-studio``).
+    Ignored there, so local trust judges the caller (a remote one is refused, so nothing is
+    widened); a wrong, revoked or expired key of modelyard's own form is refused as such."""
+    route = scope.get(POLICY_KEY, (None,))[0]
+    return _gateway_dialect(route) is not None and not token.startswith(KEY_PREFIX)
 
 
 def _gateway_dialect(route: object) -> Dialect | None:

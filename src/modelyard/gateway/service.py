@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -188,6 +189,8 @@ class Gateway:
                 raise not_found(name)
             key = qualified(model_key)
             target, translation = self.target(key, endpoint)
+            if target.dialect is Dialect.ANTHROPIC:
+                target = forward_anthropic_headers(target, scope)
             admission = self.keys.admit(
                 principal, key, body, endpoint.path in _GENERATING, self._context(model_key)
             )
@@ -351,6 +354,20 @@ class Gateway:
             error=record.relay.error,
         )
         self.reporter.request(entry)
+
+
+def forward_anthropic_headers(target: Target[str], scope: Scope) -> Target[str]:
+    """``target`` with the client's ``anthropic-*`` headers (``anthropic-beta``, its
+    ``anthropic-version``…): a backend that speaks Anthropic gets them as the client sent them,
+    so betas and versions reach it. Never the client's key: the backend's own is sent."""
+    forwarded = {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in scope["headers"]
+        if name.startswith(b"anthropic-")
+    }
+    if not forwarded:
+        return target
+    return dataclasses.replace(target, headers={**target.headers, **forwarded})
 
 
 def _text_of(content: Any) -> str:

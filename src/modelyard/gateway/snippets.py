@@ -36,9 +36,9 @@ def snippets(urls: GatewayUrls, model: str | None, ca_file: str | None) -> dict[
     certificate made by ``modelyard certs``."""
     name = model or PLACEHOLDER_MODEL
     trust = f"# Trust modelyard's CA first: export SSL_CERT_FILE={ca_file}\n" if ca_file else ""
-    # The OpenAI and Anthropic SDKs insist on a key, and a key sent is judged (a placeholder
-    # is refused): theirs is a real one, from the variable.
-    key = f'os.environ["{KEY_VARIABLE}"]'
+    # The OpenAI and Anthropic SDKs insist on a key: a real one from the variable (needed
+    # from another machine), else a placeholder, which leaves the decision to local trust.
+    key = f'os.environ.get("{KEY_VARIABLE}", "local")'
     message = '[{"role": "user", "content": "Hello"}]'
     openai = (
         f"{trust}import os\nfrom openai import OpenAI\n\n"

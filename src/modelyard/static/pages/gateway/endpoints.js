@@ -64,7 +64,7 @@ export default {
         "p",
         { class: "gateway-note" },
         models.length
-          ? `${models.length} model${models.length === 1 ? "" : "s"} usable; the snippets use ${models[0]}. Set MODELYARD_API_KEY to a key (Keys, below): the OpenAI and Anthropic SDKs always send one, and a key sent is checked.`
+          ? `${models.length} model${models.length === 1 ? "" : "s"} usable; the snippets use ${models[0]}. From another machine, set MODELYARD_API_KEY to a key (Keys, below); on this machine the snippets work without one.`
           : "No model is usable yet: the snippets say MODEL. Get one on the Get models page.",
       ),
       CLIENTS.map(([id, label]) => snippet(id, label, snippets[id])),
