@@ -7,7 +7,7 @@ TSTAMP  = $(VENV)/.installed-test-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 BIOME   = node_modules/.bin/biome
 
-.PHONY: run test check lint typecheck bench screenshots browser systools promtool llama docker clean
+.PHONY: run test check lint typecheck bench screenshots browser systools nginx promtool llama docker clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,14 @@ systools:
 	  echo "installing iproute2, util-linux and python3 for the security tests"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq iproute2 util-linux python3 >/dev/null; }
+
+## Debian's nginx: the reverse proxy in front of modelyard in the proxy tests (docs/PROXY.md),
+## and the file server of the download benchmark.
+nginx:
+	@test -x /usr/sbin/nginx || { \
+	  echo "installing Debian's nginx for the proxy tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx curl openssl >/dev/null; }
 
 ## promtool (Debian's prometheus package) for the check of docs/monitoring's PromQL.
 promtool:
@@ -66,7 +74,7 @@ $(BIOME): package.json package-lock.json
 run: $(STAMP)
 	$(BIN)/modelyard serve
 
-test: $(TSTAMP) browser systools promtool llama docker
+test: $(TSTAMP) browser systools nginx promtool llama docker
 	$(BIN)/python -m pytest -q
 
 lint: $(TSTAMP) $(BIOME)
@@ -79,9 +87,7 @@ typecheck: $(TSTAMP)
 
 check: lint typecheck test
 
-bench: $(TSTAMP) llama docker
-	@command -v nginx >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx curl openssl >/dev/null; }
+bench: $(TSTAMP) llama docker nginx
 	$(BIN)/python -m benchmarks
 
 ## The README's pictures: the browser tests, saving what they see under docs/screenshots.

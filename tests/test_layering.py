@@ -54,6 +54,8 @@ ANY_DICTS_ALLOWED = {
     "gateway/exchange.py": "a client's request body, relayed to the backend as it came",
     "gateway/relay.py": "a request body sent on to a backend",
     "gateway/assemble.py": "an OpenAI stream's chunks assembled into the response body",
+    "gateway/keyed.py": "a client's request body, read for its token figures (the prompt, "
+    "max_tokens) as it came",
     "errors.py": "the problem+json body (an error's wire form, with its extension members)",
     "config.py": "the TOML file and the environment, before pydantic validates them",
     "events.py": "an event's wire form (Event.data, the envelope, the snapshot: made once, "
@@ -72,6 +74,7 @@ ANY_DICTS_ALLOWED = {
     # Not typed yet (issue #17): the middle still passes these dicts.
     "gateway/service.py": "a target's shared fields as keyword arguments; a token count's body",
     "access/keys.py": "an API key's row values",
+    "access/usage.py": "a usage report's rows, grouped by the columns the caller chose",
     "chat/": "a conversation, its messages and an answer's events",
     "gguf/local.py": "a local file's catalog meta, its server's loaded figures, a source "
     "request (a model row's JSON columns)",

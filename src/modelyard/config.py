@@ -30,6 +30,8 @@ from pydantic import (
 from modelyard.errors import ConfigError, InvalidInput, ModelyardError
 from modelyard.instance_config import InstanceConfig, RestartPolicy
 
+CA_CERT_NAME = "ca.pem"  # modelyard's local CA, beside the certificates it signs
+
 
 class WebhookFormat(StrEnum):
     """The body a webhook receiver expects."""
@@ -104,6 +106,11 @@ class Settings(BaseModel):
     cors_origins: list[str] = Field(default_factory=list)
     allow_local_origins: bool = True
     ip_allowlist: list[str] = Field(default_factory=list)
+    # HTTPS and a domain (docs/PROXY.md)
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    public_url: str = ""
+    forwarded_allow_ips: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=4 * 2**20, ge=1024)
     ws_max_connections: int = Field(default=32, ge=1)
     audit_retention_days: float = Field(default=90.0, gt=0)
@@ -219,7 +226,7 @@ class Settings(BaseModel):
                 raise ValueError(f"there is no group {value!r} on this machine") from None
         return value
 
-    @field_validator("ip_allowlist")
+    @field_validator("ip_allowlist", "forwarded_allow_ips")
     @classmethod
     def _check_networks(cls, value: list[str]) -> list[str]:
         for entry in value:
@@ -229,12 +236,38 @@ class Settings(BaseModel):
                 raise ValueError(f"{entry!r} is not an IP address or CIDR network") from None
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        from modelyard.validation import validate_public_url
+
+        return validate_public_url(value) if value else value
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
         if value:
             check_database_url(value)
         return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile are set together, or neither")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_certfile is not None
+
+    @property
+    def local_ca(self) -> Path | None:
+        """The CA clients must trust, when the certificate is one ``modelyard certs`` made
+        (its CA sits beside it); a certificate from a public CA needs none."""
+        if self.tls_certfile is None:
+            return None
+        ca = self.tls_certfile.parent / CA_CERT_NAME
+        return ca if ca.is_file() else None
 
     @model_validator(mode="after")
     def _unique_instances(self) -> Settings:
@@ -316,7 +349,13 @@ def default_instances(settings: Settings) -> list[InstanceConfig]:
     return [inst for provider in registry for inst in provider.default_instances(settings)]
 
 
-_LIST_FIELDS = {"allowed_hosts", "cors_origins", "ip_allowlist", "pinned_models"}
+_LIST_FIELDS = {
+    "allowed_hosts",
+    "cors_origins",
+    "forwarded_allow_ips",
+    "ip_allowlist",
+    "pinned_models",
+}
 _FILE_ONLY = {"instances", "aliases", "models"}  # tables: only the file can say them
 
 

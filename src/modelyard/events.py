@@ -128,11 +128,15 @@ class GatewayRequest(TypedDict):
     key: str  # the model it reached: provider/instance/name
     route: str
     caller: str  # the key's name, or the local user
+    key_prefix: str | None  # a stored key's prefix; None for local callers and built-in keys
     status: int  # 499: the client left before an answer started
     stream: bool
     queue_ms: float  # waiting for a turn: the queue and any load
     waited_for_load: bool
     ttft_ms: float | None
+    duration_ms: (
+        float  # arrival to the end of the answer (tokens/s = tokens over the part after ttft)
+    )
     prompt_tokens: int | None
     completion_tokens: int | None
     client_gone: bool

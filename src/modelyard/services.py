@@ -12,16 +12,21 @@ from typing import Any
 
 from modelyard.access.audit import AuditLog
 from modelyard.access.keys import ApiKeys
+from modelyard.access.limits import KeyLimiter
 from modelyard.access.private_files import make_private_dir, remove_key_file, write_key_file
+from modelyard.access.usage import UsageLog
 from modelyard.chat.service import ChatService
 from modelyard.config import Settings
 from modelyard.downloads.manager import DownloadManager
 from modelyard.events import EventBus
 from modelyard.gateway.backend import CatalogBackend
+from modelyard.gateway.keyed import KeyGate
 from modelyard.gateway.policies import model_policy, scheduler_settings
 from modelyard.gateway.reporting import ScheduleReporter
+from modelyard.gateway.restarts import ScheduledRestarts
 from modelyard.gateway.scheduler import Scheduler
 from modelyard.gateway.service import Gateway
+from modelyard.gateway.turns import ChatTurns
 from modelyard.gguf.servers import GgufServers
 from modelyard.metrics import Metrics
 from modelyard.models.catalog import Catalog
@@ -103,6 +108,12 @@ class Services:
             backend, scheduler_settings(settings), model_policy(settings), on_change=reporter
         )
         lifecycle = Lifecycle(settings, catalog, loading, scheduler, downloads)
+        usage = UsageLog(db)
+        gateway = Gateway(
+            settings, catalog, backend, scheduler, bus, reporter, KeyGate(KeyLimiter(), usage)
+        )
+        # The restart policy's restarts of single-model servers are scheduler loads.
+        supervisor.relauncher = ScheduledRestarts(settings, catalog, loading, scheduler)
         chat = ChatService(
             settings,
             db,
@@ -113,8 +124,8 @@ class Services:
             control,
             processes,
             starter=lifecycle.start_local,
+            turns=ChatTurns(scheduler, backend, gateway.names, loading.http),  # as the gateway
         )
-        gateway = Gateway(settings, catalog, backend, scheduler, bus, reporter)
         services = cls(
             settings,
             db,
@@ -153,6 +164,7 @@ class Services:
     async def startup(self) -> None:
         settings = self.settings
         write_key_file(settings.cli_key_path, self.api_keys.cli_key, settings.trusted_group)
+        self.api_keys.load()
         adopted = self.processes.adopt()
         for record in adopted:
             log.info("adopted %s (PID %s)", record.key, record.pid)
@@ -183,6 +195,8 @@ class Services:
         await self.health.close()
         self.processes.containers.close()
         self.processes.close()
+        await self.gateway.keys.usage.close()
+        await self.api_keys.close()
         await self.audit.close()
         self.db.dispose()
         remove_key_file(self.settings.cli_key_path, self.api_keys.cli_key)

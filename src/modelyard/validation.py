@@ -33,25 +33,39 @@ def is_local_host(host: str) -> bool:
         return False
 
 
-def validate_base_url(value: str) -> str:
+def validate_base_url(value: str, *, where: str = "base_url") -> str:
     """An instance's base URL: http(s), a host, no query or fragment. Trailing '/' dropped."""
     value = value.strip()
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise InvalidInput(
-            f"base_url {value!r} is not an http(s) URL with a host",
+            f"{where} {value!r} is not an http(s) URL with a host",
             code="invalid_url",
             hint="Use a URL like http://127.0.0.1:11434.",
         )
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        raise InvalidInput(f"base_url {value!r} has an invalid port", code="invalid_url") from exc
+        raise InvalidInput(f"{where} {value!r} has an invalid port", code="invalid_url") from exc
     if parts.query or parts.fragment:
         raise InvalidInput(
-            f"base_url {value!r} must not carry a query or fragment", code="invalid_url"
+            f"{where} {value!r} must not carry a query or fragment", code="invalid_url"
         )
     return value.rstrip("/")
+
+
+def validate_public_url(value: str) -> str:
+    """The URL people reach modelyard at: a base URL at the root of its host (the dashboard
+    and the gateway live at fixed paths), with no credentials in it."""
+    url = validate_base_url(value, where="public_url")
+    parts = urlsplit(url)
+    if parts.path or parts.username or parts.password:
+        raise InvalidInput(
+            f"public_url {value!r} must be a scheme, a host and a port only",
+            code="invalid_url",
+            hint="Use a URL like https://models.example.lan (modelyard is served at the root).",
+        )
+    return url
 
 
 _KEY_CHARACTERS = re.compile(r"[!-~]*")  # visible ASCII: what an HTTP header carries as is

@@ -21,9 +21,9 @@ from tests.fakes.common import ReplyScript
 from tests.support.app_server import RunningApp
 from tests.support.chat import events_of
 
-# The test server's uvicorn trusts X-Forwarded-For from 127.0.0.1 (its default): the way a
-# client on another machine reaches a server that only listens on loopback. Such a client is
-# never trusted as local, so it sends the key.
+# The tests below trust X-Forwarded-For from 127.0.0.1 (forwarded_allow_ips): the way a
+# client on another machine reaches, through a proxy, a server that only listens on loopback.
+# Such a client is never trusted as local, so it sends the key.
 KEY = "remote-secret"
 REMOTE = {"X-Forwarded-For": "192.0.2.7", "Authorization": f"Bearer {KEY}"}
 GZIP = {"Accept-Encoding": "gzip"}
@@ -48,7 +48,9 @@ def test_the_index_preloads_the_shell_and_lists_each_pages_modules(
         rf'<link rel="modulepreload" href="/static/{version}/([^"]+)">', resp.text
     )
     assert {"js/api.js", "js/dom.js", "js/events.js", "js/pages.js"} <= set(preloaded)
-    assert set(pages) == {"models", "get", "downloads", "providers", "chat", "system", "audit"}
+    assert set(pages) == {
+        *("models", "get", "downloads", "providers", "chat", "gateway", "system", "audit")
+    }
     assert pages["models"][0] == "pages/models/index.js"
     assert "pages/get/recommended.js" in pages["models"]  # an import of an import
     assert not set(preloaded) & set(pages["chat"])  # the shell's modules are not listed twice
@@ -148,7 +150,7 @@ def test_closure_follows_imports_once() -> None:
 def test_json_is_compressed_for_remote_clients_only(
     modelyard: Callable[..., RunningApp],
 ) -> None:
-    app = modelyard(api_key=KEY)
+    app = modelyard(api_key=KEY, forwarded_allow_ips=["127.0.0.1"])
     local = app.http.get("/openapi.json", headers=GZIP)
     remote = app.http.get("/openapi.json", headers={**GZIP, **REMOTE})
     assert "content-encoding" not in local.headers  # loopback: bytes cost nothing
@@ -167,6 +169,7 @@ def test_an_answer_streams_uncompressed_to_a_remote_client(
     app = modelyard(
         [InstanceConfig(provider="ollama", id="default", base_url=ollama_server.url)],
         api_key=KEY,
+        forwarded_allow_ips=["127.0.0.1"],
     )
     app.http.post("/api/models/sync")
     conversation = app.http.post(

@@ -61,7 +61,9 @@ def test_a_models_answers_through_the_gateway_are_charted_in_its_details(
         history_sample_s=1,
     )
     assert app.http.post("/api/models/sync").status_code == 200
-    sdk = openai.OpenAI(base_url=app.url + "/v1", api_key="unused", max_retries=0)
+    sdk = openai.OpenAI(
+        base_url=app.url + "/v1", api_key=app.services.api_keys.cli_key, max_retries=0
+    )
     for _ in range(3):
         answer = sdk.chat.completions.create(
             model="busy", messages=[{"role": "user", "content": "count"}], stream=True

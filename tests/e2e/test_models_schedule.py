@@ -38,7 +38,9 @@ def test_the_models_page_shows_the_schedulers_view_live(
     expect(a.get_by_test_id("status")).to_have_text("available")
     expect(a.get_by_test_id("schedule")).to_have_count(0)  # nothing the scheduler has seen
 
-    sdk = openai.OpenAI(base_url=app.url + "/v1", api_key="sk-local", max_retries=0)
+    sdk = openai.OpenAI(
+        base_url=app.url + "/v1", api_key=app.services.api_keys.cli_key, max_retries=0
+    )
     hi = [{"role": "user", "content": "hi"}]
     sdk.chat.completions.create(model="a.gguf", messages=hi, max_tokens=2)
     expect(a.get_by_test_id("status")).to_have_text("loaded")

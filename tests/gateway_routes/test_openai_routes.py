@@ -14,9 +14,10 @@ from tests.support.app_server import RunningApp
 HI = [{"role": "user", "content": "hi"}]
 
 
-def client(app: RunningApp, key: str = "sk-no-key-required") -> openai.OpenAI:
-    """The SDK insists on a key; with local trust any key that is not a modelyard key will do,
-    as with llama-server, Ollama or LM Studio."""
+def client(app: RunningApp, key: str = "") -> openai.OpenAI:
+    """The SDK insists on a key (a placeholder would leave it to local trust): the
+    CLI's key, which the server makes at each start, unless the test gives another."""
+    key = key or app.services.api_keys.cli_key
     return openai.OpenAI(base_url=app.url + "/v1", api_key=key, max_retries=0)
 
 

@@ -14,7 +14,9 @@ HAIKU = "claude-haiku-4-5-20251001"
 
 
 def claude(stack: Stack) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=stack.app.url, api_key="placeholder", max_retries=0)
+    return anthropic.Anthropic(
+        base_url=stack.app.url, api_key=stack.app.services.api_keys.cli_key, max_retries=0
+    )
 
 
 def local_ollama(stack: Stack) -> ollama.Client:
@@ -46,6 +48,30 @@ def test_anthropic_messages_pass_through_to_the_anthropic_api(stack: Stack) -> N
     assert message.model == HAIKU and message.content
     (sent,) = stack.anthropic.log.for_path("/v1/messages")[-1:]
     assert sent.headers["x-api-key"] == stack.anthropic.state.api_key  # its key, not ours
+
+
+def test_anthropic_betas_and_headers_reach_the_anthropic_api(stack: Stack) -> None:
+    betas = ["token-efficient-tools-2025-02-19", "interleaved-thinking-2025-05-14"]
+    extra = {"anthropic-version": "2023-06-01", "anthropic-dangerous-direct-browser-access": "true"}
+    message = claude(stack).beta.messages.create(
+        model=HAIKU,
+        max_tokens=16,
+        messages=[{"role": "user", "content": "hi"}],
+        betas=betas,
+        extra_headers=extra,
+    )
+    assert message.content
+    with claude(stack).beta.messages.stream(
+        model=HAIKU, max_tokens=16, messages=[{"role": "user", "content": "hi"}], betas=betas[:1]
+    ) as stream:
+        assert stream.get_final_text()
+    whole, streamed = stack.anthropic.log.for_path("/v1/messages")[-2:]
+    assert whole.headers["anthropic-beta"] == ",".join(betas)
+    assert whole.headers["anthropic-version"] == "2023-06-01"
+    assert whole.headers["anthropic-dangerous-direct-browser-access"] == "true"
+    assert streamed.headers["anthropic-beta"] == betas[0]
+    for sent in (whole, streamed):  # the backend's key, never the client's
+        assert sent.headers["x-api-key"] == stack.anthropic.state.api_key
 
 
 def test_anthropic_errors_in_anthropics_shape(stack: Stack) -> None:

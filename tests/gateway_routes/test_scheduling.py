@@ -33,7 +33,8 @@ def estimate(path: Path) -> int:
     return estimate_memory(info, file_size=path.stat().st_size, ctx_size=ctx).total
 
 
-def sdk(app: RunningApp, key: str = "sk-no-key-required") -> openai.OpenAI:
+def sdk(app: RunningApp, key: str = "") -> openai.OpenAI:
+    key = key or app.services.api_keys.cli_key  # the SDK insists on a key, which is judged
     return openai.OpenAI(base_url=app.url + "/v1", api_key=key, max_retries=0)
 
 
@@ -128,7 +129,7 @@ def test_gateway_keys_as_bearer_and_x_api_key(
     assert message.usage.output_tokens == 2
 
     with pytest.raises(openai.AuthenticationError) as raised:
-        sdk(app, "sk-anything").models.list()  # no local trust: a placeholder is no key
+        sdk(app, "sk-anything").models.list()  # a placeholder is no key: not trusted here
     assert isinstance(raised.value.body, dict) and raised.value.body["code"] == "unauthorized"
     with pytest.raises(openai.AuthenticationError):
         sdk(app, "my_wrong").models.list()

@@ -20,7 +20,9 @@ def test_a_request_is_logged_counted_and_published_without_its_prompt(
 ) -> None:
     app = stack.app
     sub = app.services.bus.subscribe(["gateway.request", "model.schedule"])
-    sdk = openai.OpenAI(base_url=app.url + "/v1", api_key="sk-local", max_retries=0)
+    sdk = openai.OpenAI(
+        base_url=app.url + "/v1", api_key=app.services.api_keys.cli_key, max_retries=0
+    )
     with caplog.at_level(logging.INFO, logger="modelyard.gateway.requests"):
         sdk.chat.completions.create(
             model="small", messages=[{"role": "user", "content": SECRET}], max_tokens=3

@@ -83,7 +83,9 @@ def test_answers_through_the_gateway_and_in_chats_make_series_overall_and_per_mo
     stand_in = InstanceConfig(provider="openai_compat", id="stand-in", base_url=openai_server.url)
     app = modelyard([stand_in], history_sample_s=1)
     assert app.http.post("/api/models/sync").status_code == 200
-    sdk = openai.OpenAI(base_url=app.url + "/v1", api_key="unused", max_retries=0)
+    sdk = openai.OpenAI(
+        base_url=app.url + "/v1", api_key=app.services.api_keys.cli_key, max_retries=0
+    )
     messages: list[openai.types.chat.ChatCompletionMessageParam] = [
         {"role": "user", "content": "count"}
     ]
@@ -140,11 +142,13 @@ def _request(key: str, status: int = 200) -> GatewayRequest:
         key=key,
         route="/v1/chat/completions",
         caller="me",
+        key_prefix=None,
         status=status,
         stream=True,
         queue_ms=0.0,
         waited_for_load=False,
         ttft_ms=12.0,
+        duration_ms=40.0,
         prompt_tokens=3,
         completion_tokens=5,
         client_gone=False,

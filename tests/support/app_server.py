@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -16,6 +17,8 @@ from typing import Any
 import httpx
 
 from modelyard.api.app import create_app
+from modelyard.cli.client import server_trust
+from modelyard.cli.serve import uvicorn_transport
 from modelyard.config import Settings
 from modelyard.instance_config import InstanceConfig
 from modelyard.runtimes.processes import ProcessManager
@@ -30,9 +33,12 @@ class RunningApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app = create_app(settings)
-        self.thread = ServerThread(self.app, port=settings.port, ws_ping_interval=None)
-        self.url = self.thread.url
-        self.http = httpx.Client(base_url=self.url, timeout=30)
+        self.thread = ServerThread(
+            self.app, port=settings.port, ws_ping_interval=None, **uvicorn_transport(settings)
+        )
+        scheme = "https" if settings.tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{settings.port}"
+        self.http = httpx.Client(base_url=self.url, timeout=30, verify=server_trust(settings))
 
     @property
     def services(self) -> Services:
@@ -93,11 +99,21 @@ class ServerProcess:
     """``python -m modelyard serve`` as a real child process (for restart and SIGKILL tests)."""
 
     def __init__(
-        self, env: dict[str, str], port: int, log: Path, *, user: str | None = None
+        self,
+        env: dict[str, str],
+        port: int,
+        log: Path,
+        *,
+        user: str | None = None,
+        ca: Path | None = None,
     ) -> None:
         self.env = env
         self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+        # ca: it serves HTTPS with a certificate this CA signed
+        self.url = f"{'https' if ca else 'http'}://127.0.0.1:{port}"
+        self.verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=ca) if ca is not None else True
+        )
         self.log = log
         self.user = user  # run as this OS user (the test runs as root)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -127,7 +143,8 @@ class ServerProcess:
                 raise RuntimeError(f"modelyard exited: {self.log.read_text()[-2000:]}")
             with suppress(httpx.HTTPError):
                 # 401: up, with API keys on
-                if httpx.get(f"{self.url}/api/version", timeout=1).status_code in (200, 401):
+                answer = httpx.get(f"{self.url}/api/version", timeout=1, verify=self.verify)
+                if answer.status_code in (200, 401):
                     return self
             time.sleep(0.1)
         raise TimeoutError(f"modelyard did not start: {self.log.read_text()[-2000:]}")

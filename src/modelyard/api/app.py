@@ -18,6 +18,7 @@ from modelyard.api.routes import (
     downloads,
     events,
     gateway,
+    gateway_info,
     logs,
     models,
     monitoring,
@@ -43,6 +44,7 @@ ROUTERS = (
     downloads,
     pulls,
     models,
+    gateway_info,
     gateway,
 )
 DESCRIPTION = """See, fetch, run and talk to the language models on your own machines.
@@ -83,6 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # pages.py serves /docs from local files
         redoc_url=None,
+        # FastAPI's OpenTelemetry hooks, off: modelyard exports Prometheus metrics, and the
+        # check whether a provider is configured cost CPU on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
     problems.install(app)

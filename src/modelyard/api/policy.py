@@ -123,6 +123,10 @@ class RouteTable:
             success_field=False,
         )
         self._routes: list[tuple[BaseRoute, RoutePolicy]] = []
+        # What a path of a route without parameters (every gateway route) matched: a dict
+        # lookup instead of a regular expression per route on every request. Bounded by the
+        # app's own routes and methods; paths with parameters are matched each time.
+        self._static: dict[tuple[str, str, str, str], tuple[BaseRoute, RoutePolicy]] = {}
 
     def add_router(self, router: APIRouter, over: RoutePolicy | None = None) -> None:
         """Every route of ``router``; ``over`` is a declaration made where it is included
@@ -135,9 +139,15 @@ class RouteTable:
         self._routes.append((route, declared))
 
     def match(self, scope: Scope) -> tuple[BaseRoute | None, RoutePolicy]:
+        key = (scope["type"], scope.get("root_path", ""), scope["path"], scope.get("method", ""))
+        known = self._static.get(key)
+        if known is not None:
+            return known
         for route, declared in self._routes:
             found, _ = route.matches(scope)
             if found is Match.FULL:
+                if getattr(route, "param_convertors", None) == {}:
+                    self._static[key] = (route, declared)
                 return route, declared
         return None, self.default
 

@@ -10,14 +10,13 @@ runs or the body is read. Changes are audited; refusals are counted per source a
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import logging
 import re
 from collections import Counter
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -26,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from modelyard.access.keys import KEY_PREFIX, Principal
 from modelyard.access.trust import LocalTrust
 from modelyard.api.policy import POLICY_KEY, RoutePolicy, RouteTable
+from modelyard.clock import utcnow
 from modelyard.errors import problem
 from modelyard.gateway.wire import Dialect, dialect_error_member
 from modelyard.services import Services
@@ -56,6 +56,8 @@ class SecurityMiddleware:
         settings = services.settings
         self.check_host = is_local_host(settings.host)
         self.allowed_hosts = {h.lower() for h in settings.allowed_hosts}
+        if settings.public_url:  # the name people reach it by, often through a proxy
+            self.allowed_hosts.add((urlsplit(settings.public_url).hostname or "").lower())
         self.networks = [ipaddress.ip_network(c, strict=False) for c in settings.ip_allowlist]
         self.cors_origins = set(settings.cors_origins)
         self.local_origins = settings.allow_local_origins
@@ -195,8 +197,8 @@ class SecurityMiddleware:
         builtin = keys.builtin(token) if token else None
         if builtin is None and token and _placeholder(scope, token):
             token = ""  # a gateway client's "any key" (SDKs insist on one): local trust decides
-        if token:
-            principal = builtin or await asyncio.to_thread(keys.stored, token)
+        if token:  # a key of modelyard's form means it, on every route, local or not
+            principal = builtin or keys.stored(token)
             if principal is None:
                 return None, problem(
                     401,
@@ -204,6 +206,14 @@ class SecurityMiddleware:
                     "Unauthorized",
                     "the API key is not valid",
                     "Send a valid key as 'Authorization: Bearer <key>'.",
+                )
+            if principal.rules is not None and principal.rules.expired(utcnow()):
+                return None, problem(
+                    401,
+                    "api_key_expired",
+                    "Unauthorized",
+                    f"the API key {principal.rules.prefix}… expired",
+                    "Ask for a new key (modelyard keys create).",
                 )
         elif declared.public and method in ("GET", "HEAD"):
             return None, None
@@ -304,19 +314,19 @@ class SecurityMiddleware:
         await send({"type": "http.response.body", "body": payload})
 
 
+def _placeholder(scope: Scope, token: str) -> bool:
+    """A token on a gateway route that cannot be a modelyard key: what clients of local model
+    servers send when any key will do (``sk-no-key-required``, ``ollama``, ``lm-studio``).
+    Ignored there, so local trust judges the caller (a remote one is refused, so nothing is
+    widened); a wrong, revoked or expired key of modelyard's own form is refused as such."""
+    route = scope.get(POLICY_KEY, (None,))[0]
+    return _gateway_dialect(route) is not None and not token.startswith(KEY_PREFIX)
+
+
 def _gateway_dialect(route: object) -> Dialect | None:
     """The dialect of a gateway route (``api/routes/gateway.py``), None for other routes."""
     dialect = getattr(route, "dialect", None)
     return dialect if isinstance(dialect, Dialect) else None
-
-
-def _placeholder(scope: Scope, token: str) -> bool:
-    """A token on a gateway route that cannot be a modelyard key: what clients of local model
-    servers send when any key will do (``sk-no-key-required``, ``ollama``, ``lm-studio``).
-    Ignored there, so local trust judges the caller (a remote one is refused); a wrong key
-    of modelyard's own form is still refused as such."""
-    route = scope.get(POLICY_KEY, (None,))[0]
-    return _gateway_dialect(route) is not None and not token.startswith(KEY_PREFIX)
 
 
 def _token(scope: Scope) -> str:

@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ import httpx
 from modelyard.chat.context import ContextWindows, fit
 from modelyard.chat.store import ConversationStore, TurnStart
 from modelyard.chat.targets import Targets
-from modelyard.chat.types import ChatOptions, Target, Turn
+from modelyard.chat.types import ChatOptions, Target, Turn, Turns
 from modelyard.errors import ChatError, ModelyardError
 from modelyard.events import ChatAnswer
 from modelyard.metrics import Metrics
@@ -214,8 +215,10 @@ class Answerer:
         http: httpx.AsyncClient,
         metrics: Metrics,
         ended: Callable[[Generation], None],
+        turns: Turns | None = None,
     ) -> None:
         self.store = store
+        self.turns = turns
         self.targets = targets
         self.windows = windows
         self.clients = clients
@@ -251,16 +254,17 @@ class Answerer:
                 choice.provider, choice.model, choice.instance_id or None, _sayer(gen)
             )
             tally.instance_id = target.instance_id
-            window = await self.windows.window(target, options)
-            fitted = await fit(
-                start.system, start.history, window, options.max_tokens,
-                self.windows.counter(target),
-            )  # fmt: skip
-            tally.trimmed = fitted.dropped
-            if fitted.dropped:
-                gen.emit(_status(f"Left out the {fitted.dropped} oldest message(s) to fit the "
-                                 f"model's context of {window} tokens."))  # fmt: skip
-            await self._stream(gen, target, fitted.turns, options, tally, start)
+            async with self._turn(target, gen):
+                window = await self.windows.window(target, options)
+                fitted = await fit(
+                    start.system, start.history, window, options.max_tokens,
+                    self.windows.counter(target),
+                )  # fmt: skip
+                tally.trimmed = fitted.dropped
+                if fitted.dropped:
+                    gen.emit(_status(f"Left out the {fitted.dropped} oldest message(s) to fit "
+                                     f"the model's context of {window} tokens."))  # fmt: skip
+                await self._stream(gen, target, fitted.turns, options, tally, start)
         except asyncio.CancelledError:
             tally.state = "stopped"
         except ChatError as exc:
@@ -278,6 +282,12 @@ class Answerer:
         store_later.cancel()
         self._store_turn(gen, start)
         await asyncio.shield(self._finish(gen, choice, tally))
+
+    def _turn(self, target: Target, gen: Generation) -> AbstractAsyncContextManager[None]:
+        """The model's turn from the scheduler, held while the answer is written."""
+        if self.turns is None:
+            return contextlib.nullcontext()
+        return self.turns.turn(target, _sayer(gen))
 
     def _store_when_sent(self, gen: Generation, start: TurnStart) -> None:
         """Store the turn once the first token has reached the client."""

@@ -21,7 +21,7 @@ from modelyard.chat.answer import Answerer, Choice, Generation
 from modelyard.chat.context import ContextWindows
 from modelyard.chat.store import DEFAULT_TITLE, ConversationStore
 from modelyard.chat.targets import ModelStarter, Targets
-from modelyard.chat.types import ChatOptions, Target
+from modelyard.chat.types import ChatOptions, Target, Turns
 from modelyard.config import Settings
 from modelyard.errors import Conflict, InvalidInput
 from modelyard.events import CHAT_ANSWER, CONVERSATION_CHANGED, ConversationChanged, EventBus
@@ -53,6 +53,7 @@ class ChatService:
         control: InstanceControl,
         processes: ProcessManager,
         starter: ModelStarter | None,
+        turns: Turns | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -64,7 +65,14 @@ class ChatService:
         self.windows = ContextWindows(self.http, settings.default_ctx_size, self._catalog_ctx)
         self.clients = Clients(settings.connect_timeout_ms / 1000, settings.chat_timeout_s)
         self.answerer = Answerer(
-            self.store, self.targets, self.windows, self.clients, self.http, metrics, self._ended
+            self.store,
+            self.targets,
+            self.windows,
+            self.clients,
+            self.http,
+            metrics,
+            self._ended,
+            turns,
         )
         self._active: dict[str, Generation] = {}
         self._warming: asyncio.Task[None] | None = None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -61,3 +63,14 @@ class Piece:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     finish_reason: str | None = None
+
+
+class Turns(Protocol):
+    """The scheduler's turns, as chat takes them (``gateway.service.Gateway.turn``): an answer
+    holds its model's turn while it is written, like a gateway request, so the model is
+    counted in flight and never evicted mid-answer. ``say`` tells the user what it waits for;
+    a refusal (a full queue, a model too large for the budget) raises ``ChatError``."""
+
+    def turn(
+        self, target: Target, say: Callable[[str], None]
+    ) -> AbstractAsyncContextManager[None]: ...

@@ -6,9 +6,11 @@ from __future__ import annotations
 import sys
 
 from modelyard.cli import (  # noqa: F401  (registers commands)
+    certs,
     chat,
     containers,
     downloads,
+    keys,
     models,
     providers,
     serve,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -46,16 +47,42 @@ def server_url(settings: Settings | None = None) -> str:
     host = _ANY_ADDRESS.get(host, host)
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"  # an IPv6 address
-    return f"http://{host}:{port}"
+    scheme = "https" if settings and settings.tls else "http"
+    return f"{scheme}://{host}:{port}"
+
+
+def server_trust(settings: Settings | None) -> ssl.SSLContext | bool:
+    """What the client verifies the server's certificate with: the system's CAs (and
+    ``SSL_CERT_FILE``), plus modelyard's local CA when the certificate is one it made."""
+    ca = settings.local_ca if settings else None
+    if ca is None:
+        return True
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=ca)
+    return context
+
+
+def _verification_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate check that failed under httpx's and httpcore's wrappers, if one did."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__context__
+    return cause
 
 
 class Client:
     """Thin wrapper over httpx that turns problem+json answers into ClientError."""
 
-    def __init__(self, base_url: str, api_key: str = "", timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str = "",
+        timeout: float = 30.0,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
         self.base_url = base_url
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
+        self.http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, verify=verify)
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> Client:
@@ -64,7 +91,7 @@ class Client:
         key = settings.api_key if settings else os.environ.get("MODELYARD_API_KEY", "")
         if not key and settings is not None:
             key = read_key_file(settings.cli_key_path)
-        return cls(server_url(settings), key)
+        return cls(server_url(settings), key, verify=server_trust(settings))
 
     def close(self) -> None:
         self.http.close()
@@ -79,14 +106,22 @@ class Client:
         try:
             resp = self.http.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
-            raise self._unreachable() from exc
+            raise self._unreachable(exc) from exc
         except httpx.TimeoutException as exc:
             raise ClientError(
                 f"modelyard at {self.base_url} did not answer in time", code="timeout"
             ) from exc
         return self._decode(resp)
 
-    def _unreachable(self) -> ClientError:
+    def _unreachable(self, exc: httpx.ConnectError) -> ClientError:
+        untrusted = _verification_error(exc)
+        if untrusted is not None:
+            return ClientError(
+                f"the certificate of {self.base_url} is not trusted: {untrusted.verify_message}",
+                code="certificate_untrusted",
+                hint="Trust the CA that signed it (SSL_CERT_FILE), or keep the certificate "
+                "'modelyard certs create' made beside its ca.pem.",
+            )
         return ClientError(
             f"modelyard is not running at {self.base_url}",
             code="server_unreachable",
@@ -135,6 +170,16 @@ class Client:
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
 
+    def text(self, path: str, **params: Any) -> str:
+        """A text answer (a CSV export); errors raise ClientError as for JSON."""
+        try:
+            resp = self.http.get(path, params={k: v for k, v in params.items() if v is not None})
+        except httpx.ConnectError as exc:
+            raise self._unreachable(exc) from exc
+        if resp.status_code >= 400:
+            self._decode(resp)
+        return resp.text
+
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, json=body if body is not None else {})
 
@@ -151,4 +196,4 @@ class Client:
                     self._decode(resp)
                 yield resp
         except httpx.ConnectError as exc:
-            raise self._unreachable() from exc
+            raise self._unreachable(exc) from exc

@@ -40,6 +40,13 @@ def serve(
     from modelyard.cli.logs import uvicorn_log_config
 
     settings = _settings(host=host, port=port)
+    if settings.tls_certfile is not None and settings.tls_keyfile is not None:
+        from modelyard.tls import check_pair
+
+        try:
+            check_pair(settings.tls_certfile, settings.tls_keyfile)
+        except ConfigError as exc:
+            fail(exc.detail, exc.hint, code=2)
     # Everything serve and its children write is private: chats, keys, logs (SPEC §12).
     os.umask(SERVE_UMASK)
     if os.geteuid() == 0:
@@ -64,9 +71,12 @@ def serve(
             "Check MODELYARD_DATABASE_URL: the server, its credentials and the database name.",
             code=2,
         )
+    scheme = "https" if settings.tls else "http"
+    public = f" · public at {settings.public_url}" if settings.public_url else ""
     console.print(
-        f"modelyard on [bold]http://{settings.host}:{settings.port}[/]"
-        f" · data in {settings.data_dir}"
+        f"modelyard on [bold]{scheme}://{settings.host}:{settings.port}[/]{public}"
+        f" · data in {settings.data_dir}",
+        highlight=False,
     )
     uvicorn.run(
         app_,
@@ -75,10 +85,21 @@ def serve(
         log_level=settings.log_level,
         log_config=uvicorn_log_config(),
         ws_ping_interval=20,
-        # The peer is the client: X-Forwarded-For from any local program must not rewrite
-        # the address the IP allow-list and the audit log see.
-        proxy_headers=False,
+        **uvicorn_transport(settings),
     )
+
+
+def uvicorn_transport(settings: Settings) -> dict[str, Any]:
+    """uvicorn's TLS and proxy options for the settings (``serve`` and the tests' servers)."""
+    return {
+        "ssl_certfile": str(settings.tls_certfile) if settings.tls_certfile else None,
+        "ssl_keyfile": str(settings.tls_keyfile) if settings.tls_keyfile else None,
+        # Only the listed proxies may say who the client is (and whether it used HTTPS):
+        # from anyone else, X-Forwarded-For must not rewrite the address the IP allow-list
+        # and the audit see. Local trust ignores a proxied request either way.
+        "proxy_headers": bool(settings.forwarded_allow_ips),
+        "forwarded_allow_ips": list(settings.forwarded_allow_ips) or None,
+    }
 
 
 def _port_free(host: str, port: int) -> bool:

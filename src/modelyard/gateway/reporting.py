@@ -41,11 +41,13 @@ class ScheduleReporter:
     def request(self, entry: GatewayRequest) -> None:
         """One finished gateway request: the log line, metrics, the event."""
         log.info(
-            "%s model=%s key=%s caller=%s status=%s queue_ms=%s load=%s ttft_ms=%s tokens=%s/%s%s",
+            "%s model=%s key=%s caller=%s key_prefix=%s status=%s queue_ms=%s load=%s ttft_ms=%s "
+            "tokens=%s/%s%s",
             entry["route"],
             entry["model"],
             entry["key"],
             entry["caller"],
+            entry["key_prefix"] or "-",
             entry["status"],
             entry["queue_ms"],
             "waited" if entry["waited_for_load"] else "no",

@@ -150,6 +150,11 @@ class Scheduler(Generic[K]):
         """Every model the scheduler has seen."""
         return [m.view() for m in self._models.values()]
 
+    def view(self, key: K) -> ModelView | None:
+        """``key``'s model as the scheduler has it; None when it has not seen it."""
+        model = self._models.get(key)
+        return model.view() if model is not None else None
+
     def policy(self, key: K) -> ModelPolicy:
         """How ``key``'s model is kept."""
         model = self._models.get(key)

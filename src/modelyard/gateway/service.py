@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from modelyard.access.keys import Principal
 from modelyard.chat.types import Target as ChatTarget
 from modelyard.config import Settings
 from modelyard.errors import Conflict, InvalidInput, ModelyardError, Unavailable
@@ -32,6 +35,7 @@ from modelyard.events import (
 from modelyard.gateway.asgi import ClientGone, Responder, read_body
 from modelyard.gateway.backend import CatalogBackend
 from modelyard.gateway.exchange import Exchange, Target, exchange, parse_json_object
+from modelyard.gateway.keyed import KeyGate, allowed, not_found
 from modelyard.gateway.names import NameIndex, key_of, qualified
 from modelyard.gateway.policies import model_settings
 from modelyard.gateway.relay import Relay, Translation, upstream_error
@@ -48,6 +52,9 @@ from modelyard.providers.registry import registry
 
 _REPORTS = frozenset({"loaded", "available", "removed"})
 _KEY_FIELDS = ("provider", "instance_id", "name")
+_GENERATING = frozenset(
+    {"/chat/completions", "/completions", "/responses", "/messages", "/chat", "/generate"}
+)
 USABLE = frozenset({ModelStatus.AVAILABLE, ModelStatus.LOADED, ModelStatus.STARTING})
 
 
@@ -91,8 +98,10 @@ class Gateway:
         scheduler: Scheduler[str],
         bus: EventBus,
         reporter: ScheduleReporter,
+        keys: KeyGate,
     ) -> None:
         self.settings = settings
+        self.keys = keys
         self.catalog = catalog
         self.backend = backend
         self.scheduler = scheduler
@@ -136,15 +145,18 @@ class Gateway:
             self._index = (version, index)
         return self._index[1]
 
-    def usable(self) -> list[UsableModel]:
+    def usable(self, principal: Principal | None = None) -> list[UsableModel]:
         """Every model a caller may use, once each under its shortest unambiguous name, and
-        each alias: what ``/v1/models`` and ``/ollama/api/tags`` list."""
+        each alias: what ``/v1/models`` and ``/ollama/api/tags`` list (to a key with a model
+        allow-list, only the models it allows, under every name)."""
         index = self.names()
         views = {view.key: view for view in self.scheduler.snapshot()}
         found: list[UsableModel] = []
         by_key: dict[str, Model] = {}
         for model in self.catalog.list_all():
             if model.status not in USABLE or not _speaks(model):
+                continue
+            if not allowed(principal, index.names_of(model.key)):
                 continue
             name = qualified(model.key)
             by_key[name] = model
@@ -171,14 +183,45 @@ class Gateway:
             name = body.get("model")
             if not isinstance(name, str) or not name:
                 raise _no_model()
-            key = qualified(self.names().resolve(name))
+            principal: Principal | None = (scope.get("state") or {}).get("principal")
+            model_key = self.names().resolve(name)
+            if not allowed(principal, [name, *self.names().names_of(model_key)]):
+                raise not_found(name)
+            key = qualified(model_key)
             target, translation = self.target(key, endpoint)
+            if target.dialect is Dialect.ANTHROPIC:
+                target = forward_anthropic_headers(target, scope)
+            admission = self.keys.admit(
+                principal, key, body, endpoint.path in _GENERATING, self._context(model_key)
+            )
         except ClientGone:
             return
         except ModelyardError as error:
             await responder.fail(error)
             return
-        record = await exchange(
+        try:
+            record = await self._exchange(
+                receive, send, body, key, route, endpoint, target, translation
+            )
+        except BaseException:  # cancelled: the reservation is kept for its window, not held
+            if admission.reservation is not None:
+                self.keys.limiter.settle(admission.reservation, admission.reservation.tokens)
+            raise
+        self.keys.finish(principal, admission, key, record)
+        self._record(principal, scope, name, record)
+
+    async def _exchange(
+        self,
+        receive: Receive,
+        send: Send,
+        body: dict[str, Any],
+        key: str,
+        route: str,
+        endpoint: Endpoint,
+        target: Target[str],
+        translation: Translation | None,
+    ) -> Exchange:
+        return await exchange(
             receive,
             send,
             relay=self.relay,
@@ -191,7 +234,6 @@ class Gateway:
             streams=endpoint.streams,
             locate=(lambda: self._base(key, target)) if not target.base else None,
         )
-        self._record(scope, name, record)
 
     def target(self, key: str, endpoint: Endpoint) -> tuple[Target[str], Translation | None]:
         """How ``key``'s backend is spoken to for ``endpoint``: in the client's dialect when
@@ -236,14 +278,17 @@ class Gateway:
             **common,
         ), translation
 
-    async def count_tokens(self, body: dict[str, Any]) -> int:
+    async def count_tokens(self, body: dict[str, Any], principal: Principal | None) -> int:
         """``/v1/messages/count_tokens``: the backend's own count where it has one (the
         Anthropic API), else the model's tokenizer when it is loaded (llama.cpp's
         ``/tokenize``), else an estimate from the text's length."""
         name = body.get("model")
         if not isinstance(name, str) or not name:
             raise _no_model()
-        key = qualified(self.names().resolve(name))
+        model_key = self.names().resolve(name)
+        if not allowed(principal, [name, *self.names().names_of(model_key)]):
+            raise not_found(name)
+        key = qualified(model_key)
         provider = registry.get(key_of(key).provider)
         base, api_key = self.backend.base_url(key), self.backend.api_key(key)
         if provider.api_paths.anthropic is not None and base:
@@ -283,25 +328,46 @@ class Gateway:
         own = model_settings(self.settings, key)
         return {"num_ctx": own.num_ctx} if own is not None and own.num_ctx else {}
 
-    def _record(self, scope: Scope, name: str, record: Exchange) -> None:
-        principal = (scope.get("state") or {}).get("principal")
+    def _context(self, key: ModelKey) -> int | None:
+        model = self.catalog.get(key)
+        return model.context_length if model is not None else None
+
+    def _record(
+        self, principal: Principal | None, scope: Scope, name: str, record: Exchange
+    ) -> None:
         usage = record.relay.usage
         entry = GatewayRequest(
             model=name,
             key=record.model,
             route=scope["path"],
             caller=principal.name if principal is not None else "anonymous",
+            key_prefix=principal.rules.prefix if principal and principal.rules else None,
             status=record.status or 499,
             stream=record.stream,
             queue_ms=round(record.waited_s * 1000, 1),
             waited_for_load=record.waited_for_load,
             ttft_ms=None if record.ttft_s is None else round(record.ttft_s * 1000, 1),
+            duration_ms=round((time.monotonic() - record.arrived_at) * 1000, 1),
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
             client_gone=record.client_gone,
             error=record.relay.error,
         )
         self.reporter.request(entry)
+
+
+def forward_anthropic_headers(target: Target[str], scope: Scope) -> Target[str]:
+    """``target`` with the client's ``anthropic-*`` headers (``anthropic-beta``, its
+    ``anthropic-version``…): a backend that speaks Anthropic gets them as the client sent them,
+    so betas and versions reach it. Never the client's key: the backend's own is sent."""
+    forwarded = {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in scope["headers"]
+        if name.startswith(b"anthropic-")
+    }
+    if not forwarded:
+        return target
+    return dataclasses.replace(target, headers={**target.headers, **forwarded})
 
 
 def _text_of(content: Any) -> str:

@@ -93,11 +93,15 @@ class GgufServers:
         millisecond: here rather than behind thread hand-offs on the way to a started model)."""
         return [i for i in self.catalog.servers_for(name) if self.processes.check(i.key).alive]
 
-    async def launch(self, name: str, path: Path, mode: ModelMode, ctx_size: int) -> Instance:
-        """Create (or reuse) the model's instance and start its server; returns at once."""
+    async def launch(
+        self, name: str, path: Path, mode: ModelMode, ctx_size: int, by_policy: bool = False
+    ) -> Instance:
+        """Create (or reuse) the model's instance and start its server; returns at once.
+        ``by_policy``: the restart policy starts it again (it does not end a crash loop)."""
         instance = self._reusable(name, mode, ctx_size) or self._create(name, path, mode, ctx_size)
         try:
-            await self.control.launch(instance, watch=False)  # wait_loaded, then announce
+            # wait_loaded, then announce
+            await self.control.launch(instance, watch=False, by_policy=by_policy)
         except ModelyardError:
             self.remove(instance)
             raise

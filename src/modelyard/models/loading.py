@@ -102,6 +102,8 @@ class ModelLoading:
         # What a start asked of the load the scheduler runs for it.
         self.forced: set[ModelKey] = set()  # skip the memory check
         self.requested_ctx: dict[ModelKey, int | None] = {}  # the context it gave
+        # Loads the restart policy asked for: they do not end a crash loop as a start by hand.
+        self.by_policy: set[ModelKey] = set()
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -126,7 +128,10 @@ class ModelLoading:
         force = target.key in self.forced
         self.forced.discard(target.key)
         requested = self.requested_ctx.pop(target.key, None)
-        return await self.load(ref, force=force, ctx_size=requested or ctx_size)
+        by_policy = target.key in self.by_policy
+        self.by_policy.discard(target.key)
+        ctx = requested or ctx_size
+        return await self.load(ref, force=force, ctx_size=ctx, by_policy=by_policy)
 
     async def unload_model(self, ref: ModelRef) -> Model:
         """The scheduler's unload."""
@@ -181,13 +186,17 @@ class ModelLoading:
         force: bool = False,
         wait: bool = True,
         ctx_size: int | None = None,
+        by_policy: bool = False,
     ) -> Model:
         """Load a model now, without the scheduler (which calls this through the gateway's
-        backend); with ``wait``, return once the runtime says it is loaded."""
+        backend); with ``wait``, return once the runtime says it is loaded. ``by_policy``: a
+        restart by the restart policy (``runtimes/restarts.py``)."""
         target = await self.resolve(ref)
         async with self.lock(target.key):
             if target.instance is None:
-                return await self._start_local(target, force=force, wait=wait, ctx_size=ctx_size)
+                return await self._start_local(
+                    target, force=force, wait=wait, ctx_size=ctx_size, by_policy=by_policy
+                )
             instance = target.instance
             if target.provider.capabilities.loads_models:
                 loaded, target = await self.loaded_now(target)
@@ -196,7 +205,11 @@ class ModelLoading:
                 await self._require_memory(target, force, ctx_size)
                 await target.provider.load(self.http, instance.config, target.name, ctx_size)
             elif target.runs_as_server:
-                await self.servers.control.launch(instance)
+                try:
+                    await self.servers.control.launch(instance, by_policy=by_policy)
+                except Conflict as exc:  # started already (chat, the Providers page): adopted
+                    if exc.error_code != "already_running":
+                        raise
                 if wait:
                     await self.servers.wait_loaded(instance)
             else:
@@ -214,7 +227,13 @@ class ModelLoading:
         return (model if model.status is ModelStatus.LOADED else None), fresh
 
     async def _start_local(
-        self, target: Resolved, *, force: bool, wait: bool, ctx_size: int | None
+        self,
+        target: Resolved,
+        *,
+        force: bool,
+        wait: bool,
+        ctx_size: int | None,
+        by_policy: bool = False,
     ) -> Model:
         path = self.gguf_path(target)
         model = target.model or await self.synced(target)
@@ -236,7 +255,8 @@ class ModelLoading:
             self._check_fits(estimate, force)
         with contextlib.ExitStack() as stack:
             stack.enter_context(self.catalog.starting(target.name))
-            instance = await self.servers.launch(target.name, path, ModelMode(model.mode), ctx)
+            mode = ModelMode(model.mode)
+            instance = await self.servers.launch(target.name, path, mode, ctx, by_policy)
             # Recorded once the server is on its way: the write overlaps its loading.
             await self.catalog.set_state(target.key, ModelStatus.STARTING, None)
             if wait:

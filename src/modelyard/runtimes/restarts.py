@@ -8,6 +8,11 @@ once, announces ``instance.exited`` and, as the policy says, starts it again aft
 that doubles with each exit within the crash-loop window, up to a cap. Too many exits within
 the window is a crash loop: logged as ``ERROR crash_loop`` with the log's tail, announced, and
 for ``on-failure`` the end of restarting until someone starts the instance by hand.
+
+A server of one model the scheduler counts (a local file's, a managed llama.cpp server) is
+restarted through the scheduler (``Relauncher``, ``gateway/restarts.py``): the restart is a
+load decided by the one owner of what is loaded, within the memory budget, so its view and
+what runs agree. When the budget does not allow it, it is not started, and the log says why.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Protocol
 
 from modelyard.config import Settings
-from modelyard.errors import ModelyardError
+from modelyard.errors import InsufficientResources, ModelyardError
 from modelyard.events import (
     INSTANCE_CRASH_LOOP,
     INSTANCE_EXITED,
@@ -36,6 +42,25 @@ from modelyard.runtimes.processes import ProcessManager
 log = logging.getLogger(__name__)
 
 _TAIL_LINES = 20
+
+
+class Relauncher(Protocol):
+    """Restarts through the scheduler (``gateway/restarts.py``)."""
+
+    def owns(self, instance: Instance) -> bool:
+        """Whether ``instance`` serves a model the scheduler counts (then it restarts it)."""
+        ...
+
+    def wanted(self, instance: Instance) -> bool:
+        """Whether its model should run again: not when the scheduler unloaded it since, for
+        another reason than its death (evicted, its TTL, a stop)."""
+        ...
+
+    async def relaunch(self, instance: Instance) -> None:
+        """Start ``instance``'s model again as a load of the scheduler. Raises
+        ``InsufficientResources`` when the memory budget does not allow it, another
+        ``ModelyardError`` when it fails."""
+        ...
 
 
 class Supervisor:
@@ -61,6 +86,7 @@ class Supervisor:
         self.ledger = health.restarts
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[str, asyncio.Task[None]] = {}
+        self.relauncher: Relauncher | None = None  # set once the scheduler exists
         processes.add_exit_listener(self._told_in_thread)
 
     def policy(self, instance: Instance) -> RestartPolicy:
@@ -145,15 +171,28 @@ class Supervisor:
         await asyncio.sleep(delay)
         key = instance.key
         check = await asyncio.to_thread(self.processes.check, key)
-        if check.alive or check.record is None or check.record.pid != pid:
+        relauncher = self.relauncher if self.relauncher and self.relauncher.owns(instance) else None
+        if relauncher is not None:
+            # The scheduler may have cleaned up what was left of it (a local file's server is
+            # removed then): its view says whether the model should run again.
+            if check.alive or not relauncher.wanted(instance):
+                return
+        elif check.alive or check.record is None or check.record.pid != pid:
             return  # started or stopped by someone meanwhile: theirs to decide
-        if self.instances.find(key) is None:
+        elif self.instances.find(key) is None:
             return
         self.ledger.restarted(key)
         self.metrics.instance_restarts.labels(instance.config.provider, instance.config.id).inc()
         log.warning("restarting %s (restart %d by policy)", key, self.ledger.restarts(key))
         try:
-            await self.control.launch(instance, by_policy=True)
+            if relauncher is not None:
+                await relauncher.relaunch(instance)
+            else:
+                await self.control.launch(instance, by_policy=True)
+        except InsufficientResources as exc:  # no room within the budget: not started
+            log.error("%s was not restarted: %s %s", key, exc.detail, exc.hint or "")
+        except TimeoutError:
+            log.error("%s was not restarted: no room within the memory budget in time", key)
         except ModelyardError as exc:
             # The start failed (the port taken, the binary gone): another failure, same rules.
             log.error("restart of %s failed: %s", key, exc)

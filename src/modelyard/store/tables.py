@@ -213,6 +213,29 @@ class ApiKeyRow(Base):
     scopes: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The gateway's rules for the key: fnmatch patterns of model names (None: every model),
+    # an expiry, and limits (``requests_per_minute``… each None when unlimited).
+    models: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class UsageRow(Base):
+    """What the gateway answered, per day (UTC), key and model: one row each, added to in
+    batches. ``key_id`` is the empty string for local callers without a key."""
+
+    __tablename__ = "usage_daily"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(512), primary_key=True)
+    key_prefix: Mapped[str] = mapped_column(String(16), default="")
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    ttft_ms_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    ttft_count: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class SampleRow(Base):

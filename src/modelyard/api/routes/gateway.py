@@ -20,6 +20,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from modelyard import __version__
+from modelyard.access.keys import Principal
 from modelyard.api.policy import POLICY_KEY, policy
 from modelyard.errors import ModelyardError, NotFound
 from modelyard.gateway.asgi import ClientGone, Responder, read_body
@@ -116,7 +117,7 @@ async def _openai_models(
     gateway: Gateway, scope: Scope, receive: Receive, send: Send, _: GatewayEndpoint
 ) -> None:
     path: str = scope["path"]
-    usable = gateway.usable()
+    usable = gateway.usable(_principal(scope))
     if path == "/v1/models":
         await _json(send, {"object": "list", "data": [_openai_model(m) for m in usable]})
         return
@@ -154,7 +155,7 @@ async def _count_tokens(
     responder = Responder(send, Dialect.ANTHROPIC, scope["path"])
     try:
         body = parse_json_object(await read_body(receive, gateway.settings.gateway_max_body_bytes))
-        count = await gateway.count_tokens(body)
+        count = await gateway.count_tokens(body, _principal(scope))
     except ClientGone:
         return
     except ModelyardError as error:
@@ -198,14 +199,15 @@ def _ollama_model(item: UsableModel) -> dict[str, Any]:
 async def _ollama_tags(
     gateway: Gateway, scope: Scope, receive: Receive, send: Send, _: GatewayEndpoint
 ) -> None:
-    await _json(send, {"models": [_ollama_model(m) for m in gateway.usable()]})
+    usable = gateway.usable(_principal(scope))
+    await _json(send, {"models": [_ollama_model(m) for m in usable]})
 
 
 async def _ollama_ps(
     gateway: Gateway, scope: Scope, receive: Receive, send: Send, _: GatewayEndpoint
 ) -> None:
     running = []
-    for item in gateway.usable():
+    for item in gateway.usable(_principal(scope)):
         if item.state != "loaded":
             continue
         entry = _ollama_model(item)
@@ -231,7 +233,8 @@ async def _ollama_show(
         body = parse_json_object(await read_body(receive, gateway.settings.max_body_bytes))
         name = str(body.get("model") or body.get("name") or "")
         key = gateway.names().resolve(name)
-        found = next((m for m in gateway.usable() if m.model.key == key), None)
+        usable = gateway.usable(_principal(scope))
+        found = next((m for m in usable if m.model.key == key), None)
         if found is None:
             raise _not_found(name)
     except ClientGone:
@@ -276,6 +279,12 @@ _add("/ollama/api/tags", ["GET"], GatewayEndpoint(Dialect.OLLAMA, _ollama_tags))
 _add("/ollama/api/ps", ["GET"], GatewayEndpoint(Dialect.OLLAMA, _ollama_ps))
 _add("/ollama/api/version", ["GET"], GatewayEndpoint(Dialect.OLLAMA, _ollama_version))
 _add("/ollama/api/show", ["POST"], GatewayEndpoint(Dialect.OLLAMA, _ollama_show))
+
+
+def _principal(scope: Scope) -> Principal | None:
+    """Who the guards found calling (None: a public route without a caller)."""
+    found: Principal | None = (scope.get("state") or {}).get("principal")
+    return found
 
 
 def _epoch(stamp: str | None) -> int:

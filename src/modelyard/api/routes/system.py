@@ -5,15 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from modelyard import __version__
 from modelyard.access.audit import AuditFilter, AuditOutcome
+from modelyard.access.keys import MAX_PATTERNS, KeyLimits, KeyRequest
+from modelyard.access.usage import UsageCounts, UsageFilter
 from modelyard.api.deps import ServicesDep
 from modelyard.api.policy import policy
 from modelyard.providers.registry import registry
@@ -22,9 +24,31 @@ from modelyard.runtimes.instances import Instance, InstanceOrigin
 router = APIRouter(tags=["system"], dependencies=[policy()])
 
 
+class KeyLimitsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+    concurrent_requests: int | None = Field(default=None, ge=1)
+
+
 class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(min_length=1, max_length=128)
     scopes: list[str] = Field(default_factory=lambda: ["read"])
+    models: list[str] | None = Field(default=None, max_length=MAX_PATTERNS)
+    expires_at: AwareDatetime | None = None
+    limits: KeyLimitsBody = Field(default_factory=KeyLimitsBody)
+
+    def request(self) -> KeyRequest:
+        return KeyRequest(
+            name=self.name,
+            scopes=tuple(self.scopes),
+            models=tuple(self.models) if self.models is not None else None,
+            expires_at=self.expires_at,
+            limits=KeyLimits(**self.limits.model_dump()),
+        )
 
 
 @router.get("/metrics", include_in_schema=True)
@@ -85,7 +109,7 @@ def openai_snippet(instances: list[Instance]) -> str:
 @router.get("/api/connection-info")
 async def connection_info(request: Request, services: ServicesDep) -> dict[str, Any]:
     """Base URLs and copy-paste snippets for talking to modelyard and its instances."""
-    base = str(request.base_url).rstrip("/")
+    base = services.settings.public_url or str(request.base_url).rstrip("/")
     endpoints = [
         {"provider": i.config.provider, "id": i.config.id, "base_url": i.config.base_url}
         for i in services.instances.list()
@@ -171,7 +195,7 @@ async def list_keys(services: ServicesDep) -> dict[str, Any]:
 
 @router.post("/api/keys", status_code=201)
 async def create_key(body: KeyCreate, services: ServicesDep) -> dict[str, Any]:
-    secret, info = services.api_keys.create(body.name, body.scopes)
+    secret, info = services.api_keys.create(body.request())
     return {**info, "key": secret}
 
 
@@ -179,3 +203,45 @@ async def create_key(body: KeyCreate, services: ServicesDep) -> dict[str, Any]:
 async def delete_key(key_id: str, services: ServicesDep) -> Response:
     services.api_keys.delete(key_id)
     return Response(status_code=204)
+
+
+UsageGroup = Literal["day", "key", "model"]
+_USAGE_COLUMNS = [
+    "day",
+    "key_prefix",
+    "key_id",
+    "model",
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "ttft_ms_sum",
+    "ttft_count",
+    "ttft_ms_avg",
+]
+
+
+@router.get("/api/usage", dependencies=[policy(read="admin")])
+async def usage(
+    services: ServicesDep,
+    since: date | None = None,
+    until: date | None = None,
+    key: str = "",
+    model: str = "",
+    group: Annotated[list[UsageGroup] | None, Query()] = None,
+    format: Literal["json", "csv"] = "json",
+) -> Response:
+    """Usage per day, key and model, grouped by ``group`` (repeated: ``group=key&group=model``;
+    default all three), with the totals; ``format=csv`` for a download of the rows."""
+    where = UsageFilter(since=since, until=until, key=key, model=model)
+    rows = await services.gateway.keys.usage.rows(where, group or ["day", "key", "model"])
+    if format == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=_USAGE_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        disposition = {"Content-Disposition": 'attachment; filename="usage.csv"'}
+        return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=disposition)
+    totals = await services.gateway.keys.usage.rows(where, [])
+    body = {"usage": rows, "totals": totals[0] if totals else UsageCounts().wire()}
+    return Response(json.dumps(body), media_type="application/json")

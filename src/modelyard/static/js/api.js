@@ -122,3 +122,16 @@ export const post = (path, body, opts = {}) =>
   api(path, { ...opts, method: "POST", body: body ?? {} });
 export const patch = (path, body) => api(path, { method: "PATCH", body });
 export const del = (path) => api(path, { method: "DELETE" });
+
+/** Fetch a file the API answers (an export, with this browser's key) and let the browser save
+ *  it, under the server's Content-Disposition name or `fallback`. */
+export async function download(path, fallback) {
+  const resp = await fetch(path, { headers: headers() });
+  if (!resp.ok) throw new ApiError(resp.status, await resp.json().catch(() => null));
+  const name = /filename="([^"]+)"/.exec(resp.headers.get("Content-Disposition") || "");
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await resp.blob());
+  link.download = name ? name[1] : fallback;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}

@@ -14,7 +14,8 @@ const QUOTE = /^ {0,3}>\s?(.*)$/;
 const ITEM = /^(\s*)([-*+]|\d{1,9}[.)])\s+(.*)$/;
 const TABLE_RULE = /^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$/;
 
-function copyText(value, button) {
+/** Copy `value` to the clipboard; `button` says "Copied" for a moment. */
+export function copyText(value, button) {
   const done = () => {
     button.textContent = "Copied";
     setTimeout(() => {

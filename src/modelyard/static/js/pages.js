@@ -25,6 +25,7 @@ export const PAGES = [
       ...(args[0] ? [conversationPath(args[0])] : []),
     ],
   },
+  { name: "gateway", title: "Gateway", requests: () => [PATHS.gatewayInfo] },
   { name: "system", title: "System", requests: () => [PATHS.resources] },
   { name: "audit", title: "Audit", requests: () => [`${PATHS.audit}?limit=500`] },
 ];

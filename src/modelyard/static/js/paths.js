@@ -14,6 +14,7 @@ export const PATHS = {
   conversations: "/api/conversations",
   resources: "/api/system/resources",
   audit: "/api/audit",
+  gatewayInfo: "/api/gateway/info",
 };
 
 export const conversationPath = (id) => `${PATHS.conversations}/${encodeURIComponent(id)}`;

@@ -8,8 +8,10 @@ import { drawConnection } from "./connect.js";
 import { showInstanceForm } from "./form.js";
 import { closePanel, fillPanel, panelBox } from "./panels.js";
 import { controlInstance, listInstances, listStatuses, removeInstance } from "./requests.js";
+import { instancesOf, loadSchedule, scheduleSection } from "./schedule.js";
 
 const POLL_MS = 5000;
+const RELOAD_MS = 300;
 const AUTO_KEY = "modelyard.providers.autoRefresh";
 
 function summaryText(state) {
@@ -23,18 +25,26 @@ function providersPage(els) {
   const state = {
     instances: new Map(), // key -> instance
     statuses: new Map(), // key -> status
+    schedule: new Map(), // provider/instance/name -> the scheduler's view (model.schedule)
     open: new Map(), // key -> "history" | "logs" | null
     boxes: new Map(), // key -> {what, el, seq}: an open panel, kept across redraws
     busy: new Set(),
     ageMs: 0,
+    reload: null, // a pending load after events about instances not listed yet
   };
-  const card = (inst) => instanceCard(page, inst, panelBox(state, instanceKey(inst)));
+  const card = (inst) =>
+    instanceCard(page, inst, [scheduleSection(page, inst), panelBox(state, instanceKey(inst))]);
   const page = {
     state,
     async load(refresh = false) {
       try {
-        const [inst, status] = await Promise.all([listInstances(), listStatuses(refresh)]);
+        const [inst, status, schedule] = await Promise.all([
+          listInstances(),
+          listStatuses(refresh),
+          loadSchedule(),
+        ]);
         state.instances = new Map(inst.instances.map((i) => [instanceKey(i), i]));
+        if (schedule) state.schedule = schedule;
         state.statuses = new Map(status.providers.map((s) => [instanceKey(s), s]));
         state.ageMs = status.age_ms;
         page.draw();
@@ -57,10 +67,27 @@ function providersPage(els) {
       const k = instanceKey(s);
       state.statuses.set(k, s);
       if (!state.instances.has(k)) return page.load();
+      page.redraw(k);
+    },
+    redraw(k) {
       const old = els.list.querySelector(`[data-key="${CSS.escape(k)}"]`);
       if (!old) return;
       old.replaceWith(card(state.instances.get(k)));
       if (state.open.get(k)) fillPanel(state, k);
+    },
+    loadSoon() {
+      if (state.reload) return;
+      state.reload = setTimeout(() => {
+        state.reload = null;
+        page.load();
+      }, RELOAD_MS);
+    },
+    /** A model.schedule event: redraw the cards of the instances that run that model. */
+    scheduled(view) {
+      state.schedule.set(view.key, { ...view, seenAt: Date.now() });
+      const serving = instancesOf(state.instances, view.key);
+      if (!serving.length) return page.loadSoon(); // a local file's server that just appeared
+      for (const inst of serving) page.redraw(instanceKey(inst));
     },
     async control(inst, action) {
       const k = instanceKey(inst);
@@ -171,6 +198,7 @@ export default {
     const offs = [
       events.on("provider.status", (ev) => page.update(ev.data)),
       events.on("provider.removed", () => page.load()),
+      events.on("model.schedule", (ev) => page.scheduled(ev.data)),
       events.onSnapshot(() => page.load(), false),
     ];
     await Promise.all([loadKinds().catch(toastError), page.load()]);
@@ -178,6 +206,7 @@ export default {
     drawConnection(connection);
     return () => {
       stopPolling();
+      clearTimeout(page.state.reload);
       for (const off of offs) off();
       for (const k of [...page.state.boxes.keys()]) closePanel(page.state, k);
     };

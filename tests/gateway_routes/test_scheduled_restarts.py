@@ -1,0 +1,138 @@
+"""Restarts by the restart policy go through the scheduler: a local file's llama-server killed
+behind modelyard's back is cleaned up and loaded again by the scheduler, whose view (loaded,
+one server, its process alive) agrees with what runs; a restart the memory budget does not
+allow is not started, and the log says why."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from modelyard.instance_config import InstanceConfig, RestartPolicy
+from tests.gateway_routes.test_scheduling import estimate
+from tests.support.app_server import RunningApp
+from tests.support.llama import LLAMA_SERVER
+from tests.support.servers import free_port
+from tests.support.waiting import wait_until
+
+App = Callable[..., RunningApp]
+HI = [{"role": "user", "content": "hi"}]
+
+
+def schedule(app: RunningApp) -> dict[str, dict[str, Any]]:
+    listing = app.http.get("/v1/models").json()["data"]
+    return {m["id"]: m["modelyard"] for m in listing}
+
+
+def servers(app: RunningApp) -> list[dict[str, Any]]:
+    """The llama-servers modelyard runs for local files, with their status."""
+    instances = app.http.get("/api/providers").json()["instances"]
+    found = []
+    for instance in instances:
+        if instance["origin"] == "model":
+            path = f"/api/providers/llamacpp/instances/{instance['id']}/status"
+            found.append(app.http.get(path, params={"refresh": True}).json())
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_killed_server_is_restarted_by_the_scheduler_and_its_view_agrees(
+    modelyard: App, tmp_path: Path, tiny_gguf: Path
+) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(tiny_gguf, models / "tiny.gguf")
+    app = modelyard(
+        models_dir=models,
+        llama_server=LLAMA_SERVER,
+        restart=RestartPolicy.ON_FAILURE,
+        restart_backoff_s=0.2,
+    )
+    app.http.post("/api/models/sync")
+    client = openai.OpenAI(base_url=app.url + "/v1", api_key="none", max_retries=0)
+    client.chat.completions.create(model="tiny.gguf", messages=HI, max_tokens=2)
+    (first,) = servers(app)
+    assert first["state"] == "RUNNING" and schedule(app)["tiny.gguf"]["state"] == "loaded"
+
+    os.kill(first["pid"], signal.SIGKILL)
+
+    def restarted() -> bool:
+        now = servers(app)
+        return len(now) == 1 and now[0]["state"] == "RUNNING" and now[0]["pid"] != first["pid"]
+
+    wait_until(restarted, "the server restarted", timeout=90)
+    wait_until(lambda: schedule(app)["tiny.gguf"]["state"] == "loaded", "loaded again")
+    (second,) = servers(app)
+    assert alive(second["pid"]) and not alive(first["pid"])
+    view = schedule(app)["tiny.gguf"]
+    assert view["last_eviction"] == "died"  # cleaned up by the scheduler, then loaded
+    assert view["in_flight"] == 0
+    catalog = {m["name"]: m["status"] for m in app.http.get("/api/models/list").json()["models"]}
+    assert catalog == {"tiny.gguf": "loaded"}
+    assert second["restarts"] == 1  # by the policy: counted, not a start by hand
+    answer = client.chat.completions.create(model="tiny.gguf", messages=HI, max_tokens=2)
+    assert answer.choices
+    totals = app.services.gateway.scheduler.committed_bytes()
+    assert totals == estimate(models / "tiny.gguf")  # one model's memory, counted once
+
+
+def test_a_restart_the_budget_does_not_allow_is_not_started(
+    modelyard: App, tmp_path: Path, tiny_gguf: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("a.gguf", "b.gguf"):
+        shutil.copy(tiny_gguf, models / name)
+    served = InstanceConfig(
+        provider="llamacpp",
+        id="a-server",
+        base_url=f"http://127.0.0.1:{free_port()}",
+        managed=True,
+        model=str(models / "a.gguf"),
+        restart=RestartPolicy.ON_FAILURE,
+    )
+    app = modelyard(
+        [served],
+        models_dir=models,
+        llama_server=LLAMA_SERVER,
+        restart_backoff_s=0.2,
+        memory_budget_bytes=estimate(models / "a.gguf") * 3 // 2,  # room for one
+        pinned_models=["b.gguf"],
+    )
+    app.http.post("/api/models/sync")
+    started = app.http.post("/api/providers/llamacpp/instances/a-server/start")
+    assert started.status_code == 200, started.text  # by hand, outside the scheduler
+    status = "/api/providers/llamacpp/instances/a-server/status"
+    wait_until(lambda: app.http.get(status).json()["state"] == "RUNNING", "a-server running")
+    pid = app.http.get(status).json()["pid"]
+    client = openai.OpenAI(base_url=app.url + "/v1", api_key="none", max_retries=0)
+    client.chat.completions.create(model="b.gguf", messages=HI, max_tokens=2)  # pinned
+
+    caplog.set_level(logging.ERROR, logger="modelyard.runtimes.restarts")
+    os.kill(pid, signal.SIGKILL)
+    wait_until(
+        lambda: any("a-server was not restarted" in r.getMessage() for r in caplog.records),
+        "the refusal logged",
+    )
+    (refusal,) = [r for r in caplog.records if "not restarted" in r.getMessage()]
+    assert "memory budget" in refusal.getMessage()
+    after = app.http.get(status, params={"refresh": True}).json()
+    assert after["state"] != "RUNNING" and not alive(pid)
+    views = schedule(app)
+    assert views["b.gguf"]["state"] == "loaded"
+    assert views["a.gguf"]["state"] == "unloaded"
