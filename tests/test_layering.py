@@ -76,9 +76,6 @@ ANY_DICTS_ALLOWED = {
     "access/keys.py": "an API key's row values",
     "access/usage.py": "a usage report's rows, grouped by the columns the caller chose",
     "chat/": "a conversation, its messages and an answer's events",
-    "gguf/local.py": "a local file's catalog meta, its server's loaded figures, a source "
-    "request (a model row's JSON columns)",
-    "gguf/servers.py": "a server's loaded figures (the models row's loaded column)",
     "models/": "a model row's JSON columns (meta, loaded, source request), a batch's "
     "results, a download request",
 }

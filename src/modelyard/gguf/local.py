@@ -12,11 +12,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from modelyard.gguf.files import MetadataCache, scan_models_dir
 from modelyard.instance_config import InstanceConfig
-from modelyard.models.types import ModelEntry, ModelKey, ModelStatus, Scope
+from modelyard.models.types import (
+    LoadedFigures,
+    ModelEntry,
+    ModelKey,
+    ModelMeta,
+    ModelStatus,
+    RefetchRequest,
+    Scope,
+)
 from modelyard.providers.base import Provider
 from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import Instance
@@ -54,14 +61,14 @@ def served_file(inst: InstanceConfig, models_dir: Path) -> str | None:
         return None
 
 
-def hf_source(name: str) -> tuple[str, dict[str, Any]] | None:
+def hf_source(name: str) -> tuple[str, RefetchRequest] | None:
     """``hf://owner/repo/path`` and its download request, for a file under
     ``hf/<owner>/<repo>/`` (SPEC §11), if it is one."""
     parts = name.split("/")
     if len(parts) < 4 or parts[0] != "hf":
         return None
     repo, filename = f"{parts[1]}/{parts[2]}", "/".join(parts[3:])
-    return f"hf://{repo}/{filename}", {"source": "hf", "repo": repo, "filename": filename}
+    return f"hf://{repo}/{filename}", RefetchRequest(source="hf", repo=repo, filename=filename)
 
 
 @dataclass(frozen=True)
@@ -69,20 +76,20 @@ class ServerState:
     """What the server of a local file says about it."""
 
     status: ModelStatus  # loaded or starting
-    loaded: dict[str, Any] | None  # the server's figures, once loaded
+    loaded: LoadedFigures | None  # the server's figures, once loaded
 
 
-def server_details(instance: Instance, record: ProcessRecord) -> dict[str, Any]:
+def server_details(instance: Instance, record: ProcessRecord) -> LoadedFigures:
     """The ``loaded`` details of a local file served by ``instance`` (process ``record``)."""
     cfg = instance.config
-    return {
-        "instance_id": cfg.id,
-        "base_url": cfg.base_url,
-        "pid": record.pid,
-        "port": record.port,
-        "started_at": record.started_at,
-        "ctx_size": cfg.ctx_size or None,
-    }
+    return LoadedFigures(
+        instance_id=cfg.id,
+        base_url=cfg.base_url,
+        pid=record.pid,
+        port=record.port,
+        started_at=record.started_at,
+        ctx_size=cfg.ctx_size or None,
+    )
 
 
 def list_local(
@@ -99,16 +106,18 @@ def list_local(
         info = model.info
         server = servers.get(model.name)
         derived = hf_source(model.name)
-        meta: dict[str, Any] = {"split_count": model.split_count}
+        meta = ModelMeta(split_count=model.split_count)
         if info is not None:
             meta.update(
-                architecture=info.architecture,
-                parameter_count=info.parameter_count,
-                has_chat_template=info.has_chat_template,
-                pooling_type=info.pooling_type,
+                ModelMeta(
+                    architecture=info.architecture,
+                    parameter_count=info.parameter_count,
+                    has_chat_template=info.has_chat_template,
+                    pooling_type=info.pooling_type,
+                )
             )
         if model.error:
-            meta.update(error=model.error, error_code=model.error_code)
+            meta.update(ModelMeta(error=model.error, error_code=model.error_code))
         entries.append(
             ModelEntry(
                 provider=kind,
@@ -127,7 +136,7 @@ def list_local(
                 path=str(model.path),
                 loaded=server.loaded if server else None,
                 meta=meta,
-                refetch={**derived[1], "mode": model.mode.value} if derived else None,
+                refetch=RefetchRequest(**derived[1], mode=model.mode.value) if derived else None,
             )
         )
     return entries

@@ -25,6 +25,7 @@ from modelyard.errors import ModelyardError, Unavailable, UpstreamError
 from modelyard.gguf.local import runner, server_details
 from modelyard.instance_config import ContainerConfig, ModelMode
 from modelyard.models.catalog import Catalog
+from modelyard.models.types import LoadedFigures
 from modelyard.runtimes.control import InstanceControl
 from modelyard.runtimes.health import HealthChecker
 from modelyard.runtimes.instance_service import InstanceService
@@ -212,7 +213,7 @@ class GgufServers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    def server_info(self, instance: Instance) -> dict[str, Any] | None:
+    def server_info(self, instance: Instance) -> LoadedFigures | None:
         """The ``loaded`` details of a model served by ``instance``; None once it is gone."""
         record = self.processes.check(instance.key).record
         return server_details(instance, record) if record is not None else None

@@ -44,9 +44,11 @@ from modelyard.gguf.local import (
 )
 from modelyard.models.store import CatalogStore, Listing, SearchQuery, SyncCounts, state_event
 from modelyard.models.types import (
+    LoadedFigures,
     Model,
     ModelEntry,
     ModelKey,
+    ModelMeta,
     ModelPage,
     ModelState,
     ModelStatus,
@@ -222,13 +224,13 @@ class Catalog:
             SyncError(
                 entry.provider,
                 entry.instance_id,
-                entry.meta["error_code"],
-                entry.meta["error"],
+                code,
+                entry.meta.get("error") or "",
                 name=entry.name,
             )
             for item in listings
             for entry in item.entries or ()
-            if entry.meta.get("error_code")
+            if (code := entry.meta.get("error_code"))
         ]
         result = SyncResult(
             counts.added,
@@ -319,8 +321,8 @@ class Catalog:
         self,
         key: ModelKey,
         status: ModelStatus,
-        loaded: dict[str, Any] | None,
-        meta: dict[str, Any] | None = None,
+        loaded: LoadedFigures | None,
+        meta: ModelMeta | None = None,
     ) -> Model | None:
         """Record a state the lifecycle just observed; publishes ``model.state`` on a change.
         409 ``invalid_model_transition`` when the model's status cannot become ``status``.
@@ -443,7 +445,7 @@ class Catalog:
             return
         if download.state is DownloadState.FAILED and key in self._downloads:
             self._downloads[key] = ModelStatus.FAILED
-            await self.set_state(key, ModelStatus.FAILED, None, {"error": download.error})
+            await self.set_state(key, ModelStatus.FAILED, None, ModelMeta(error=download.error))
             return
         self._downloads.pop(key, None)  # completed (the manager recorded the source) or gone
         self.schedule({key.scope})

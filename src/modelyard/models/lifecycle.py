@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -40,6 +40,7 @@ from modelyard.models.types import (
     DeletedModel,
     Model,
     ModelEntry,
+    ModelMeta,
     ModelRef,
     ModelStatus,
 )
@@ -53,7 +54,7 @@ Action = Literal["start", "stop", "delete"]
 class DownloadCreator(Protocol):
     """What recreate needs of the download manager: ``POST /api/downloads`` as a call."""
 
-    async def create(self, request: dict[str, Any]) -> DownloadView: ...
+    async def create(self, request: Mapping[str, Any]) -> DownloadView: ...
 
 
 @dataclass(frozen=True)
@@ -238,7 +239,7 @@ class Lifecycle:
             try:
                 download = await self.downloads.create(request)
             except ModelyardError as exc:
-                failed = {"error": exc.detail}
+                failed = ModelMeta(error=exc.detail)
                 await self.catalog.set_state(target.key, ModelStatus.FAILED, None, failed)
                 raise
         return RecreatedModel(await self.loading.model(target), download)
@@ -247,7 +248,7 @@ class Lifecycle:
         """Start a download (a recommended model's install button): the download task."""
         return await self.downloads.create(request)
 
-    def _source_request(self, target: Resolved) -> dict[str, Any]:
+    def _source_request(self, target: Resolved) -> Mapping[str, Any]:
         recorded = self.catalog.source_of(target.key)
         if recorded is not None and recorded[1].get("source"):
             return recorded[1]

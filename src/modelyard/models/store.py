@@ -23,12 +23,15 @@ from modelyard.models.types import (
     COLUMNS,
     FIELDS,
     ROW_STATUSES,
+    LoadedFigures,
     Model,
     ModelEntry,
     ModelKey,
+    ModelMeta,
     ModelPage,
     ModelState,
     ModelStatus,
+    RefetchRequest,
     Scope,
     SyncError,
 )
@@ -126,7 +129,7 @@ def public(values: Mapping[Any, Any]) -> Model:
         context_length=values["context_length"],
         path=values["path"],
         loaded=values["loaded"],
-        meta=dict(values["meta"] or {}),
+        meta=values["meta"] or ModelMeta(),
         synced_at=iso(values["synced_at"]),
     )
 
@@ -279,7 +282,7 @@ class CatalogStore:
         counts.changed_states.append(state_event(values, ModelStatus.REMOVED))
 
     @staticmethod
-    def _record_first_seen(s: Session, entry: ModelEntry, request: dict[str, Any]) -> None:
+    def _record_first_seen(s: Session, entry: ModelEntry, request: RefetchRequest) -> None:
         """A model whose listing says how to fetch it again has a known source at once."""
         s.add(
             ModelSourceRow(
@@ -287,7 +290,7 @@ class CatalogStore:
                 instance_id=entry.instance_id,
                 name=entry.name,
                 source=entry.source,
-                request=request,
+                request=dict(request),
             )
         )
 
@@ -309,8 +312,8 @@ class CatalogStore:
         self,
         key: ModelKey,
         status: ModelStatus,
-        loaded: dict[str, Any] | None,
-        meta: Mapping[str, Any] | None = None,
+        loaded: LoadedFigures | None,
+        meta: ModelMeta | None = None,
     ) -> tuple[Model | None, ModelState | None]:
         """Change one row's status (and meta keys); (the model, its ``model.state`` event when
         the status or loaded details changed). 409 ``invalid_model_transition`` when the row's

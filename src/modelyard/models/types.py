@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from typing_extensions import TypedDict  # pydantic documents these (typing.TypedDict: 3.12+)
+
 from modelyard.events import CatalogCounts, ModelStateChange
 from modelyard.instance_config import ModelMode
 
@@ -74,6 +76,57 @@ ROW_STATUSES = (
 )
 
 
+class LoadedFigures(TypedDict, total=False):
+    """What a loaded model's runtime reports of it (the ``loaded`` JSON column): a GGUF
+    server's process and the memory measured of it, Ollama's residency, LM Studio's loaded
+    instances, the base URL of a llama.cpp server. Each runtime fills the keys it knows."""
+
+    instance_id: str
+    base_url: str
+    pid: int
+    port: int | None
+    started_at: str  # RFC 3339
+    ctx_size: int | None
+    memory: int | None  # resident bytes of a GGUF server's process, measured when shown
+    size: int
+    size_vram: int
+    expires_at: str | None
+    context_length: int | None
+    instances: list[str | None]
+
+
+class ModelMeta(TypedDict, total=False):
+    """What else is known of a model (the ``meta`` JSON column): a GGUF file's header figures
+    or why it could not be read, a failed download's error, and what a runtime's listing adds."""
+
+    split_count: int
+    architecture: str | None
+    parameter_count: int
+    has_chat_template: bool
+    pooling_type: str | None
+    error: str | None
+    error_code: str | None
+    families: list[str]
+    type: str
+    publisher: str | None
+    display_name: str | None
+    owned_by: str | None
+    router_state: str
+
+
+class RefetchRequest(TypedDict, total=False):
+    """The ``POST /api/downloads`` body that fetches a model again, as it is recorded (a
+    TypedDict, not the API's request model: the recorded JSON keeps these keys only, in this
+    order): a Hugging Face file, or a pull by the runtime whose kind is the source."""
+
+    source: str
+    repo: str
+    filename: str
+    mode: str
+    model_name: str
+    instance_id: str
+
+
 @dataclass
 class ModelEntry:
     """One model as a provider lists it: the catalog columns of SPEC §4. ``refetch`` is the
@@ -95,9 +148,9 @@ class ModelEntry:
     status: ModelStatus = ModelStatus.AVAILABLE
     context_length: int | None = None
     path: str | None = None
-    loaded: dict[str, Any] | None = None  # the runtime's own figures (a JSON column)
-    meta: dict[str, Any] = field(default_factory=dict)  # a JSON column
-    refetch: dict[str, Any] | None = field(default=None, compare=False)
+    loaded: LoadedFigures | None = None  # the runtime's own figures (a JSON column)
+    meta: ModelMeta = field(default_factory=ModelMeta)  # a JSON column
+    refetch: RefetchRequest | None = field(default=None, compare=False)
 
     @property
     def key(self) -> ModelKey:
@@ -133,8 +186,8 @@ class Model:
     status: ModelStatus
     context_length: int | None
     path: str | None
-    loaded: dict[str, Any] | None
-    meta: dict[str, Any]
+    loaded: LoadedFigures | None
+    meta: ModelMeta
     synced_at: str | None  # RFC 3339
 
     @property

@@ -25,7 +25,7 @@ from modelyard.chat.types import ChatOptions, Piece, Target, Turn
 from modelyard.config import Settings
 from modelyard.errors import ChatError, Conflict, NotFound, Unavailable
 from modelyard.instance_config import InstanceConfig, ModelMode
-from modelyard.models.types import ModelEntry
+from modelyard.models.types import ModelEntry, RefetchRequest
 from modelyard.runtimes.processes import LaunchSpec
 
 if TYPE_CHECKING:
@@ -264,12 +264,12 @@ class Provider(ABC):
         """Fetch a model into the runtime (``pulls``), feeding ``progress``; ``PullError``."""
         raise not_supported(inst, "pulled")
 
-    def pull_request(self, name: str, instance_id: str) -> dict[str, Any] | None:
+    def pull_request(self, name: str, instance_id: str) -> RefetchRequest | None:
         """The ``POST /api/downloads`` body that fetches ``name`` again, for a runtime that
         pulls (its kind is the download source)."""
         if not self.capabilities.pulls:
             return None
-        return {"source": self.kind, "model_name": name, "instance_id": instance_id}
+        return RefetchRequest(source=self.kind, model_name=name, instance_id=instance_id)
 
     # -- chat -----------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from modelyard.clock import iso
 from modelyard.config import Settings
 from modelyard.errors import InvalidInput, ListingError, NotFound, UpstreamError
 from modelyard.instance_config import InstanceConfig
-from modelyard.models.types import ModelEntry, ModelStatus
+from modelyard.models.types import LoadedFigures, ModelEntry, ModelStatus
 from modelyard.providers.base import (
     ApiPaths,
     ApiProbe,
@@ -118,18 +118,18 @@ class OllamaProvider(Provider):
         except (ConnectionError, httpx.HTTPError) as exc:
             raise ListingError(f"{inst.key} cannot be reached: {exc}", code="unreachable") from exc
         loaded = {
-            (m.model or m.name or ""): {
-                "size": int(m.size or 0),
-                "size_vram": int(m.size_vram or 0),
-                "expires_at": iso(server_time(m.expires_at)),
-                "context_length": m.context_length,
-            }
+            (m.model or m.name or ""): LoadedFigures(
+                size=int(m.size or 0),
+                size_vram=int(m.size_vram or 0),
+                expires_at=iso(server_time(m.expires_at)),
+                context_length=m.context_length,
+            )
             for m in ps.models
         }
         return [self._entry(inst, m, loaded.get(m.model or "")) for m in tags.models]
 
     def _entry(
-        self, inst: InstanceConfig, m: ollama.ListResponse.Model, state: dict[str, Any] | None
+        self, inst: InstanceConfig, m: ollama.ListResponse.Model, state: LoadedFigures | None
     ) -> ModelEntry:
         name = m.model or ""
         details = m.details
@@ -148,7 +148,7 @@ class OllamaProvider(Provider):
             mode=guess_mode(name, family),
             source=self.kind,
             status=ModelStatus.LOADED if state else ModelStatus.AVAILABLE,
-            context_length=state["context_length"] if state else None,
+            context_length=state.get("context_length") if state else None,
             loaded=state,
             meta={"families": list(details.families or []) if details else []},
             refetch=self.pull_request(name, inst.id),
