@@ -52,6 +52,7 @@ from modelyard.models.types import (
     ModelPage,
     ModelState,
     ModelStatus,
+    RefetchRequest,
     Scope,
     SyncError,
     SyncResult,
@@ -383,7 +384,7 @@ class Catalog:
         """The key of every model of a registered provider."""
         return self.store.names(registry.kinds())
 
-    def source_of(self, key: ModelKey) -> tuple[str, dict[str, Any]] | None:
+    def source_of(self, key: ModelKey) -> tuple[str, RefetchRequest] | None:
         """The source recorded for a model, and the download request that fetches it."""
         return self.store.source_of(key)
 

@@ -14,7 +14,7 @@ from modelyard.config import Settings
 from modelyard.gguf.metadata import GGUFInfo
 from modelyard.models.catalog import Catalog
 from modelyard.models.memory import default_context, estimate_for, gguf_info
-from modelyard.models.types import Model
+from modelyard.models.types import Model, RefetchRequest
 from modelyard.runtimes.instances import Instance, InstanceView
 from modelyard.runtimes.resources import (
     FitVerdict,
@@ -33,7 +33,7 @@ class ModelDetails(Model):
     gguf: GGUFInfo | None = None
     estimate: MemoryEstimate | None = None
     fit: FitVerdict | None = None
-    source_request: dict[str, Any] | None = None  # the download body recreate sends
+    source_request: RefetchRequest | None = None  # the download body recreate sends
     servers: list[InstanceView] | None = None  # a local file's llama.cpp instances
 
     def wire(self) -> dict[str, Any]:

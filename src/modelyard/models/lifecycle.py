@@ -43,6 +43,7 @@ from modelyard.models.types import (
     ModelMeta,
     ModelRef,
     ModelStatus,
+    RefetchRequest,
 )
 from modelyard.providers.base import not_supported
 from modelyard.providers.registry import registry
@@ -248,7 +249,7 @@ class Lifecycle:
         """Start a download (a recommended model's install button): the download task."""
         return await self.downloads.create(request)
 
-    def _source_request(self, target: Resolved) -> Mapping[str, Any]:
+    def _source_request(self, target: Resolved) -> RefetchRequest:
         recorded = self.catalog.source_of(target.key)
         if recorded is not None and recorded[1].get("source"):
             return recorded[1]

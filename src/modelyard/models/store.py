@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlalchemy import ColumnElement, Select, bindparam, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -370,10 +370,15 @@ class CatalogStore:
 
     # -- sources -----------------------------------------------------------------------------
 
-    def source_of(self, key: ModelKey) -> tuple[str, dict[str, Any]] | None:
+    def source_of(self, key: ModelKey) -> tuple[str, RefetchRequest] | None:
         with self.db.session() as s:
             row = s.get(ModelSourceRow, key)
-            return (row.source, dict(row.request or {})) if row is not None else None
+            if row is None:
+                return None
+            # Written only as a RefetchRequest (here) or a DownloadRequest's non-default
+            # fields (downloads/store.py): the same keys. Not validated again: that would
+            # reorder them.
+            return row.source, cast(RefetchRequest, dict(row.request or {}))
 
     def sources(self, scope: Scope) -> dict[str, str]:
         """Model name → recorded source, for one scope."""

@@ -115,9 +115,11 @@ class ModelMeta(TypedDict, total=False):
 
 
 class RefetchRequest(TypedDict, total=False):
-    """The ``POST /api/downloads`` body that fetches a model again, as it is recorded (a
-    TypedDict, not the API's request model: the recorded JSON keeps these keys only, in this
-    order): a Hugging Face file, or a pull by the runtime whose kind is the source."""
+    """The ``POST /api/downloads`` body that fetches a model again, as it is recorded (the
+    ``model_sources`` JSON column): the request a completed download was given (without its
+    defaults and ``force``), or what a listing knows (a Hugging Face file, a pull by the
+    runtime whose kind is the source). A TypedDict, not the API's request model: the recorded
+    JSON keeps the keys it was given, in their order."""
 
     source: str
     repo: str
@@ -125,6 +127,9 @@ class RefetchRequest(TypedDict, total=False):
     mode: str
     model_name: str
     instance_id: str
+    url: str
+    revision: str
+    sha256: str
 
 
 @dataclass
