@@ -1,7 +1,7 @@
 """The floor plan holds: imports run one way (docs/ARCHITECTURE.md), no code outside
-``providers/`` compares anything with a provider kind's name (the capabilities say what a
-runtime can do), and ``dict[str, Any]`` stays at the wire; the few exceptions are listed with
-their reasons."""
+``providers/`` compares anything with a provider kind's name or names an enum member that is
+one (the capabilities say what a runtime can do), and ``dict[str, Any]`` stays at the wire;
+the few exceptions are listed with their reasons."""
 
 from __future__ import annotations
 
@@ -30,6 +30,12 @@ FORBIDDEN = {
 KIND_COMPARISONS_ALLOWED = {
     ("cli/downloads.py", 'body["source"] != "ollama"'),
     ("cli/downloads.py", 'task["source"] == "ollama"'),
+}
+
+# Enums whose members' values are spelled like kinds without being one, and why.
+ENUMS_NOT_KINDS = {
+    "Dialect": "a wire format the gateway speaks, named after the API it imitates; any "
+    "runtime may sit behind it",
 }
 
 # Where a JSON object of any shape (``dict[str, Any]``, ``Mapping[str, Any]`` or an alias of
@@ -75,7 +81,6 @@ ANY_DICTS_ALLOWED = {
     "gguf/servers.py": "a server's loaded figures (the models row's loaded column)",
     "models/": "a model row's JSON columns (meta, loaded, source request), a batch's "
     "results, a download request",
-    "runtimes/instances.py": "an instance's row values and an API body being validated",
 }
 ANY_DICT_SPELLINGS = {
     "dict[str, Any]",
@@ -129,8 +134,29 @@ def test_imports_run_one_way(package: str) -> None:
     assert wrong == []
 
 
+def _kind_members(trees: dict[Path, ast.Module], kinds: set[str]) -> set[str]:
+    """``Enum.MEMBER`` of every enum member whose value is a kind's name (a download source
+    named after the runtime that pulls it): naming one is naming the kind."""
+    found = set()
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ClassDef) or node.name in ENUMS_NOT_KINDS:
+                continue
+            for item in node.body:
+                if (
+                    isinstance(item, ast.Assign)
+                    and isinstance(item.value, ast.Constant)
+                    and item.value.value in kinds
+                ):
+                    names = (t.id for t in item.targets if isinstance(t, ast.Name))
+                    found.update(f"{node.name}.{name}" for name in names)
+    return found
+
+
 def test_only_providers_compare_with_a_kind() -> None:
     kinds = set(registry.kinds())
+    trees = {path: ast.parse(path.read_text()) for path in modules()}
+    members = _kind_members(trees, kinds)
 
     def is_kind(node: ast.expr) -> bool:
         if isinstance(node, ast.Constant):
@@ -140,15 +166,18 @@ def test_only_providers_compare_with_a_kind() -> None:
         return False
 
     found = set()
-    for path in modules():
+    for path, tree in trees.items():
         where = path.relative_to(SRC).as_posix()
         if where.startswith("providers/"):
             continue
         source = path.read_text()
-        for node in ast.walk(ast.parse(source)):
-            if isinstance(node, ast.Compare) and (
+        for node in ast.walk(tree):
+            compares = isinstance(node, ast.Compare) and (
                 is_kind(node.left) or any(is_kind(c) for c in node.comparators)
-            ):
+            )
+            # Any use of such a member, compared or not (``SourceKind.OLLAMA.value`` too).
+            names_member = isinstance(node, ast.Attribute) and ast.unparse(node) in members
+            if compares or names_member:
                 found.add((where, ast.get_source_segment(source, node)))
     assert found == KIND_COMPARISONS_ALLOWED
 

@@ -187,7 +187,7 @@ async def _follow(
 
 
 async def run_pull(ctx: RunContext, settings: Settings, instances: InstanceRegistry) -> Completion:
-    """Pull a task's model through the provider its source names (Ollama), retrying
+    """Pull a task's model through the provider its source names (its kind), retrying
     transient failures with backoff and jitter.
 
     Cancelling the asyncio task running this closes the stream (pause, cancel, shutdown).

@@ -43,6 +43,7 @@ from modelyard.events import (
     wire_form,
 )
 from modelyard.metrics import Metrics
+from modelyard.providers.registry import registry
 
 log = logging.getLogger("modelyard.downloads")
 T = TypeVar("T")
@@ -138,7 +139,8 @@ class TaskRepository:
             check_transition(task.id, task.state, DownloadState.COMPLETED)
             finished = replace(task)
         _finish(finished, done, now)
-        source = SourceKind.OLLAMA.value if task.source is SourceKind.OLLAMA else task.url or ""
+        # The model's source: the runtime that pulled it, or the URL its bytes came from.
+        source = task.source.value if registry.puller(task.source) else task.url or ""
         row = finished.row_values()
         await self.write(self.store.complete, task.id, row, key, source, request)
         self.logs.write(task.id, "state: completed")

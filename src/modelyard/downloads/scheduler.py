@@ -22,7 +22,7 @@ from modelyard.downloads.execution import Completion, RunContext, run_fetch, run
 from modelyard.downloads.http_engine import DownloadError, discard_part
 from modelyard.downloads.repository import TaskRepository
 from modelyard.downloads.specs import DownloadRequest
-from modelyard.downloads.states import DownloadState, SourceKind
+from modelyard.downloads.states import DownloadState
 from modelyard.downloads.store import SourceKey
 from modelyard.downloads.tasks import Task
 from modelyard.downloads.worker_pool import WorkerPool
@@ -157,7 +157,7 @@ class DownloadScheduler:
             self._schedule()
 
     async def _attempts(self, ctx: RunContext) -> Completion:
-        if ctx.task.source is SourceKind.OLLAMA:
+        if registry.puller(ctx.task.source) is not None:
             return await run_pull(ctx, self.settings, self.instances)
         log_path = self.repository.logs.path(ctx.task.id)
         return await run_fetch(ctx, self.settings, log_path, self._workers)
@@ -199,8 +199,8 @@ class DownloadScheduler:
 
     def _source_key(self, task: Task) -> SourceKey:
         """The catalog's key of the model a task produced."""
-        if task.source is SourceKind.OLLAMA:
-            puller = registry.get(task.source.value)
+        puller = registry.puller(task.source)
+        if puller is not None:
             name = puller.catalog_name(task.model_name or "")
             return (puller.kind, task.instance_id or "default", name)
         models_dir = self.settings.resolved_models_dir.resolve()

@@ -24,13 +24,14 @@ from modelyard.downloads.tasks import SourceDetails
 from modelyard.downloads.transfer import MAX_REDIRECTS
 from modelyard.errors import Conflict, InsufficientResources, InvalidInput, PayloadTooLarge
 from modelyard.instance_config import ModelMode
+from modelyard.providers.base import Provider
 from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import InstanceRegistry
 from modelyard.runtimes.resources import check_disk
 from modelyard.validation import resolve_inside, validate_download_url, validate_filename
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-DEFAULT_OLLAMA_INSTANCE = "default"
+DEFAULT_PULL_INSTANCE = "default"
 HEAD_TIMEOUT_S = 10.0  # the compatibility endpoint asks a file's size before answering
 
 
@@ -85,22 +86,29 @@ def plan_download(
         ) from exc
     mode = _mode(request.mode)
     sha256 = _sha256(request.sha256)
-    if source is SourceKind.OLLAMA:
-        return _plan_ollama(request, mode, instances)
+    puller = registry.puller(source)
+    if puller is not None:
+        return _plan_pull(request, source, puller, mode, instances)
     if source is SourceKind.URL:
         return _plan_url(request, mode, sha256, settings)
     return _plan_hf(request, mode, sha256, settings)
 
 
-def _plan_ollama(request: DownloadRequest, mode: str, instances: InstanceRegistry) -> Plan:
-    puller = registry.get(SourceKind.OLLAMA.value)  # the provider this source pulls through
+def _plan_pull(
+    request: DownloadRequest,
+    source: SourceKind,
+    puller: Provider,
+    mode: str,
+    instances: InstanceRegistry,
+) -> Plan:
+    """A model the runtime of kind ``source`` fetches itself, into one of its instances."""
     name = puller.check_name((request.model_name or "").strip())
-    instance_id = request.instance_id or DEFAULT_OLLAMA_INSTANCE
+    instance_id = request.instance_id or DEFAULT_PULL_INSTANCE
     instances.get(puller.kind, instance_id)  # 404 instance_not_found
     display = puller.catalog_name(name)
     return Plan(
-        source=SourceKind.OLLAMA,
-        dedupe_key=f"ollama:{instance_id}:{display.lower()}",
+        source=source,
+        dedupe_key=f"{puller.kind}:{instance_id}:{display.lower()}",
         mode=mode,
         force=request.force,
         model_name=name,

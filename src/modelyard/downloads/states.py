@@ -26,7 +26,8 @@ class DownloadState(StrEnum):
 
 
 class SourceKind(StrEnum):
-    """Where a download's bytes come from."""
+    """Where a download's bytes come from: modelyard fetches a URL or a Hub file itself; a
+    runtime that pulls (``registry.puller``) is a source under its own kind's name."""
 
     OLLAMA = "ollama"  # the Ollama registry, through an instance's /api/pull
     URL = "url"  # an http(s) URL

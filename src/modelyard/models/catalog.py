@@ -54,7 +54,6 @@ from modelyard.models.types import (
     SyncError,
     SyncResult,
 )
-from modelyard.providers.base import Provider
 from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import Instance, InstanceRegistry
 from modelyard.runtimes.processes import ProcessManager
@@ -405,7 +404,7 @@ class Catalog:
     def download_key(self, download: DownloadView) -> ModelKey | None:
         """The catalog key a download produces, from its source fields: a model of the
         provider that pulled it, or a local file."""
-        puller = _puller(download.source)
+        puller = registry.puller(download.source)
         if puller is not None and download.model_name is not None:
             instance_id = download.instance_id or "default"
             return ModelKey(puller.kind, instance_id, puller.catalog_name(download.model_name))
@@ -458,14 +457,8 @@ def _failure(scope: Scope, code: str, detail: str, hint: str | None = None) -> S
     return SyncError(scope.provider, scope.instance_id, code, detail, hint)
 
 
-def _puller(source: SourceKind) -> Provider | None:
-    """The provider a download of this source pulls through (its kind names the source)."""
-    provider = registry.find(source)
-    return provider if provider is not None and provider.capabilities.pulls else None
-
-
 def _source_text(download: DownloadView) -> str:
-    puller = _puller(download.source)
+    puller = registry.puller(download.source)
     if puller is not None:
         return puller.kind
     if download.source is SourceKind.HF and download.repo:

@@ -64,6 +64,12 @@ class ProviderRegistry:
             )
         return found
 
+    def puller(self, source: str) -> Provider | None:
+        """The provider that pulls a download of source ``source`` (its own kind, ``pulls``),
+        or None: the source is fetched by modelyard itself (a URL, the Hub)."""
+        found = self._providers.get(source)
+        return found if found is not None and found.capabilities.pulls else None
+
     def gguf_runner(self) -> Provider:
         """The provider that runs the models directory's GGUF files."""
         return next(p for p in self._providers.values() if p.capabilities.runs_gguf)

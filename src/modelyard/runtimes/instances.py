@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 from sqlalchemy import bindparam, delete, insert
 
 from modelyard.config import Settings
@@ -146,27 +146,63 @@ class Instance:
         )
 
 
+class InstanceColumns(TypedDict):
+    """Values of an ``instances`` row (``origin`` and ``created_at`` are the store's)."""
+
+    provider: str
+    id: str
+    base_url: str
+    managed: bool
+    api_key_env: str
+    api_key: str
+    model: str
+    mode: str
+    command: list[str]
+    ctx_size: int
+    container: dict[str, JsonValue] | None  # a JSON column: the container settings
+    restart: str | None
+    memory_limit_bytes: int
+
+
+class InstanceValues(TypedDict, total=False):
+    """An instance's fields as ``InstanceConfig`` is given them; None resets one to its
+    default (``provider`` is given apart: it is the registry's spelling of the kind)."""
+
+    id: str
+    base_url: str | None
+    managed: bool | None
+    api_key_env: str
+    api_key: str | None
+    model: str | None
+    mode: ModelMode | None
+    command: list[str]
+    ctx_size: int | None
+    container: ContainerConfig | None
+    restart: RestartPolicy | None
+    memory_limit_bytes: int | None
+
+
 def _row_to_config(row: InstanceRow) -> InstanceConfig:
-    values: dict[str, Any] = {
-        "provider": row.provider,
-        "id": row.id,
-        "base_url": row.base_url,
-        "managed": row.managed,
-        "api_key_env": row.api_key_env,
-        "api_key": row.api_key,
-        "model": row.model,
-        "mode": ModelMode(row.mode),
-        "command": list(row.command or []),
-        "ctx_size": row.ctx_size,
-        "container": ContainerConfig.model_validate(row.container) if row.container else None,
-        "restart": RestartPolicy(row.restart) if row.restart else None,
-        "memory_limit_bytes": row.memory_limit_bytes,
-    }
+    columns = InstanceColumns(
+        provider=row.provider,
+        id=row.id,
+        base_url=row.base_url,
+        managed=row.managed,
+        api_key_env=row.api_key_env,
+        api_key=row.api_key,
+        model=row.model,
+        mode=row.mode,
+        command=list(row.command or []),
+        ctx_size=row.ctx_size,
+        container=row.container or None,
+        restart=row.restart or None,
+        memory_limit_bytes=row.memory_limit_bytes,
+    )
     if row.origin == InstanceOrigin.API and (row.command or row.api_key_env):
         # Given through the API before only the config file could: never run or sent.
         log.warning("instance %s/%s: dropping its command and api_key_env", row.provider, row.id)
-        values.update(command=[], api_key_env="")
-    return InstanceConfig.model_validate(values, context=STORED)
+        columns["command"], columns["api_key_env"] = [], ""
+    return InstanceConfig.model_validate(columns, context=STORED)
 
 
 # Built once: building a statement per call costs more than SQLite takes to run it.
@@ -176,22 +212,33 @@ _DELETE = delete(InstanceRow).where(
 )
 
 
-def _row_values(cfg: InstanceConfig) -> dict[str, Any]:
-    return {
-        "provider": cfg.provider,
-        "id": cfg.id,
-        "base_url": cfg.base_url,
-        "managed": cfg.managed,
-        "api_key_env": cfg.api_key_env,
-        "api_key": cfg.api_key,
-        "model": cfg.model,
-        "mode": cfg.mode.value,
-        "command": cfg.command,
-        "ctx_size": cfg.ctx_size,
-        "container": cfg.container.model_dump(mode="json") if cfg.container else None,
-        "restart": cfg.restart.value if cfg.restart else None,
-        "memory_limit_bytes": cfg.memory_limit_bytes,
-    }
+def _row_values(cfg: InstanceConfig) -> InstanceColumns:
+    return InstanceColumns(
+        provider=cfg.provider,
+        id=cfg.id,
+        base_url=cfg.base_url,
+        managed=cfg.managed,
+        api_key_env=cfg.api_key_env,
+        api_key=cfg.api_key,
+        model=cfg.model,
+        mode=cfg.mode.value,
+        command=cfg.command,
+        ctx_size=cfg.ctx_size,
+        container=cfg.container.model_dump(mode="json") if cfg.container else None,
+        restart=cfg.restart.value if cfg.restart else None,
+        memory_limit_bytes=cfg.memory_limit_bytes,
+    )
+
+
+def _values(
+    fields: BaseModel, *, exclude_none: bool = False, exclude_unset: bool = False
+) -> InstanceValues:
+    """``fields``' values but its provider, nested models kept as objects: every other field
+    of an instance model is one of ``InstanceValues``, with the same type."""
+    names = fields.model_dump(
+        exclude={"provider"}, exclude_none=exclude_none, exclude_unset=exclude_unset
+    )
+    return cast(InstanceValues, {name: getattr(fields, name) for name in names})
 
 
 class InstanceRegistry:
@@ -246,10 +293,11 @@ class InstanceRegistry:
         """Validate and add an instance; 409 ``instance_exists`` for a duplicate id.
         ``command`` (the runtime's own command line) and ``container`` are never from a
         request: modelyard makes them, for a server of a local file, from its settings."""
-        data = {**fields.model_dump(exclude_none=True), "command": [*command]}
+        values = _values(fields, exclude_none=True)
+        values["command"] = [*command]
         if container is not None:
-            data["container"] = container
-        cfg = self._validated(registry.get(provider).kind, data)
+            values["container"] = container
+        cfg = self._validated(registry.get(provider).kind, values)
         with self._lock:
             if cfg.key in self._items:
                 raise Conflict(
@@ -267,12 +315,14 @@ class InstanceRegistry:
         """Change an API-created instance's fields (not its id); configured ones answer 409.
         A field sent as null is reset to its default."""
         current = self.deletable(provider, instance_id)
-        given = changes.model_dump(exclude_unset=True)
+        given = _values(changes, exclude_unset=True)
         url = given.get("base_url")
         moved = url is not None and validate_base_url(url) != current.config.base_url
         if moved and "api_key" not in given:
             given["api_key"] = None  # a key goes to the server it was given for, no other
-        merged = {**current.config.model_dump(), **given, "id": current.config.id}
+        merged = _values(current.config)
+        merged.update(given)
+        merged["id"] = current.config.id
         cfg = self._validated(current.config.provider, merged)
         with self._lock:
             with self.db.session() as s:
@@ -284,10 +334,10 @@ class InstanceRegistry:
             self._items[cfg.key] = instance
         return instance
 
-    def _validated(self, kind: str, data: dict[str, Any]) -> InstanceConfig:
-        fields = {k: v for k, v in data.items() if v is not None and k != "provider"}
+    def _validated(self, kind: str, values: InstanceValues) -> InstanceConfig:
+        given = {name: value for name, value in values.items() if value is not None}
         try:
-            cfg = InstanceConfig(provider=kind, **fields)
+            cfg = InstanceConfig.model_validate({**given, "provider": kind})
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"
