@@ -76,8 +76,8 @@ ANY_DICTS_ALLOWED = {
     "access/keys.py": "an API key's row values",
     "access/usage.py": "a usage report's rows, grouped by the columns the caller chose",
     "chat/": "a conversation, its messages and an answer's events",
-    "models/": "a model row's JSON columns (meta, loaded, source request), a batch's "
-    "results, a download request",
+    "models/": "a catalog row's column values (the store's statements), a model.state "
+    "event's loaded figures, a download request to install, the snapshot's wire form",
 }
 ANY_DICT_SPELLINGS = {
     "dict[str, Any]",
