@@ -73,8 +73,6 @@ ANY_DICTS_ALLOWED = {
     "it is by the route and the snapshot (the cached path stays cheap)",
     # Not typed yet (issue #17): the middle still passes these dicts.
     "gateway/service.py": "a target's shared fields as keyword arguments; a token count's body",
-    "access/keys.py": "an API key's row values",
-    "access/usage.py": "a usage report's rows, grouped by the columns the caller chose",
     "chat/": "a conversation, its messages and an answer's events",
     "gguf/local.py": "a local file's catalog meta, its server's loaded figures, a source "
     "request (a model row's JSON columns)",
