@@ -7,7 +7,7 @@ TSTAMP  = $(VENV)/.installed-test-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 BIOME   = node_modules/.bin/biome
 
-.PHONY: run test check lint typecheck bench screenshots browser systools nginx promtool llama docker clean
+.PHONY: run test check lint typecheck bench screenshots browser systools nginx caddy promtool llama docker clean
 
 $(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,19 @@ nginx:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx curl openssl >/dev/null; }
 
+## Debian's caddy: the other reverse proxy of docs/PROXY.md, run by the proxy tests. The
+## tests start their own caddy; the package's service is disabled, and stopped if systemd
+## runs (without systemd, nothing started it: the package ships only systemd units).
+caddy:
+	@test -x /usr/bin/caddy || { \
+	  echo "installing Debian's caddy for the proxy tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq caddy >/dev/null; \
+	  if command -v systemctl >/dev/null 2>&1; then \
+	    $$SUDO systemctl disable caddy.service caddy-api.service >/dev/null 2>&1; \
+	    if [ -d /run/systemd/system ]; then $$SUDO systemctl stop caddy.service; fi; \
+	  fi; }
+
 ## promtool (Debian's prometheus package) for the check of docs/monitoring's PromQL.
 promtool:
 	@command -v promtool >/dev/null 2>&1 || { \
@@ -74,7 +87,7 @@ $(BIOME): package.json package-lock.json
 run: $(STAMP)
 	$(BIN)/modelyard serve
 
-test: $(TSTAMP) browser systools nginx promtool llama docker
+test: $(TSTAMP) browser systools nginx caddy promtool llama docker
 	$(BIN)/python -m pytest -q
 
 lint: $(TSTAMP) $(BIOME)

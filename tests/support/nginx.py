@@ -3,12 +3,12 @@ directory of the test's, running the ``http`` block's contents it is given."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.support.proxy_process import running_proxy
 
 NGINX = "/usr/sbin/nginx"
 
@@ -37,24 +37,7 @@ def running_nginx(work: Path, http: str, port: int) -> Iterator[subprocess.Popen
     conf = work / "nginx.conf"
     conf.write_text(_MAIN.format(work=work, http=http))
     log = work / "nginx-error.log"
-    proc = subprocess.Popen(
-        [NGINX, "-c", str(conf), "-p", str(work), "-e", str(log)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30  # a CI-sized budget on two busy cores
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"nginx did not start: {log.read_text() if log.exists() else '?'}"
-                    ) from None
-                time.sleep(0.05)
+    with running_proxy(
+        [NGINX, "-c", str(conf), "-p", str(work), "-e", str(log)], port, log
+    ) as proc:
         yield proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)

@@ -1,8 +1,8 @@
-"""Debian's nginx in front of modelyard, running docs/PROXY.md's configuration: clients from
-distinct addresses (127.0.0.2, 127.0.0.3) are seen as themselves by the IP allow-list — on the
-OpenAI and Ollama endpoints alike — and the audit; a request through the proxy is never
-local; an untrusted peer's X-Forwarded-For is ignored; streams and the events WebSocket pass
-through unbuffered."""
+"""Debian's nginx and Debian's caddy in front of modelyard, each running docs/PROXY.md's
+configuration: clients from distinct addresses (127.0.0.2, 127.0.0.3) are seen as themselves by
+the IP allow-list — on the OpenAI and Ollama endpoints alike — and the audit, whatever
+X-Forwarded-For they send; a request through the proxy is never local; an untrusted peer's
+X-Forwarded-For is ignored; streams and the events WebSocket pass through unbuffered."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ import json
 import re
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import ollama
 import openai
 import pytest
 from websockets.sync.client import connect
@@ -23,6 +25,7 @@ from websockets.sync.client import connect
 from modelyard.instance_config import InstanceConfig
 from modelyard.tls import create_certificate
 from tests.support.app_server import RunningApp, make_settings, running_app
+from tests.support.caddy import running_caddy
 from tests.support.nginx import running_nginx
 from tests.support.paced_upstream import PacedThread
 from tests.support.servers import free_port
@@ -32,20 +35,52 @@ KEY = "proxy-test-admin-key"
 INTERVAL = 0.1  # the paced model's time per token
 
 
-def documented_nginx(port: int, cert: Path, key: Path, upstream: int) -> str:
-    """The nginx block of docs/PROXY.md with this test's ports and files."""
-    block = re.search(r"```nginx\n(.*?)```", DOCS.read_text(), re.S)
-    assert block, "docs/PROXY.md has no nginx configuration"
+def documented(language: str, replacements: list[tuple[str, str]]) -> str:
+    """The ``language`` block of docs/PROXY.md with this test's ports and files."""
+    block = re.search(rf"```{language}\n(.*?)```", DOCS.read_text(), re.S)
+    assert block, f"docs/PROXY.md has no {language} configuration"
     conf = block.group(1)
-    for old, new in (
-        ("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;"),
-        ("/etc/modelyard/certs/models.example.lan.pem", str(cert)),
-        ("/etc/modelyard/certs/models.example.lan.key", str(key)),
-        ("proxy_pass http://127.0.0.1:8050;", f"proxy_pass http://127.0.0.1:{upstream};"),
-    ):
+    for old, new in replacements:
         assert old in conf, old
         conf = conf.replace(old, new)
     return conf
+
+
+def documented_nginx(port: int, cert: Path, key: Path, upstream: int) -> str:
+    return documented(
+        "nginx",
+        [
+            ("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;"),
+            ("/etc/modelyard/certs/models.example.lan.pem", str(cert)),
+            ("/etc/modelyard/certs/models.example.lan.key", str(key)),
+            ("proxy_pass http://127.0.0.1:8050;", f"proxy_pass http://127.0.0.1:{upstream};"),
+        ],
+    )
+
+
+def documented_caddy(port: int, cert: Path, key: Path, upstream: int) -> str:
+    # The doc's site is a public name (a certificate from ACME or `tls internal`); here it is
+    # loopback with this test's certificate, so that nothing is fetched from anywhere.
+    site = f"https://127.0.0.1:{port} {{\n    bind 127.0.0.1\n    tls {cert} {key}\n"
+    return documented(
+        "caddy",
+        [
+            ("models.example.lan {\n", site),
+            ("reverse_proxy 127.0.0.1:8050 {", f"reverse_proxy 127.0.0.1:{upstream} {{"),
+        ],
+    )
+
+
+PROXIES: dict[
+    str,
+    tuple[
+        Callable[[int, Path, Path, int], str],
+        Callable[[Path, str, int], AbstractContextManager[object]],
+    ],
+] = {
+    "nginx": (documented_nginx, running_nginx),
+    "caddy": (documented_caddy, running_caddy),
+}
 
 
 @dataclass
@@ -66,9 +101,12 @@ class Proxied:
         return httpx.Client(base_url=self.app.url, transport=transport)
 
 
-@pytest.fixture(scope="module")
-def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
-    tmp = tmp_path_factory.mktemp("proxy")
+@pytest.fixture(scope="module", params=sorted(PROXIES))
+def proxied(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Proxied]:
+    configure, run = PROXIES[request.param]
+    tmp = tmp_path_factory.mktemp(request.param)
     issued = create_certificate(tmp / "certs", ["localhost", ipaddress.ip_address("127.0.0.1")])
     port = free_port()
     with PacedThread(interval=INTERVAL) as paced:
@@ -83,8 +121,8 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
         )
         with running_app(settings) as app:
             assert app.http.post("/api/models/sync").status_code == 200
-            conf = documented_nginx(port, issued.certfile, issued.keyfile, settings.port)
-            with running_nginx(tmp / "nginx", conf, port):
+            conf = configure(port, issued.certfile, issued.keyfile, settings.port)
+            with run(tmp / request.param, conf, port):
                 trust = ssl.create_default_context(cafile=issued.ca_cert)
                 yield Proxied(app, f"https://127.0.0.1:{port}", trust)
 
@@ -110,6 +148,9 @@ def test_the_allow_list_sees_each_client_behind_the_proxy(proxied: Proxied) -> N
             assert answer.json()["code"] == "ip_not_allowed"
         chat = outside.post("/ollama/api/chat", json={"model": "paced", "messages": []})
         assert chat.status_code == 403 and chat.json()["code"] == "ip_not_allowed"
+        # The proxy replaces what the client says: it cannot name an allowed address.
+        forged = outside.get("/v1/models", headers={"X-Forwarded-For": "127.0.0.2"})
+        assert forged.status_code == 403 and forged.json()["code"] == "ip_not_allowed"
     with proxied.client("127.0.0.2") as inside:
         assert inside.get("/ollama/api/tags").status_code == 200
     entries = proxied.app.http.get(
@@ -153,6 +194,27 @@ def test_a_stream_arrives_through_the_proxy_as_it_is_made(proxied: Proxied) -> N
     assert len(arrivals) == tokens
     # Buffered, every token would arrive at once when the answer ends; unbuffered, the first
     # arrives while the other nine are still being made, (tokens - 1) × INTERVAL apart.
+    assert arrivals[-1] - arrivals[0] >= 0.5 * (tokens - 1) * INTERVAL
+
+
+def test_an_ndjson_stream_arrives_through_the_proxy_as_it_is_made(proxied: Proxied) -> None:
+    # The Ollama endpoints stream newline-delimited JSON, not server-sent events: a proxy that
+    # flushed only the latter at once would hold these.
+    tokens = 10
+    sdk = ollama.Client(
+        host=f"{proxied.proxy}/ollama",
+        headers={"Authorization": f"Bearer {KEY}"},
+        transport=httpx.HTTPTransport(local_address="127.0.0.2", verify=proxied.trust),
+        timeout=60,
+    )
+    stream = sdk.chat(
+        model="paced",
+        messages=[{"role": "user", "content": "hi"}],
+        options={"num_predict": tokens},
+        stream=True,
+    )
+    arrivals = [time.monotonic() for part in stream if part.message.content]
+    assert len(arrivals) == tokens
     assert arrivals[-1] - arrivals[0] >= 0.5 * (tokens - 1) * INTERVAL
 
 
