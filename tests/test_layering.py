@@ -73,7 +73,10 @@ ANY_DICTS_ALLOWED = {
     "it is by the route and the snapshot (the cached path stays cheap)",
     # Not typed yet (issue #17): the middle still passes these dicts.
     "gateway/service.py": "a target's shared fields as keyword arguments; a token count's body",
-    "chat/": "a conversation, its messages and an answer's events",
+    "chat/answer.py": "an answer's events (the SSE stream's) and its stored columns",
+    "chat/service.py": "a conversation's body as the API gives and shows it",
+    "chat/store.py": "a conversation and its messages, as the API shows them",
+    "chat/types.py": "a conversation's options, as its JSON column keeps them",
     "gguf/local.py": "a local file's catalog meta, its server's loaded figures, a source "
     "request (a model row's JSON columns)",
     "gguf/servers.py": "a server's loaded figures (the models row's loaded column)",

@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class ChatOptions(BaseModel):
@@ -25,6 +25,14 @@ class ChatOptions(BaseModel):
         if override is None:
             return self
         return self.model_copy(update=override.model_dump(exclude_none=True))
+
+    @classmethod
+    def kept(cls, stored: object) -> ChatOptions:
+        """A conversation's stored options; ones that no longer validate are dropped."""
+        try:
+            return cls.model_validate(stored or {})
+        except ValidationError:
+            return cls()
 
     def stored(self) -> dict[str, Any]:
         """The options worth keeping (unset ones are left out)."""
