@@ -76,7 +76,6 @@ ANY_DICTS_ALLOWED = {
     "chat/answer.py": "an answer's events (the SSE stream's) and its stored columns",
     "chat/service.py": "a conversation's body as the API gives and shows it",
     "chat/store.py": "a conversation and its messages, as the API shows them",
-    "chat/types.py": "a conversation's options, as its JSON column keeps them",
     "gguf/local.py": "a local file's catalog meta, its server's loaded figures, a source "
     "request (a model row's JSON columns)",
     "gguf/servers.py": "a server's loaded figures (the models row's loaded column)",

@@ -5,9 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol, TypedDict, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class StoredOptions(TypedDict, total=False):
+    """A conversation's options as its JSON column keeps them (unset ones left out)."""
+
+    temperature: float
+    top_p: float
+    max_tokens: int
+    ctx_size: int
 
 
 class ChatOptions(BaseModel):
@@ -34,9 +43,9 @@ class ChatOptions(BaseModel):
         except ValidationError:
             return cls()
 
-    def stored(self) -> dict[str, Any]:
+    def stored(self) -> StoredOptions:
         """The options worth keeping (unset ones are left out)."""
-        return self.model_dump(exclude_none=True)
+        return cast(StoredOptions, self.model_dump(exclude_none=True))
 
 
 @dataclass(frozen=True)
