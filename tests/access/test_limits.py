@@ -82,19 +82,19 @@ def test_last_use_is_written_later_in_a_batch(tmp_path: Path) -> None:
     db.migrate()
     keys = ApiKeys(db)
     secret, created = keys.create(KeyRequest("ci", ("inference",), models=("tiny*",)))
-    assert keys.list()[0]["last_used_at"] is None
+    assert keys.list()[0].last_used_at is None
 
     async def use() -> None:
         principal = keys.stored(secret)
         assert principal is not None and principal.rules is not None
         assert principal.rules.models == ("tiny*",)
         fresh = ApiKeys(db)  # another reader of the store sees nothing written yet
-        assert fresh.list()[0]["last_used_at"] is None
-        assert keys.list()[0]["last_used_at"] is not None  # shown from memory meanwhile
+        assert fresh.list()[0].last_used_at is None
+        assert keys.list()[0].last_used_at is not None  # shown from memory meanwhile
         await keys.close()
 
     asyncio.run(use())
-    assert ApiKeys(db).list()[0]["last_used_at"] is not None
-    keys.delete(created["id"])
+    assert ApiKeys(db).list()[0].last_used_at is not None
+    keys.delete(created.rules.id)
     assert keys.stored(secret) is None
     db.dispose()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelyard.chat.memory import Memory, Recall, Said
+from modelyard.chat.memory import Current, Memory, Recall, Said
 from modelyard.chat.store import ConversationStore
+from modelyard.chat.types import ChatOptions
 from modelyard.store.db import Database
 
 
 def recall(conversation_id: str, *said: Said) -> Recall:
-    return Recall(conversation_id, "ollama", "default", "m", "t", "", {}, said)
+    return Recall(conversation_id, "ollama", "default", "m", "t", "", ChatOptions(), said)
 
 
 def same(p: str, i: str, m: str) -> tuple[str, str, str]:
@@ -43,7 +44,7 @@ def test_turns_and_finished_answers_update_memory() -> None:
         "c",
         [],
         [Said("u2", 2, "user", "again", "complete"), Said("a2", 3, "assistant", "", "streaming")],
-        {"model": "n", "title": "New title", "updated_at": None},
+        Current("ollama", "default", "n", "New title"),
     )
     memory.finished("c", "a2", "the answer", "stopped")
     found = memory.get("c")
@@ -53,7 +54,7 @@ def test_turns_and_finished_answers_update_memory() -> None:
         ("u2", "again", "complete"),
         ("a2", "the answer", "stopped"),
     ]
-    memory.turn("c", ["a2"], [], {})
+    memory.turn("c", ["a2"], [], Current("ollama", "default", "n", "New title"))
     assert [m.id for m in memory.get("c").messages] == ["u1", "u2"]  # type: ignore[union-attr]
 
 

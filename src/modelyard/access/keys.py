@@ -137,6 +137,31 @@ class KeyRequest:
             )
 
 
+@dataclass(frozen=True)
+class KeyInfo:
+    """A stored key as it is shown (never its secret or hash)."""
+
+    rules: KeyRules
+    name: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    last_used_at: datetime | None = None
+
+    def wire(self) -> dict[str, Any]:
+        models = self.rules.models
+        return {
+            "id": self.rules.id,
+            "name": self.name,
+            "prefix": self.rules.prefix,
+            "scopes": list(self.scopes),
+            "models": list(models) if models is not None else None,
+            "expires_at": iso(self.rules.expires_at),
+            "limits": self.rules.limits.wire(),
+            "created_at": iso(self.created_at),
+            "last_used_at": iso(self.last_used_at),
+        }
+
+
 def _rules(row: ApiKeyRow) -> KeyRules:
     limits = row.limits or {}
     return KeyRules(
@@ -225,7 +250,7 @@ class ApiKeys:
                 await self._writer
         await self.flush()
 
-    def create(self, request: KeyRequest) -> tuple[str, dict[str, Any]]:
+    def create(self, request: KeyRequest) -> tuple[str, KeyInfo]:
         """A new key: the secret is returned once, only its hash is kept."""
         request.check(utcnow())
         secret = new_secret()
@@ -245,12 +270,12 @@ class ApiKeys:
         self._loaded()[row.key_hash] = self._principal(row)
         return secret, self.public(row)
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self) -> list[KeyInfo]:
         with self.db.session() as s:
             rows = list(s.query(ApiKeyRow).order_by(ApiKeyRow.created_at))
             return [self.public(r, self._used.get(r.id)) for r in rows]
 
-    def delete(self, key_id: str) -> dict[str, Any]:
+    def delete(self, key_id: str) -> KeyInfo:
         """Revoke a key: refused from the next request on. Returns what it was."""
         with self.db.session() as s:
             row = s.get(ApiKeyRow, key_id)
@@ -263,16 +288,12 @@ class ApiKeys:
         return info
 
     @staticmethod
-    def public(row: ApiKeyRow, used: datetime | None = None) -> dict[str, Any]:
+    def public(row: ApiKeyRow, used: datetime | None = None) -> KeyInfo:
         rules = _rules(row)
-        return {
-            "id": row.id,
-            "name": row.name,
-            "prefix": row.prefix,
-            "scopes": list(row.scopes),
-            "models": list(rules.models) if rules.models is not None else None,
-            "expires_at": iso(row.expires_at),
-            "limits": rules.limits.wire(),
-            "created_at": iso(row.created_at),
-            "last_used_at": iso(used or row.last_used_at),
-        }
+        return KeyInfo(
+            rules=rules,
+            name=row.name,
+            scopes=tuple(row.scopes),
+            created_at=row.created_at,
+            last_used_at=used or row.last_used_at,
+        )

@@ -54,6 +54,29 @@ class UsageCounts:
 
 
 @dataclass(frozen=True)
+class UsageReportRow:
+    """One row of a usage report: the totals of the grouping columns the caller chose (a
+    column not grouped by is None, and is left out of the wire form)."""
+
+    counts: UsageCounts
+    day: str | None = None
+    key_prefix: str | None = None  # "(local)" for keyless local callers
+    key_id: str | None = None  # None for keyless local callers too
+    model: str | None = None
+
+    def wire(self) -> dict[str, Any]:
+        item: dict[str, Any] = {}
+        if self.day is not None:
+            item["day"] = self.day
+        if self.key_prefix is not None:
+            item["key_id"] = self.key_id
+            item["key_prefix"] = self.key_prefix
+        if self.model is not None:
+            item["model"] = self.model
+        return {**item, **self.counts.wire()}
+
+
+@dataclass(frozen=True)
 class UsageFilter:
     since: date | None = None
     until: date | None = None
@@ -113,12 +136,12 @@ class UsageLog:
                     )
                 )
 
-    async def rows(self, where: UsageFilter, group: Sequence[str]) -> list[dict[str, Any]]:
+    async def rows(self, where: UsageFilter, group: Sequence[str]) -> list[UsageReportRow]:
         """Totals per the ``group`` columns (some of day, key, model), in that order."""
         await self.flush()
         return await asyncio.to_thread(self._read, where, tuple(g for g in GROUPS if g in group))
 
-    def _read(self, where: UsageFilter, group: tuple[str, ...]) -> list[dict[str, Any]]:
+    def _read(self, where: UsageFilter, group: tuple[str, ...]) -> list[UsageReportRow]:
         columns = {
             "day": UsageRow.day,
             "key": UsageRow.key_id,
@@ -140,21 +163,21 @@ class UsageLog:
         if keyed:
             query = query.group_by(*keyed).order_by(*keyed)
         with self.db.session() as s:
-            found = []
+            found: list[UsageReportRow] = []
             for row in s.execute(query):
                 mapping = row._mapping
                 if mapping["requests"] is None:  # no rows at all, ungrouped
                     continue
                 counts = UsageCounts(**{f.name: mapping[f.name] for f in fields(UsageCounts)})
-                item: dict[str, Any] = {}
-                if "day" in group:
-                    item["day"] = mapping["day"]
-                if "key" in group:
-                    item["key_id"] = mapping["key_id"] or None
-                    item["key_prefix"] = mapping["key_prefix"] or LOCAL
-                if "model" in group:
-                    item["model"] = mapping["model"]
-                found.append({**item, **counts.wire()})
+                found.append(
+                    UsageReportRow(
+                        counts,
+                        day=mapping["day"] if "day" in group else None,
+                        key_prefix=mapping["key_prefix"] or LOCAL if "key" in group else None,
+                        key_id=mapping["key_id"] or None if "key" in group else None,
+                        model=mapping["model"] if "model" in group else None,
+                    )
+                )
             return found
 
     async def close(self) -> None:

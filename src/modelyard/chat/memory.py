@@ -12,8 +12,8 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Any
 
+from modelyard.chat.types import ChatOptions
 from modelyard.store.tables import ConversationRow
 
 SIZE = 256
@@ -31,6 +31,16 @@ class Said:
 
 
 @dataclass(frozen=True)
+class Current:
+    """A conversation's model and title, as a turn leaves them."""
+
+    provider: str
+    instance_id: str
+    model: str
+    title: str
+
+
+@dataclass(frozen=True)
 class Recall:
     """One conversation, as far as answering is concerned."""
 
@@ -40,7 +50,7 @@ class Recall:
     model: str
     title: str
     system: str
-    options: dict[str, Any] = field(default_factory=dict)
+    options: ChatOptions = field(default_factory=ChatOptions)
     messages: tuple[Said, ...] = ()
 
     @classmethod
@@ -50,7 +60,7 @@ class Recall:
         said = tuple(Said(m.id, m.seq, m.role, m.content, m.state) for m in messages)
         return cls(
             row.id, row.provider, row.instance_id, row.model, row.title, row.system,
-            dict(row.options or {}), said,
+            ChatOptions.kept(row.options), said,
         )  # fmt: skip
 
 
@@ -100,7 +110,7 @@ class Memory:
         conversation_id: str,
         drop: list[str],
         added: list[Said],
-        current: dict[str, Any],
+        current: Current,
     ) -> None:
         """A turn was stored: answers dropped, messages added, the current model changed."""
         with self._lock:
@@ -108,9 +118,13 @@ class Memory:
             if found is None:
                 return
             kept = tuple(m for m in found.messages if m.id not in drop)
-            head = {k: v for k, v in current.items() if k in ("provider", "instance_id", "model")}
             self._items[conversation_id] = replace(
-                found, messages=kept + tuple(added), title=current.get("title", found.title), **head
+                found,
+                messages=kept + tuple(added),
+                provider=current.provider,
+                instance_id=current.instance_id,
+                model=current.model,
+                title=current.title,
             )
 
     def finished(self, conversation_id: str, message_id: str, content: str, state: str) -> None:

@@ -208,7 +208,7 @@ class ChatService:
             self._release(gen)
             raise
         gen.message_id = start.message_id
-        opts = _options(start.options, lenient=True).merged(override)
+        opts = start.options.merged(override)
         gen.task = asyncio.create_task(self.answerer.run(gen, start, choice[0], opts))
         self._changed(conversation_id, "message")
         return gen
@@ -290,15 +290,13 @@ class ChatService:
         return await asyncio.to_thread(read)
 
 
-def _options(raw: Any, *, lenient: bool = False) -> ChatOptions:
-    """Validated options; stored ones that no longer validate are dropped (``lenient``)."""
+def _options(raw: Any) -> ChatOptions:
+    """Validated options (``invalid_options`` saying which is wrong)."""
     if isinstance(raw, ChatOptions):
         return raw
     try:
         return ChatOptions.model_validate(raw or {})
     except ValidationError as exc:
-        if lenient:
-            return ChatOptions()
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "options"
         raise InvalidInput(

@@ -11,8 +11,8 @@ from typing import Any, Protocol
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, joinedload
 
-from modelyard.chat.memory import Memory, Recall, Said
-from modelyard.chat.types import Turn
+from modelyard.chat.memory import Current, Memory, Recall, Said
+from modelyard.chat.types import ChatOptions, Turn
 from modelyard.clock import iso, utcnow
 from modelyard.errors import Conflict, NotFound
 from modelyard.store.db import Database
@@ -87,8 +87,8 @@ class TurnWrites:
     drop: list[str]
     user: dict[str, Any] | None
     answer: dict[str, Any]
-    conversation: dict[str, Any]
-    at: datetime
+    conversation: Current
+    at: datetime  # also the conversation's updated_at
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class TurnStart:
     conversation_id: str
     message_id: str
     system: str
-    options: dict[str, Any]
+    options: ChatOptions
     history: list[Turn]
     title: str
     writes: TurnWrites
@@ -233,13 +233,10 @@ class ConversationStore:
             "content": "", "state": STREAMING, "provider": provider,
             "instance_id": instance_id, "model": model,
         }  # fmt: skip
-        current = {
-            "provider": provider, "instance_id": instance_id, "model": model,
-            "title": title, "updated_at": now,
-        }  # fmt: skip
+        current = Current(provider, instance_id, model, title)
         writes = TurnWrites(recall.id, drop, user, answer, current, now)
         return TurnStart(
-            recall.id, answer["id"], recall.system, dict(recall.options), history_of(messages),
+            recall.id, answer["id"], recall.system, recall.options, history_of(messages),
             title, writes,
         )  # fmt: skip
 
@@ -263,8 +260,9 @@ class ConversationStore:
                 s.execute(delete(MessageRow).where(MessageRow.id.in_(writes.drop)))
             for values in added:
                 s.add(MessageRow(conversation_id=row.id, created_at=writes.at, **values))
-            for name, value in writes.conversation.items():
-                setattr(row, name, value)
+            current = writes.conversation
+            row.provider, row.instance_id = current.provider, current.instance_id
+            row.model, row.title, row.updated_at = current.model, current.title, writes.at
         said = [
             Said(v["id"], v["seq"], v["role"], v["content"], v.get("state", "complete"))
             for v in added

@@ -5,9 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol, TypedDict, cast
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class StoredOptions(TypedDict, total=False):
+    """A conversation's options as its JSON column keeps them (unset ones left out)."""
+
+    temperature: float
+    top_p: float
+    max_tokens: int
+    ctx_size: int
 
 
 class ChatOptions(BaseModel):
@@ -26,9 +35,17 @@ class ChatOptions(BaseModel):
             return self
         return self.model_copy(update=override.model_dump(exclude_none=True))
 
-    def stored(self) -> dict[str, Any]:
+    @classmethod
+    def kept(cls, stored: object) -> ChatOptions:
+        """A conversation's stored options; ones that no longer validate are dropped."""
+        try:
+            return cls.model_validate(stored or {})
+        except ValidationError:
+            return cls()
+
+    def stored(self) -> StoredOptions:
         """The options worth keeping (unset ones are left out)."""
-        return self.model_dump(exclude_none=True)
+        return cast(StoredOptions, self.model_dump(exclude_none=True))
 
 
 @dataclass(frozen=True)

@@ -190,13 +190,13 @@ async def audit_export(
 
 @router.get("/api/keys", dependencies=[policy(read="admin")])
 async def list_keys(services: ServicesDep) -> dict[str, Any]:
-    return {"keys": services.api_keys.list()}
+    return {"keys": [key.wire() for key in services.api_keys.list()]}
 
 
 @router.post("/api/keys", status_code=201)
 async def create_key(body: KeyCreate, services: ServicesDep) -> dict[str, Any]:
     secret, info = services.api_keys.create(body.request())
-    return {**info, "key": secret}
+    return {**info.wire(), "key": secret}
 
 
 @router.delete("/api/keys/{key_id}", status_code=204)
@@ -234,7 +234,8 @@ async def usage(
     """Usage per day, key and model, grouped by ``group`` (repeated: ``group=key&group=model``;
     default all three), with the totals; ``format=csv`` for a download of the rows."""
     where = UsageFilter(since=since, until=until, key=key, model=model)
-    rows = await services.gateway.keys.usage.rows(where, group or ["day", "key", "model"])
+    report = await services.gateway.keys.usage.rows(where, group or ["day", "key", "model"])
+    rows = [row.wire() for row in report]
     if format == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=_USAGE_COLUMNS, extrasaction="ignore")
@@ -243,5 +244,5 @@ async def usage(
         disposition = {"Content-Disposition": 'attachment; filename="usage.csv"'}
         return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=disposition)
     totals = await services.gateway.keys.usage.rows(where, [])
-    body = {"usage": rows, "totals": totals[0] if totals else UsageCounts().wire()}
+    body = {"usage": rows, "totals": totals[0].wire() if totals else UsageCounts().wire()}
     return Response(json.dumps(body), media_type="application/json")
