@@ -19,7 +19,7 @@ import ollama
 import openai
 import pytest
 
-from tests.support.app_server import ServerProcess
+from tests.support.app_server import ServerProcess, stop_managed
 from tests.support.llama import LLAMA_SERVER
 from tests.support.servers import free_port
 
@@ -84,6 +84,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterato
         yield Served(server, env, certs / "ca.pem")
     finally:
         server.stop()
+        stop_managed(tmp / "data" / "run")  # the model's server outlives serve, on purpose
 
 
 def test_the_openai_sdk_verifies_the_generated_ca(served: Served) -> None:

@@ -249,6 +249,10 @@ class Relay:
                     if result.first_chunk_at is None:
                         result.first_chunk_at = time.monotonic()
                     await responder.write(out)
+                if meter.finished and translator is None and not result.finished:
+                    # The end marker is relayed: a client that hangs up now (SDKs close at
+                    # it) had the whole answer, before upstream closes its side.
+                    result.finished = meter.error is None
             out = meter.flush()
             if translator is not None:
                 out = translator.feed(out) + translator.close(meter)
