@@ -34,7 +34,7 @@ from benchmarks.bench_download import (
     nginx_version,
     require_tools,
     server_env,
-    start_nginx,
+    serving_files,
     verdict,
     write_random,
 )
@@ -149,7 +149,6 @@ def run(workdir: Path, *, size_bytes: int = FILE_BYTES, rounds: int = ROUNDS) ->
     for i in range(1, DOWNLOADS):  # the same bytes under four names: page cache, not disk
         os.link(source, source.with_name(f"big{i}.bin"))
     port = free_port()
-    nginx = start_nginx(workdir, port)
     server = ServerProcess(
         server_env(workdir, concurrency=DOWNLOADS), free_port(), workdir / "serve.log"
     )
@@ -158,24 +157,23 @@ def run(workdir: Path, *, size_bytes: int = FILE_BYTES, rounds: int = ROUNDS) ->
         host_pauses.measure(PAUSE_PROBE_S, write_into=workdir / "pauses"),
     )
     load = os.getloadavg()
-    try:
-        server.start()
-        with (
-            closing(Probe(server.url)) as probe,
-            httpx.Client(base_url=server.url, timeout=30) as http,
-        ):
-            path = "/api/models/list"
-            if http.get(path).status_code != 200:
-                path = "/api/downloads"  # a modelyard without the models router
-            idle = [(probe.ask(path), ask(http, path)) for _ in range(IDLE_REQUESTS + 50)][50:]
-            results = [
-                one_round(http, probe, path, port, sha256, size_bytes, workdir)
-                for _ in range(rounds)
-            ]
-    finally:
-        server.stop()
-        nginx.terminate()
-        nginx.wait(timeout=10)
+    with serving_files(workdir, port):
+        try:
+            server.start()
+            with (
+                closing(Probe(server.url)) as probe,
+                httpx.Client(base_url=server.url, timeout=30) as http,
+            ):
+                path = "/api/models/list"
+                if http.get(path).status_code != 200:
+                    path = "/api/downloads"  # a modelyard without the models router
+                idle = [(probe.ask(path), ask(http, path)) for _ in range(IDLE_REQUESTS + 50)][50:]
+                results = [
+                    one_round(http, probe, path, port, sha256, size_bytes, workdir)
+                    for _ in range(rounds)
+                ]
+        finally:
+            server.stop()
     return report(path, idle, results, size_bytes, (load, os.getloadavg()), pauses)
 
 

@@ -28,7 +28,8 @@ import statistics
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from http.client import HTTPConnection
@@ -37,32 +38,18 @@ from pathlib import Path
 import httpx
 import psutil
 from tests.support.app_server import ServerProcess
+from tests.support.nginx import NGINX, running_nginx
 
 from modelyard.downloads.http_engine import CHUNK_BYTES, FetchRequest, fetch
 from modelyard.downloads.part_writer import WRITEBACK_BYTES
 
 TITLE = "URL download engine vs curl (loopback nginx, 1 GiB, sha256 verified)"
 FILE_BYTES = 1 << 30
-NGINX = "/usr/sbin/nginx"
 
-_NGINX_CONF = """daemon off;
-master_process off;
-worker_processes 1;
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log warn;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  sendfile on;
+# What nginx serves: the benchmark's files, with sendfile as a file server would.
+_SERVE_FILES = """  sendfile on;
   tcp_nopush on;
-  client_body_temp_path {work}/tmp;
-  proxy_temp_path {work}/tmp;
-  fastcgi_temp_path {work}/tmp;
-  uwsgi_temp_path {work}/tmp;
-  scgi_temp_path {work}/tmp;
-  server {{ listen 127.0.0.1:{port}; root {work}/www; }}
-}}
-"""
+  server {{ listen 127.0.0.1:{port}; root {work}/www; }}"""
 
 LABELS = {
     "curl": "`curl -o` (baseline; no fsync)",
@@ -89,31 +76,33 @@ def run(workdir: Path, *, size_bytes: int = FILE_BYTES, rounds: int = 5) -> str:
     sha256 = write_random(workdir / "www" / "big.bin", size_bytes)
     out = workdir / "out.bin"
     port = free_port()
-    nginx = start_nginx(workdir, port)
     url = f"http://127.0.0.1:{port}/big.bin"
     server = ServerProcess(server_env(workdir, concurrency=2), free_port(), workdir / "serve.log")
     load_before = os.getloadavg()
-    try:
-        server.start()
-        clients: dict[str, Callable[[], Sample]] = {
-            "curl": lambda: measure(lambda: run_cmd(["curl", "-sSf", "-o", str(out), url]), out),
-            "curl+openssl": lambda: measure(lambda: curl_then_openssl(url, out), out),
-            "fetch": lambda: measure(lambda: verified_fetch(url, out, size_bytes, sha256), out),
-            "server": lambda: server_download(server, url, sha256, workdir / "data"),
-            "inline": lambda: measure(lambda: plain_download(port, out, inline_hash=True), out),
-            "nohash": lambda: measure(lambda: plain_download(port, out, inline_hash=False), out),
-            "sha256": lambda: hash_in_memory(size_bytes),
-            "disk": lambda: measure(lambda: direct_write(out, size_bytes), out),
-        }
-        samples: dict[str, list[Sample]] = {name: [] for name in clients}
-        for _ in range(rounds):
-            for name, client in clients.items():
-                samples[name].append(client())
-    finally:
-        server.stop()
-        nginx.terminate()
-        nginx.wait(timeout=10)
-        out.unlink(missing_ok=True)
+    with serving_files(workdir, port):
+        try:
+            server.start()
+            clients: dict[str, Callable[[], Sample]] = {
+                "curl": lambda: measure(
+                    lambda: run_cmd(["curl", "-sSf", "-o", str(out), url]), out
+                ),
+                "curl+openssl": lambda: measure(lambda: curl_then_openssl(url, out), out),
+                "fetch": lambda: measure(lambda: verified_fetch(url, out, size_bytes, sha256), out),
+                "server": lambda: server_download(server, url, sha256, workdir / "data"),
+                "inline": lambda: measure(lambda: plain_download(port, out, inline_hash=True), out),
+                "nohash": lambda: measure(
+                    lambda: plain_download(port, out, inline_hash=False), out
+                ),
+                "sha256": lambda: hash_in_memory(size_bytes),
+                "disk": lambda: measure(lambda: direct_write(out, size_bytes), out),
+            }
+            samples: dict[str, list[Sample]] = {name: [] for name in clients}
+            for _ in range(rounds):
+                for name, client in clients.items():
+                    samples[name].append(client())
+        finally:
+            server.stop()
+            out.unlink(missing_ok=True)
     return report(summarize(samples), size_bytes, rounds, (load_before, os.getloadavg()))
 
 
@@ -362,25 +351,11 @@ def server_env(workdir: Path, *, concurrency: int) -> dict[str, str]:
     return {"MODELYARD_CONFIG": str(config), "MODELYARD_DATA_DIR": str(workdir / "data")}
 
 
-def start_nginx(work: Path, port: int) -> subprocess.Popen[bytes]:
-    (work / "tmp").mkdir(exist_ok=True)
-    conf = work / "nginx.conf"
-    conf.write_text(_NGINX_CONF.format(work=work, port=port))
-    log = work / "nginx-error.log"
-    cmd = [NGINX, "-c", str(conf), "-p", str(work), "-e", str(log)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-    proc.kill()
-    proc.wait()
-    raise RuntimeError(f"nginx did not start: {log.read_text() if log.exists() else '?'}")
+@contextmanager
+def serving_files(work: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Debian's nginx serving ``work/www`` on 127.0.0.1:``port`` (tests/support/nginx.py)."""
+    with running_nginx(work, _SERVE_FILES.format(work=work, port=port), port) as proc:
+        yield proc
 
 
 def nginx_version() -> str:
