@@ -226,3 +226,9 @@ def test_a_configured_server_of_a_file_outside_the_models_dir_is_restarted_by_th
     assert view["state"] == "loaded" and view["estimate_bytes"] == needs
     assert scheduler.committed_bytes() == needs
     assert client.chat.completions.create(model="solo", messages=HI, max_tokens=2).choices
+
+    # The Providers page's stop is an unload of the scheduler: nothing left running or counted.
+    assert app.http.post("/api/providers/llamacpp/instances/solo/stop").status_code == 200
+    (view,) = [v for v in app.http.get("/api/models/schedule").json()["models"] if v["key"] == key]
+    assert view["state"] == "unloaded" and view["last_eviction"]["reason"] == "requested"
+    assert scheduler.committed_bytes() == 0 and serving(outside) == []

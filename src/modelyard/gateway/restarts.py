@@ -1,4 +1,6 @@
-"""The restart policy's restarts, through the scheduler (``runtimes.restarts.Relauncher``).
+"""The restart policy's restarts, and the Providers page's stops, of single-model servers
+through the scheduler (``runtimes.restarts.Relauncher``,
+``runtimes.instance_service.ScheduledInstances``).
 
 A server of a local file that died — one the lifecycle started, or a configured llama.cpp
 server of a GGUF file wherever it is — is restarted as a load of the scheduler: first told
@@ -30,7 +32,7 @@ from modelyard.runtimes.instances import Instance
 
 
 class ScheduledRestarts:
-    """Restarts of single-model servers as scheduler loads."""
+    """Restarts and stops of single-model servers as scheduler loads and unloads."""
 
     def __init__(
         self,
@@ -70,10 +72,17 @@ class ScheduledRestarts:
         eviction = view.last_eviction
         return eviction is None or eviction.reason == "died"
 
-    async def relaunch(self, instance: Instance) -> None:
+    def _key(self, instance: Instance) -> str:
         key = self.key(instance)
         if key is None:
             raise NotFound(f"{instance.key} serves no model of the catalog")
+        return key
+
+    async def stop(self, instance: Instance) -> None:
+        await self.scheduler.unload(self._key(instance))
+
+    async def relaunch(self, instance: Instance) -> None:
+        key = self._key(instance)
         self.scheduler.observed(key, False)  # its process is gone: cleaned up, then loaded
         self.loading.by_policy.add(key_of(key))
         try:
