@@ -7,7 +7,8 @@ export const PAGES = [
   {
     name: "models",
     title: "Models",
-    requests: () => [searchPath(FIRST_SEARCH), PATHS.instances, PATHS.schedule, PATHS.recommended],
+    // Not the recommended models at its foot: drawn after the list, they are asked for then.
+    requests: () => [searchPath(FIRST_SEARCH), PATHS.instances, PATHS.schedule],
   },
   { name: "get", title: "Get models", requests: () => [PATHS.recommended, PATHS.instances] },
   { name: "downloads", title: "Downloads", requests: () => [PATHS.downloads] },
