@@ -15,7 +15,7 @@ export const PAGES = [
   {
     name: "providers",
     title: "Providers",
-    requests: () => [PATHS.instances, PATHS.statuses, PATHS.connection],
+    requests: () => [PATHS.instances, PATHS.statuses, PATHS.schedule, PATHS.connection],
   },
   {
     name: "chat",
@@ -27,7 +27,8 @@ export const PAGES = [
     ],
   },
   { name: "gateway", title: "Gateway", requests: () => [PATHS.gatewayInfo] },
-  { name: "system", title: "System", requests: () => [PATHS.resources] },
+  // Its cards are drawn once both answers are in.
+  { name: "system", title: "System", requests: () => [PATHS.resources, PATHS.containers] },
   { name: "audit", title: "Audit", requests: () => [`${PATHS.audit}?limit=500`] },
 ];
 export const DEFAULT_PAGE = "models";
