@@ -116,7 +116,7 @@ class ConversationSummary:
 
     @classmethod
     def of(cls, row: ConversationRow, count: int) -> Self:
-        options = cast(StoredOptions, dict(row.options or {}))
+        options = cast(StoredOptions, row.options or {})  # wire() copies it
         return cls(
             row.id, row.title, row.provider, row.instance_id, row.model, row.system, options,
             iso(row.created_at), iso(row.updated_at), count,
