@@ -7,8 +7,8 @@ prints one JSON object: for ``ttft`` (rounds of N requests sent at the same inst
 ``steady`` (N requests always in flight, their starts spread out), each request's time to
 its first token (ms); for ``throughput`` (N requests always in flight, their starts spread
 over ``--spread`` seconds, 0 for all at once), the tokens and SSE events received in a
-measured window after a warm-up, the seconds the window lasted, and the TTFT of the
-requests begun in the window that ended in it.
+measured window after a warm-up, the seconds the window lasted, and the TTFT of every
+request begun in the window.
 """
 
 from __future__ import annotations
@@ -196,12 +196,13 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
         "tokens": totals.tokens - tokens,
         "events": totals.events - events,
         "seconds": window,
-        "ttft_ms": list(times),  # what ended within the window
         "errors": totals.errors,
         "statuses": totals.statuses,
     }
+    window_open = False
     stop.set()
     await asyncio.wait(workers, timeout=args.max_tokens * 2)
+    result["ttft_ms"] = times  # the requests begun in the window, now ended
     return result
 
 
