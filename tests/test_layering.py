@@ -73,9 +73,6 @@ ANY_DICTS_ALLOWED = {
     "it is by the route and the snapshot (the cached path stays cheap)",
     # Not typed yet (issue #17): the middle still passes these dicts.
     "gateway/service.py": "a target's shared fields as keyword arguments; a token count's body",
-    "chat/answer.py": "an answer's events (the SSE stream's) and its stored columns",
-    "chat/service.py": "a conversation's body as the API gives and shows it",
-    "chat/store.py": "a conversation and its messages, as the API shows them",
     "models/": "a catalog row's column values (the store's statements), a model.state "
     "event's loaded figures, a download request to install, the snapshot's wire form",
 }
