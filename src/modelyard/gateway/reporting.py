@@ -54,7 +54,7 @@ class ScheduleReporter:
         model or its key's limits): the log line, the count by status, the event. It waited
         for nothing, so the wait and TTFT histograms are left alone."""
         _log(entry)
-        self.metrics.gateway_requests.labels(entry["key"], str(entry["status"])).inc()
+        self.metrics.gateway_request(entry["key"], entry["status"])
         self.bus.publish(GATEWAY_REQUEST, entry)
 
 
