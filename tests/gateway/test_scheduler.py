@@ -99,48 +99,48 @@ def test_requests_beyond_the_concurrency_limit_are_served_in_arrival_order() -> 
     assert order == list(range(20))
 
 
+async def least_recent_goes(scheduler: Scheduler[str]) -> None:
+    """With room for two of a, b and c: a, b, a again, then c evicts b, the least recent."""
+    await use(scheduler, "a")
+    await use(scheduler, "b")
+    await use(scheduler, "a")  # b is now the least recently used
+    await use(scheduler, "c")
+    assert state(scheduler, "b") is ModelState.UNLOADED
+    assert {state(scheduler, "a"), state(scheduler, "c")} == {ModelState.LOADED}
+    evicted = next(v for v in scheduler.snapshot() if v.key == "b").last_eviction
+    assert evicted is not None and evicted.reason == "evicted" and evicted.for_model == "c"
+    await scheduler.aclose()
+
+
 def test_a_model_that_does_not_fit_evicts_the_least_recently_used_idle_one() -> None:
     backend = FakeBackend({"a": 4 * MB, "b": 4 * MB, "c": 4 * MB})
     views: list[ModelView] = []
-
-    async def main() -> None:
-        scheduler = make(backend, budget=8 * MB, views=views)
-        await use(scheduler, "a")
-        await use(scheduler, "b")
-        await use(scheduler, "a")  # b is now the least recently used
-        await use(scheduler, "c")
-        assert state(scheduler, "b") is ModelState.UNLOADED
-        assert {state(scheduler, "a"), state(scheduler, "c")} == {ModelState.LOADED}
-        evicted = next(v for v in scheduler.snapshot() if v.key == "b").last_eviction
-        assert evicted is not None and evicted.reason == "evicted" and evicted.for_model == "c"
-        await scheduler.aclose()
-
-    run(main())
+    run(least_recent_goes(make(backend, budget=8 * MB, views=views)))
     assert backend.violations == []
     assert all(v.state is not ModelState.LOADING or v.load_progress is not None for v in views)
 
 
+async def answering_models_stay(scheduler: Scheduler[str], backend: FakeBackend) -> None:
+    """With room for two of a, b and c: a and b answer, c waits; once b is done it goes."""
+    busy_a = scheduler.request("a")
+    await busy_a.ready()
+    busy_b = scheduler.request("b")
+    await busy_b.ready()
+    waiting_c = asyncio.create_task(use(scheduler, "c"))
+    await asyncio.sleep(0.1)
+    assert not waiting_c.done()
+    assert backend.unloads == {} and backend.loads["c"] == 0
+    busy_b.close()  # b is done answering: now it may go
+    await waiting_c
+    assert state(scheduler, "a") is ModelState.LOADED
+    assert state(scheduler, "b") is ModelState.UNLOADED
+    busy_a.close()
+    await scheduler.aclose()
+
+
 def test_a_model_that_is_answering_is_never_evicted() -> None:
     backend = FakeBackend({"a": 4 * MB, "b": 4 * MB, "c": 4 * MB})
-
-    async def main() -> None:
-        scheduler = make(backend, budget=8 * MB)
-        busy_a = scheduler.request("a")
-        await busy_a.ready()
-        busy_b = scheduler.request("b")
-        await busy_b.ready()
-        waiting_c = asyncio.create_task(use(scheduler, "c"))
-        await asyncio.sleep(0.1)
-        assert not waiting_c.done()
-        assert backend.unloads == {} and backend.loads["c"] == 0
-        busy_b.close()  # b is done answering: now it may go
-        await waiting_c
-        assert state(scheduler, "a") is ModelState.LOADED
-        assert state(scheduler, "b") is ModelState.UNLOADED
-        busy_a.close()
-        await scheduler.aclose()
-
-    run(main())
+    run(answering_models_stay(make(backend, budget=8 * MB), backend))
     assert backend.violations == []
 
 

@@ -13,13 +13,17 @@ import psutil
 from modelyard.config import ModelSettings, Settings
 from modelyard.gateway.names import key_of
 from modelyard.gateway.scheduling import ModelPolicy, SchedulerSettings
+from modelyard.runtimes.resources import free_memory
 
 
 def scheduler_settings(settings: Settings) -> SchedulerSettings:
-    """Limits for every model together; the budget defaults to the machine's memory."""
+    """Limits for every model together; the budget defaults to the machine's memory, and a
+    load also needs room in the memory measured free (with the same margin as a start)."""
     budget = settings.memory_budget_bytes or int(psutil.virtual_memory().total)
     return SchedulerSettings(
         memory_budget_bytes=budget,
+        free_memory=free_memory,
+        memory_margin_bytes=settings.memory_margin_bytes,
         max_loaded=settings.max_loaded,
         queue_timeout_s=settings.queue_timeout_s,
         load_timeout_s=settings.load_timeout_s,

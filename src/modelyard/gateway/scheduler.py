@@ -29,6 +29,7 @@ from modelyard.errors import (
     Unavailable,
     UpstreamError,
 )
+from modelyard.gateway.admission import decide
 from modelyard.gateway.backend_calls import LoadOutcome, call_alive, call_load, call_unload
 from modelyard.gateway.scheduling import (
     Backend,
@@ -268,46 +269,32 @@ class Scheduler(Generic[K]):
 
     def _admit(self, model: ModelRecord[K]) -> bool:
         """Start ``model``'s load if memory and ``max_loaded`` allow, else start evicting
-        idle models (least recently used first) to make room. True when the load started."""
-        active = [m for m in self._models.values() if m.committed]
-        leaving = [m for m in active if m.state is ModelState.UNLOADING]
-        budget, limit = self.settings.memory_budget_bytes, self.settings.max_loaded
-        used = sum(m.estimate for m in active)
-        if used + model.estimate <= budget and (not limit or len(active) < limit):
+        idle models (least recently used first) to make room, or refuse it when it cannot
+        fit at all. False when later models must wait behind this one."""
+        now = time.monotonic()
+        decision = decide(model, self._models.values(), self.settings, self._free(model), now)
+        if decision.start:
             self._start_load(model)
             return True
-        # What is still missing once the unloads under way are done.
-        missing = used - sum(m.estimate for m in leaving) + model.estimate - budget
-        extra = len(active) - len(leaving) + 1 - limit if limit else 0
-        if missing <= 0 and extra <= 0:
-            return False
-        now = time.monotonic()
-        victims: list[ModelRecord[K]] = []
-        for candidate in sorted(self._evictable(now), key=lambda m: m.last_used):
-            if missing <= 0 and extra <= 0:
-                break
-            victims.append(candidate)
-            missing -= candidate.estimate
-            extra -= 1
-        if missing > 0 or extra > 0:
+        if decision.refusal is not None:
+            log.warning("cannot load %s: %s", model.name, decision.refusal)
+            model.last_error = str(decision.refusal)
+            model.fail_loads(decision.refusal)
+            self._dirty.add(model)
+            return True
+        if not decision.victims:
             self._wake_after_residency(now)
-            return False  # the models in the way are busy: wait for one to finish
-        for victim in victims:
+            return False
+        for victim in decision.victims:
             self._start_unload(victim, Eviction("evicted", time.time(), model.name))
         return False
 
-    def _evictable(self, now: float) -> list[ModelRecord[K]]:
-        return [
-            m
-            for m in self._models.values()
-            if m.state is ModelState.LOADED
-            and m.idle()
-            and not m.policy.pinned
-            and m.unload_reason is None
-            and m.task is None
-            and not m.suspect
-            and now >= (m.loaded_at or 0.0) + m.policy.min_residency_s
-        ]
+    def _free(self, model: ModelRecord[K]) -> int | None:
+        """The machine's free memory as measured now, when ``model`` is held to it."""
+        reading = self.settings.free_memory
+        if reading is None or not model.estimate or self.backend.manages_own_memory(model.key):
+            return None
+        return reading()
 
     def _wake_after_residency(self, now: float) -> None:
         """A model kept by its minimum residency blocks a load: decide again when it ends."""
@@ -396,12 +383,7 @@ class Scheduler(Generic[K]):
                 log.warning("loading %s failed: %s", model.name, outcome.error)
                 model.last_error = outcome.error
                 model.last_eviction = Eviction("load_failed", time.time())
-                failure = outcome.failure(model.name)
-                for line in (model.queue, model.holds):
-                    while line:
-                        future = line.popleft().future
-                        if not future.done():
-                            future.set_exception(failure)
+                model.fail_loads(outcome.failure(model.name))
         self._drain()
 
     def _start_unload(self, model: ModelRecord[K], eviction: Eviction) -> None:

@@ -82,9 +82,14 @@ class SchedulerSettings:
     unloading. ``max_loaded`` (0: no limit) bounds how many there are. ``queue_timeout_s``
     is the longest a request waits for its turn (then 503); ``load_timeout_s``,
     ``unload_timeout_s`` and ``check_timeout_s`` bound the backend's calls.
+    ``free_memory`` reads the machine's free memory now (None: loads are held to the budget
+    only); a load also needs its estimate plus ``memory_margin_bytes`` of it
+    (``admission.py``).
     """
 
     memory_budget_bytes: int
+    free_memory: Callable[[], int] | None = None
+    memory_margin_bytes: int = 0
     max_loaded: int = 0
     queue_timeout_s: float = 120.0
     load_timeout_s: float = 300.0

@@ -93,6 +93,14 @@ class ModelRecord(Generic[K]):
                     future.set_exception(failure)
         self.unload_waiters.clear()
 
+    def fail_loads(self, error: ModelyardError) -> None:
+        """Fail the requests and explicit loads waiting for this model to load."""
+        for line in (self.queue, self.holds):
+            while line:
+                future = line.popleft().future
+                if not future.done():
+                    future.set_exception(error)
+
     def fail_waiters(self, error: ModelyardError) -> None:
         """Fail every request, explicit load and unload waiting on this model."""
         futures = [w.future for w in (*self.queue, *self.holds)] + self.unload_waiters

@@ -191,6 +191,12 @@ def system_resources(models_dir: Path) -> SystemResources:
     }
 
 
+def free_memory() -> int:
+    """RAM available plus free GPU memory, right now: the most ``check_fits`` holds a model
+    to (free VRAM when a GPU is visible, with RAM taking the layers that do not fit)."""
+    return int(psutil.virtual_memory().available) + sum(g["memory_free"] for g in _NVML.gpus())
+
+
 def _existing_ancestor(path: Path) -> Path:
     """The path itself or its nearest existing parent (the models directory may not exist yet)."""
     path = path.absolute()
