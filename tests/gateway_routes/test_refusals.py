@@ -193,3 +193,56 @@ def test_a_flood_of_refusals_grows_nothing(stack: Stack) -> None:
     assert not any("made-up" in s or "my_0" in s for s in series)
     rows = app.http.get("/api/usage", params={"key": key["id"], "group": "model"}).json()
     assert [(r["model"], r["requests"], r["errors"]) for r in rows["usage"]] == [("", FLOOD, FLOOD)]
+
+
+def test_answers_from_what_the_gateway_knows_are_logged_without_usage(
+    stack: Stack, requests_log: ClientConnection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its model lists, a model's card, token counts, Ollama's version: one entry each, with
+    the model where the request names one, the key's prefix, the status and no code; counted
+    by status; nothing in the key's usage (no tokens spent, no store write). A model it does
+    not know on those routes is a refusal like any other."""
+    before = stack.app.http.get("/metrics").text
+    key = make_key(stack)
+    with caplog.at_level(logging.INFO, logger="modelyard.gateway.requests"):
+        assert any(m.id == "small" for m in gpt(stack, key["key"]).models.list().data)
+        assert gpt(stack, key["key"]).models.retrieve("small").id == "small"
+        counted = claude(stack, key["key"]).messages.count_tokens(model="small", messages=HI)  # type: ignore[list-item]
+        assert counted.input_tokens > 0
+        ollama_client = llama(stack, key["key"])
+        assert ollama_client.list().models
+        ollama_client.ps()
+        assert ollama_client.show("small").details is not None
+        version = httpx.get(
+            stack.app.url + "/ollama/api/version",
+            headers={"Authorization": f"Bearer {key['key']}"},
+            timeout=30,
+        )
+        assert version.status_code == 200 and version.json()["version"]
+        with pytest.raises(ollama.ResponseError) as unknown:
+            ollama_client.show("nope")
+        assert unknown.value.status_code == 404
+        entries = _entries(requests_log, 8)
+
+    seen = [(e["route"], e["status"], e["code"], e["model"], e["key_prefix"]) for e in entries]
+    prefix = key["prefix"]
+    assert seen == [
+        ("/v1/models", 200, None, "", prefix),
+        ("/v1/models/small", 200, None, "small", prefix),
+        ("/v1/messages/count_tokens", 200, None, "small", prefix),
+        ("/ollama/api/tags", 200, None, "", prefix),
+        ("/ollama/api/ps", 200, None, "", prefix),
+        ("/ollama/api/show", 200, None, "small", prefix),
+        ("/ollama/api/version", 200, None, "", prefix),
+        ("/ollama/api/show", 404, "model_not_found", "nope", prefix),
+    ]
+    assert all(e["prompt_tokens"] is None and e["completion_tokens"] is None for e in entries)
+    assert SECRET not in json.dumps(entries) + caplog.text
+    lines = [r.getMessage() for r in caplog.records if r.name == "modelyard.gateway.requests"]
+    assert len(lines) == 8 and "status=200 code=-" in lines[0]
+
+    after = stack.app.http.get("/metrics").text
+    assert _counted(after, "", 200) - _counted(before, "", 200) == 7
+    assert _counted(after, "", 404) - _counted(before, "", 404) == 1
+    usage = _usage(stack, key)  # the refusal only: answers spend nothing
+    assert (usage["requests"], usage["errors"], usage["prompt_tokens"]) == (1, 1, 0)

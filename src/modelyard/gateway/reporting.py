@@ -49,10 +49,11 @@ class ScheduleReporter:
             series.ttft.observe(entry["ttft_ms"] / 1000)
         self.bus.publish(GATEWAY_REQUEST, entry)
 
-    def refusal(self, entry: GatewayRequest) -> None:
-        """A request refused before it asked for a turn (by the guards, or for its body, its
-        model or its key's limits): the log line, the count by status, the event. It waited
-        for nothing, so the wait and TTFT histograms are left alone."""
+    def turnless(self, entry: GatewayRequest) -> None:
+        """A request that never asked for a turn — refused (by the guards, or for its body,
+        its model or its key's limits), or answered from what the gateway knows (its model
+        lists, token counts): the log line, the count by status, the event. It waited for
+        nothing, so the wait and TTFT histograms are left alone."""
         _log(entry)
         self.metrics.gateway_request(entry["key"], entry["status"])
         self.bus.publish(GATEWAY_REQUEST, entry)

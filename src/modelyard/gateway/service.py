@@ -251,9 +251,34 @@ class Gateway:
         sent) or by ``serve`` (its body, its model, its key's limits): logged, counted and
         published like any request, and an error in its caller's usage. ``name`` is the model
         as asked, ``key`` the model it reached ("" for none)."""
+        entry = self._turnless(scope, principal, status, code, detail, name, key, token, arrived_at)
+        self.reporter.turnless(entry)
+        self.keys.refused(principal, key)
+
+    def answered(
+        self, scope: Scope, principal: Principal | None, name: str, arrived_at: float
+    ) -> None:
+        """One request the gateway answered from what it knows (``/v1/models``,
+        ``count_tokens``, Ollama's tags, ps, show, version): logged, counted and published
+        like any request; no usage row (it spent no tokens), so no store write."""
+        entry = self._turnless(scope, principal, 200, None, "", name, "", "", arrived_at)
+        self.reporter.turnless(entry)
+
+    def _turnless(
+        self,
+        scope: Scope,
+        principal: Principal | None,
+        status: int,
+        code: str | None,
+        detail: str,
+        name: str,
+        key: str,
+        token: str,
+        arrived_at: float | None,
+    ) -> GatewayRequest:
         rules = principal.rules if principal is not None else None
         elapsed = 0.0 if arrived_at is None else time.monotonic() - arrived_at
-        entry = GatewayRequest(
+        return GatewayRequest(
             model=name[:LOGGED_NAME_CHARS],
             key=key,
             route=scope["path"],
@@ -271,8 +296,6 @@ class Gateway:
             error=detail[:LOGGED_DETAIL_CHARS],
             code=code,
         )
-        self.reporter.refusal(entry)
-        self.keys.refused(principal, key)
 
     async def _exchange(
         self,

@@ -9,10 +9,11 @@ returns.
 Series: ``answers.per_s``, ``answers.tokens_per_s``, ``answers.ttft_ms`` and, for each model
 that answered in the interval (the busiest ``MODEL_SERIES_MAX`` of them), the same three as
 ``model.<provider>/<instance>/<name>.answers_per_s|tokens_per_s|ttft_ms``. An answer is a
-gateway request that got a 2xx, or a chat answer that completed or was stopped after its first
-token; tokens are the completion tokens it reported; the time to first token is the median
-(p50) of those that streamed one. No answer in an interval: the overall rates
-are 0, the median and the per-model series have no point (nothing was measured).
+gateway request to a model that got a 2xx (not a model list or a token count), or a chat
+answer that completed or was stopped after its first token; tokens are the completion tokens
+it reported; the time to first token is the median (p50) of those that streamed one. No
+answer in an interval: the overall rates are 0, the median and the per-model series have no
+point (nothing was measured).
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ class AnswerTally:
 
     def _relayed(self, event: Event[GatewayRequest]) -> None:
         request = event.payload
-        if 200 <= request["status"] < 300:
+        # A 2xx with no model reached is a list or a count the gateway answered itself.
+        if 200 <= request["status"] < 300 and request["key"]:
             self._add(request["key"], request["ttft_ms"], request["completion_tokens"])
 
     def _chatted(self, event: Event[ChatAnswer]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,16 @@ from modelyard.services import Services
 router = APIRouter(tags=["gateway"])
 INFERENCE = policy(read="inference", write="inference")
 Handler = Callable[[Gateway, Scope, Receive, Send, "GatewayEndpoint"], Awaitable[None]]
+
+
+@dataclass
+class Asked:
+    """What an answering route learnt of its request, for the request log: the model named."""
+
+    name: str = ""
+
+
+Answer = Callable[[Gateway, Scope, Receive, Asked], Awaitable[bytes]]
 
 
 class GatewayEndpoint:
@@ -84,8 +95,37 @@ async def _serve(
     await gateway.serve(scope, receive, send, me.endpoint)
 
 
-async def _json(send: Send, data: Any, status: int = 200) -> None:
-    await Responder(send, Dialect.OPENAI).whole(status, compact(data), JSON)
+def _answering(answer: Answer) -> Handler:
+    """A route the gateway answers from what it knows (no turn, no backend): its JSON or its
+    error in the client's dialect, and one entry of the request log either way."""
+
+    async def handler(
+        gateway: Gateway, scope: Scope, receive: Receive, send: Send, me: GatewayEndpoint
+    ) -> None:
+        arrived_at = time.monotonic()
+        asked = Asked()
+        principal = _principal(scope)
+        responder = Responder(send, me.dialect, scope["path"])
+        try:
+            body = await answer(gateway, scope, receive, asked)
+        except ClientGone:
+            return
+        except ModelyardError as error:
+            await responder.fail(error)
+            gateway.refused(
+                scope,
+                principal,
+                error.http_status,
+                error.error_code,
+                error.detail,
+                name=asked.name,
+                arrived_at=arrived_at,
+            )
+            return
+        await responder.whole(200, body, JSON)
+        gateway.answered(scope, principal, asked.name, arrived_at)
+
+    return handler
 
 
 # -- OpenAI -------------------------------------------------------------------------------------
@@ -113,20 +153,16 @@ def _openai_model(item: UsableModel) -> dict[str, Any]:
     }
 
 
-async def _openai_models(
-    gateway: Gateway, scope: Scope, receive: Receive, send: Send, _: GatewayEndpoint
-) -> None:
+async def _openai_models(gateway: Gateway, scope: Scope, _: Receive, asked: Asked) -> bytes:
     path: str = scope["path"]
     usable = gateway.usable(_principal(scope))
     if path == "/v1/models":
-        await _json(send, {"object": "list", "data": [_openai_model(m) for m in usable]})
-        return
-    wanted = path.removeprefix("/v1/models/")
+        return compact({"object": "list", "data": [_openai_model(m) for m in usable]})
+    asked.name = wanted = path.removeprefix("/v1/models/")
     found = next((m for m in usable if m.name == wanted or m.qualified == wanted), None)
     if found is None:
-        await Responder(send, Dialect.OPENAI, path).fail(_not_found(wanted))
-        return
-    await _json(send, _openai_model(found))
+        raise _not_found(wanted)
+    return compact(_openai_model(found))
 
 
 def _not_found(name: str) -> NotFound:
@@ -143,25 +179,16 @@ for _suffix in ("/chat/completions", "/completions", "/embeddings", "/rerank", "
         ["POST"],
         GatewayEndpoint(Dialect.OPENAI, _serve, Endpoint(Dialect.OPENAI, _suffix)),
     )
-_add("/v1/models", ["GET"], GatewayEndpoint(Dialect.OPENAI, _openai_models))
-_add("/v1/models/{name:path}", ["GET"], GatewayEndpoint(Dialect.OPENAI, _openai_models))
+_add("/v1/models", ["GET"], GatewayEndpoint(Dialect.OPENAI, _answering(_openai_models)))
+_add("/v1/models/{name:path}", ["GET"], GatewayEndpoint(Dialect.OPENAI, _answering(_openai_models)))
 
 # -- Anthropic ----------------------------------------------------------------------------------
 
 
-async def _count_tokens(
-    gateway: Gateway, scope: Scope, receive: Receive, send: Send, _: GatewayEndpoint
-) -> None:
-    responder = Responder(send, Dialect.ANTHROPIC, scope["path"])
-    try:
-        body = parse_json_object(await read_body(receive, gateway.settings.gateway_max_body_bytes))
-        count = await gateway.count_tokens(body, _principal(scope))
-    except ClientGone:
-        return
-    except ModelyardError as error:
-        await responder.fail(error)
-        return
-    await responder.whole(200, compact({"input_tokens": count}), JSON)
+async def _count_tokens(gateway: Gateway, scope: Scope, receive: Receive, asked: Asked) -> bytes:
+    body = parse_json_object(await read_body(receive, gateway.settings.gateway_max_body_bytes))
+    asked.name = str(body.get("model") or "")
+    return compact({"input_tokens": await gateway.count_tokens(body, _principal(scope))})
 
 
 _add(
@@ -171,7 +198,11 @@ _add(
         Dialect.ANTHROPIC, _serve, Endpoint(Dialect.ANTHROPIC, "/messages", AnthropicOverOpenAI)
     ),
 )
-_add("/v1/messages/count_tokens", ["POST"], GatewayEndpoint(Dialect.ANTHROPIC, _count_tokens))
+_add(
+    "/v1/messages/count_tokens",
+    ["POST"],
+    GatewayEndpoint(Dialect.ANTHROPIC, _answering(_count_tokens)),
+)
 
 # -- Ollama -------------------------------------------------------------------------------------
 
@@ -196,16 +227,12 @@ def _ollama_model(item: UsableModel) -> dict[str, Any]:
     }
 
 
-async def _ollama_tags(
-    gateway: Gateway, scope: Scope, receive: Receive, send: Send, _: GatewayEndpoint
-) -> None:
+async def _ollama_tags(gateway: Gateway, scope: Scope, _: Receive, __: Asked) -> bytes:
     usable = gateway.usable(_principal(scope))
-    await _json(send, {"models": [_ollama_model(m) for m in usable]})
+    return compact({"models": [_ollama_model(m) for m in usable]})
 
 
-async def _ollama_ps(
-    gateway: Gateway, scope: Scope, receive: Receive, send: Send, _: GatewayEndpoint
-) -> None:
+async def _ollama_ps(gateway: Gateway, scope: Scope, _: Receive, __: Asked) -> bytes:
     running = []
     for item in gateway.usable(_principal(scope)):
         if item.state != "loaded":
@@ -216,32 +243,21 @@ async def _ollama_ps(
         entry["expires_at"] = expires.isoformat() if expires else "0001-01-01T00:00:00Z"
         entry["size_vram"] = 0
         running.append(entry)
-    await _json(send, {"models": running})
+    return compact({"models": running})
 
 
-async def _ollama_version(
-    gateway: Gateway, scope: Scope, receive: Receive, send: Send, _: GatewayEndpoint
-) -> None:
-    await _json(send, {"version": __version__})
+async def _ollama_version(gateway: Gateway, scope: Scope, _: Receive, __: Asked) -> bytes:
+    return compact({"version": __version__})
 
 
-async def _ollama_show(
-    gateway: Gateway, scope: Scope, receive: Receive, send: Send, _: GatewayEndpoint
-) -> None:
-    responder = Responder(send, Dialect.OLLAMA, scope["path"])
-    try:
-        body = parse_json_object(await read_body(receive, gateway.settings.max_body_bytes))
-        name = str(body.get("model") or body.get("name") or "")
-        key = gateway.names().resolve(name)
-        usable = gateway.usable(_principal(scope))
-        found = next((m for m in usable if m.model.key == key), None)
-        if found is None:
-            raise _not_found(name)
-    except ClientGone:
-        return
-    except ModelyardError as error:
-        await responder.fail(error)
-        return
+async def _ollama_show(gateway: Gateway, scope: Scope, receive: Receive, asked: Asked) -> bytes:
+    body = parse_json_object(await read_body(receive, gateway.settings.max_body_bytes))
+    asked.name = name = str(body.get("model") or body.get("name") or "")
+    key = gateway.names().resolve(name)
+    usable = gateway.usable(_principal(scope))
+    found = next((m for m in usable if m.model.key == key), None)
+    if found is None:
+        raise _not_found(name)
     model = found.model
     info: dict[str, Any] = {}
     if model.context_length:
@@ -256,7 +272,7 @@ async def _ollama_show(
         "capabilities": capabilities,
         "modified_at": model.modified_at or "1970-01-01T00:00:00Z",
     }
-    await responder.whole(200, compact(shown), JSON)
+    return compact(shown)
 
 
 for _suffix, _translation in (
@@ -275,10 +291,13 @@ _add(
         Dialect.OLLAMA, _serve, Endpoint(Dialect.OLLAMA, "/embed", OllamaEmbedOverOpenAI, False)
     ),
 )
-_add("/ollama/api/tags", ["GET"], GatewayEndpoint(Dialect.OLLAMA, _ollama_tags))
-_add("/ollama/api/ps", ["GET"], GatewayEndpoint(Dialect.OLLAMA, _ollama_ps))
-_add("/ollama/api/version", ["GET"], GatewayEndpoint(Dialect.OLLAMA, _ollama_version))
-_add("/ollama/api/show", ["POST"], GatewayEndpoint(Dialect.OLLAMA, _ollama_show))
+for _suffix, _answer in (
+    ("/tags", _ollama_tags),
+    ("/ps", _ollama_ps),
+    ("/version", _ollama_version),
+):
+    _add(f"/ollama/api{_suffix}", ["GET"], GatewayEndpoint(Dialect.OLLAMA, _answering(_answer)))
+_add("/ollama/api/show", ["POST"], GatewayEndpoint(Dialect.OLLAMA, _answering(_ollama_show)))
 
 
 def _principal(scope: Scope) -> Principal | None:

@@ -23,7 +23,8 @@ function row(e) {
     "tr",
     { dataset: { model: e.model, status: String(e.status) } },
     h("td", { class: "mono" }, new Date().toLocaleTimeString()),
-    h("td", { title: e.key }, e.model || "—"),
+    // A request naming no model (a model list, a refusal of the guards) shows its route.
+    h("td", { title: e.key || e.route }, e.model || e.route),
     h("td", { class: "mono" }, e.key_prefix || ""),
     h(
       "td",
