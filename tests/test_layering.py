@@ -49,7 +49,7 @@ ANY_DICTS_ALLOWED = {
     "cli/": "the HTTP API's JSON, as the CLI reads and prints it",
     "store/tables.py": "the JSON columns",
     "gateway/translate/": "one wire dialect into another: bodies relayed untouched except for "
-    "the fields translated",
+    "the fields translated (a count_tokens body kept as it came, for a backend that counts)",
     "gateway/wire.py": "the gateway's dialects on the wire (bodies, error shapes)",
     "gateway/exchange.py": "a client's request body, relayed to the backend as it came",
     "gateway/relay.py": "a request body sent on to a backend",
@@ -72,7 +72,6 @@ ANY_DICTS_ALLOWED = {
     "runtimes/health.py": "a status's wire form, made once when it is recorded and served as "
     "it is by the route and the snapshot (the cached path stays cheap)",
     # Not typed yet (issue #17): the middle still passes these dicts.
-    "gateway/service.py": "a target's shared fields as keyword arguments; a token count's body",
     "chat/answer.py": "an answer's events (the SSE stream's) and its stored columns",
     "chat/service.py": "a conversation's body as the API gives and shows it",
     "chat/store.py": "a conversation and its messages, as the API shows them",

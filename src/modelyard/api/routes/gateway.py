@@ -26,7 +26,7 @@ from modelyard.errors import ModelyardError, NotFound
 from modelyard.gateway.asgi import ClientGone, Responder, read_body
 from modelyard.gateway.exchange import parse_json_object
 from modelyard.gateway.service import Endpoint, Gateway, UsableModel
-from modelyard.gateway.translate.anthropic import AnthropicOverOpenAI
+from modelyard.gateway.translate.anthropic import AnthropicOverOpenAI, TokenCount
 from modelyard.gateway.translate.ollama import (
     OllamaChatOverOpenAI,
     OllamaEmbedOverOpenAI,
@@ -155,7 +155,7 @@ async def _count_tokens(
     responder = Responder(send, Dialect.ANTHROPIC, scope["path"])
     try:
         body = parse_json_object(await read_body(receive, gateway.settings.gateway_max_body_bytes))
-        count = await gateway.count_tokens(body, _principal(scope))
+        count = await gateway.count_tokens(TokenCount(body), _principal(scope))
     except ClientGone:
         return
     except ModelyardError as error:
