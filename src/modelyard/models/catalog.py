@@ -42,7 +42,7 @@ from modelyard.gguf.local import (
     served_file,
     server_details,
 )
-from modelyard.models.store import CatalogStore, Listing, SearchQuery, SyncCounts, state_event
+from modelyard.models.store import CatalogStore, Listing, SearchQuery, SyncCounts
 from modelyard.models.types import (
     LoadedFigures,
     Model,
@@ -427,7 +427,7 @@ class Catalog:
         """Show a model being downloaded again (recreate) until its download ends."""
         self._downloads[entry.key] = entry.status
         if await asyncio.to_thread(self.store.add_placeholder, entry):
-            self.bus.publish(events.MODEL_STATE, state_event(entry.values()).wire())
+            self.bus.publish(events.MODEL_STATE, entry.state().wire())
             self.bus.publish(events.CATALOG_CHANGED, SyncResult(added=1).counts())
 
     async def _apply_download(self, key: ModelKey, download: DownloadView) -> None:
