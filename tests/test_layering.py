@@ -68,15 +68,14 @@ ANY_DICTS_ALLOWED = {
     "downloads/manager.py": "a download request recorded in a JSON column (model_sources), "
     "validated here as the API's body is",
     "downloads/repository.py": "the downloads of the WebSocket snapshot, in their wire form",
-    "services.py": "the instances of the WebSocket snapshot, in their wire form",
+    "services.py": "the instances and the loaded models of the WebSocket snapshot, in their "
+    "wire form",
     "runtimes/health.py": "a status's wire form, made once when it is recorded and served as "
     "it is by the route and the snapshot (the cached path stays cheap)",
     # Not typed yet (issue #17): the middle still passes these dicts.
     "chat/answer.py": "an answer's events (the SSE stream's) and its stored columns",
     "chat/service.py": "a conversation's body as the API gives and shows it",
     "chat/store.py": "a conversation and its messages, as the API shows them",
-    "models/": "a catalog row's column values (the store's statements), a model.state "
-    "event's loaded figures, a download request to install, the snapshot's wire form",
 }
 ANY_DICT_SPELLINGS = {
     "dict[str, Any]",
