@@ -72,10 +72,6 @@ ANY_DICTS_ALLOWED = {
     "wire form",
     "runtimes/health.py": "a status's wire form, made once when it is recorded and served as "
     "it is by the route and the snapshot (the cached path stays cheap)",
-    # Not typed yet (issue #17): the middle still passes these dicts.
-    "chat/answer.py": "an answer's events (the SSE stream's) and its stored columns",
-    "chat/service.py": "a conversation's body as the API gives and shows it",
-    "chat/store.py": "a conversation and its messages, as the API shows them",
 }
 ANY_DICT_SPELLINGS = {
     "dict[str, Any]",

@@ -62,7 +62,7 @@ def test_a_store_answers_from_memory_exactly_as_from_the_database(tmp_path: Path
     db = Database(f"sqlite:///{tmp_path / 'chat.db'}")
     db.migrate()
     store = ConversationStore(db)
-    cid = store.create({"provider": "ollama", "instance_id": "default", "model": "m"})["id"]
+    cid = store.create({"provider": "ollama", "instance_id": "default", "model": "m"}).id
     for text in ("first", "second"):
         start = store.prepare_turn(cid, text, same)
         store.write_turn(start.writes)

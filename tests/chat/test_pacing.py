@@ -4,44 +4,44 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from modelyard.chat.answer import DRAIN_WAIT_S, SEND_EVERY_S, Generation
+from modelyard.chat.answer_events import AnswerEvent, Done, Started, Status, Token
+from modelyard.chat.types import Usage
+
+START = Started("m1", "c1", "New chat", "ollama", "default", "m")
+DONE = Done("m1", "complete", 1.0, 50.0, Usage(2, 200), "stop", "ollama", "default", "m", 0)
 
 
-def _token(text: str) -> dict[str, Any]:
-    return {"type": "token", "text": text}
-
-
-async def _collect(gen: Generation) -> list[tuple[float, list[dict[str, Any]]]]:
+async def _collect(gen: Generation) -> list[tuple[float, list[AnswerEvent]]]:
     loop = asyncio.get_running_loop()
     return [(loop.time(), batch) async for batch in gen.events()]
 
 
 def test_fast_tokens_are_batched_and_nothing_is_lost_or_reordered() -> None:
-    async def scenario() -> tuple[float, list[tuple[float, list[dict[str, Any]]]]]:
+    async def scenario() -> tuple[float, list[tuple[float, list[AnswerEvent]]]]:
         loop = asyncio.get_running_loop()
         gen = Generation("c1")
         reader = asyncio.create_task(_collect(gen))
-        gen.emit({"type": "start", "message_id": "m1"})
+        gen.emit(START)
         began = loop.time()
         for i in range(200):  # a token a millisecond: 1,000 tokens a second
-            gen.emit(_token(f"t{i} "))
+            gen.emit(Token(f"t{i} "))
             await asyncio.sleep(0.001)
         took = loop.time() - began
         gen.flush()
-        gen.emit({"type": "done", "message_id": "m1"})
+        gen.emit(DONE)
         gen.queue.put_nowait(None)
         return took, await reader
 
     took, batches = asyncio.run(scenario())
     events = [e for _, batch in batches for e in batch]
-    assert [e["type"] for e in events] == ["start"] + ["token"] * 200 + ["done"]
-    assert "".join(e["text"] for e in events if e["type"] == "token") == "".join(
+    assert [e.wire()["type"] for e in events] == ["start"] + ["token"] * 200 + ["done"]
+    assert "".join(e.text for e in events if isinstance(e, Token)) == "".join(
         f"t{i} " for i in range(200)
     )
-    token_batches = [b for _, b in batches if any(e["type"] == "token" for e in b)]
-    assert token_batches[0] == [_token("t0 ")], "the first token goes out alone, at once"
+    token_batches = [b for _, b in batches if any(isinstance(e, Token) for e in b)]
+    assert token_batches[0] == [Token("t0 ")], "the first token goes out alone, at once"
     # At most one write of tokens per pacing interval (plus the first and the flush).
     assert len(token_batches) <= took / SEND_EVERY_S + 2
     assert len(token_batches) < 100
@@ -50,7 +50,7 @@ def test_fast_tokens_are_batched_and_nothing_is_lost_or_reordered() -> None:
 def test_the_end_and_status_events_are_not_held_back() -> None:
     async def scenario() -> None:
         gen = Generation("c1")
-        seen: list[dict[str, Any]] = []
+        seen: list[AnswerEvent] = []
 
         async def read() -> None:
             async for batch in gen.events():
@@ -61,23 +61,23 @@ def test_the_end_and_status_events_are_not_held_back() -> None:
                 await asyncio.sleep(0)
 
         reader = asyncio.create_task(read())
-        gen.emit(_token("first"))
+        gen.emit(Token("first"))
         await settle()
-        assert seen == [_token("first")]
-        gen.emit(_token("second"))  # within the pacing interval: it waits for more
+        assert seen == [Token("first")]
+        gen.emit(Token("second"))  # within the pacing interval: it waits for more
         await settle()
-        assert seen == [_token("first")]
+        assert seen == [Token("first")]
         gen.flush()  # the provider's stream ended: what waits goes out now
         await settle()
-        assert seen[-1] == _token("second")
-        gen.emit(_token("third"))
-        gen.emit({"type": "status", "text": "Thinking…"})  # a status event goes at once
+        assert seen[-1] == Token("second")
+        gen.emit(Token("third"))
+        gen.emit(Status("Thinking…"))  # a status event goes at once
         await settle()
-        assert seen[-2:] == [_token("third"), {"type": "status", "text": "Thinking…"}]
-        gen.emit({"type": "done"})
+        assert seen[-2:] == [Token("third"), Status("Thinking…")]
+        gen.emit(DONE)
         gen.queue.put_nowait(None)
         await reader
-        assert seen[-1] == {"type": "done"}
+        assert seen[-1:] == [DONE]
 
     asyncio.run(scenario())
 
@@ -88,7 +88,7 @@ def test_drained_waits_for_the_client_to_be_written_to_and_not_for_a_reader_gone
 
     async def scenario() -> None:
         gen = Generation("c1")
-        written: list[dict[str, Any]] = []
+        written: list[AnswerEvent] = []
         release = asyncio.Event()
 
         async def slow_client() -> None:
@@ -97,16 +97,16 @@ def test_drained_waits_for_the_client_to_be_written_to_and_not_for_a_reader_gone
                 written.extend(batch)
 
         reader = asyncio.create_task(slow_client())
-        gen.emit(_token("first"))
+        gen.emit(Token("first"))
         waiting = asyncio.create_task(gen.drained())
         await asyncio.sleep(0.05)
         assert not waiting.done() and written == []
         release.set()
         await asyncio.wait_for(waiting, 1)
-        assert written == [_token("first")]
+        assert written == [Token("first")]
 
         release.clear()
-        gen.emit(_token("second"))
+        gen.emit(Token("second"))
         gen.flush()
         waiting = asyncio.create_task(gen.drained())
         await asyncio.sleep(0.01)

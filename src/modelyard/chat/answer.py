@@ -14,14 +14,15 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 
+from modelyard.chat.answer_events import AnswerEvent, Done, Failed, Started, Status, Token
 from modelyard.chat.context import ContextWindows, fit
 from modelyard.chat.store import ConversationStore, TurnStart
 from modelyard.chat.targets import Targets
-from modelyard.chat.types import ChatOptions, Target, Turn, Turns
+from modelyard.chat.types import ChatOptions, Target, Turn, Turns, Usage
+from modelyard.chat.views import AnswerColumns
 from modelyard.errors import ChatError, ModelyardError
 from modelyard.events import ChatAnswer
 from modelyard.metrics import Metrics
@@ -33,8 +34,6 @@ STORE_AFTER_S = 1.0
 # How long storing waits for the tokens before it to reach the client (a client that has
 # gone away stops reading; the store must not wait for it).
 DRAIN_WAIT_S = 0.5
-
-Event = dict[str, Any]
 
 
 @dataclass
@@ -65,7 +64,7 @@ class Generation:
 
     conversation_id: str
     message_id: str = ""
-    queue: asyncio.Queue[Event | _Marker | None] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[AnswerEvent | _Marker | None] = field(default_factory=asyncio.Queue)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     stopping: bool = False
@@ -76,7 +75,7 @@ class Generation:
     answer: ChatAnswer | None = None  # what it came to, once it has ended
     _progress: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def emit(self, event: Event) -> None:
+    def emit(self, event: AnswerEvent) -> None:
         self.emitted += 1
         self.queue.put_nowait(event)
 
@@ -94,7 +93,7 @@ class Generation:
     def flush(self) -> None:
         self.queue.put_nowait(FLUSH)
 
-    async def events(self) -> AsyncIterator[list[Event]]:
+    async def events(self) -> AsyncIterator[list[AnswerEvent]]:
         """The events until the answer ends (its last one is ``done`` or ``error``), in
         batches: tokens arriving within ``SEND_EVERY_S`` of the last tokens sent wait for
         them (so the first token never waits)."""
@@ -111,8 +110,8 @@ class Generation:
                     while not _urgent(batch[-1]):
                         batch.append(await self.queue.get())
                     tick.cancel()
-                events = [e for e in batch if isinstance(e, dict)]
-                if any(e["type"] == "token" for e in events):
+                events = [e for e in batch if e is not None and not isinstance(e, _Marker)]
+                if any(isinstance(e, Token) for e in events):
                     sent_at = loop.time()  # the pace is kept between tokens only
                 if events:
                     yield events  # resumed once the response has written them
@@ -163,9 +162,9 @@ class Tally:
             return None
         return round((n - 1) / (self.last - self.first), 2)
 
-    def stored(self) -> dict[str, Any]:
+    def stored(self) -> AnswerColumns:
         """The answer's columns."""
-        values: dict[str, Any] = {
+        values: AnswerColumns = {
             "content": "".join(self.text),
             "state": self.state,
             "error": self.error.detail if self.error else None,
@@ -178,29 +177,15 @@ class Tally:
             values["instance_id"] = self.instance_id
         return values
 
-    def last_event(self, message_id: str, choice: Choice) -> Event:
+    def last_event(self, message_id: str, choice: Choice) -> Done | Failed:
         """The ``done`` or ``error`` event that ends the stream."""
         if self.error is not None:
-            return {
-                "type": "error",
-                "message_id": message_id,
-                "code": self.error.error_code,
-                "detail": self.error.detail,
-                "hint": self.error.hint,
-            }
-        return {
-            "type": "done",
-            "message_id": message_id,
-            "state": self.state,
-            "ttft_ms": self.ttft_ms(),
-            "tokens_per_s": self.tokens_per_s(),
-            "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.tokens()},
-            "finish_reason": self.finish_reason,
-            "provider": choice.provider,
-            "instance_id": self.instance_id or choice.instance_id or None,
-            "model": choice.model,
-            "trimmed": self.trimmed,
-        }
+            return Failed(message_id, self.error.error_code, self.error.detail, self.error.hint)
+        return Done(
+            message_id, self.state, self.ttft_ms(), self.tokens_per_s(),
+            Usage(self.prompt_tokens, self.tokens()), self.finish_reason, choice.provider,
+            self.instance_id or choice.instance_id or None, choice.model, self.trimmed,
+        )  # fmt: skip
 
 
 class Answerer:
@@ -232,16 +217,11 @@ class Answerer:
     ) -> None:
         """Write the answer; it always ends with a ``done`` or ``error`` event."""
         gen.emit(
-            {
-                "type": "start",
-                "message_id": gen.message_id,
-                "conversation_id": gen.conversation_id,
-                "title": start.title,
-                "provider": choice.provider,
-                "instance_id": choice.instance_id or None,
-                "model": choice.model,
-            }
-        )
+            Started(
+                gen.message_id, gen.conversation_id, start.title, choice.provider,
+                choice.instance_id or None, choice.model,
+            )
+        )  # fmt: skip
         # The message is stored once the first token is out (a database write in a thread
         # would hold the GIL while the request goes upstream), or after a second of waiting.
         store_later = asyncio.get_running_loop().call_later(
@@ -262,8 +242,8 @@ class Answerer:
                 )  # fmt: skip
                 tally.trimmed = fitted.dropped
                 if fitted.dropped:
-                    gen.emit(_status(f"Left out the {fitted.dropped} oldest message(s) to fit "
-                                     f"the model's context of {window} tokens."))  # fmt: skip
+                    gen.emit(Status(f"Left out the {fitted.dropped} oldest message(s) to fit "
+                                    f"the model's context of {window} tokens."))  # fmt: skip
                 await self._stream(gen, target, fitted.turns, options, tally, start)
         except asyncio.CancelledError:
             tally.state = "stopped"
@@ -331,12 +311,12 @@ class Answerer:
                     tally.last = now
                     tally.chunks += 1
                     tally.text.append(piece.text)
-                    gen.emit({"type": "token", "text": piece.text})
+                    gen.emit(Token(piece.text))
                     if tally.chunks == 1:
                         self._store_when_sent(gen, start)
                 elif piece.thinking and not thinking_said and tally.first is None:
                     thinking_said = True
-                    gen.emit(_status("Thinking…"))
+                    gen.emit(Status("Thinking…"))
                 if piece.prompt_tokens is not None:
                     tally.prompt_tokens = piece.prompt_tokens
                 if piece.completion_tokens is not None:
@@ -354,7 +334,7 @@ class Answerer:
         with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, TypeError):
             will_load = await registry.get(target.provider).will_load(self.http, target)
             if will_load and tally.first is None:
-                gen.emit(_status(f"Loading {target.model}…"))
+                gen.emit(Status(f"Loading {target.model}…"))
 
     async def _finish(self, gen: Generation, choice: Choice, tally: Tally) -> None:
         await gen.drained()  # the last tokens first, then the database
@@ -382,9 +362,9 @@ class Answerer:
         self.ended(gen)
 
 
-def _urgent(item: Event | _Marker | None) -> bool:
+def _urgent(item: AnswerEvent | _Marker | None) -> bool:
     """Whether an item sends its batch at once: anything but a token."""
-    return not (isinstance(item, dict) and item.get("type") == "token")
+    return not isinstance(item, Token)
 
 
 def _internal_hint(choice: Choice, target: Target | None) -> str:
@@ -397,9 +377,5 @@ def _internal_hint(choice: Choice, target: Target | None) -> str:
     )
 
 
-def _status(text: str) -> Event:
-    return {"type": "status", "text": text}
-
-
 def _sayer(gen: Generation) -> Callable[[str], None]:
-    return lambda text: gen.emit(_status(text))
+    return lambda text: gen.emit(Status(text))

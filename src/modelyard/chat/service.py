@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from dataclasses import replace
 
 import httpx
-from pydantic import ValidationError
 from sqlalchemy import select
 
 from modelyard.chat.answer import Answerer, Choice, Generation
@@ -22,8 +21,9 @@ from modelyard.chat.context import ContextWindows
 from modelyard.chat.store import DEFAULT_TITLE, ConversationStore
 from modelyard.chat.targets import ModelStarter, Targets
 from modelyard.chat.types import ChatOptions, Target, Turns
+from modelyard.chat.views import Conversation, ConversationColumns, ConversationSummary, Stopped
 from modelyard.config import Settings
-from modelyard.errors import Conflict, InvalidInput
+from modelyard.errors import Conflict
 from modelyard.events import CHAT_ANSWER, CONVERSATION_CHANGED, ConversationChanged, EventBus
 from modelyard.metrics import Metrics
 from modelyard.providers.clients import Clients
@@ -109,48 +109,70 @@ class ChatService:
 
     # -- conversations ----------------------------------------------------------------------
 
-    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def create(
+        self,
+        provider: str,
+        model: str,
+        *,
+        instance_id: str | None = None,
+        title: str | None = None,
+        system: str | None = None,
+        options: ChatOptions | None = None,
+    ) -> ConversationSummary:
         self.warm_up()
-        provider = registry.get(body["provider"]).kind
-        instance = self.targets.require(provider, body["model"], body.get("instance_id"))
-        values = {
-            "provider": provider,
+        kind = registry.get(provider).kind
+        instance = self.targets.require(kind, model, instance_id)
+        values: ConversationColumns = {
+            "provider": kind,
             "instance_id": instance.config.id if instance is not None else "",
-            "model": body["model"],
-            "title": body.get("title") or DEFAULT_TITLE,
-            "system": body.get("system") or "",
-            "options": _options(body.get("options")).stored(),
+            "model": model,
+            "title": title or DEFAULT_TITLE,
+            "system": system or "",
+            "options": (options or ChatOptions()).stored(),
         }
         created = await asyncio.to_thread(self.store.create, values)
-        self._changed(created["id"], "created")
+        self._changed(created.id, "created")
         return created
 
-    async def conversations(self) -> list[dict[str, Any]]:
+    async def conversations(self) -> list[ConversationSummary]:
         """Every conversation, the most recently active first."""
         self.warm_up()
         return await asyncio.to_thread(self.store.all)
 
-    async def get(self, conversation_id: str) -> dict[str, Any]:
+    async def get(self, conversation_id: str) -> Conversation:
         found = await asyncio.to_thread(self.store.get, conversation_id)
-        found["generating"] = self._busy(conversation_id)
-        return found
+        return replace(found, generating=self._busy(conversation_id))
 
-    async def update(self, conversation_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def update(
+        self,
+        conversation_id: str,
+        *,
+        title: str | None = None,
+        system: str | None = None,
+        options: ChatOptions | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        instance_id: str | None = None,
+    ) -> Conversation:
         """Rename, change the system prompt, options or model (``provider``, ``model``,
-        ``instance_id``)."""
-        changes = {k: v for k, v in body.items() if k in ("title", "system") and v is not None}
-        if "options" in body and body["options"] is not None:
-            changes["options"] = _options(body["options"]).stored()
-        if body.get("model") or body.get("provider") or body.get("instance_id"):
+        ``instance_id``); None leaves a field as it is."""
+        changes: ConversationColumns = {}
+        if title is not None:
+            changes["title"] = title
+        if system is not None:
+            changes["system"] = system
+        if options is not None:
+            changes["options"] = options.stored()
+        if model or provider or instance_id:
             current = await asyncio.to_thread(self.store.get, conversation_id)
-            provider = body.get("provider") or current["provider"]
-            model = body.get("model") or current["model"]
-            instance = self.targets.require(provider, model, body.get("instance_id"))
+            provider = provider or current.provider
+            model = model or current.model
+            instance = self.targets.require(provider, model, instance_id)
             changes["provider"] = registry.get(provider).kind
             changes["model"] = model
             changes["instance_id"] = instance.config.id if instance is not None else ""
         updated = await asyncio.to_thread(self.store.update, conversation_id, changes)
-        updated["generating"] = self._busy(conversation_id)
+        updated = replace(updated, generating=self._busy(conversation_id))
         self._changed(conversation_id, "updated")
         return updated
 
@@ -178,11 +200,10 @@ class ChatService:
         model: str | None = None,
         provider: str | None = None,
         instance_id: str | None = None,
-        options: dict[str, Any] | None = None,
+        options: ChatOptions | None = None,
     ) -> Generation:
         """Store the message (``content`` None: answer the last one again) and start the
         answer. 409 ``generation_in_progress`` while another answer is being written."""
-        override = _options(options) if options is not None else None
         if provider is not None:
             registry.get(provider)  # 404 unknown_provider
         await self._wait_for_stopping(conversation_id)
@@ -208,7 +229,7 @@ class ChatService:
             self._release(gen)
             raise
         gen.message_id = start.message_id
-        opts = start.options.merged(override)
+        opts = start.options.merged(options)
         gen.task = asyncio.create_task(self.answerer.run(gen, start, choice[0], opts))
         self._changed(conversation_id, "message")
         return gen
@@ -260,15 +281,15 @@ class ChatService:
         if gen.answer is not None:
             self.bus.publish(CHAT_ANSWER, gen.answer)
 
-    async def stop(self, conversation_id: str) -> dict[str, Any]:
+    async def stop(self, conversation_id: str) -> Stopped:
         """Stop the answer being written, wait until it is stored, and return it."""
         gen = self._active.get(conversation_id)
         if gen is None or gen.done.is_set():
-            return {"stopped": False, "message_id": None}
+            return Stopped(stopped=False, message_id=None)
         gen.stop()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(gen.done.wait(), STOP_WAIT_S)
-        return {"stopped": True, "message_id": gen.message_id}
+        return Stopped(stopped=True, message_id=gen.message_id)
 
     async def _catalog_ctx(self, target: Target) -> int | None:
         """The context length the catalog recorded for this model, if any."""
@@ -288,19 +309,3 @@ class ChatService:
                 return s.scalars(query).first()
 
         return await asyncio.to_thread(read)
-
-
-def _options(raw: Any) -> ChatOptions:
-    """Validated options (``invalid_options`` saying which is wrong)."""
-    if isinstance(raw, ChatOptions):
-        return raw
-    try:
-        return ChatOptions.model_validate(raw or {})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "options"
-        raise InvalidInput(
-            f"invalid option {where}: {first['msg']}",
-            code="invalid_options",
-            hint="Options: temperature 0-2, top_p 0-1, max_tokens >= 1, ctx_size >= 64.",
-        ) from exc

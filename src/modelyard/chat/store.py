@@ -1,4 +1,4 @@
-"""Conversations and messages in the store, and how the API shows them."""
+"""Conversations and messages in the store (``views`` says how the API shows them)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,21 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, joinedload
 
 from modelyard.chat.memory import Current, Memory, Recall, Said
 from modelyard.chat.types import ChatOptions, Turn
-from modelyard.clock import iso, utcnow
+from modelyard.chat.views import (
+    AnswerColumns,
+    Conversation,
+    ConversationColumns,
+    ConversationSummary,
+    NewMessage,
+)
+from modelyard.clock import utcnow
 from modelyard.errors import Conflict, NotFound
 from modelyard.store.db import Database
 from modelyard.store.tables import ConversationRow, MessageRow
@@ -30,48 +37,6 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def message_public(row: MessageRow) -> dict[str, Any]:
-    """A message as the API shows it."""
-    return {
-        "id": row.id,
-        "seq": row.seq,
-        "role": row.role,
-        "content": row.content,
-        "provider": row.provider,
-        "instance_id": row.instance_id,
-        "model": row.model,
-        "state": row.state,
-        "error": row.error,
-        "ttft_ms": row.ttft_ms,
-        "tokens_per_s": row.tokens_per_s,
-        "usage": {"prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens},
-        "created_at": iso(row.created_at),
-    }
-
-
-def conversation_public(
-    row: ConversationRow, *, messages: bool, count: int | None = None
-) -> dict[str, Any]:
-    """A conversation as the API shows it; ``messages`` includes them all, oldest first."""
-    body: dict[str, Any] = {
-        "id": row.id,
-        "title": row.title,
-        "provider": row.provider,
-        "instance_id": row.instance_id,
-        "model": row.model,
-        "system": row.system,
-        "options": dict(row.options or {}),
-        "created_at": iso(row.created_at),
-        "updated_at": iso(row.updated_at),
-    }
-    if messages:
-        body["messages"] = [message_public(m) for m in row.messages]
-        body["message_count"] = len(row.messages)
-    else:
-        body["message_count"] = count or 0
-    return body
-
-
 def title_from(content: str) -> str:
     """A title from the first line of the first message."""
     line = " ".join(content.strip().split("\n", 1)[0].split())
@@ -85,8 +50,8 @@ class TurnWrites:
 
     conversation_id: str
     drop: list[str]
-    user: dict[str, Any] | None
-    answer: dict[str, Any]
+    user: NewMessage | None
+    answer: NewMessage
     conversation: Current
     at: datetime  # also the conversation's updated_at
 
@@ -157,19 +122,19 @@ class ConversationStore:
         self.db = db
         self.memory = Memory()
 
-    def create(self, values: dict[str, Any]) -> dict[str, Any]:
+    def create(self, values: ConversationColumns) -> ConversationSummary:
         now = utcnow()
         row = ConversationRow(id=new_id(), created_at=now, updated_at=now, **values)
         epoch = self.memory.epoch(row.id)
         with self.db.session() as s:
             s.add(row)
             s.flush()
-            created = conversation_public(row, messages=False, count=0)
+            created = ConversationSummary.of(row, 0)
             recall = Recall.of(row, new=True)
         self.memory.put(recall, epoch)
         return created
 
-    def all(self) -> list[dict[str, Any]]:
+    def all(self) -> list[ConversationSummary]:
         """Every conversation, the most recently active first, without messages."""
         counts = (
             select(MessageRow.conversation_id, func.count().label("n"))
@@ -182,16 +147,13 @@ class ConversationStore:
             .order_by(ConversationRow.updated_at.desc(), ConversationRow.created_at.desc())
         )
         with self.db.session() as s:
-            return [
-                conversation_public(row, messages=False, count=n) for row, n in s.execute(query)
-            ]
+            return [ConversationSummary.of(row, n or 0) for row, n in s.execute(query)]
 
-    def get(self, conversation_id: str) -> dict[str, Any]:
+    def get(self, conversation_id: str) -> Conversation:
         with self.db.session() as s:
-            row = self._row(s, conversation_id, messages=True)
-            return conversation_public(row, messages=True)
+            return Conversation.loaded(self._row(s, conversation_id, messages=True))
 
-    def update(self, conversation_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    def update(self, conversation_id: str, changes: ConversationColumns) -> Conversation:
         self.memory.forget(conversation_id)
         with self.db.session() as s:
             row = self._row(s, conversation_id)
@@ -199,7 +161,7 @@ class ConversationStore:
                 setattr(row, name, value)
             row.updated_at = utcnow()
             s.flush()
-            return conversation_public(row, messages=True)
+            return Conversation.loaded(row)
 
     def delete(self, conversation_id: str) -> None:
         self.memory.forget(conversation_id)
@@ -224,19 +186,18 @@ class ConversationStore:
         provider, instance_id, model = pick(recall.provider, recall.instance_id, recall.model)
         seq = max((m.seq for m in messages), default=0) + 1
         now = utcnow()
-        user: dict[str, Any] | None = None
+        user: NewMessage | None = None
         if content is not None:
-            user = {"id": new_id(), "seq": seq, "role": "user", "content": content}
-            messages.append(Said(user["id"], seq, "user", content, "complete"))
-        answer: dict[str, Any] = {
-            "id": new_id(), "seq": seq + (user is not None), "role": "assistant",
-            "content": "", "state": STREAMING, "provider": provider,
-            "instance_id": instance_id, "model": model,
-        }  # fmt: skip
+            user = NewMessage(new_id(), seq, "user", content, "complete")
+            messages.append(Said(user.id, seq, "user", content, "complete"))
+        answer = NewMessage(
+            new_id(), seq + (user is not None), "assistant", "", STREAMING, provider,
+            instance_id, model,
+        )  # fmt: skip
         current = Current(provider, instance_id, model, title)
         writes = TurnWrites(recall.id, drop, user, answer, current, now)
         return TurnStart(
-            recall.id, answer["id"], recall.system, recall.options, history_of(messages),
+            recall.id, answer.id, recall.system, recall.options, history_of(messages),
             title, writes,
         )  # fmt: skip
 
@@ -258,29 +219,29 @@ class ConversationStore:
             row = self._row(s, writes.conversation_id)
             if writes.drop:
                 s.execute(delete(MessageRow).where(MessageRow.id.in_(writes.drop)))
-            for values in added:
-                s.add(MessageRow(conversation_id=row.id, created_at=writes.at, **values))
+            for m in added:
+                s.add(
+                    MessageRow(
+                        id=m.id, conversation_id=row.id, seq=m.seq, role=m.role,
+                        content=m.content, state=m.state, provider=m.provider,
+                        instance_id=m.instance_id, model=m.model, created_at=writes.at,
+                    )
+                )  # fmt: skip
             current = writes.conversation
             row.provider, row.instance_id = current.provider, current.instance_id
             row.model, row.title, row.updated_at = current.model, current.title, writes.at
-        said = [
-            Said(v["id"], v["seq"], v["role"], v["content"], v.get("state", "complete"))
-            for v in added
-        ]
+        said = [Said(m.id, m.seq, m.role, m.content, m.state) for m in added]
         self.memory.turn(writes.conversation_id, writes.drop, said, writes.conversation)
 
-    def finish(self, message_id: str, values: dict[str, Any]) -> dict[str, Any] | None:
+    def finish(self, message_id: str, values: AnswerColumns) -> None:
         """Store how an answer ended (content, state, timings, counts)."""
         with self.db.session() as s:
             row = s.get(MessageRow, message_id)
             if row is None:  # the conversation was deleted while it streamed
-                return None
+                return
             for name, value in values.items():
                 setattr(row, name, value)
-            s.flush()
-            public = message_public(row)
         self.memory.finished(row.conversation_id, message_id, row.content, row.state)
-        return public
 
     def interrupt_leftovers(self) -> int:
         """Answers still marked streaming (modelyard stopped mid-answer) become stopped."""

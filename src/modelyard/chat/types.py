@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol, TypedDict, cast
+from typing import Any, Protocol, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing_extensions import TypedDict  # pydantic documents these (typing.TypedDict: 3.12+)
 
 
 class StoredOptions(TypedDict, total=False):
@@ -46,6 +47,17 @@ class ChatOptions(BaseModel):
     def stored(self) -> StoredOptions:
         """The options worth keeping (unset ones are left out)."""
         return cast(StoredOptions, self.model_dump(exclude_none=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """The tokens an answer took, as its provider counted them (None: not reported)."""
+
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+    def wire(self) -> dict[str, Any]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
 
 
 @dataclass(frozen=True)

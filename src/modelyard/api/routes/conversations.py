@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -15,6 +15,7 @@ from modelyard.api.deps import ServicesDep
 from modelyard.api.policy import policy
 from modelyard.chat.answer import Generation
 from modelyard.chat.types import ChatOptions
+from modelyard.chat.views import Conversation, ConversationSummary, Stopped
 from modelyard.errors import InvalidInput
 
 # Conversations are what their users wrote: reading them needs the inference scope too.
@@ -76,6 +77,10 @@ class MessageCreate(BaseModel):
         return self
 
 
+class ConversationList(BaseModel):
+    conversations: list[ConversationSummary]
+
+
 class EventStream(StreamingResponse):
     """``text/event-stream`` of one answer. However the response ends (finished, or the
     client went away), the generation is stopped if it still runs."""
@@ -95,31 +100,51 @@ async def _frames(generation: Generation) -> AsyncIterator[bytes]:
     # One write per batch: a fast model's tokens would otherwise cost a send each.
     async for batch in generation.events():
         yield b"".join(
-            b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n" for event in batch
+            b"data: " + json.dumps(event.wire(), ensure_ascii=False).encode() + b"\n\n"
+            for event in batch
         )
 
 
-@router.post("/api/conversations", status_code=201)
-async def create_conversation(body: ConversationCreate, services: ServicesDep) -> dict[str, Any]:
-    return await services.chat.create(body.model_dump(exclude_none=True))
+# The routes answer with each view's wire form, as it is: the response models document it.
+@router.post("/api/conversations", status_code=201, response_model=ConversationSummary)
+async def create_conversation(body: ConversationCreate, services: ServicesDep) -> JSONResponse:
+    created = await services.chat.create(
+        body.provider,
+        body.model,
+        instance_id=body.instance_id,
+        title=body.title,
+        system=body.system,
+        options=body.options,
+    )
+    return JSONResponse(created.wire(), status_code=201)
 
 
-@router.get("/api/conversations")
-async def list_conversations(services: ServicesDep) -> dict[str, Any]:
+@router.get("/api/conversations", response_model=ConversationList)
+async def list_conversations(services: ServicesDep) -> JSONResponse:
     """Every conversation (without messages), the most recently active first."""
-    return {"conversations": await services.chat.conversations()}
+    listed = await services.chat.conversations()
+    return JSONResponse({"conversations": [c.wire() for c in listed]})
 
 
-@router.get("/api/conversations/{conversation_id}")
-async def get_conversation(conversation_id: str, services: ServicesDep) -> dict[str, Any]:
-    return await services.chat.get(conversation_id)
+@router.get("/api/conversations/{conversation_id}", response_model=Conversation)
+async def get_conversation(conversation_id: str, services: ServicesDep) -> JSONResponse:
+    return JSONResponse((await services.chat.get(conversation_id)).wire())
 
 
-@router.patch("/api/conversations/{conversation_id}")
+@router.patch("/api/conversations/{conversation_id}", response_model=Conversation)
 async def update_conversation(
     conversation_id: str, body: ConversationPatch, services: ServicesDep
-) -> dict[str, Any]:
-    return await services.chat.update(conversation_id, body.model_dump(exclude_none=True))
+) -> JSONResponse:
+    updated = await services.chat.update(
+        conversation_id,
+        title=body.title,
+        system=body.system,
+        options=body.options,
+        provider=body.provider,
+        model=body.model,
+        instance_id=body.instance_id,
+    )
+    return JSONResponse(updated.wire())
 
 
 @router.delete("/api/conversations/{conversation_id}", status_code=204)
@@ -143,13 +168,13 @@ async def send_message(
         model=body.model,
         provider=body.provider,
         instance_id=body.instance_id,
-        options=body.options.model_dump(exclude_none=True) if body.options else None,
+        options=body.options,
     )
     return EventStream(generation)
 
 
-@router.post("/api/conversations/{conversation_id}/stop")
-async def stop_generation(conversation_id: str, services: ServicesDep) -> dict[str, Any]:
+@router.post("/api/conversations/{conversation_id}/stop", response_model=Stopped)
+async def stop_generation(conversation_id: str, services: ServicesDep) -> JSONResponse:
     """Stop the answer being written; it is kept (state ``stopped``) when this returns."""
     await services.chat.get(conversation_id)  # 404 for an unknown conversation
-    return await services.chat.stop(conversation_id)
+    return JSONResponse((await services.chat.stop(conversation_id)).wire())
