@@ -5,8 +5,10 @@ client costs little CPU and measures no library of its own.
 ``python -m benchmarks.gateway_load URL MODEL --streams N --mode ttft|steady|throughput ...``
 prints one JSON object: for ``ttft`` (rounds of N requests sent at the same instant) and
 ``steady`` (N requests always in flight, their starts spread out), each request's time to
-its first token (ms); for ``throughput``, the tokens and SSE events received in a measured
-window after a warm-up, and the seconds the window lasted.
+its first token (ms); for ``throughput`` (N requests always in flight, their starts spread
+over ``--spread`` seconds, 0 for all at once), the tokens and SSE events received in a
+measured window after a warm-up, the seconds the window lasted, and the TTFT of every
+request begun in the window.
 """
 
 from __future__ import annotations
@@ -164,17 +166,29 @@ async def steady(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def throughput(args: argparse.Namespace) -> dict[str, Any]:
-    """``streams`` workers sending requests back to back; what arrived in the window."""
+    """``streams`` workers sending requests back to back; what arrived in the window, and the
+    TTFT of each request begun in it. The workers' first requests are spread over
+    ``spread`` seconds: 0 starts them at the same instant, so that every answer ends and is
+    asked again together (a burst of ``streams`` requests every answer's length); one
+    answer's length spreads the arrivals evenly, as from independent clients. The warm-up
+    should outlast the spread, so the window sees every worker going."""
     totals = Totals()
     stop = asyncio.Event()
+    times: list[float] = []
+    window_open = False
 
     async def worker(n: int) -> None:
+        await asyncio.sleep(n * args.spread / args.streams)
         connection = Connection(args.url, args.key)
         while not stop.is_set():
-            await connection.complete(request_body(args.model, args.max_tokens, n), totals)
+            counted = window_open
+            first = await connection.complete(request_body(args.model, args.max_tokens, n), totals)
+            if counted and first is not None:
+                times.append(1000 * first)
 
     workers = [asyncio.create_task(worker(n)) for n in range(args.streams)]
     await asyncio.sleep(args.warmup)
+    window_open = True
     tokens, events, started = totals.tokens, totals.events, time.perf_counter()
     await asyncio.sleep(args.duration)
     window = time.perf_counter() - started
@@ -185,8 +199,10 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
         "errors": totals.errors,
         "statuses": totals.statuses,
     }
+    window_open = False
     stop.set()
     await asyncio.wait(workers, timeout=args.max_tokens * 2)
+    result["ttft_ms"] = times  # the requests begun in the window, now ended
     return result
 
 

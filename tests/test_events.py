@@ -51,6 +51,26 @@ def test_a_slow_client_overflowing_with_state_changes_is_told_to_reconnect() -> 
     assert asyncio.run(sub.get()) is None
 
 
+def test_a_listener_hears_the_types_it_names_even_when_added_after_they_were_published() -> None:
+    bus = EventBus()
+    heard: list[tuple[str, str]] = []
+    bus.add_listener("download.*", lambda e: heard.append(("early", e.type)))
+    bus.publish(DOWNLOAD_STATE, {"id": "a", "state": "queued"})
+    bus.publish(PROVIDER_STATUS, {"id": "p"})
+    bus.add_listener(DOWNLOAD_STATE, lambda e: heard.append(("late", e.type)))
+    bus.add_listener(PROVIDER_STATUS, lambda e: heard.append(("late", e.type)))
+    bus.publish(DOWNLOAD_STATE, {"id": "a", "state": "downloading"})
+    bus.publish(PROVIDER_STATUS, {"id": "p"})
+    bus.publish(DOWNLOAD_PROGRESS, {"id": "a", "n": 1})
+    assert heard == [
+        ("early", "download.state"),
+        ("early", "download.state"),
+        ("late", "download.state"),
+        ("late", "provider.status"),
+        ("early", "download.progress"),
+    ]
+
+
 def test_publish_from_threads_wakes_an_async_reader() -> None:
     bus = EventBus()
 

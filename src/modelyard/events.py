@@ -360,6 +360,9 @@ class EventBus:
         self._lock = threading.Lock()
         self._subs: list[Subscription] = []
         self._listeners: list[tuple[str, Listener]] = []
+        # Each event type's listeners, matched once: a request through the gateway publishes
+        # three events, each tried against every listener's pattern otherwise.
+        self._listeners_of: dict[str, list[Listener]] = {}
         self._snapshot_sources: dict[str, SnapshotSource] = {}
 
     @property
@@ -373,12 +376,18 @@ class EventBus:
             self._seq += 1
             event = Event(self._seq, iso(utcnow()), event_type.name, data, payload, key)
             subs = list(self._subs)
-            listeners = list(self._listeners)
+            listeners = self._listeners_of.get(event.type)
+            if listeners is None:
+                listeners = [
+                    listener
+                    for pattern, listener in self._listeners
+                    if fnmatch.fnmatchcase(event.type, pattern)
+                ]
+                self._listeners_of[event.type] = listeners
         for sub in subs:
             sub.offer(event, coalesce=event_type.coalesces)
-        for pattern, listener in listeners:
-            if fnmatch.fnmatchcase(event.type, pattern):
-                listener(event)
+        for listener in listeners:
+            listener(event)
         return event
 
     def subscribe(self, patterns: Iterable[str] | None = None) -> Subscription:
@@ -413,6 +422,7 @@ class EventBus:
         pattern = selector.name if isinstance(selector, EventType) else selector
         with self._lock:
             self._listeners.append((pattern, listener))
+            self._listeners_of = {}  # a new list: a publish holding the old one is unaffected
 
     def add_snapshot_source(self, name: str, source: SnapshotSource) -> None:
         self._snapshot_sources[name] = source

@@ -175,6 +175,22 @@ def test_a_200_mb_chunked_body_is_refused_without_being_read(
     assert app.http.get("/api/version").status_code == 200  # still serving
 
 
+def test_a_chunked_body_past_the_gateways_limit_is_refused_in_its_dialect(
+    modelyard: Callable[..., RunningApp],
+) -> None:
+    # The guards call a gateway route themselves, past the app's exception handlers: the
+    # refusal of a chunked body must still be a 413 the client's SDK can read.
+    app = modelyard(monitor=False, gateway_max_body_bytes=1 << 20)
+
+    status, sent, body = _chunked_post(app.url, "/v1/chat/completions", 64 << 20)
+
+    refusal = json.loads(body)
+    assert status == 413 and refusal["code"] == "body_too_large"
+    assert refusal["error"]["code"] == "body_too_large"  # OpenAI's shape, for its SDK
+    assert sent < 32 << 20
+    assert app.http.get("/v1/models").status_code == 200  # still serving
+
+
 def test_a_declared_length_over_the_limit_is_refused_before_anything_runs(
     modelyard: Callable[..., RunningApp],
 ) -> None:

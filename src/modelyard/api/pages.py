@@ -17,6 +17,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Route
 from swagger_ui_bundle import swagger_ui_path
 
 from modelyard.api.assets import RECHECK_S, Asset, Assets
@@ -47,16 +48,15 @@ def _serve(asset: Asset, request: Request, cache_control: str) -> Response:
     return Response(body, media_type=asset.media_type, headers=headers)
 
 
-@router.api_route("/", methods=["GET", "HEAD"])
 async def index(request: Request) -> Response:
     assets = _assets(request)
     assets.refresh(max_age_s=RECHECK_S)  # a file edited on disk shows on a later visit
     return _serve(assets.index, request, REVALIDATE)
 
 
-@router.api_route("/static/{path:path}", methods=["GET", "HEAD"])
-async def static_file(path: str, request: Request) -> Response:
+async def static_file(request: Request) -> Response:
     assets = _assets(request)
+    path: str = request.path_params["path"]
     version, _, rest = path.partition("/")
     if version == assets.version:
         asset, cache_control = assets.files.get(rest), IMMUTABLE
@@ -81,8 +81,13 @@ async def api_docs() -> FileResponse:
 def install(app: FastAPI, table: RouteTable) -> None:
     """The pages, the dashboard's files and Swagger UI's, all public (they hold no data).
     Installed before the API's routers: a page load asks for some thirty files at once, and
-    each is found sooner."""
+    each is found sooner. The dashboard's two routes are plain Starlette routes: they take no
+    parameters worth validating, and FastAPI's dependency solving was half the cost of
+    serving a file from memory (0.7 ms, 30 times per cold load)."""
     app.state.assets = Assets(STATIC)
+    for path, endpoint in (("/", index), ("/static/{path:path}", static_file)):
+        app.router.routes.append(Route(path, endpoint, methods=["GET", "HEAD"]))
+        table.add(app.router.routes[-1], PUBLIC.over(table.default))
     app.include_router(router)
     table.add_router(router)
     app.mount("/docs/assets", StaticFiles(directory=Path(str(swagger_ui_path))), name="docs-assets")

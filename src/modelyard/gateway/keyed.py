@@ -12,7 +12,7 @@ with the backend's usage, and the request added to the usage per day, key and mo
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +63,7 @@ def _texts(value: Any) -> Iterable[str]:
             yield from _texts(value.get(field))
 
 
-def output_limit(body: Mapping[str, Any], model_context: int | None) -> int:
+def output_limit(body: Mapping[str, Any], model_context: Callable[[], int | None]) -> int:
     """The most the answer may cost: the request's own limit in any dialect (times the
     choices asked for, OpenAI's ``n``), else the model's context, else
     ``DEFAULT_OUTPUT_TOKENS``."""
@@ -76,7 +76,7 @@ def output_limit(body: Mapping[str, Any], model_context: int | None) -> int:
         count = _count(value)
         if count is not None:
             return count * times
-    return (model_context or DEFAULT_OUTPUT_TOKENS) * times
+    return (model_context() or DEFAULT_OUTPUT_TOKENS) * times
 
 
 def _count(value: Any) -> int | None:
@@ -110,9 +110,11 @@ class KeyGate:
         model: str,
         body: Mapping[str, Any],
         generates: bool,
-        model_context: int | None,
+        model_context: Callable[[], int | None],
     ) -> Admission:
-        """Reserve the request's tokens under its key's limits, or raise 429."""
+        """Reserve the request's tokens under its key's limits, or raise 429. The model's
+        context is looked up (``model_context``, a catalog read) only for a key with a token
+        limit whose request sets no output limit of its own."""
         rules = principal.rules if principal is not None else None
         if principal is None or rules is None or not rules.limits.any:
             return Admission(None)

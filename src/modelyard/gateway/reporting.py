@@ -35,7 +35,7 @@ class ScheduleReporter:
         if eviction is not None and self._evictions.get(key) is not eviction:
             self._evictions[key] = eviction
             self.metrics.model_evictions.labels(key, eviction.reason).inc()
-        self.metrics.model_in_flight.labels(key).set(view.in_flight)
+        self.metrics.model_series(key).in_flight.set(view.in_flight)
         self.bus.publish(MODEL_SCHEDULE, view.wire(), key=key)
 
     def request(self, entry: GatewayRequest) -> None:
@@ -57,8 +57,9 @@ class ScheduleReporter:
             " client_gone" if entry["client_gone"] else "",
         )
         key = entry["key"]
-        self.metrics.gateway_requests.labels(key, str(entry["status"])).inc()
-        self.metrics.gateway_queue_wait.labels(key).observe(entry["queue_ms"] / 1000)
+        self.metrics.gateway_request(key, entry["status"])
+        series = self.metrics.model_series(key)
+        series.queue_wait.observe(entry["queue_ms"] / 1000)
         if entry["ttft_ms"] is not None:
-            self.metrics.gateway_ttft.labels(key).observe(entry["ttft_ms"] / 1000)
+            series.ttft.observe(entry["ttft_ms"] / 1000)
         self.bus.publish(GATEWAY_REQUEST, entry)

@@ -191,7 +191,11 @@ class Gateway:
             if target.dialect is Dialect.ANTHROPIC:
                 target = forward_anthropic_headers(target, scope)
             admission = self.keys.admit(
-                principal, key, body, endpoint.path in _GENERATING, self._context(model_key)
+                principal,
+                key,
+                body,
+                endpoint.path in _GENERATING,
+                lambda: self._context(model_key),
             )
         except ClientGone:
             return

@@ -7,6 +7,7 @@ import { PAGES } from "./pages.js";
 import { toast, toastError } from "./toast.js";
 
 const RELOADED = "modelyard.reloadedFor";
+const LIVE_AFTER_MS = 1000;
 let current = { name: null, cleanup: null, module: null };
 
 function drawNav() {
@@ -94,6 +95,16 @@ function showAlert({ data }) {
 drawNav();
 window.addEventListener("hashchange", route);
 events.on("alert.changed", showAlert);
-route();
 events.onState(showConnection);
-events.connect();
+// Live updates connect once the first page has drawn what it read (or after LIVE_AFTER_MS,
+// should its answers be slow): the snapshot the server builds for a new socket would
+// otherwise compete with that page's first answers. The page loses nothing: every snapshot
+// makes its listeners read their state again.
+let connecting = false;
+const connectLive = () => {
+  if (connecting) return;
+  connecting = true;
+  events.connect();
+};
+setTimeout(connectLive, LIVE_AFTER_MS);
+route().finally(connectLive);

@@ -7,14 +7,15 @@ export const PAGES = [
   {
     name: "models",
     title: "Models",
-    requests: () => [searchPath(FIRST_SEARCH), PATHS.instances, PATHS.schedule, PATHS.recommended],
+    // Not the recommended models at its foot: drawn after the list, they are asked for then.
+    requests: () => [searchPath(FIRST_SEARCH), PATHS.instances, PATHS.schedule],
   },
   { name: "get", title: "Get models", requests: () => [PATHS.recommended, PATHS.instances] },
   { name: "downloads", title: "Downloads", requests: () => [PATHS.downloads] },
   {
     name: "providers",
     title: "Providers",
-    requests: () => [PATHS.instances, PATHS.statuses, PATHS.connection],
+    requests: () => [PATHS.instances, PATHS.statuses, PATHS.schedule, PATHS.connection],
   },
   {
     name: "chat",
@@ -26,7 +27,8 @@ export const PAGES = [
     ],
   },
   { name: "gateway", title: "Gateway", requests: () => [PATHS.gatewayInfo] },
-  { name: "system", title: "System", requests: () => [PATHS.resources] },
+  // Its cards are drawn once both answers are in.
+  { name: "system", title: "System", requests: () => [PATHS.resources, PATHS.containers] },
   { name: "audit", title: "Audit", requests: () => [`${PATHS.audit}?limit=500`] },
 ];
 export const DEFAULT_PAGE = "models";

@@ -10,11 +10,18 @@ import { recommendedSection } from "../get/recommended.js";
 import { modelAction } from "./actions.js";
 import { drawBatchBar, showBatchProgress } from "./batch.js";
 import { modelCards } from "./cards.js";
-import { closeDrawer, openDrawer } from "./drawer.js";
 import { drawPager } from "./pager.js";
 import { FIRST_QUERY, listInstances, modelKey, modelSchedule, searchModels } from "./requests.js";
 import { modelTable } from "./table.js";
 import { drawHead, filterPanel, pageHead } from "./toolbar.js";
+
+// The details drawer and its usage chart (with the chart library) are not needed for the
+// first rows: they load after them.
+let drawerModule = null;
+const loadDrawer = async () => {
+  drawerModule ??= await import("./drawer.js");
+  return drawerModule;
+};
 
 const VIEW_KEY = "modelyard.models.view";
 const RELOAD_DELAY_MS = 250;
@@ -109,7 +116,10 @@ function modelsPage(els) {
       page.draw();
     },
     act: (m, action) => modelAction(page, m, action),
-    openDetails: (m) => openDrawer(page, m),
+    openDetails: (m) =>
+      loadDrawer()
+        .then((drawer) => drawer.openDrawer(page, m))
+        .catch(toastError),
     draw() {
       drawHead(page, els);
       const filtered = state.q || state.status || state.provider || state.source || state.size;
@@ -177,11 +187,12 @@ export default {
     const unfollow = follow(page);
     await page.load();
     recommendedSection(recommended);
+    loadDrawer().catch(() => {}); // ready before a first click; a failure shows on that click
     return () => {
       clearTimeout(page.timers.search);
       clearTimeout(page.timers.reload);
       unfollow();
-      closeDrawer();
+      drawerModule?.closeDrawer(); // none is open if it never loaded
     };
   },
 };
