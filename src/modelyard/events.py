@@ -142,6 +142,7 @@ class GatewayRequest(TypedDict):
     completion_tokens: int | None
     client_gone: bool
     error: str | None
+    code: str | None  # the refusal's or the failure's code (``unauthorized``…); None if answered
 
 
 class InstanceExited(TypedDict):

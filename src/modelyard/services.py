@@ -114,7 +114,8 @@ class Services:
             settings, catalog, backend, scheduler, bus, reporter, KeyGate(KeyLimiter(), usage)
         )
         # The restart policy's restarts of single-model servers are scheduler loads.
-        supervisor.relauncher = ScheduledRestarts(settings, catalog, loading, scheduler)
+        scheduled = ScheduledRestarts(settings, catalog, loading, scheduler)
+        supervisor.relauncher = instance_service.scheduled = scheduled
         chat = ChatService(
             settings,
             db,

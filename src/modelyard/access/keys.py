@@ -91,10 +91,17 @@ def hash_key(key: str) -> str:
 
 
 KEY_PREFIX = "my_"  # every key modelyard makes starts so
+SHOWN_CHARS = 8  # a key is shown by its first characters, never whole
 
 
 def new_secret() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def shown_prefix(token: str) -> str | None:
+    """How a token of modelyard's form is shown (its first ``SHOWN_CHARS``), whether or not
+    it is a valid key; None for any other token."""
+    return token[:SHOWN_CHARS] if token.startswith(KEY_PREFIX) else None
 
 
 @dataclass(frozen=True)
@@ -257,7 +264,7 @@ class ApiKeys:
         row = ApiKeyRow(
             id=uuid.uuid4().hex,
             name=request.name.strip()[:128],
-            prefix=secret[:8],
+            prefix=secret[:SHOWN_CHARS],
             key_hash=hash_key(secret),
             scopes=list(request.scopes),
             models=list(request.models) if request.models is not None else None,

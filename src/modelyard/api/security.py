@@ -111,6 +111,15 @@ class SecurityMiddleware:
                     status=denial["status"],
                     code=denial["code"],
                 )
+            if scope["type"] == "http" and _gateway_dialect(route) is not None:
+                self.services.gateway.refused(
+                    scope,
+                    principal,
+                    denial["status"],
+                    denial["code"],
+                    denial["detail"],
+                    token=_token(scope),
+                )
             return
         scope.setdefault("state", {})["principal"] = principal
         if scope["type"] == "websocket":
@@ -231,7 +240,7 @@ class SecurityMiddleware:
                     "Send a valid key as 'Authorization: Bearer <key>'.",
                 )
             if principal.rules is not None and principal.rules.expired(utcnow()):
-                return None, problem(
+                return principal, problem(
                     401,
                     "api_key_expired",
                     "Unauthorized",

@@ -99,6 +99,7 @@ class Responder:
         self.dialect = dialect
         self.path = path
         self.status: int | None = None
+        self.code: str | None = None  # the code of the error told, for the request log
         self.streaming = False
         self.complete = False
 
@@ -148,6 +149,7 @@ class Responder:
         """Tell the client about ``error``: problem+json with the dialect's ``error`` member
         (and ``Retry-After`` when it has one) before the answer started, else the dialect's
         in-stream error event as the stream's end."""
+        self.code = error.error_code
         if self.complete:
             return
         if not self.started:

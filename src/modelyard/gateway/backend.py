@@ -25,10 +25,11 @@ from modelyard.gguf.local import is_local
 from modelyard.gguf.servers import GgufServers
 from modelyard.models.catalog import Catalog
 from modelyard.models.memory import default_context, estimate_for, gguf_info
-from modelyard.models.types import Model, ModelKey, ModelRef
+from modelyard.models.types import ModelKey, ModelRef
 from modelyard.providers.base import Provider
 from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import Instance, InstanceRegistry
+from modelyard.runtimes.resources import estimate_memory
 from modelyard.validation import resolve_inside
 
 
@@ -87,16 +88,23 @@ class CatalogBackend:
 
     def estimate_bytes(self, name: str) -> int:
         key = key_of(name)
-        model = self.catalog.get(key)
-        if model is None or not self.startable(key):
+        if not self.startable(key):
             return 0
         try:
-            estimate = self._estimate(key, model)
+            estimate = self._estimate(key)
         except Exception:  # an unreadable header: the load will say what is wrong
             return 0
         return estimate or 0
 
-    def _estimate(self, key: ModelKey, model: Model) -> int | None:
+    def _estimate(self, key: ModelKey) -> int | None:
+        served = self._served_file(key)
+        if served is not None:  # known from its configuration, listed or not yet
+            own = gguf_info(self.catalog.metadata, served)
+            ctx = self._instance_ctx(key) or own.context_length or self.settings.default_ctx_size
+            return estimate_memory(own, file_size=served.stat().st_size, ctx_size=ctx).total
+        model = self.catalog.get(key)
+        if model is None:
+            return None
         info = None
         if is_local(key):
             path: Path | None = resolve_inside(self.catalog.models_dir, key.name)
@@ -107,6 +115,18 @@ class CatalogBackend:
         ctx = self._ctx(qualified(key)) or default_context(info, self.settings.default_ctx_size)
         estimate = estimate_for(model, info=info, instance=self.instance(key), ctx_size=ctx)
         return estimate.total if estimate is not None else None
+
+    def _served_file(self, key: ModelKey) -> Path | None:
+        """The GGUF file a managed single-model server of ``key`` runs (its configuration)."""
+        instance = self.instance(key)
+        if instance is None or not self.runs_here(key) or not instance.config.model:
+            return None
+        return Path(instance.config.model)
+
+    def _instance_ctx(self, key: ModelKey) -> int:
+        """The context a managed server runs with (0: the model's own)."""
+        instance = self.instance(key)
+        return instance.config.ctx_size if instance is not None else 0
 
     def _ctx(self, name: str) -> int | None:
         """The context a model is loaded with when its table pins one (``num_ctx``)."""

@@ -73,6 +73,7 @@ class Exchange:
     waited_for_load: bool = False
     ttft_s: float | None = None  # arrival to the first bytes of the answer
     client_gone: bool = False
+    code: str | None = None  # the error's code when it failed
     relay: RelayResult = field(default_factory=RelayResult)
 
 
@@ -155,7 +156,9 @@ async def exchange(
         request = upstream_request(target, body, client, translation, streams)
     except ModelyardError as error:  # a request the translation cannot carry
         await responder.fail(error)
-        return Exchange(str(target.key), False, time.monotonic(), status=responder.status)
+        return Exchange(
+            str(target.key), False, time.monotonic(), status=responder.status, code=error.error_code
+        )
     record = Exchange(str(target.key), request.stream, time.monotonic())
 
     async def beat(view: WaitView) -> None:
@@ -187,7 +190,7 @@ async def exchange(
         await until_disconnect(receive, work())
     except ClientGone:
         record.client_gone = True
-    record.status = responder.status
+    record.status, record.code = responder.status, responder.code
     if record.relay.first_chunk_at is not None:
         record.ttft_s = record.relay.first_chunk_at - record.arrived_at
     return record

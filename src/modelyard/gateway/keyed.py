@@ -126,6 +126,20 @@ class KeyGate:
         reservation = self.limiter.admit(principal.subject, rules.limits, prompt + output)
         return Admission(reservation, text, prompt)
 
+    def refused(self, principal: Principal | None, model: str) -> None:
+        """A request refused before its turn, counted as an error in its caller's usage (a
+        caller no key names — a bad key, none — has no usage). ``model``: the one it reached,
+        "" when its name resolved to none it may use (so made-up names add no rows)."""
+        if principal is None:
+            return
+        rules = principal.rules
+        self.usage.record(
+            key_id=rules.id if rules else "",
+            key_prefix=rules.prefix if rules else "",
+            model=model,
+            counts=UsageCounts(requests=1, errors=1),
+        )
+
     def finish(
         self, principal: Principal | None, admission: Admission, model: str, record: Exchange
     ) -> None:

@@ -40,22 +40,7 @@ class ScheduleReporter:
 
     def request(self, entry: GatewayRequest) -> None:
         """One finished gateway request: the log line, metrics, the event."""
-        log.info(
-            "%s model=%s key=%s caller=%s key_prefix=%s status=%s queue_ms=%s load=%s ttft_ms=%s "
-            "tokens=%s/%s%s",
-            entry["route"],
-            entry["model"],
-            entry["key"],
-            entry["caller"],
-            entry["key_prefix"] or "-",
-            entry["status"],
-            entry["queue_ms"],
-            "waited" if entry["waited_for_load"] else "no",
-            entry["ttft_ms"],
-            entry["prompt_tokens"],
-            entry["completion_tokens"],
-            " client_gone" if entry["client_gone"] else "",
-        )
+        _log(entry)
         key = entry["key"]
         self.metrics.gateway_request(key, entry["status"])
         series = self.metrics.model_series(key)
@@ -63,3 +48,36 @@ class ScheduleReporter:
         if entry["ttft_ms"] is not None:
             series.ttft.observe(entry["ttft_ms"] / 1000)
         self.bus.publish(GATEWAY_REQUEST, entry)
+
+    def refusal(self, entry: GatewayRequest) -> None:
+        """A request refused before it asked for a turn (by the guards, or for its body, its
+        model or its key's limits): the log line, the count by status, the event. It waited
+        for nothing, so the wait and TTFT histograms are left alone."""
+        _log(entry)
+        self.metrics.gateway_request(entry["key"], entry["status"])
+        self.bus.publish(GATEWAY_REQUEST, entry)
+
+
+def _log(entry: GatewayRequest) -> None:
+    log.info(
+        "%s model=%s key=%s caller=%s key_prefix=%s status=%s code=%s queue_ms=%s load=%s "
+        "ttft_ms=%s tokens=%s/%s%s",
+        entry["route"],
+        _printable(entry["model"]),
+        entry["key"] or "-",
+        entry["caller"],
+        entry["key_prefix"] or "-",
+        entry["status"],
+        entry["code"] or "-",
+        entry["queue_ms"],
+        "waited" if entry["waited_for_load"] else "no",
+        entry["ttft_ms"],
+        entry["prompt_tokens"],
+        entry["completion_tokens"],
+        " client_gone" if entry["client_gone"] else "",
+    )
+
+
+def _printable(text: str) -> str:
+    """A name as the client sent it, its control characters escaped: one request, one line."""
+    return text if text.isprintable() else repr(text)[1:-1]

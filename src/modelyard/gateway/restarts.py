@@ -1,13 +1,17 @@
-"""The restart policy's restarts, through the scheduler (``runtimes.restarts.Relauncher``).
+"""The restart policy's restarts, and the Providers page's stops, of single-model servers
+through the scheduler (``runtimes.restarts.Relauncher``,
+``runtimes.instance_service.ScheduledInstances``).
 
-A server of a local file (one the lifecycle started, or a configured llama.cpp server of a
-file of the models directory) that died is restarted as a load of the scheduler: first told
+A server of a local file that died — one the lifecycle started, or a configured llama.cpp
+server of a GGUF file wherever it is — is restarted as a load of the scheduler: first told
 that the process is gone (``observed``: what is left of it is cleaned up, and it is shown
 unloaded, ``died``), then loaded again within the memory budget, evicting idle models as any
 load would. So the scheduler's view (loaded, the memory committed) and the processes agree.
-Other managed instances are restarted directly: a runtime with models of its own (Ollama,
-LM Studio) reports them as they come back; a configured llama.cpp server of a file outside the
-models directory is not yet one of the scheduler's models at restart.
+The scheduler knows a configured server's model by the name the gateway uses for it: a file
+of the models directory is one of the local files (the catalog lists it so), any other is
+its instance's one model, ``provider/<id>/<id>`` (its server runs with ``--alias <id>``).
+Other managed instances — a runtime with models of its own (Ollama, LM Studio), which
+reports them as they come back — are restarted directly.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from modelyard.gateway.scheduling import ModelState
 from modelyard.gguf.local import local_key
 from modelyard.models.catalog import Catalog
 from modelyard.models.loading import ModelLoading
+from modelyard.models.types import ModelKey
 from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import Instance
 
 
 class ScheduledRestarts:
-    """Restarts of single-model servers as scheduler loads."""
+    """Restarts and stops of single-model servers as scheduler loads and unloads."""
 
     def __init__(
         self,
@@ -42,8 +47,8 @@ class ScheduledRestarts:
         self.scheduler = scheduler
 
     def key(self, instance: Instance) -> str | None:
-        """The scheduler's key for the local file ``instance`` serves (a server of a file of
-        the models directory); None for any other instance, restarted directly."""
+        """The scheduler's key for the model ``instance`` serves when it is a managed server
+        of a GGUF file; None for any other instance, restarted directly."""
         cfg = instance.config
         if not cfg.managed or not cfg.model:
             return None
@@ -52,7 +57,7 @@ class ScheduledRestarts:
         models_dir = self.settings.resolved_models_dir.resolve()
         path = Path(cfg.model).resolve()
         if not path.is_relative_to(models_dir):
-            return None
+            return qualified(ModelKey(cfg.provider, cfg.id, cfg.id))  # what it serves, aliased
         local = local_key(path.relative_to(models_dir).as_posix())
         return qualified(local) if self.catalog.get(local) is not None else None
 
@@ -67,10 +72,17 @@ class ScheduledRestarts:
         eviction = view.last_eviction
         return eviction is None or eviction.reason == "died"
 
-    async def relaunch(self, instance: Instance) -> None:
+    def _key(self, instance: Instance) -> str:
         key = self.key(instance)
         if key is None:
             raise NotFound(f"{instance.key} serves no model of the catalog")
+        return key
+
+    async def stop(self, instance: Instance) -> None:
+        await self.scheduler.unload(self._key(instance))
+
+    async def relaunch(self, instance: Instance) -> None:
+        key = self._key(instance)
         self.scheduler.observed(key, False)  # its process is gone: cleaned up, then loaded
         self.loading.by_policy.add(key_of(key))
         try:

@@ -131,7 +131,9 @@ class Scheduler(Generic[K]):
     def observed(self, key: K, loaded: bool) -> None:
         """What the runtime reports (a health check, a catalog sync). Taken as it is for a
         runtime that manages its own memory; for one we run, a model reported gone while we
-        hold it loaded has died. Ignored while a load, unload or check is under way."""
+        hold it loaded is checked: its process says whether it died (then it is cleaned up),
+        for a report can be older than a restart that came after it. Ignored while a load,
+        unload or check is under way."""
         model = self._model(key)
         if model.task is not None:
             return
@@ -139,7 +141,7 @@ class Scheduler(Generic[K]):
             if self.backend.manages_own_memory(key):
                 self._set_unloaded(model, Eviction("runtime", time.time()))
             else:  # ours: whatever is left of it is cleaned up before its memory counts free
-                model.unload_reason = model.unload_reason or "died"
+                self._start_check(model)
                 self._dirty.add(model)
             self._drain()
         elif model.state is ModelState.UNLOADED and loaded and self.backend.manages_own_memory(key):

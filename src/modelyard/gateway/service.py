@@ -18,9 +18,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
-from modelyard.access.keys import Principal
+from modelyard.access.keys import Principal, shown_prefix
 from modelyard.chat.types import Target as ChatTarget
 from modelyard.config import Settings
 from modelyard.errors import Conflict, InvalidInput, ModelyardError, Unavailable
@@ -55,6 +56,8 @@ _GENERATING = frozenset(
     {"/chat/completions", "/completions", "/responses", "/messages", "/chat", "/generate"}
 )
 USABLE = frozenset({ModelStatus.AVAILABLE, ModelStatus.LOADED, ModelStatus.STARTING})
+LOGGED_NAME_CHARS = 200  # of a model's name as asked, in the request log (bodies are large)
+LOGGED_DETAIL_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -176,13 +179,16 @@ class Gateway:
         """Answer one inference request (the guards have run)."""
         route = scope["path"]
         responder = Responder(send, endpoint.client, route)
+        principal: Principal | None = (scope.get("state") or {}).get("principal")
+        arrived_at = time.monotonic()
+        name = key = ""
         try:
             limit = self.settings.gateway_max_body_bytes
             body = parse_json_object(await read_body(receive, limit))
-            name = body.get("model")
-            if not isinstance(name, str) or not name:
+            asked = body.get("model")
+            if not isinstance(asked, str) or not asked:
                 raise _no_model()
-            principal: Principal | None = (scope.get("state") or {}).get("principal")
+            name = asked
             model_key = self.names().resolve(name)
             if not allowed(principal, [name, *self.names().names_of(model_key)]):
                 raise not_found(name)
@@ -201,7 +207,20 @@ class Gateway:
             return
         except ModelyardError as error:
             await responder.fail(error)
+            self.refused(
+                scope,
+                principal,
+                error.http_status,
+                error.error_code,
+                error.detail,
+                name=name,
+                key=key,
+                arrived_at=arrived_at,
+            )
             return
+        except HTTPException as error:  # the guards' body limit, met in a chunked body
+            self.refused(scope, principal, error.status_code, "body_too_large", error.detail)
+            raise
         try:
             record = await exchange(
                 receive,
@@ -222,6 +241,47 @@ class Gateway:
             raise
         self.keys.finish(principal, admission, key, record)
         self._record(principal, scope, name, record)
+
+    def refused(
+        self,
+        scope: Scope,
+        principal: Principal | None,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        name: str = "",
+        key: str = "",
+        token: str = "",
+        arrived_at: float | None = None,
+    ) -> None:
+        """One request refused before it asked for a turn — by the guards (no key, a bad or
+        expired one, a scope, the IP allow-list, the body's size: ``token`` is the key it
+        sent) or by ``serve`` (its body, its model, its key's limits): logged, counted and
+        published like any request, and an error in its caller's usage. ``name`` is the model
+        as asked, ``key`` the model it reached ("" for none)."""
+        rules = principal.rules if principal is not None else None
+        elapsed = 0.0 if arrived_at is None else time.monotonic() - arrived_at
+        entry = GatewayRequest(
+            model=name[:LOGGED_NAME_CHARS],
+            key=key,
+            route=scope["path"],
+            caller=principal.name if principal is not None else "anonymous",
+            key_prefix=rules.prefix if rules else shown_prefix(token),
+            status=status,
+            stream=False,
+            queue_ms=0.0,
+            waited_for_load=False,
+            ttft_ms=None,
+            duration_ms=round(elapsed * 1000, 1),
+            prompt_tokens=None,
+            completion_tokens=None,
+            client_gone=False,
+            error=detail[:LOGGED_DETAIL_CHARS],
+            code=code,
+        )
+        self.reporter.refusal(entry)
+        self.keys.refused(principal, key)
 
     def target(self, key: str, endpoint: Endpoint) -> tuple[Target[str], Translation | None]:
         """How ``key``'s backend is spoken to for ``endpoint``: in the client's dialect when
@@ -342,6 +402,7 @@ class Gateway:
             completion_tokens=usage.completion_tokens if usage else None,
             client_gone=record.client_gone,
             error=record.relay.error,
+            code=record.code,
         )
         self.reporter.request(entry)
 

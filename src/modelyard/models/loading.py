@@ -306,7 +306,9 @@ class ModelLoading:
             if target.provider.capabilities.loads_models:
                 await target.provider.unload(self.http, instance.config, target.name)
             elif target.runs_as_server:
-                await self.servers.control.stop(instance)
+                # One that died keeps its record: its status says how it ended (ERROR).
+                if self.servers.processes.check(instance.key).alive:
+                    await self.servers.control.stop(instance)
             else:
                 raise not_supported(instance.config, "stopped")
             return await self.synced(target)

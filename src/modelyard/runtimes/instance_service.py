@@ -1,6 +1,9 @@
 """What can be done to instances, one method per request: add, edit and remove them (stopping
 a running managed one, forgetting its status, announcing ``provider.removed``), their status,
-history and log, and starting or stopping their process."""
+history and log, and starting or stopping their process. A stop of a server of one model the
+scheduler counts is an unload of the scheduler (``ScheduledInstances``), so it does not go on
+showing a model loaded that no process serves (a start by hand is not a load yet: it answers
+at once, before the model has loaded, and is adopted by the first request)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from modelyard.errors import Conflict, ModelyardError, NotFound
 from modelyard.events import PROVIDER_REMOVED, EventBus, ProviderRemoved
@@ -35,6 +39,18 @@ class InstanceLog:
     lines: list[str]
 
 
+class ScheduledInstances(Protocol):
+    """Stops of single-model servers through the scheduler (``gateway/restarts.py``)."""
+
+    def owns(self, instance: Instance) -> bool:
+        """Whether ``instance`` serves a model the scheduler counts."""
+        ...
+
+    async def stop(self, instance: Instance) -> None:
+        """Unload its model, once the requests it answers are done."""
+        ...
+
+
 class InstanceService:
     def __init__(
         self,
@@ -49,6 +65,7 @@ class InstanceService:
         self.health = health
         self.control = control
         self.bus = bus
+        self.scheduled: ScheduledInstances | None = None  # set once the scheduler exists
 
     def views(self) -> list[InstanceView]:
         return [i.view() for i in self.instances.list()]
@@ -166,7 +183,11 @@ class InstanceService:
         return await self.control.start(self.instances.get(provider, instance_id))
 
     async def stop(self, provider: str, instance_id: str) -> ProviderStatus:
-        return await self.control.stop(self.instances.get(provider, instance_id))
+        instance = self.instances.get(provider, instance_id)
+        if self.scheduled is not None and self.scheduled.owns(instance):
+            await self.scheduled.stop(instance)
+        # Also what the scheduler has not loaded (a start by hand, a process adopted).
+        return await self.control.stop(instance)
 
     async def restart(self, provider: str, instance_id: str) -> ProviderStatus:
         return await self.control.restart(self.instances.get(provider, instance_id))

@@ -1,6 +1,7 @@
 // The live request log: each gateway request as it ends, from the events WebSocket's
 // `gateway.request`, newest first, the last LIMIT kept. Nothing is read back: the log starts
-// when the page opens.
+// when the page opens. Refusals are requests too (a bad key, an unknown model, a limit): their
+// status with its code, the model as asked (none when the guards refused before the body).
 import { h } from "../../js/dom.js";
 import { events } from "../../js/events.js";
 import { ms } from "../../js/format.js";
@@ -22,7 +23,7 @@ function row(e) {
     "tr",
     { dataset: { model: e.model, status: String(e.status) } },
     h("td", { class: "mono" }, new Date().toLocaleTimeString()),
-    h("td", { title: e.key }, e.model),
+    h("td", { title: e.key }, e.model || "—"),
     h("td", { class: "mono" }, e.key_prefix || ""),
     h(
       "td",
@@ -30,7 +31,7 @@ function row(e) {
       h(
         "span",
         { class: "badge", dataset: { state: ok ? "completed" : "failed" }, title: e.error || "" },
-        String(e.status),
+        e.code ? `${e.status} ${e.code}` : String(e.status),
       ),
     ),
     // The wait for a turn includes the load when there was one.
