@@ -49,7 +49,7 @@ ANY_DICTS_ALLOWED = {
     "cli/": "the HTTP API's JSON, as the CLI reads and prints it",
     "store/tables.py": "the JSON columns",
     "gateway/translate/": "one wire dialect into another: bodies relayed untouched except for "
-    "the fields translated",
+    "the fields translated (a count_tokens body kept as it came, for a backend that counts)",
     "gateway/wire.py": "the gateway's dialects on the wire (bodies, error shapes)",
     "gateway/exchange.py": "a client's request body, relayed to the backend as it came",
     "gateway/relay.py": "a request body sent on to a backend",
@@ -68,13 +68,10 @@ ANY_DICTS_ALLOWED = {
     "downloads/manager.py": "a download request recorded in a JSON column (model_sources), "
     "validated here as the API's body is",
     "downloads/repository.py": "the downloads of the WebSocket snapshot, in their wire form",
-    "services.py": "the instances of the WebSocket snapshot, in their wire form",
+    "services.py": "the instances and the loaded models of the WebSocket snapshot, in their "
+    "wire form",
     "runtimes/health.py": "a status's wire form, made once when it is recorded and served as "
     "it is by the route and the snapshot (the cached path stays cheap)",
-    # Not typed yet (issue #17): the middle still passes these dicts.
-    "gateway/service.py": "a target's shared fields as keyword arguments; a token count's body",
-    "models/": "a catalog row's column values (the store's statements), a model.state "
-    "event's loaded figures, a download request to install, the snapshot's wire form",
 }
 ANY_DICT_SPELLINGS = {
     "dict[str, Any]",

@@ -34,6 +34,7 @@ from modelyard.clock import iso, utcnow
 
 if TYPE_CHECKING:
     from modelyard.downloads.views import DownloadView
+    from modelyard.models.types import LoadedFigures
     from modelyard.runtimes.health import ProviderStatus
 
 P = TypeVar("P", bound="BaseModel | Mapping[str, object]")
@@ -78,7 +79,7 @@ class ModelStateChange(TypedDict):
     name: str
     status: str  # a model status, or "removed" when it is gone
     loaded: bool
-    details: dict[str, Any] | None  # what the runtime says of the loaded model
+    details: LoadedFigures | None  # what the runtime says of the loaded model
 
 
 class CatalogCounts(TypedDict):

@@ -6,6 +6,7 @@ route → service → provider / store → event bus → WebSocket and UI.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -157,10 +158,14 @@ class Services:
             HistorySampler(settings, HistoryStore(db), health, metrics, AnswerTally(bus)),
         )
         bus.add_snapshot_source("providers", services._provider_snapshot)
+        bus.add_snapshot_source("models", services._model_snapshot)
         return services
 
     def _provider_snapshot(self) -> list[dict[str, Any]]:
         return [self.health.as_json(s) for s in self.health.cached()]
+
+    async def _model_snapshot(self) -> list[dict[str, Any]]:
+        return [m.wire() for m in await asyncio.to_thread(self.catalog.active)]
 
     async def startup(self) -> None:
         settings = self.settings

@@ -3,8 +3,10 @@ resources, and bad input → 4xx problem+json with a stable code."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,9 @@ def test_available_marks_installed_recommended_models(app: RunningApp) -> None:
         assert item["download"]["source"] in ("ollama", "hf")
     gguf = [i for i in items if i["provider"] == "llamacpp"]
     assert gguf and all(i["name"].startswith("hf/") for i in gguf)
+    # Each download body as the list ships it: no null fields, no "force" added.
+    shipped = resources.files("modelyard").joinpath("data/recommended.json").read_text("utf-8")
+    assert [i["download"] for i in items] == [e["download"] for e in json.loads(shipped)]
 
 
 def test_install_starts_the_recommended_download(app: RunningApp) -> None:

@@ -3,14 +3,18 @@ and followed live over a WebSocket across a rotation."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from starlette.responses import StreamingResponse
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from modelyard.api.routes.logs import whole_file
 from modelyard.instance_config import InstanceConfig
 from modelyard.runtimes.log_files import LogLevel, level_of, matching
 from tests.support.app_server import RunningApp
@@ -104,3 +108,24 @@ def test_filter_download_and_follow(modelyard: Callable[..., RunningApp], tmp_pa
         except ConnectionClosed as closed:
             assert closed.rcvd is not None and closed.rcvd.code == 4404
     app.http.post("/api/providers/llamacpp/instances/talker/stop")
+
+
+def test_the_whole_file_is_the_log_as_it_was_when_asked_for(tmp_path: Path) -> None:
+    """A log grows (or is truncated by rotation) while it is sent: the answer is the file as it
+    was when asked for, never a body longer or shorter than the answer promised (the fuzzer saw
+    a 500 when a download's log grew under a fixed Content-Length)."""
+    log = tmp_path / "server.log"
+    log.write_bytes(b"first line\n" * 10_000)
+
+    async def body(response: StreamingResponse) -> bytes:
+        return b"".join([bytes(chunk) async for chunk in response.body_iterator])
+
+    grown = whole_file(log, "talker")
+    assert "content-length" not in grown.headers
+    with log.open("ab") as writer:
+        writer.write(b"a later line\n" * 10_000)
+    assert asyncio.run(body(grown)) == b"first line\n" * 10_000
+
+    truncated = whole_file(log, "talker")
+    os.truncate(log, 0)
+    assert asyncio.run(body(truncated)) == b""

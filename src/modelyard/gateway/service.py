@@ -17,7 +17,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
@@ -43,7 +42,7 @@ from modelyard.gateway.relay import Relay, Translation, upstream_error
 from modelyard.gateway.reporting import ScheduleReporter
 from modelyard.gateway.scheduler import Scheduler
 from modelyard.gateway.scheduling import ModelView
-from modelyard.gateway.translate.anthropic import chat_request
+from modelyard.gateway.translate.anthropic import TokenCount
 from modelyard.gateway.wire import Dialect
 from modelyard.models.catalog import Catalog
 from modelyard.models.types import Model, ModelKey, ModelStatus
@@ -223,8 +222,18 @@ class Gateway:
             self.refused(scope, principal, error.status_code, "body_too_large", error.detail)
             raise
         try:
-            record = await self._exchange(
-                receive, send, body, key, route, endpoint, target, translation
+            record = await exchange(
+                receive,
+                send,
+                relay=self.relay,
+                scheduler=self.scheduler,
+                target=target,
+                body=body,
+                client=endpoint.client,
+                path=route,
+                translation=translation,
+                streams=endpoint.streams,
+                locate=(lambda: self._base(key, target)) if not target.base else None,
             )
         except BaseException:  # cancelled: the reservation is kept for its window, not held
             if admission.reservation is not None:
@@ -297,38 +306,13 @@ class Gateway:
             code=code,
         )
 
-    async def _exchange(
-        self,
-        receive: Receive,
-        send: Send,
-        body: dict[str, Any],
-        key: str,
-        route: str,
-        endpoint: Endpoint,
-        target: Target[str],
-        translation: Translation | None,
-    ) -> Exchange:
-        return await exchange(
-            receive,
-            send,
-            relay=self.relay,
-            scheduler=self.scheduler,
-            target=target,
-            body=body,
-            client=endpoint.client,
-            path=route,
-            translation=translation,
-            streams=endpoint.streams,
-            locate=(lambda: self._base(key, target)) if not target.base else None,
-        )
-
     def target(self, key: str, endpoint: Endpoint) -> tuple[Target[str], Translation | None]:
         """How ``key``'s backend is spoken to for ``endpoint``: in the client's dialect when
         the backend speaks it, else translated over its OpenAI API; 400 ``not_supported``."""
         provider = registry.get(key_of(key).provider)
         paths, api_key = provider.api_paths, self.backend.api_key(key)
         base = "" if self.backend.runs_here(key_of(key)) else (self.backend.base_url(key) or "")
-        common: dict[str, Any] = {"key": key, "model": key_of(key).name}
+        model = key_of(key).name
         if endpoint.client is Dialect.ANTHROPIC and paths.anthropic is not None:
             headers = {"x-api-key": api_key, "anthropic-version": ANTHROPIC_VERSION}
             return Target(
@@ -336,7 +320,8 @@ class Gateway:
                 path=endpoint.path,
                 dialect=Dialect.ANTHROPIC,
                 headers=headers,
-                **common,
+                key=key,
+                model=model,
             ), None
         if endpoint.client is Dialect.OLLAMA and paths.ollama is not None:
             ttl = self._policy_ttl(key)
@@ -347,7 +332,8 @@ class Gateway:
                 headers=bearer(api_key),
                 pinned_options=self._num_ctx(key),
                 keep_alive=int(ttl) if ttl else -1,
-                **common,
+                key=key,
+                model=model,
             ), None
         if paths.openai is None:
             raise _not_supported(provider.label, endpoint)
@@ -362,15 +348,16 @@ class Gateway:
             dialect=Dialect.OPENAI,
             headers=bearer(api_key),
             cancels_only_streams=provider.capabilities.runs_gguf,
-            **common,
+            key=key,
+            model=model,
         ), translation
 
-    async def count_tokens(self, body: dict[str, Any], principal: Principal | None) -> int:
+    async def count_tokens(self, request: TokenCount, principal: Principal | None) -> int:
         """``/v1/messages/count_tokens``: the backend's own count where it has one (the
         Anthropic API), else the model's tokenizer when it is loaded (llama.cpp's
         ``/tokenize``), else an estimate from the text's length."""
-        name = body.get("model")
-        if not isinstance(name, str) or not name:
+        name = request.model
+        if name is None:
             raise _no_model()
         model_key = self.names().resolve(name)
         if not allowed(principal, [name, *self.names().names_of(model_key)]):
@@ -382,13 +369,12 @@ class Gateway:
             headers = {"x-api-key": api_key, "anthropic-version": ANTHROPIC_VERSION}
             url = base + provider.api_paths.anthropic + "/messages/count_tokens"
             answer = await self.relay.client.post(
-                url, json={**body, "model": key_of(key).name}, headers=headers
+                url, json=request.sent_as(key_of(key).name), headers=headers
             )
             if answer.status_code >= 400:
                 raise upstream_error(answer.status_code, answer.content, None)
             return int(answer.json()["input_tokens"])
-        sent = chat_request(body, key_of(key).name)
-        texts = [_text_of(m.get("content")) for m in sent.get("messages", [])]
+        texts = request.texts()
         counter: TokenCounter = EstimatingCounter()
         if base and self.scheduler.is_loaded(key):
             target = ChatTarget(provider.kind, key_of(key).instance_id, base, api_key, name)
@@ -456,14 +442,6 @@ def forward_anthropic_headers(target: Target[str], scope: Scope) -> Target[str]:
     if not forwarded:
         return target
     return dataclasses.replace(target, headers={**target.headers, **forwarded})
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
 
 
 def _join(base: str, api: str) -> str:

@@ -42,7 +42,7 @@ from modelyard.gguf.local import (
     served_file,
     server_details,
 )
-from modelyard.models.store import CatalogStore, Listing, SearchQuery, SyncCounts, state_event
+from modelyard.models.store import CatalogStore, Listing, SearchQuery, SyncCounts
 from modelyard.models.types import (
     LoadedFigures,
     Model,
@@ -114,7 +114,6 @@ class Catalog:
         self.bus.add_listener(events.PROVIDER_STATUS, self._on_provider_status)
         self.bus.add_listener(events.PROVIDER_REMOVED, self._on_provider_status)
         self.bus.add_listener(events.DOWNLOAD_STATE, self._on_download_state)
-        self.bus.add_snapshot_source("models", self._snapshot)
         self._download_worker = asyncio.create_task(self._follow_downloads())
         self.schedule(None)
 
@@ -168,9 +167,6 @@ class Catalog:
             log.exception("background catalog sync failed")
         if self._pending is None or self._pending:
             self._scheduled = asyncio.get_running_loop().create_task(self._run_scheduled())
-
-    async def _snapshot(self) -> list[dict[str, Any]]:
-        return [m.wire() for m in await asyncio.to_thread(self.active)]
 
     # -- scopes --------------------------------------------------------------------------------
 
@@ -427,7 +423,7 @@ class Catalog:
         """Show a model being downloaded again (recreate) until its download ends."""
         self._downloads[entry.key] = entry.status
         if await asyncio.to_thread(self.store.add_placeholder, entry):
-            self.bus.publish(events.MODEL_STATE, state_event(entry.values()).wire())
+            self.bus.publish(events.MODEL_STATE, entry.state().wire())
             self.bus.publish(events.CATALOG_CHANGED, SyncResult(added=1).counts())
 
     async def _apply_download(self, key: ModelKey, download: DownloadView) -> None:

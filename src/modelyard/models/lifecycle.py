@@ -20,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from modelyard.config import Settings
+from modelyard.downloads.specs import DownloadRequest
 from modelyard.downloads.views import DownloadView
 from modelyard.errors import Conflict, ModelyardError, NotFound
 from modelyard.events import BATCH_PROGRESS, BatchProgress
@@ -53,9 +54,12 @@ Action = Literal["start", "stop", "delete"]
 
 
 class DownloadCreator(Protocol):
-    """What recreate needs of the download manager: ``POST /api/downloads`` as a call."""
+    """What recreate and install need of the download manager: ``POST /api/downloads`` as a
+    call, from a recorded request (validated there) or from one already validated."""
 
-    async def create(self, request: Mapping[str, Any]) -> DownloadView: ...
+    async def create(self, request: RefetchRequest) -> DownloadView: ...
+
+    async def submit(self, request: DownloadRequest) -> tuple[DownloadView, bool]: ...
 
 
 @dataclass(frozen=True)
@@ -245,9 +249,10 @@ class Lifecycle:
                 raise
         return RecreatedModel(await self.loading.model(target), download)
 
-    async def install(self, request: dict[str, Any]) -> DownloadView:
+    async def install(self, request: DownloadRequest) -> DownloadView:
         """Start a download (a recommended model's install button): the download task."""
-        return await self.downloads.create(request)
+        task, _ = await self.downloads.submit(request)
+        return task
 
     def _source_request(self, target: Resolved) -> RefetchRequest:
         recorded = self.catalog.source_of(target.key)

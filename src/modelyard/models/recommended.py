@@ -13,10 +13,10 @@ import json
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import PurePosixPath
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from modelyard.downloads.specs import DownloadRequest
 from modelyard.errors import NotFound
 from modelyard.gguf.local import runner
 from modelyard.instance_config import ModelMode
@@ -36,7 +36,7 @@ class RecommendedModel(BaseModel):
     mode: ModelMode
     description: str = Field(max_length=200)
     tags: list[str]
-    download: dict[str, Any]
+    download: DownloadRequest  # shown with the fields the list gives, as it gives them
 
     @field_validator("provider")
     @classmethod

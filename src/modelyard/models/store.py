@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypedDict, cast
 
 from sqlalchemy import ColumnElement, Select, bindparam, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -134,8 +134,9 @@ def public(values: Mapping[Any, Any]) -> Model:
     )
 
 
-def _row_values(row: ModelRow) -> dict[str, Any]:
-    return {c.key: getattr(row, c.key) for c in _COLUMNS}
+def _new_row(entry: ModelEntry, synced_at: datetime) -> ModelRow:
+    """The catalog row of a listed model."""
+    return ModelRow(**{name: getattr(entry, name) for name in COLUMNS}, synced_at=synced_at)
 
 
 def _utc(value: Any) -> Any:
@@ -148,15 +149,23 @@ def _differs(row: ModelRow, entry: ModelEntry) -> bool:
     return any(_utc(getattr(row, name)) != _utc(getattr(entry, name)) for name in FIELDS)
 
 
-def state_event(values: Mapping[str, Any], status: ModelStatus | None = None) -> ModelState:
+def _state_of(row: ModelRow, status: ModelStatus | None = None) -> ModelState:
     """The ``model.state`` event of a row (``status``: instead of the row's)."""
     return ModelState(
-        provider=values["provider"],
-        instance_id=values["instance_id"],
-        name=values["name"],
-        status=status or ModelStatus(values["status"]),
-        details=values["loaded"],
+        row.provider,
+        row.instance_id,
+        row.name,
+        status or ModelStatus(row.status),
+        cast(LoadedFigures | None, row.loaded),  # the JSON column, written from one
     )
+
+
+class _StateChange(TypedDict, total=False):
+    """The columns ``set_state`` writes (``meta`` only when it is given keys)."""
+
+    status: str
+    loaded: LoadedFigures | None
+    meta: ModelMeta
 
 
 class CatalogStore:
@@ -224,7 +233,7 @@ class CatalogStore:
                 if row.status in ACTIVE:
                     self._set(row, status=ModelStatus.AVAILABLE.value, loaded=None)
                     counts.updated += 1
-                    counts.changed_states.append(state_event(_row_values(row)))
+                    counts.changed_states.append(_state_of(row))
                 else:
                     counts.unchanged += 1
             return
@@ -243,10 +252,10 @@ class CatalogStore:
             seen.add(entry.name)
             existing = rows.pop(entry.name, None)
             if existing is None:
-                s.add(ModelRow(**entry.values(), synced_at=now))
+                s.add(_new_row(entry, now))
                 counts.added += 1
                 if entry.status is not ModelStatus.AVAILABLE:
-                    counts.changed_states.append(state_event(entry.values()))
+                    counts.changed_states.append(entry.state())
                 if entry.refetch is not None and entry.name not in known_sources:
                     self._record_first_seen(s, entry, entry.refetch)
             elif _differs(existing, entry):
@@ -255,7 +264,7 @@ class CatalogStore:
                 existing.synced_at = now
                 counts.updated += 1
                 if before != (existing.status, existing.loaded):
-                    counts.changed_states.append(state_event(_row_values(existing)))
+                    counts.changed_states.append(_state_of(existing))
             else:
                 counts.unchanged += 1
         for name, row in rows.items():
@@ -265,7 +274,7 @@ class CatalogStore:
             elif row.status != status:
                 self._set(row, status=status.value)
                 counts.updated += 1
-                counts.changed_states.append(state_event(_row_values(row)))
+                counts.changed_states.append(_state_of(row))
             else:
                 counts.unchanged += 1
 
@@ -276,10 +285,9 @@ class CatalogStore:
 
     @staticmethod
     def _remove(s: Session, row: ModelRow, counts: SyncCounts) -> None:
-        values = _row_values(row)
+        counts.changed_states.append(_state_of(row, ModelStatus.REMOVED))
         s.delete(row)
         counts.removed += 1
-        counts.changed_states.append(state_event(values, ModelStatus.REMOVED))
 
     @staticmethod
     def _record_first_seen(s: Session, entry: ModelEntry, request: RefetchRequest) -> None:
@@ -333,9 +341,9 @@ class CatalogStore:
                     hint="Wait until it is available (a sync shows it), then try again.",
                 )
             before = (values["status"], values["loaded"])
-            changes: dict[str, Any] = {"status": status.value, "loaded": loaded}
+            changes = _StateChange(status=status.value, loaded=loaded)
             if meta is not None:
-                changes["meta"] = {**(values["meta"] or {}), **meta}
+                changes["meta"] = cast(ModelMeta, {**(values["meta"] or {}), **meta})
             changed = any(values[name] != value for name, value in changes.items())
             if changed:
                 statement = _SET_STATE if meta is None else _SET_STATE_META
@@ -343,7 +351,7 @@ class CatalogStore:
                 values.update(changes)
         if changed:
             self._bump()
-        event = state_event(values) if before != (status.value, loaded) else None
+        event = ModelState(*key, status, loaded) if before != (status.value, loaded) else None
         return public(values), event
 
     def add_placeholder(self, entry: ModelEntry) -> bool:
@@ -352,7 +360,7 @@ class CatalogStore:
             with self.db.session() as s:
                 if s.scalars(select(ModelRow.pk).where(*_BY_KEY), _key_params(entry.key)).first():
                     return False
-                s.add(ModelRow(**entry.values(), synced_at=utcnow()))
+                s.add(_new_row(entry, utcnow()))
         except IntegrityError:  # a concurrent event inserted the same key first
             return False
         self._bump()

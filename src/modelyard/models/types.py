@@ -161,9 +161,9 @@ class ModelEntry:
     def key(self) -> ModelKey:
         return ModelKey(self.provider, self.instance_id, self.name)
 
-    def values(self) -> dict[str, Any]:
-        """The column values of a catalog row."""
-        return {name: getattr(self, name) for name in COLUMNS}
+    def state(self) -> ModelState:
+        """The ``model.state`` event of this model once it is a row."""
+        return ModelState(self.provider, self.instance_id, self.name, self.status, self.loaded)
 
 
 # The columns of a catalog row besides its key, in the order the API shows them.
@@ -231,7 +231,7 @@ class ModelState:
     instance_id: str
     name: str
     status: ModelStatus
-    details: dict[str, Any] | None  # the ``loaded`` figures
+    details: LoadedFigures | None
 
     def wire(self) -> ModelStateChange:
         return {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Query, Response, WebSocket
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from modelyard.api.deps import ServicesDep
@@ -153,8 +153,8 @@ async def download_log(
     return await asyncio.to_thread(services.downloads.log_tail, download_id, lines, level, q)
 
 
-@router.get(LOG + "/file", response_class=FileResponse)
-async def download_log_file(download_id: str, services: ServicesDep) -> FileResponse:
+@router.get(LOG + "/file", response_class=StreamingResponse)
+async def download_log_file(download_id: str, services: ServicesDep) -> StreamingResponse:
     """The whole current log (rotated copies stay on disk beside it) as a download."""
     return whole_file(services.downloads.log_file(download_id), download_id)
 

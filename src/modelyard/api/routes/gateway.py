@@ -27,7 +27,7 @@ from modelyard.errors import ModelyardError, NotFound
 from modelyard.gateway.asgi import ClientGone, Responder, read_body
 from modelyard.gateway.exchange import parse_json_object
 from modelyard.gateway.service import Endpoint, Gateway, UsableModel
-from modelyard.gateway.translate.anthropic import AnthropicOverOpenAI
+from modelyard.gateway.translate.anthropic import AnthropicOverOpenAI, TokenCount
 from modelyard.gateway.translate.ollama import (
     OllamaChatOverOpenAI,
     OllamaEmbedOverOpenAI,
@@ -187,8 +187,10 @@ _add("/v1/models/{name:path}", ["GET"], GatewayEndpoint(Dialect.OPENAI, _answeri
 
 async def _count_tokens(gateway: Gateway, scope: Scope, receive: Receive, asked: Asked) -> bytes:
     body = parse_json_object(await read_body(receive, gateway.settings.gateway_max_body_bytes))
-    asked.name = str(body.get("model") or "")
-    return compact({"input_tokens": await gateway.count_tokens(body, _principal(scope))})
+    request = TokenCount(body)
+    asked.name = request.model or ""
+    count = await gateway.count_tokens(request, _principal(scope))
+    return compact({"input_tokens": count})
 
 
 _add(

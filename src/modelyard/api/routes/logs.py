@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 
 from modelyard.api.deps import ServicesDep
 from modelyard.api.policy import policy
@@ -23,6 +24,7 @@ router = APIRouter(tags=["providers"], dependencies=[policy()])
 LOG = "/api/providers/{provider}/instances/{instance_id}/logs"
 NOT_FOUND_CLOSE = 4404
 FOLLOW_TAIL = 200
+CHUNK = 64 * 1024  # a whole log is sent in reads of this size
 WEBSOCKET_DOC = """
 `WS /ws/providers/{provider}/instances/{instance_id}/logs`: `{"lines": [...]}` with the log's
 last 200 lines at once, then one such message whenever lines are added (a rotation is followed).
@@ -45,22 +47,41 @@ async def instance_logs(
     )
 
 
-@router.get(LOG + "/file", response_class=FileResponse)
-async def instance_log_file(provider: str, instance_id: str, services: ServicesDep) -> FileResponse:
+@router.get(LOG + "/file", response_class=StreamingResponse)
+async def instance_log_file(
+    provider: str, instance_id: str, services: ServicesDep
+) -> StreamingResponse:
     """The whole current log (rotated copies stay on disk beside it) as a download."""
     return whole_file(
         services.instance_service.log_file(provider, instance_id), f"{provider}/{instance_id}"
     )
 
 
-def whole_file(path: Path, what: str) -> FileResponse:
-    if not path.exists():
+def whole_file(path: Path, what: str) -> StreamingResponse:
+    """The log as it is when asked for, streamed without a length: it may grow or be
+    truncated by rotation while it is sent (a fixed Content-Length then breaks the answer)."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
         raise NotFound(
             f"{what} has no log yet",
             code="no_log",
             hint="It is written from the first start (or the first line of a download) on.",
-        )
-    return FileResponse(path, media_type="text/plain; charset=utf-8", filename=path.name)
+        ) from None
+    size = os.fstat(handle.fileno()).st_size
+
+    def chunks() -> Iterator[bytes]:
+        with handle:
+            left = size  # lines written after the request are the follower's, not this copy's
+            while left > 0 and (chunk := handle.read(min(CHUNK, left))):
+                left -= len(chunk)
+                yield chunk
+
+    return StreamingResponse(
+        chunks(),
+        media_type="text/plain; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{path.name}"'},
+    )
 
 
 @router.websocket("/ws/providers/{provider}/instances/{instance_id}/logs")

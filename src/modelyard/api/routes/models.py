@@ -213,7 +213,9 @@ def search_models(
     return JSONResponse(services.catalog.search(query).wire())
 
 
-@router.get("/api/models/available", dependencies=[COMPATIBILITY])
+@router.get(
+    "/api/models/available", dependencies=[COMPATIBILITY], response_model_exclude_unset=True
+)
 def available_models(services: ServicesDep) -> AvailableList:
     """Compatibility: the recommended models, each with ``installed``."""
     return AvailableList(models=recommended.with_installed(services.catalog.names()))
@@ -223,9 +225,9 @@ def available_models(services: ServicesDep) -> AvailableList:
 async def install_recommended(body: InstallBody, services: ServicesDep) -> DownloadView:
     """Download a recommended model; answers with the download task."""
     item = recommended.find(body.id)
-    request = dict(item.download)
+    request = item.download
     if body.instance_id and registry.get(item.provider).capabilities.pulls:
-        request["instance_id"] = body.instance_id  # the instance that pulls it
+        request = request.model_copy(update={"instance_id": body.instance_id})  # who pulls it
     return await services.lifecycle.install(request)
 
 

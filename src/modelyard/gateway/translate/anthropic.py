@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from modelyard.errors import InvalidInput
@@ -335,3 +336,33 @@ class AnthropicOverOpenAI:
 
     def stream(self) -> MessagesStream:
         return MessagesStream(self.model)
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    """A ``/v1/messages/count_tokens`` body, kept as the client sent it: a backend that counts
+    is sent it with only ``model`` renamed; any other counts the texts of its translation."""
+
+    body: dict[str, Any]
+
+    @property
+    def model(self) -> str | None:
+        """The model it names (None when it names none)."""
+        name = self.body.get("model")
+        return name if isinstance(name, str) and name else None
+
+    def sent_as(self, model: str) -> dict[str, Any]:
+        return {**self.body, "model": model}
+
+    def texts(self) -> list[str]:
+        """The texts of its messages (the system prompt first) as chat-completions sees them."""
+        messages = chat_request(self.body, "").get("messages", [])
+        return [_texts_of(m.get("content")) for m in messages]
+
+
+def _texts_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
