@@ -16,6 +16,8 @@ from tests.support.app_server import RunningApp
 RESOURCES = """() => performance.getEntriesByType("resource").map((r) => ({
   path: new URL(r.name).pathname, start: r.startTime, end: r.responseEnd,
   transferred: r.transferSize }))"""
+PRELOADS = """() => [...document.querySelectorAll('link[rel=modulepreload]')].map(
+  (link) => new URL(link.href).pathname)"""
 FIRST_DATA = {
     "downloads": "#download-list .empty",
     "providers": "#provider-list > *",
@@ -40,8 +42,12 @@ def test_a_pages_modules_and_first_request_start_together(
         entry = next(r for r in loaded if r["path"].endswith(f"/pages/{name}/index.js"))
         modules = [r for r in loaded if f"/pages/{name}/" in r["path"] and r is not entry]
         assert modules, loaded
-        # Preloaded together: no module of the page waited for its index.js to arrive.
-        assert all(m["start"] < entry["end"] for m in modules), (name, entry, modules)
+        # Preloaded together: no module of the page waited for its index.js to arrive. One
+        # asked for later was still named by a preload link before index.js was imported: on
+        # a busy machine Chromium holds low-priority preloads back while the stylesheets load.
+        preloads = set(page.evaluate(PRELOADS))
+        late = [m for m in modules if m["start"] >= entry["end"] and m["path"] not in preloads]
+        assert not late, (name, entry, late)
         api = [
             r
             for r in loaded
