@@ -307,9 +307,12 @@ class ProcessManager:
 
     def _tell_exit(self, key: str, pid: int, code: int | None) -> None:
         # Asked for while a stop is under way, or once the record names another process (a
-        # stop or restart finished): the same rule as ProcessCheck.stopping.
+        # stop or restart finished): the same rule as ProcessCheck.stopping. The stop is
+        # looked at first: a stop removes the record before it ends, so a record read after
+        # a stop seen not under way is either gone or a crash's.
+        stopping = key in self._stopping
         record = self._read_record(key)
-        expected = key in self._stopping or record is None or record.pid != pid
+        expected = stopping or record is None or record.pid != pid
         event = ProcessExit(key, pid, code, expected)
         for listener in list(self._exit_listeners):
             try:
