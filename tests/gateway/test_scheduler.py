@@ -9,7 +9,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from modelyard.errors import InsufficientResources, TooManyRequests, Unavailable, UpstreamError
+from modelyard.errors import (
+    Conflict,
+    InsufficientResources,
+    TooManyRequests,
+    Unavailable,
+    UpstreamError,
+)
 from modelyard.gateway.scheduler import Scheduler
 from modelyard.gateway.scheduling import (
     ModelPolicy,
@@ -353,6 +359,30 @@ def test_an_explicit_load_is_kept_and_an_explicit_unload_waits_for_requests() ->
         await scheduler.aclose()
 
     run(main())
+
+
+def test_an_unload_during_a_load_only_explicit_loads_wait_for_ends_it() -> None:
+    """A stop pressed while a server loads: the explicit load is told, the load is cancelled
+    and what it started is unloaded; the unload returns without waiting for the load."""
+    backend = FakeBackend({"a": MB})
+
+    async def main() -> None:
+        backend.gates["a"] = asyncio.Event()  # the load hangs until released
+        scheduler = make(backend)
+        start = asyncio.create_task(scheduler.load("a"))
+        await until(lambda: backend.loads["a"] == 1)
+        await scheduler.unload("a")
+        with pytest.raises(Conflict) as told:
+            await start
+        assert told.value.error_code == "stopped_while_loading"
+        view = scheduler.snapshot()[0]
+        assert view.state is ModelState.UNLOADED and scheduler.committed_bytes() == 0
+        assert view.last_eviction is not None and view.last_eviction.reason == "requested"
+        await scheduler.aclose()
+
+    run(main())
+    assert backend.cancelled_loads["a"] == 1 and backend.unloads["a"] == 1
+    assert backend.resident == set()
 
 
 def test_what_a_self_managed_runtime_reports_is_taken_as_it_is() -> None:

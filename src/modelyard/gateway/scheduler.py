@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Generic
 
 from modelyard.errors import (
+    Conflict,
     InsufficientResources,
     TooManyRequests,
     Unavailable,
@@ -117,7 +118,9 @@ class Scheduler(Generic[K]):
 
     async def unload(self, key: K, reason: str = "requested") -> None:
         """Unload ``key``'s model once the requests it is answering are done (new ones wait
-        and load it again afterwards). Returns when it is unloaded."""
+        and load it again afterwards). Returns when it is unloaded. A load under way that
+        only explicit loads wait for ends now: they are told, and what it started is
+        unloaded (a stop pressed while a server loads)."""
         model = self._models.get(key)
         if model is None or model.state is ModelState.UNLOADED:
             return
@@ -125,6 +128,9 @@ class Scheduler(Generic[K]):
         model.unload_waiters.append(future)
         model.unload_reason = model.unload_reason or reason
         self._disarm_ttl(model)
+        if model.state is ModelState.LOADING and not model.queue:
+            model.fail_loads(_stopped(model.name))
+            self._maybe_cancel_load(model)
         self._dirty.add(model)
         self._drain()
         await future
@@ -373,6 +379,11 @@ class Scheduler(Generic[K]):
 
     def _on_load_done(self, model: ModelRecord[K], outcome: LoadOutcome) -> None:
         model.task = None
+        if outcome.cancelled and model.unload_reason is not None:
+            # Ended by an unload: what the load started (a process) is unloaded as it is.
+            self._start_unload(model, Eviction(model.unload_reason, time.time()))
+            self._drain()
+            return
         if outcome.error is None and not outcome.cancelled:
             self._set_loaded(model)
             log.info("loaded %s", model.name)
@@ -476,3 +487,12 @@ class Scheduler(Generic[K]):
         if self._on_change is not None:
             for model in dirty:
                 self._on_change(model.view())
+
+
+def _stopped(name: str) -> Conflict:
+    """What an explicit load is told when its model is unloaded before it has loaded."""
+    return Conflict(
+        f"{name} was stopped before it had loaded",
+        code="stopped_while_loading",
+        hint="Start it again when you want it.",
+    )
