@@ -114,7 +114,7 @@ class Services:
             settings, catalog, backend, scheduler, bus, reporter, KeyGate(KeyLimiter(), usage)
         )
         # The restart policy's restarts of single-model servers are scheduler loads.
-        scheduled = ScheduledRestarts(settings, catalog, loading, scheduler)
+        scheduled = ScheduledRestarts(settings, catalog, loading, scheduler, control)
         supervisor.relauncher = instance_service.scheduled = scheduled
         chat = ChatService(
             settings,

@@ -124,6 +124,8 @@ def test_a_killed_server_is_restarted_by_the_scheduler_and_its_view_agrees(
 def test_a_restart_the_budget_does_not_allow_is_not_started(
     modelyard: App, tmp_path: Path, tiny_gguf: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The server dies; while its restart waits out the backoff a pinned model takes the only
+    room: the restart is refused by the scheduler, and the log says why."""
     models = tmp_path / "models"
     models.mkdir()
     for name in ("a.gguf", "b.gguf"):
@@ -140,24 +142,30 @@ def test_a_restart_the_budget_does_not_allow_is_not_started(
         [served],
         models_dir=models,
         llama_server=LLAMA_SERVER,
-        restart_backoff_s=0.2,
+        restart_backoff_s=8.0,  # long enough to load the pinned model meanwhile
         memory_budget_bytes=estimate(models / "a.gguf") * 3 // 2,  # room for one
         pinned_models=["b.gguf"],
     )
     app.http.post("/api/models/sync")
     started = app.http.post("/api/providers/llamacpp/instances/a-server/start")
-    assert started.status_code == 200, started.text  # by hand, outside the scheduler
+    assert started.status_code == 200, started.text  # a load of the scheduler
     status = "/api/providers/llamacpp/instances/a-server/status"
-    wait_until(lambda: app.http.get(status).json()["state"] == "RUNNING", "a-server running")
-    pid = app.http.get(status).json()["pid"]
-    client = openai.OpenAI(base_url=app.url + "/v1", api_key="none", max_retries=0)
-    client.chat.completions.create(model="b.gguf", messages=HI, max_tokens=2)  # pinned
+    wait_until(lambda: schedule(app)["a.gguf"]["state"] == "loaded", "a.gguf loaded")
+    pid = app.http.get(status, params={"refresh": True}).json()["pid"]
 
     caplog.set_level(logging.ERROR, logger="modelyard.runtimes.restarts")
-    os.kill(pid, signal.SIGKILL)
+    with scheduled(app, "llamacpp/local/a.gguf") as seen:
+        os.kill(pid, signal.SIGKILL)
+        wait_until(
+            lambda: any(v["state"] == "unloaded" for v in seen()), "a.gguf cleaned up", timeout=30
+        )
+    assert schedule(app)["a.gguf"]["last_eviction"] == "died"
+    client = openai.OpenAI(base_url=app.url + "/v1", api_key="none", max_retries=0)
+    client.chat.completions.create(model="b.gguf", messages=HI, max_tokens=2)  # pinned
     wait_until(
         lambda: any("a-server was not restarted" in r.getMessage() for r in caplog.records),
         "the refusal logged",
+        timeout=30,
     )
     (refusal,) = [r for r in caplog.records if "not restarted" in r.getMessage()]
     assert "memory budget" in refusal.getMessage()

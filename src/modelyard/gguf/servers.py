@@ -192,6 +192,8 @@ class GgufServers:
                 hint=f"Last log lines: {tail}",
             )
         if time.monotonic() > deadline:
+            # Said before the stop: its status shows why it stopped, never a plain STOPPED.
+            self.health.start_timed_out(instance, self.processes.log_tail(instance.key, 5))
             await self.stop_instance(instance)
             raise Unavailable(
                 f"the model did not load within {self.settings.start_timeout_s:g} s",

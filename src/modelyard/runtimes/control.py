@@ -26,6 +26,7 @@ class InstanceControl:
         self.health = health
         self._locks: dict[str, asyncio.Lock] = {}
         self._watchers: set[asyncio.Task[ProviderStatus]] = set()
+        self._launch_waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     def launch_spec(self, instance: Instance) -> LaunchSpec:
         """A configured command line wins (with the variable its config names for its key,
@@ -42,6 +43,40 @@ class InstanceControl:
 
     def _lock(self, instance: Instance) -> asyncio.Lock:
         return self._locks.setdefault(instance.key, asyncio.Lock())
+
+    def next_launch(self, instance: Instance) -> asyncio.Future[None]:
+        """Resolved once ``instance``'s process is next launched, by whoever launches it (the
+        scheduler's load a start by hand asked for), or failed with why the launch was
+        refused (``already_running``, ``port_in_use``...)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._launch_waiters.setdefault(instance.key, []).append(future)
+        return future
+
+    def _tell_launched(self, key: str, error: ModelyardError | None) -> None:
+        for future in self._launch_waiters.pop(key, []):
+            if future.done():
+                continue
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+
+    def require_stopped(self, instance: Instance) -> None:
+        """409 ``not_managed`` or ``already_running`` before a start is asked for."""
+        self._require_managed(instance)
+        self._require_not_running(instance)
+
+    def _require_not_running(self, instance: Instance) -> None:
+        # Reading the PID file takes well under a millisecond: here rather than in a thread,
+        # whose hand-offs would cost more on the way to a model being ready.
+        check = self.processes.check(instance.key)
+        if check.alive:
+            pid = check.record.pid if check.record else "?"
+            raise Conflict(
+                f"{instance.key} is already running (PID {pid})",
+                code="already_running",
+                hint="Use restart to start it again.",
+            )
 
     def _require_managed(self, instance: Instance) -> None:
         if not instance.config.managed:
@@ -73,16 +108,22 @@ class InstanceControl:
     async def _launch(
         self, instance: Instance, *, watch: bool = True, by_policy: bool = False
     ) -> None:
-        # Reading the PID file takes well under a millisecond: here rather than in a thread,
-        # whose hand-offs would cost more on the way to a model being ready.
-        check = self.processes.check(instance.key)
-        if check.alive:
-            pid = check.record.pid if check.record else "?"
-            raise Conflict(
-                f"{instance.key} is already running (PID {pid})",
-                code="already_running",
-                hint="Use restart to start it again.",
-            )
+        try:
+            await self._spawn(instance, by_policy=by_policy)
+        except ModelyardError as exc:
+            self._tell_launched(instance.key, exc)
+            raise
+        self._tell_launched(instance.key, None)
+        if not watch:
+            return
+        watcher = asyncio.create_task(
+            self.health.watch_until_settled(instance, self.settings.start_timeout_s + 1)
+        )
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+
+    async def _spawn(self, instance: Instance, *, by_policy: bool) -> None:
+        self._require_not_running(instance)
         in_container = instance.config.container is not None
         missing = registry.get(instance.config.provider).binary_missing(
             self.settings, instance.config
@@ -100,17 +141,11 @@ class InstanceControl:
             )
         if not by_policy:
             self.health.restarts.started_by_hand(instance.key)
+        self.health.forget_start_timeout(instance)
         if spec is None:
             await asyncio.to_thread(self.processes.start_container, instance)
         else:
             await asyncio.to_thread(self.processes.start, spec)  # spawning takes milliseconds
-        if not watch:
-            return
-        watcher = asyncio.create_task(
-            self.health.watch_until_settled(instance, self.settings.start_timeout_s + 1)
-        )
-        self._watchers.add(watcher)
-        watcher.add_done_callback(self._watchers.discard)
 
     async def stop(self, instance: Instance) -> ProviderStatus:
         """Stop our process; 409 ``not_ours`` when the server answering is not one we run."""

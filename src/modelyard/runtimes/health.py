@@ -136,6 +136,8 @@ class HealthChecker:
         self._started_seq: dict[str, int] = {}  # checks begun per instance
         self._recorded_seq: dict[str, int] = {}  # the newest check whose result was recorded
         self._next_due: dict[str, float] = {}
+        # Instances stopped because their start timed out: key -> the status's hint.
+        self._start_timeouts: dict[str, str] = {}
         self._wake = asyncio.Event()
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.api_timeout_ms / 1000),
@@ -201,7 +203,25 @@ class HealthChecker:
     def history(self, instance: Instance) -> list[ProviderStatus]:
         return list(reversed(self._history.get(instance.key, ())))
 
+    def start_timed_out(self, instance: Instance, log_tail: list[str]) -> None:
+        """``instance``'s server did not load within ``start_timeout_s`` and is being stopped:
+        until it is started or stopped again its status says so (ERROR ``start_timeout``, with
+        ``log_tail``), not STOPPED as if nobody had started it."""
+        if self.instances.find(instance.key) is None:
+            return  # a local file's server: removed with its process
+        tail = " | ".join(log_tail) or "(empty)"
+        self._start_timeouts[instance.key] = (
+            f"The API did not answer within {self.settings.start_timeout_s:g} s, so modelyard "
+            f"stopped it. Last log lines: {tail}"
+        )
+        self.poke(instance)
+
+    def forget_start_timeout(self, instance: Instance) -> None:
+        """A start or stop by hand: the timed-out start is no longer the news."""
+        self._start_timeouts.pop(instance.key, None)
+
     def forget(self, instance: Instance) -> None:
+        self._start_timeouts.pop(instance.key, None)
         self._latest.pop(instance.key, None)
         self._dumped.pop(instance.key, None)
         self._history.pop(instance.key, None)
@@ -326,6 +346,9 @@ class HealthChecker:
             missing = provider.binary_missing(self.settings, instance.config)
             if missing:
                 return make(ProviderState.ERROR, "binary_not_found", missing)
+            timed_out = self._start_timeouts.get(instance.key)
+            if timed_out is not None:
+                return make(ProviderState.ERROR, "start_timeout", timed_out)
             return make(ProviderState.STOPPED, "not_running", _START_IT)
         reason = port.reason or api.reason_code or "connection_refused"
         return make(ProviderState.STOPPED, reason, _stopped_hint(instance, reason))

@@ -1,9 +1,9 @@
 """What can be done to instances, one method per request: add, edit and remove them (stopping
 a running managed one, forgetting its status, announcing ``provider.removed``), their status,
-history and log, and starting or stopping their process. A stop of a server of one model the
-scheduler counts is an unload of the scheduler (``ScheduledInstances``), so it does not go on
-showing a model loaded that no process serves (a start by hand is not a load yet: it answers
-at once, before the model has loaded, and is adopted by the first request)."""
+history and log, and starting or stopping their process. A start, restart or stop of a server
+of one model the scheduler counts is a load or an unload of the scheduler
+(``ScheduledInstances``), so what it shows loaded and counts in memory is what runs: a start
+answers once the process is launched, and is counted from then on."""
 
 from __future__ import annotations
 
@@ -40,10 +40,16 @@ class InstanceLog:
 
 
 class ScheduledInstances(Protocol):
-    """Stops of single-model servers through the scheduler (``gateway/restarts.py``)."""
+    """Starts and stops of single-model servers through the scheduler
+    (``gateway/restarts.py``)."""
 
     def owns(self, instance: Instance) -> bool:
         """Whether ``instance`` serves a model the scheduler counts."""
+        ...
+
+    async def start(self, instance: Instance) -> None:
+        """Load its model (admitted by memory, idle models evicted for it); return once its
+        process is launched."""
         ...
 
     async def stop(self, instance: Instance) -> None:
@@ -179,15 +185,32 @@ class InstanceService:
             )
         return self.processes.log_path(instance.key)
 
+    def _scheduled(self, instance: Instance) -> ScheduledInstances | None:
+        scheduled = self.scheduled
+        return scheduled if scheduled is not None and scheduled.owns(instance) else None
+
     async def start(self, provider: str, instance_id: str) -> ProviderStatus:
-        return await self.control.start(self.instances.get(provider, instance_id))
+        instance = self.instances.get(provider, instance_id)
+        scheduled = self._scheduled(instance)
+        if scheduled is None:
+            return await self.control.start(instance)
+        await scheduled.start(instance)
+        return await self.health.check(instance, fresh=True)
 
     async def stop(self, provider: str, instance_id: str) -> ProviderStatus:
         instance = self.instances.get(provider, instance_id)
-        if self.scheduled is not None and self.scheduled.owns(instance):
-            await self.scheduled.stop(instance)
-        # Also what the scheduler has not loaded (a start by hand, a process adopted).
+        self.health.forget_start_timeout(instance)
+        scheduled = self._scheduled(instance)
+        if scheduled is not None:
+            await scheduled.stop(instance)
+        # Also what the scheduler has not loaded (a process adopted from an earlier modelyard).
         return await self.control.stop(instance)
 
     async def restart(self, provider: str, instance_id: str) -> ProviderStatus:
-        return await self.control.restart(self.instances.get(provider, instance_id))
+        instance = self.instances.get(provider, instance_id)
+        scheduled = self._scheduled(instance)
+        if scheduled is None:
+            return await self.control.restart(instance)
+        # One process and one entry of the scheduler's: unloaded, then loaded again.
+        await self.stop(provider, instance_id)
+        return await self.start(provider, instance_id)
