@@ -385,6 +385,25 @@ def test_an_unload_during_a_load_only_explicit_loads_wait_for_ends_it() -> None:
     assert backend.resident == set()
 
 
+def test_an_unload_asked_for_during_a_load_that_fails_returns() -> None:
+    """A request waits for the load, so the unload lets it run; it fails: nothing is loaded,
+    and the unload is done (it waited for ever)."""
+    backend = FakeBackend({"a": MB}, load_s=0.05, fail_loads={"a"})
+
+    async def main() -> None:
+        scheduler = make(backend)
+        with scheduler.request("a") as ticket:
+            waiting = asyncio.create_task(ticket.ready())
+            await until(lambda: backend.loads["a"] == 1)
+            await asyncio.wait_for(scheduler.unload("a"), 5)
+            with pytest.raises(UpstreamError):
+                await waiting
+        assert state(scheduler, "a") is ModelState.UNLOADED
+        await scheduler.aclose()
+
+    run(main())
+
+
 def test_what_a_self_managed_runtime_reports_is_taken_as_it_is() -> None:
     backend = FakeBackend({"ollama": MB, "llama": MB}, self_managed={"ollama"})
 

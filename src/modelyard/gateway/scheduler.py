@@ -24,7 +24,6 @@ from collections.abc import Callable
 from typing import Generic
 
 from modelyard.errors import (
-    Conflict,
     InsufficientResources,
     TooManyRequests,
     Unavailable,
@@ -41,7 +40,13 @@ from modelyard.gateway.scheduling import (
     ModelView,
     SchedulerSettings,
 )
-from modelyard.gateway.tickets import ModelRecord, Ticket, Waiter, discard
+from modelyard.gateway.tickets import (
+    ModelRecord,
+    Ticket,
+    Waiter,
+    discard,
+    stopped_while_loading,
+)
 
 log = logging.getLogger("modelyard.gateway")
 RETRY_AFTER_MAX_S = 60.0
@@ -118,9 +123,8 @@ class Scheduler(Generic[K]):
 
     async def unload(self, key: K, reason: str = "requested") -> None:
         """Unload ``key``'s model once the requests it is answering are done (new ones wait
-        and load it again afterwards). Returns when it is unloaded. A load under way that
-        only explicit loads wait for ends now: they are told, and what it started is
-        unloaded (a stop pressed while a server loads)."""
+        and load it again afterwards); a load only explicit loads wait for ends at once (they
+        are told). Returns when it is unloaded."""
         model = self._models.get(key)
         if model is None or model.state is ModelState.UNLOADED:
             return
@@ -129,7 +133,7 @@ class Scheduler(Generic[K]):
         model.unload_reason = model.unload_reason or reason
         self._disarm_ttl(model)
         if model.state is ModelState.LOADING and not model.queue:
-            model.fail_loads(_stopped(model.name))
+            model.fail_loads(stopped_while_loading(model.name))
             self._maybe_cancel_load(model)
         self._dirty.add(model)
         self._drain()
@@ -366,9 +370,15 @@ class Scheduler(Generic[K]):
 
     def _start_load(self, model: ModelRecord[K]) -> None:
         model.state, model.progress, model.last_error = ModelState.LOADING, 0.0, None
-        model.task = asyncio.get_running_loop().create_task(self._run_load(model))
+        model.task = task = asyncio.get_running_loop().create_task(self._run_load(model))
+        task.add_done_callback(lambda _: self._on_load_task_end(model, task))
         self._dirty.add(model)
         log.info("loading %s", model.name)
+
+    def _on_load_task_end(self, model: ModelRecord[K], task: asyncio.Task[None]) -> None:
+        """A load cancelled before it began never reported back: it ends as cancelled."""
+        if task.cancelled() and model.task is task and not self._closed:
+            self._on_load_done(model, LoadOutcome(cancelled=True))
 
     async def _run_load(self, model: ModelRecord[K]) -> None:
         def progress(value: float) -> None:
@@ -379,8 +389,7 @@ class Scheduler(Generic[K]):
 
     def _on_load_done(self, model: ModelRecord[K], outcome: LoadOutcome) -> None:
         model.task = None
-        if outcome.cancelled and model.unload_reason is not None:
-            # Ended by an unload: what the load started (a process) is unloaded as it is.
+        if outcome.cancelled and model.unload_reason is not None:  # what it started goes
             self._start_unload(model, Eviction(model.unload_reason, time.time()))
             self._drain()
             return
@@ -389,6 +398,8 @@ class Scheduler(Generic[K]):
             log.info("loaded %s", model.name)
         else:
             model.state, model.progress = ModelState.UNLOADED, 0.0
+            model.unload_reason = None  # an unload asked for meanwhile: nothing is loaded
+            model.settle_unload_waiters()
             self._dirty.add(model)
             if outcome.error is not None:
                 log.warning("loading %s failed: %s", model.name, outcome.error)
@@ -487,12 +498,3 @@ class Scheduler(Generic[K]):
         if self._on_change is not None:
             for model in dirty:
                 self._on_change(model.view())
-
-
-def _stopped(name: str) -> Conflict:
-    """What an explicit load is told when its model is unloaded before it has loaded."""
-    return Conflict(
-        f"{name} was stopped before it had loaded",
-        code="stopped_while_loading",
-        hint="Start it again when you want it.",
-    )

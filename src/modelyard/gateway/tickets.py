@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol
 
-from modelyard.errors import ModelyardError, Unavailable
+from modelyard.errors import Conflict, ModelyardError, Unavailable
 from modelyard.gateway.scheduling import (
     Eviction,
     K,
@@ -193,6 +193,15 @@ class Ticket(Generic[K]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def stopped_while_loading(name: str) -> Conflict:
+    """What an explicit load is told when its model is unloaded before it has loaded."""
+    return Conflict(
+        f"{name} was stopped before it had loaded",
+        code="stopped_while_loading",
+        hint="Start it again when you want it.",
+    )
 
 
 def discard(future: asyncio.Future[None]) -> None:
