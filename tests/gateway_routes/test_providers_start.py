@@ -112,6 +112,27 @@ def test_a_providers_start_is_counted_and_shown_loaded_before_any_request(
     assert serving(outside) == []
 
 
+def test_an_instance_added_through_the_api_is_unloaded_when_removed(
+    modelyard: App, tmp_path: Path, tiny_gguf: Path
+) -> None:
+    _, outside = solo_server(tmp_path, tiny_gguf)
+    app = modelyard(llama_server=LLAMA_SERVER)
+    url = f"http://127.0.0.1:{free_port()}"
+    fields = {"id": "made", "base_url": url, "managed": True, "model": str(outside)}
+    made = app.http.post("/api/providers/llamacpp/instances", json=fields)
+    assert made.status_code == 201, made.text
+    started = app.http.post("/api/providers/llamacpp/instances/made/start")
+    assert started.status_code == 200, started.text
+    key = "llamacpp/made/made"
+    wait_until(lambda: views(app)[key]["state"] == "loaded", "made loaded", timeout=60)
+    assert app.services.gateway.scheduler.committed_bytes() == needs(outside)
+
+    removed = app.http.delete("/api/providers/llamacpp/instances/made")
+    assert removed.status_code == 204
+    assert views(app)[key]["state"] == "unloaded"
+    assert app.services.gateway.scheduler.committed_bytes() == 0 and serving(outside) == []
+
+
 @dataclass
 class RoomForOne:
     """solo configured beside the models directory's tiny.gguf, which the gateway loaded,

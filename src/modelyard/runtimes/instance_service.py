@@ -104,6 +104,9 @@ class InstanceService:
         """Remove an instance added through the API, stopping its process first."""
         instance = self.instances.deletable(provider, instance_id)
         if instance.config.managed:
+            scheduled = self._scheduled(instance)
+            if scheduled is not None:  # its model unloaded, so no longer counted
+                await scheduled.stop(instance)
             await self.control.stop(instance)
         self.instances.delete(provider, instance_id)
         self._forget(instance)
