@@ -83,6 +83,9 @@ def test_states_start_stop_and_auto_refresh(
         tiny.locator('[data-action="start"]').click()
         expect(tiny.get_by_test_id("state")).to_have_text("RUNNING", timeout=30000)
         expect(tiny.get_by_test_id("checks")).to_have_text("PID ✓Port ✓API ✓")
+        # A start is a load of the scheduler: its model shows loaded, no request sent for it.
+        row = tiny.locator('[data-testid="scheduler"] .schedule-row[data-model="tiny"]')
+        expect(row).to_have_attribute("data-state", "loaded")
         screenshot(page, "providers")
 
         tiny.locator('[data-action="stop"]').click()
