@@ -44,7 +44,7 @@ log = logging.getLogger("modelyard.gateway")
 
 
 class ScheduledRestarts:
-    """Restarts and stops of single-model servers as scheduler loads and unloads."""
+    """Starts, restarts and stops of single-model servers as scheduler loads and unloads."""
 
     def __init__(
         self,
