@@ -107,6 +107,8 @@ class InstanceService:
             scheduled = self._scheduled(instance)
             if scheduled is not None:  # its model unloaded, so no longer counted
                 await scheduled.stop(instance)
+                if self.instances.find(instance.key) is None:
+                    return  # a local file's server, removed with its model
             await self.control.stop(instance)
         self.instances.delete(provider, instance_id)
         self._forget(instance)
