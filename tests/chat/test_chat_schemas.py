@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from modelyard.instance_config import InstanceConfig
-from tests.api.test_openapi_shapes import Schemas, checked
 from tests.fakes.fixtures import FakeServer
 from tests.fakes.ollama_state import OllamaState
 from tests.support.app_server import RunningApp
 from tests.support.chat import send
+from tests.support.openapi import Schemas, checked
 
 ONE = "/api/conversations/{conversation_id}"
 
