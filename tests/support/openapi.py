@@ -14,9 +14,11 @@ class Schemas:
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
 
-    def of(self, method: str, path: str, status: int) -> dict[str, Any]:
+    def of(
+        self, method: str, path: str, status: int, media_type: str = "application/json"
+    ) -> dict[str, Any]:
         answer = self.spec["paths"][path][method]["responses"][str(status)]
-        return dict(answer["content"]["application/json"]["schema"])
+        return dict(answer["content"][media_type]["schema"])
 
     def resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
         while "$ref" in schema:
@@ -63,6 +65,8 @@ class Schemas:
                 "boolean": bool,
             }
             assert isinstance(value, python[kind]), f"{where}: {value!r} is not {kind}"
+            if "const" in schema:
+                assert value == schema["const"], f"{where}: {value!r} is not {schema['const']!r}"
             if "enum" in schema:
                 assert value in schema["enum"], f"{where}: {value!r} not in {schema['enum']}"
 
