@@ -202,9 +202,10 @@ class GgufServers:
         10 to 50 ms apart, a server that became ready waited half a period on average for
         the next one; a read of what its log gained costs a stat every few milliseconds."""
         path = self.processes.log_path(instance.key)
-        async for lines in follow(path, log_size(path), _OUTPUT_READ_S):
-            if any(runner().says_ready(line) for line in lines):
-                said_ready.set()
+        with contextlib.suppress(OSError):  # unreadable: the polls alone find it ready
+            async for lines in follow(path, log_size(path), _OUTPUT_READ_S):
+                if any(runner().says_ready(line) for line in lines):
+                    said_ready.set()
 
     async def _raise_if_gone_or_late(self, instance: Instance, deadline: float) -> None:
         """While a server loads: raise (and clean up) once it has exited or run out of time."""
