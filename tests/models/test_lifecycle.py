@@ -315,7 +315,7 @@ def test_a_server_saying_it_listens_is_loaded_only_once_its_health_says_so(
     shutil.copy(tiny_gguf, models / "tiny.gguf")
     early = tmp_path / "early-llama-server"
     early.write_text(
-        "#!/bin/sh\nsleep 0.3\n"
+        "#!/bin/sh\nsleep 0.1\n"
         'echo "srv  llama_server: listening on http://127.0.0.1:1 (not yet: it sleeps first)"\n'
         f'sleep 1\nexec "{LLAMA_SERVER}" "$@"\n'
     )

@@ -41,7 +41,7 @@ _POLL_MAX_S = 0.05
 _POLL_FRACTION = 0.05
 _PROCESS_CHECK_S = 0.1  # how often the process itself is checked meanwhile
 _OUTPUT_READ_S = 0.002  # how often its log is read meanwhile,
-_OUTPUT_READ_FOR_S = 1.0  # in its first second
+_OUTPUT_READ_FOR_S = 0.25  # in its first quarter second
 _ANNOUNCE_AFTER_S = 0.05  # a loaded server's status check waits for the start's answer
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -202,8 +202,8 @@ class GgufServers:
         """Follow a loading server's log for the line that says it is ready. Between polls
         10 ms apart, a server that became ready waited 5 ms on average for the next one, a
         fifth of a small model's load; a read of what its log gained costs a stat every few
-        milliseconds. Only in its first second: later, the polls' wait is a few percent of
-        the time spent, and the reads' CPU would compete with the load for longer."""
+        milliseconds. Only in its first quarter second: later, the polls' wait is a few
+        percent of the time spent, and the reads' CPU would compete with the load longer."""
         path = self.processes.log_path(instance.key)
         # Unreadable, or loading for longer: the polls alone find it ready.
         with contextlib.suppress(OSError, TimeoutError):
