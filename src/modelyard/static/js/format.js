@@ -39,6 +39,13 @@ export function ago(iso) {
   return `${Math.round(days / 365.25)} y ago`;
 }
 
+/** The local time of day of `date`, HH:MM:SS (no `Intl`, as above). */
+export function clock(date = new Date()) {
+  return [date.getHours(), date.getMinutes(), date.getSeconds()]
+    .map((n) => String(n).padStart(2, "0"))
+    .join(":");
+}
+
 export function ms(value) {
   return value === null || value === undefined ? "—" : `${Math.round(value)} ms`;
 }
