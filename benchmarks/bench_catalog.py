@@ -245,7 +245,8 @@ def run(workdir: Path) -> str:
             "",
             f"GGUF start to loaded, {ROUNDS} rounds each, interleaved, the same command line "
             "(modelyard's time includes the memory check, the instance and its PID file, the "
-            "launch, its own /health polling and the catalog update):",
+            "launch, its own /health polling — brought forward by the line the server prints once "
+            "ready — and the catalog update):",
             "",
             *start,
             "",

@@ -3,7 +3,9 @@ visit that preloads each page's whole module graph, gzip where it pays, and neve
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
 import json
 import posixpath
 import re
@@ -73,6 +75,7 @@ def test_the_index_preloads_the_shell_and_lists_each_pages_modules(
     reached = {
         "js/boot.js",
         "js/app.js",
+        "js/preload.js",  # inlined into the index page
         *preloaded,
         *(m for modules in pages.values() for m in modules),
     }
@@ -87,6 +90,29 @@ def test_the_index_preloads_the_shell_and_lists_each_pages_modules(
     drawer = {"pages/models/drawer.js", "pages/models/details.js", "pages/models/usage.js"}
     assert drawer <= later and not drawer & set(pages["models"])  # Models does not preload it
     assert on_disk == reached | later
+
+
+def test_the_index_inlines_its_preloader_allowed_by_its_hash_only(
+    modelyard: Callable[..., RunningApp],
+) -> None:
+    app = modelyard()
+    resp, _, _ = index_of(app)
+    inline = re.findall(r"<script>(.*?)</script>", resp.text, re.S)
+    assert inline == [(STATIC / "js" / "preload.js").read_text()]
+    digest = base64.b64encode(hashlib.sha256(inline[0].encode()).digest()).decode()
+    policies = [
+        resp.headers["content-security-policy"],
+        app.http.get("/", headers={"If-None-Match": resp.headers["etag"]}).headers[
+            "content-security-policy"
+        ],  # a revalidation keeps it: the browser updates the headers it holds
+    ]
+    for policy in policies:
+        assert f"script-src 'self' 'sha256-{digest}';" in policy
+        assert "unsafe-inline" not in policy
+    # Only the index page allows it, and one policy per answer.
+    other = app.http.get("/api/version")
+    assert "sha256-" not in other.headers["content-security-policy"]
+    assert len(resp.headers.get_list("content-security-policy")) == 1
 
 
 def test_versioned_files_are_immutable_and_sent_compressed(

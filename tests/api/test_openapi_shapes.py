@@ -7,76 +7,14 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import httpx
 
 from modelyard.instance_config import InstanceConfig
 from tests.fakes.fixtures import FakeServer
 from tests.fakes.ollama_state import OllamaState
 from tests.support.app_server import RunningApp
+from tests.support.openapi import Schemas, checked
 
 App = Callable[..., RunningApp]
-
-
-class Schemas:
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self.spec = spec
-
-    def of(self, method: str, path: str, status: int) -> dict[str, Any]:
-        answer = self.spec["paths"][path][method]["responses"][str(status)]
-        return dict(answer["content"]["application/json"]["schema"])
-
-    def resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
-        while "$ref" in schema:
-            schema = self.spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
-        return schema
-
-    def check(self, schema: dict[str, Any], value: Any, where: str = "$") -> None:
-        """Fail when ``value`` has a shape ``schema`` does not describe."""
-        schema = self.resolve(schema)
-        if "anyOf" in schema:
-            errors = []
-            for option in schema["anyOf"]:
-                try:
-                    self.check(option, value, where)
-                    return
-                except AssertionError as exc:
-                    errors.append(str(exc))
-            raise AssertionError(f"{where}: no option fits: {errors}")
-        kind = schema.get("type")
-        if kind == "null" or (kind is None and value is None and not schema):
-            assert value is None, f"{where}: {value!r} is not null"
-        elif kind == "object" or "properties" in schema:
-            assert isinstance(value, dict), f"{where}: {value!r} is not an object"
-            props = schema.get("properties", {})
-            missing = set(schema.get("required", [])) - set(value)
-            assert not missing, f"{where}: missing {sorted(missing)}"
-            for key, item in value.items():
-                if key in props:
-                    self.check(props[key], item, f"{where}.{key}")
-                else:
-                    extra = schema.get("additionalProperties")
-                    assert extra not in (None, False), f"{where}: undocumented key {key!r}"
-                    if isinstance(extra, dict):
-                        self.check(extra, item, f"{where}.{key}")
-        elif kind == "array":
-            assert isinstance(value, list), f"{where}: {value!r} is not an array"
-            for i, item in enumerate(value):
-                self.check(schema.get("items", {}), item, f"{where}[{i}]")
-        elif kind in ("string", "integer", "number", "boolean"):
-            python = {"string": str, "integer": int, "number": (int, float), "boolean": bool}
-            assert isinstance(value, python[kind]), f"{where}: {value!r} is not {kind}"
-            if "enum" in schema:
-                assert value in schema["enum"], f"{where}: {value!r} not in {schema['enum']}"
-
-
-def checked(
-    schemas: Schemas, resp: httpx.Response, method: str, path: str, status: int = 200
-) -> Any:
-    assert resp.status_code == status, resp.text
-    schemas.check(schemas.of(method, path, status), resp.json(), f"{method.upper()} {path}")
-    return resp.json()
 
 
 def test_models_and_providers_answers_match_their_schemas(

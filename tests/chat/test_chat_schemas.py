@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from modelyard.instance_config import InstanceConfig
-from tests.api.test_openapi_shapes import Schemas, checked
 from tests.fakes.fixtures import FakeServer
 from tests.fakes.ollama_state import OllamaState
 from tests.support.app_server import RunningApp
 from tests.support.chat import send
+from tests.support.openapi import Schemas, checked
 
 ONE = "/api/conversations/{conversation_id}"
 
@@ -32,7 +34,15 @@ def test_conversation_answers_match_their_schemas(
     cid = created["id"]
     events = send(http, cid, content="Hello")
     assert [e["type"] for e in events][-1] == "done"
-    send(http, cid, content="Again", model="missing-model")  # an answer that failed
+    failed = send(http, cid, content="Again", model="missing-model")  # an answer that failed
+    assert failed[-1]["type"] == "error"
+    # Each line of an answer's stream, as the route's text/event-stream schema declares it.
+    stream = schemas.of("post", f"{ONE}/messages", 200, "text/event-stream")
+    assert {"start", "token", "done", "error"} <= {e["type"] for e in events + failed}
+    for event in events + failed:
+        schemas.check(stream, event, f"event {event['type']}")
+    with pytest.raises(AssertionError):  # a token is not read as a status
+        schemas.check(schemas.resolve(stream)["anyOf"][1], {"type": "token", "text": "x"})
 
     listed = checked(schemas, http.get("/api/conversations"), "get", "/api/conversations")
     assert [c["message_count"] for c in listed["conversations"]] == [4]

@@ -134,6 +134,7 @@ def test_lmstudio_models_loaded_and_not_loaded(
     assert embed["status"] == "available" and embed["loaded"] is None
     assert embed["mode"] == "embed" and embed["quantization"] == "Q8_0"
 
+    wait_quiet(app)  # the first status check's background sync, else it may take the changes
     state.unload("qwen/qwen3-4b")
     state.load("text-embedding-nomic-embed-text-v1.5")
     counts = app.http.post("/api/models/sync").json()

@@ -303,3 +303,29 @@ def test_no_catalog_sync_competes_with_a_loading_server(
         assert not [t for t, _ in syncs if began <= t <= ended]  # nothing while it loaded
         wait_until(lambda: syncs, "the sync the start asked for")  # and it runs afterwards
         assert catalog(app)[("llamacpp", "local", "tiny.gguf")]["status"] == "loaded"
+
+
+def test_a_server_saying_it_listens_is_loaded_only_once_its_health_says_so(
+    tmp_path: Path, tiny_gguf: Path
+) -> None:
+    """The line llama-server prints once ready makes modelyard ask /health at once; the line
+    alone never makes a model loaded. This server prints it long before anything listens."""
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(tiny_gguf, models / "tiny.gguf")
+    early = tmp_path / "early-llama-server"
+    early.write_text(
+        "#!/bin/sh\nsleep 0.1\n"
+        'echo "srv  llama_server: listening on http://127.0.0.1:1 (not yet: it sleeps first)"\n'
+        f'sleep 1\nexec "{LLAMA_SERVER}" "$@"\n'
+    )
+    early.chmod(0o755)
+    settings = make_settings(tmp_path, models_dir=models, llama_server=str(early), monitor=False)
+    with running_app(settings) as app:
+        app.http.post("/api/models/sync").raise_for_status()
+        model = app.http.post(START, json={"provider": "llamacpp", "name": "tiny.gguf"}).json()
+        assert model["status"] == "loaded"
+        assert httpx.get(f"{model['loaded']['base_url']}/health").status_code == 200
+        (inst,) = _instances(app)
+        log = app.http.get(f"/api/providers/llamacpp/instances/{inst['id']}/logs").json()
+        assert any("not yet: it sleeps first" in line for line in log["lines"])  # misreadable

@@ -24,6 +24,7 @@ from modelyard.runtimes.resources import (
     check_disk,
     check_fits,
     estimate_memory,
+    fits_now,
     process_memory,
     system_resources,
 )
@@ -194,6 +195,21 @@ def test_tiny_model_fits_on_this_machine(tmp_path: Path) -> None:
 
     assert result.fits, result.hint
     result.require()
+
+
+def test_a_start_checks_the_same_memory_as_the_resources_report(tmp_path: Path) -> None:
+    """``fits_now`` (a start's check) reads only RAM and GPUs; its verdict is the one the full
+    report gives, and it refuses what the machine cannot hold."""
+    path = write_tiny_gguf(tmp_path / "tiny.gguf")
+    estimate = estimate_memory(read_gguf(path), file_size=path.stat().st_size, ctx_size=2048)
+
+    assert fits_now(estimate, margin=0).fits
+    short = fits_now(estimate, margin=2**50)
+    report = check_fits(estimate, system_resources(tmp_path), margin=2**50)
+    assert (short.fits, short.verdict, short.target) == (False, "tight", "ram")
+    assert (report.fits, report.verdict, report.target) == (False, "tight", "ram")
+    with pytest.raises(InsufficientResources):
+        short.require()
 
 
 def test_check_disk_on_this_machine(tmp_path: Path) -> None:

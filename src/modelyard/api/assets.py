@@ -11,6 +11,7 @@ the shell preloads all at once instead of the browser finding them one import at
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import json
@@ -34,6 +35,9 @@ _IMPORT = re.compile(
 # The scripts of index.html: boot.js (loaded async) starts the page's requests and preloads
 # while the rest of app.js's graph arrives.
 SHELL = ("js/boot.js", "js/app.js")
+# A classic script index.html names with ``data-inline``: its text is put into the page (it must
+# run before any module has arrived) and its hash into the page's Content-Security-Policy.
+_INLINE = re.compile(r'<script data-inline src="/static/([^"]+)"></script>')
 INDEX = "index.html"
 PAGES = "pages"
 VERSION_LENGTH = 12
@@ -86,6 +90,22 @@ def closure(graph: dict[str, list[str]], start: str) -> list[str]:
     return list(seen)
 
 
+def _inline_scripts(html: str, files: dict[str, bytes]) -> tuple[str, tuple[str, ...]]:
+    """``html`` with each ``data-inline`` script's text in place of its tag, and the CSP
+    sources that allow exactly those texts."""
+    sources: list[str] = []
+
+    def inline(match: re.Match[str]) -> str:
+        text = files[match.group(1)].decode()
+        if "</script" in text.lower():
+            raise ValueError(f"{match.group(1)} cannot be inlined: it contains </script")
+        digest = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+        sources.append(f"'sha256-{digest}'")
+        return f"<script>{text}</script>"
+
+    return _INLINE.sub(inline, html), tuple(sources)
+
+
 class Assets:
     """The files of ``root``, their version, and the index page that names it."""
 
@@ -96,6 +116,7 @@ class Assets:
         self.version = ""
         self.files: dict[str, Asset] = {}
         self.index = _asset(INDEX, b"")
+        self.index_scripts: tuple[str, ...] = ()  # CSP sources of the index's inline scripts
         self.page_modules: dict[str, list[str]] = {}  # page -> its modules beyond the shell's
         self.refresh()
 
@@ -137,7 +158,8 @@ class Assets:
             for entry in sorted((self.root / PAGES).glob("*/index.js"))
         }
         self.files, self.version, self.page_modules = files, version, pages
-        self.index = _asset(INDEX, self._render_index(raw[INDEX].decode(), graph))
+        html, self.index_scripts = _inline_scripts(raw[INDEX].decode(), raw)
+        self.index = _asset(INDEX, self._render_index(html, graph))
         self._stamp = stamp
 
     def _render_index(self, html: str, graph: dict[str, list[str]]) -> bytes:

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from swagger_ui_bundle import swagger_ui_path
 
 from modelyard.api.assets import RECHECK_S, Asset, Assets
+from modelyard.api.headers import CSP, content_security_policy
 from modelyard.api.policy import RoutePolicy, RouteTable, policy
 from modelyard.errors import NotFound
 
@@ -37,8 +38,11 @@ def _assets(request: Request) -> Assets:
     return assets
 
 
-def _serve(asset: Asset, request: Request, cache_control: str) -> Response:
+def _serve(
+    asset: Asset, request: Request, cache_control: str, extra: dict[str, str] | None = None
+) -> Response:
     headers = {"ETag": asset.etag, "Cache-Control": cache_control, "Vary": "Accept-Encoding"}
+    headers.update(extra or {})
     if asset.etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     body = asset.body
@@ -51,7 +55,9 @@ def _serve(asset: Asset, request: Request, cache_control: str) -> Response:
 async def index(request: Request) -> Response:
     assets = _assets(request)
     assets.refresh(max_age_s=RECHECK_S)  # a file edited on disk shows on a later visit
-    return _serve(assets.index, request, REVALIDATE)
+    # Its own policy, in its 304 too (a revalidation updates the headers the browser keeps).
+    policy = content_security_policy(*assets.index_scripts)
+    return _serve(assets.index, request, REVALIDATE, {CSP: policy})
 
 
 async def static_file(request: Request) -> Response:

@@ -1,13 +1,61 @@
 """The events of an answer, as its HTTP response streams them (``text/event-stream``, SPEC
 §8): ``start``, then ``status`` and ``token`` events, then ``done`` or ``error``. Each one's
-JSON form is made by ``wire()`` when the response writes it."""
+JSON form is made by ``wire()`` when the response writes it; its ``…Frame`` type is that form,
+which the route's OpenAPI schema documents."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
-from modelyard.chat.types import Usage
+from typing_extensions import TypedDict  # pydantic documents these (typing.TypedDict: 3.12+)
+
+from modelyard.chat.types import Usage, UsageFrame
+
+
+class StartedFrame(TypedDict):
+    type: Literal["start"]
+    message_id: str
+    conversation_id: str
+    title: str
+    provider: str
+    instance_id: str | None
+    model: str
+
+
+class StatusFrame(TypedDict):
+    type: Literal["status"]
+    text: str
+
+
+class TokenFrame(TypedDict):
+    type: Literal["token"]
+    text: str
+
+
+class DoneFrame(TypedDict):
+    type: Literal["done"]
+    message_id: str
+    state: str  # complete | stopped
+    ttft_ms: float | None
+    tokens_per_s: float | None
+    usage: UsageFrame
+    finish_reason: str | None
+    provider: str
+    instance_id: str | None
+    model: str
+    trimmed: int
+
+
+class FailedFrame(TypedDict):
+    type: Literal["error"]
+    message_id: str
+    code: str
+    detail: str
+    hint: str
+
+
+AnswerFrame = StartedFrame | StatusFrame | TokenFrame | DoneFrame | FailedFrame
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +69,7 @@ class Started:
     instance_id: str | None  # None: not known until the model is ready
     model: str
 
-    def wire(self) -> dict[str, Any]:
+    def wire(self) -> StartedFrame:
         return {
             "type": "start",
             "message_id": self.message_id,
@@ -39,7 +87,7 @@ class Status:
 
     text: str
 
-    def wire(self) -> dict[str, Any]:
+    def wire(self) -> StatusFrame:
         return {"type": "status", "text": self.text}
 
 
@@ -49,7 +97,7 @@ class Token:
 
     text: str
 
-    def wire(self) -> dict[str, Any]:
+    def wire(self) -> TokenFrame:
         return {"type": "token", "text": self.text}
 
 
@@ -68,7 +116,7 @@ class Done:
     model: str
     trimmed: int  # the oldest messages left out to fit the context
 
-    def wire(self) -> dict[str, Any]:
+    def wire(self) -> DoneFrame:
         return {
             "type": "done",
             "message_id": self.message_id,
@@ -93,7 +141,7 @@ class Failed:
     detail: str
     hint: str
 
-    def wire(self) -> dict[str, Any]:
+    def wire(self) -> FailedFrame:
         return {
             "type": "error",
             "message_id": self.message_id,

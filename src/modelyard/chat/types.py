@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import TypedDict  # pydantic documents these (typing.TypedDict: 3.12+)
@@ -49,6 +49,11 @@ class ChatOptions(BaseModel):
         return cast(StoredOptions, self.model_dump(exclude_none=True))
 
 
+class UsageFrame(TypedDict):
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     """The tokens an answer took, as its provider counted them (None: not reported)."""
@@ -56,7 +61,7 @@ class Usage:
     prompt_tokens: int | None
     completion_tokens: int | None
 
-    def wire(self) -> dict[str, Any]:
+    def wire(self) -> UsageFrame:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
 
 

@@ -30,7 +30,7 @@ from modelyard.models.types import Model, ModelKey, ModelRef, ModelStatus
 from modelyard.providers.base import Provider, model_not_found, not_supported
 from modelyard.providers.registry import registry
 from modelyard.runtimes.instances import Instance, InstanceRegistry
-from modelyard.runtimes.resources import MemoryEstimate, check_fits, system_resources
+from modelyard.runtimes.resources import MemoryEstimate, fits_now
 from modelyard.validation import resolve_inside, validate_model_name, validate_relative_path
 
 
@@ -131,7 +131,7 @@ class ModelLoading:
         by_policy = target.key in self.by_policy
         self.by_policy.discard(target.key)
         ctx = requested or ctx_size
-        return await self.load(ref, force=force, ctx_size=ctx, by_policy=by_policy)
+        return await self._load(target, force=force, wait=True, ctx_size=ctx, by_policy=by_policy)
 
     async def unload_model(self, ref: ModelRef) -> Model:
         """The scheduler's unload."""
@@ -192,6 +192,13 @@ class ModelLoading:
         backend); with ``wait``, return once the runtime says it is loaded. ``by_policy``: a
         restart by the restart policy (``runtimes/restarts.py``)."""
         target = await self.resolve(ref)
+        return await self._load(
+            target, force=force, wait=wait, ctx_size=ctx_size, by_policy=by_policy
+        )
+
+    async def _load(
+        self, target: Resolved, *, force: bool, wait: bool, ctx_size: int | None, by_policy: bool
+    ) -> Model:
         async with self.lock(target.key):
             if target.instance is None:
                 return await self._start_local(
@@ -322,8 +329,7 @@ class ModelLoading:
             self._check_fits(estimate, force)
 
     def _check_fits(self, estimate: MemoryEstimate, force: bool) -> None:
-        resources = system_resources(self.catalog.models_dir)
-        check_fits(estimate, resources, self.settings.memory_margin_bytes).require(force=force)
+        fits_now(estimate, self.settings.memory_margin_bytes).require(force=force)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -340,7 +346,9 @@ class ModelLoading:
         return await self.model(target)
 
     async def model(self, target: Resolved) -> Model:
-        model = await asyncio.to_thread(self.catalog.get, target.key)
+        """The model's row, read in the event loop (as ``resolve`` reads it): a thread's
+        hand-offs cost a start's answer more than the read, and let background work in first."""
+        model = self.catalog.get(target.key)
         if model is None:
             raise target.not_found()
         return model

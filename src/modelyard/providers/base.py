@@ -353,3 +353,8 @@ class Provider(ABC):
     async def serving(self, http: httpx.AsyncClient, base_url: str) -> bool:
         """Whether a server this runtime runs for a file has its model loaded (``runs_gguf``)."""
         return False
+
+    def says_ready(self, line: str) -> bool:
+        """Whether a line a server of a file prints says it has just become ready
+        (``runs_gguf``): a reason to ask ``serving`` at once, never an answer in its place."""
+        return False

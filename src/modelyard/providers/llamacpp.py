@@ -94,6 +94,11 @@ class LlamaCppProvider(openai_api.SpeaksOpenAI):
             return False
         return resp.status_code == 200
 
+    def says_ready(self, line: str) -> bool:
+        # llama-server and the embedded runner print it once the model is loaded (older
+        # builds also when the port opens, before: then /health still answers 503).
+        return "listening on" in line
+
     # -- models ---------------------------------------------------------------------------
 
     async def list_models(

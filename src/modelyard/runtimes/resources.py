@@ -323,9 +323,17 @@ def check_fits(estimate: MemoryEstimate, resources: SystemResources, margin: int
     A model larger than free VRAM still fits when VRAM and RAM together hold it: llama.cpp
     then keeps some layers on the CPU (slower), and the hint says so.
     """
-    need = estimate.total
-    ram = resources["memory"]["available"]
-    gpus = resources["gpus"]
+    return _fits(estimate.total, resources["memory"]["available"], resources["gpus"], margin)
+
+
+def fits_now(estimate: MemoryEstimate, margin: int) -> FitVerdict:
+    """``check_fits`` against RAM and GPUs right now: a start's memory check reads only what
+    it compares (``system_resources`` also reads the disk and the CPUs, a third of a
+    millisecond on the way to a loaded model)."""
+    return _fits(estimate.total, int(psutil.virtual_memory().available), _NVML.gpus(), margin)
+
+
+def _fits(need: int, ram: int, gpus: list[GpuUsage], margin: int) -> FitVerdict:
     if gpus:
         vram = sum(gpu["memory_free"] for gpu in gpus)
         if need + margin <= vram:

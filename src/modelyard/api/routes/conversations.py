@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from modelyard.api.deps import ServicesDep
 from modelyard.api.policy import policy
 from modelyard.chat.answer import Generation
+from modelyard.chat.answer_events import AnswerFrame
 from modelyard.chat.types import ChatOptions
 from modelyard.chat.views import Conversation, ConversationSummary, Stopped
 from modelyard.errors import InvalidInput
@@ -96,6 +98,27 @@ class EventStream(StreamingResponse):
             self.generation.stop()
 
 
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with its ``$defs`` put in place of their references: an OpenAPI document
+    resolves a ``$ref`` from its own root, where pydantic's ``#/$defs/…`` are not."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(defs[node["$ref"].rsplit("/", 1)[1]])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return dict(resolve(schema))
+
+
+# The schema of one ``data:`` line of an answer's stream.
+ANSWER_FRAME = _inlined(TypeAdapter(AnswerFrame).json_schema())
+
+
 async def _frames(generation: Generation) -> AsyncIterator[bytes]:
     # One write per batch: a fast model's tokens would otherwise cost a send each.
     async for batch in generation.events():
@@ -156,7 +179,12 @@ async def delete_conversation(conversation_id: str, services: ServicesDep) -> Re
 @router.post(
     "/api/conversations/{conversation_id}/messages",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "The answer's events"}},
+    responses={
+        200: {
+            "content": {"text/event-stream": {"schema": ANSWER_FRAME}},
+            "description": "The answer's events: each `data:` line one JSON object of this schema",
+        }
+    },
 )
 async def send_message(
     conversation_id: str, body: MessageCreate, services: ServicesDep

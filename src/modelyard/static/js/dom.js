@@ -40,6 +40,10 @@ export function clear(el) {
   return el;
 }
 
+/** Resolves once the browser has drawn a frame: what was rendered before it is on screen. */
+export const afterPaint = () =>
+  new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve)));
+
 /** Replace an element's children. */
 export function render(el, ...children) {
   clear(el);

@@ -24,6 +24,8 @@ export function duration(seconds) {
   return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
 }
 
+/** How long ago `iso` was, relative at every age as `ollama list` shows it. No locale date:
+ * a page's first date formatter costs some 50 ms in a fresh tab (its data loads then). */
 export function ago(iso) {
   if (!iso) return "never";
   const seconds = (Date.now() - Date.parse(iso)) / 1000;
@@ -31,7 +33,17 @@ export function ago(iso) {
   if (seconds < 60) return `${Math.round(seconds)} s ago`;
   if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
   if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
-  return new Date(iso).toLocaleDateString();
+  const days = seconds / 86400;
+  if (days < 30) return `${Math.round(days)} d ago`;
+  if (days < 365) return `${Math.round(days / 30.44)} mo ago`;
+  return `${Math.round(days / 365.25)} y ago`;
+}
+
+/** The local time of day of `date`, HH:MM:SS (no `Intl`, as above). */
+export function clock(date = new Date()) {
+  return [date.getHours(), date.getMinutes(), date.getSeconds()]
+    .map((n) => String(n).padStart(2, "0"))
+    .join(":");
 }
 
 export function ms(value) {

@@ -31,4 +31,5 @@ export const PAGES = [
   { name: "system", title: "System", requests: () => [PATHS.resources, PATHS.containers] },
   { name: "audit", title: "Audit", requests: () => [`${PATHS.audit}?limit=500`] },
 ];
-export const DEFAULT_PAGE = "models";
+// Named on index.html's root element, where its inline preloader reads it too.
+export const DEFAULT_PAGE = document.documentElement.dataset.defaultPage;

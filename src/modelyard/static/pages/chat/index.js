@@ -1,13 +1,13 @@
 // Chat: conversations on the left, the chosen one on the right with its answers streaming
 // in as Markdown. Enter sends, Shift+Enter adds a line, Escape stops an answer. Route:
 // #/chat (a new chat) or #/chat/<conversation id>.
-import { h, render } from "../../js/dom.js";
+import { afterPaint, h, render } from "../../js/dom.js";
 import { events } from "../../js/events.js";
 import { loadKinds } from "../../js/kinds.js";
 import { toastError } from "../../js/toast.js";
 import { drawList, loadList } from "./conversations.js";
 import { chatLayout } from "./layout.js";
-import { drawPicker, LAST_MODEL, loadModels, pickModel } from "./picker.js";
+import { drawPicker, LAST_MODEL, loadModels, pickModel, readModels } from "./picker.js";
 import { markRemote, refreshCurrent } from "./remote.js";
 import { readConversation, updateConversation } from "./requests.js";
 import { regenerate, sendText, setBusy, stop, stopNow } from "./sending.js";
@@ -176,11 +176,10 @@ export default {
       els.layout.removeAttribute("data-side");
       open(chat, newArgs[0] || null);
     };
-    await Promise.all([
-      loadKinds().catch(toastError),
-      chat.loadList(), // the list shows as soon as it is read, before the models
-      loadModels(chat),
-    ]);
+    const models = readModels(chat); // asked for already: drawn with the chat opened below
+    await Promise.all([loadKinds().catch(toastError), chat.loadList()]);
+    await afterPaint(); // the list shows before the picker's thousand models are drawn
+    await models;
     await open(chat, args[0] || null);
     return () => {
       stopNow(chat);

@@ -20,7 +20,8 @@ function groupLabel(provider, instanceId, instancesOfProvider) {
   return instancesOfProvider > 1 && instanceId ? `${label} · ${instanceId}` : label;
 }
 
-export async function loadModels(chat) {
+/** Read the models that can chat (drawn by the caller). */
+export async function readModels(chat) {
   try {
     const { models } = await listModels();
     chat.s.models = models.filter(
@@ -30,6 +31,10 @@ export async function loadModels(chat) {
     chat.s.models = [];
     if (!(err instanceof ApiError && err.status === 404)) toastError(err);
   }
+}
+
+export async function loadModels(chat) {
+  await readModels(chat);
   drawPicker(chat);
 }
 
@@ -42,16 +47,23 @@ export function chosenModel(chat) {
   return remembered || models.find((m) => m.status === "loaded") || models[0] || null;
 }
 
-/** The picker's key of `m`. A GGUF file runs on a server of its own but is catalogued under
- * the models directory's scope, so a chat with it matches that entry. */
-function matchKey(chat, m) {
-  const found = chat.s.models.find(
-    (x) =>
-      x.provider === m.provider &&
-      x.name === m.name &&
-      (x.instance_id === m.instance_id || x.instance_id === LOCAL_FILES),
-  );
-  return modelKey(found || m);
+/** The picker's key of each model, from an index of `models` made once per draw (a search of
+ * the whole list per option was quadratic). A GGUF file runs on a server of its own but is
+ * catalogued under the models directory's scope, so a chat with it matches that entry. */
+function keysIn(models) {
+  const byName = new Map();
+  for (const x of models) {
+    const name = JSON.stringify([x.provider, x.name]);
+    if (!byName.has(name)) byName.set(name, []);
+    byName.get(name).push(x);
+  }
+  return (m) => {
+    const named = byName.get(JSON.stringify([m.provider, m.name])) || [];
+    const found = named.find(
+      (x) => x.instance_id === m.instance_id || x.instance_id === LOCAL_FILES,
+    );
+    return modelKey(found || m);
+  };
 }
 
 function groups(models) {
@@ -76,11 +88,12 @@ export function drawPicker(chat) {
   if (chosen && !all.some((m) => m.provider === chosen.provider && m.name === chosen.name)) {
     all.unshift(chosen);
   }
-  const selectedKey = chosen ? matchKey(chat, chosen) : null;
+  const matchKey = keysIn(chat.s.models);
+  const selectedKey = chosen ? matchKey(chosen) : null;
   const option = (m) =>
     h(
       "option",
-      { value: modelKey(m), selected: matchKey(chat, m) === selectedKey },
+      { value: modelKey(m), selected: matchKey(m) === selectedKey },
       m.status === "loaded" ? `${m.name} · loaded` : m.name,
     );
   render(

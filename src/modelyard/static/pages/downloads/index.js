@@ -68,7 +68,9 @@ function downloadsPage(els) {
       els.summary.textContent = summaryText([...state.tasks.values()]);
       const shown = [...state.tasks.values()]
         .filter(shows)
-        .sort((a, b) => b.created_at.localeCompare(a.created_at));
+        // Newest first. ISO times compare as strings; `localeCompare` would build a collator
+        // (tens of milliseconds in a fresh tab, before the first card is drawn).
+        .sort((a, b) => (a.created_at < b.created_at) - (a.created_at > b.created_at));
       render(els.list, shown.length ? shown.map(page.card) : emptyList(state.tasks.size > 0));
     },
     /** Redraw task `t`'s card alone when it stays in the list, else the whole list. */

@@ -70,7 +70,7 @@ function modelRow(page, m) {
     h("td", { class: "col-wide" }, m.parameter_size || "—"),
     h("td", { class: "col-wide mono" }, m.quantization || "—"),
     h("td", { class: "col-wide" }, m.mode),
-    h("td", { class: "col-wide" }, m.modified_at ? ago(m.modified_at) : "—"),
+    h("td", { class: "col-wide", title: m.modified_at }, m.modified_at ? ago(m.modified_at) : "—"),
     h("td", {}, actionCell(page, m)),
   );
 }

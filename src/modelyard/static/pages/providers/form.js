@@ -4,7 +4,7 @@
 // managed instance's restart policy and memory limit. No command or key variable: only the
 // config file sets those (the API refuses them).
 import { h, render } from "../../js/dom.js";
-import { allKinds, can } from "../../js/kinds.js";
+import { allKinds, can, loadKinds } from "../../js/kinds.js";
 import { toast } from "../../js/toast.js";
 import { addInstance, editInstance } from "./requests.js";
 
@@ -103,7 +103,8 @@ function requestBody(f, editing) {
 }
 
 /** Fill `box` with the add form, or with `inst` the edit form; `done()` after a save. */
-export function showInstanceForm(box, inst, done) {
+export async function showInstanceForm(box, inst, done) {
+  await loadKinds(); // its provider list: asked for as the page loaded, maybe not here yet
   const f = fields(inst);
   const labels = {
     managed: h("label", { class: "switch" }, f.managed, "Managed (modelyard starts and stops it)"),

@@ -113,7 +113,7 @@ function providersPage(els) {
       page.draw();
       if (state.open.get(k)) await fillPanel(state, k);
     },
-    edit: (inst) => showInstanceForm(els.form, inst, () => page.load(true)),
+    edit: (inst) => showInstanceForm(els.form, inst, () => page.load(true)).catch(toastError),
     async remove(inst) {
       const ok = await confirmDialog({
         title: `Remove ${inst.provider}/${inst.id}?`,

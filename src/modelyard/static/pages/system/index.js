@@ -1,6 +1,7 @@
 // System: disk of the models directory, RAM, CPU, NVIDIA GPUs and what each running model uses.
 import { h, render } from "../../js/dom.js";
 import { events } from "../../js/events.js";
+import { clock } from "../../js/format.js";
 import { loadKinds } from "../../js/kinds.js";
 import { toastError } from "../../js/toast.js";
 import { containerTable } from "./containers.js";
@@ -30,7 +31,7 @@ export default {
           readContainers(),
           loadKinds().catch(() => null),
         ]);
-        sub.textContent = `Models directory: ${r.models_dir} · updated ${new Date().toLocaleTimeString()}`;
+        sub.textContent = `Models directory: ${r.models_dir} · updated ${clock()}`;
         render(cards, resourceCards(r));
         render(running, runningModels(r));
         render(boxed, containerTable(c.containers));
