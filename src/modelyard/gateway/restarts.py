@@ -86,7 +86,8 @@ class ScheduledRestarts:
         if view is None or view.state in (ModelState.LOADED, ModelState.LOADING):
             return True
         eviction = view.last_eviction
-        return eviction is None or eviction.reason == "died"
+        # Died, or died while loading (a crash then too: the policy restarts it).
+        return eviction is None or eviction.reason in ("died", "load_failed")
 
     def _key(self, instance: Instance) -> str:
         key = self.key(instance)

@@ -53,7 +53,7 @@ class Relauncher(Protocol):
 
     def wanted(self, instance: Instance) -> bool:
         """Whether its model should run again: not when the scheduler unloaded it since, for
-        another reason than its death (evicted, its TTL, a stop)."""
+        another reason than its death or a failed load (evicted, its TTL, a stop)."""
         ...
 
     async def relaunch(self, instance: Instance) -> None:
