@@ -201,3 +201,35 @@ def test_a_providers_start_with_no_room_beside_a_pinned_model_is_refused(
     assert views(app)[TINY]["state"] == "loaded"
     status = app.http.get(f"{SOLO}/status", params={"refresh": True}).json()
     assert status["state"] == "STOPPED"
+
+
+def test_a_start_of_one_of_two_servers_of_a_file_starts_that_one(
+    modelyard: App, tmp_path: Path, tiny_gguf: Path
+) -> None:
+    """Two servers configured for one file: a start of the second starts the second (the
+    scheduler's key names the file, so such servers are started directly), and its stop
+    stops it."""
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(tiny_gguf, models / "tiny.gguf")
+    servers = [
+        InstanceConfig(
+            provider="llamacpp",
+            id=name,
+            base_url=f"http://127.0.0.1:{free_port()}",
+            managed=True,
+            model=str(models / "tiny.gguf"),
+        )
+        for name in ("first", "second")
+    ]
+    app = modelyard(servers, models_dir=models, llama_server=LLAMA_SERVER)
+    assert app.http.post("/api/providers/llamacpp/instances/second/start").status_code == 200
+
+    def state(name: str) -> str:
+        status = app.http.get(f"/api/providers/llamacpp/instances/{name}/status?refresh=true")
+        return str(status.json()["state"])
+
+    wait_until(lambda: state("second") == "RUNNING", timeout=60, what="the second server up")
+    assert state("first") == "STOPPED"
+    assert app.http.post("/api/providers/llamacpp/instances/second/stop").status_code == 200
+    assert (state("first"), state("second")) == ("STOPPED", "STOPPED")

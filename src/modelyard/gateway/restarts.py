@@ -11,7 +11,9 @@ The scheduler knows a configured server's model by the name the gateway uses for
 of the models directory is one of the local files (the catalog lists it so), any other is
 its instance's one model, ``provider/<id>/<id>`` (its server runs with ``--alias <id>``).
 Other managed instances — a runtime with models of its own (Ollama, LM Studio), which
-reports them as they come back — are restarted directly.
+reports them as they come back; a container, which Docker restarts by its own policy; one of
+several servers configured for the same file, which the file's key cannot tell apart — are
+started and restarted directly.
 
 A start by hand (the Providers page, ``modelyard providers start``) is a load of the scheduler
 too, decided as a gateway load is: its estimate admitted within the budget and the measured
@@ -66,16 +68,19 @@ class ScheduledRestarts:
         """The scheduler's key for the model ``instance`` serves when it is a managed server
         of a GGUF file; None for any other instance, restarted directly."""
         cfg = instance.config
-        if not cfg.managed or not cfg.model:
-            return None
+        if not cfg.managed or not cfg.model or cfg.container is not None:
+            return None  # a container: Docker applies its restart policy; started directly
         if not registry.get(cfg.provider).capabilities.runs_gguf:
             return None
         models_dir = self.settings.resolved_models_dir.resolve()
         path = Path(cfg.model).resolve()
         if not path.is_relative_to(models_dir):
             return qualified(ModelKey(cfg.provider, cfg.id, cfg.id))  # what it serves, aliased
-        local = local_key(path.relative_to(models_dir).as_posix())
-        return qualified(local) if self.catalog.get(local) is not None else None
+        name = path.relative_to(models_dir).as_posix()
+        local = local_key(name)
+        if self.catalog.get(local) is None or len(self.catalog.servers_for(name)) > 1:
+            return None  # the file's key names the file: its load could start another server
+        return qualified(local)
 
     def owns(self, instance: Instance) -> bool:
         return self.key(instance) is not None
