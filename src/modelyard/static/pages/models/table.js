@@ -1,5 +1,5 @@
 // The models as a table: sortable headers, a select-all box, one row per model.
-import { h } from "../../js/dom.js";
+import { afterPaint, h } from "../../js/dom.js";
 import { ago, bytes } from "../../js/format.js";
 import { kindLabel } from "../../js/kinds.js";
 import { actionCell, nameLink, scheduleNote, selectBox, statusBadge } from "./cells.js";
@@ -75,19 +75,24 @@ function modelRow(page, m) {
   );
 }
 
+// The rows drawn in the table's first frame (more than a screen holds); the others follow it,
+// so a page of 50 shows as soon as its first rows are laid out.
+const FIRST_ROWS = 20;
+
 export function modelTable(page) {
-  return h(
-    "div",
-    { class: "panel table-wrap model-table" },
-    h(
-      "table",
-      {},
-      head(page),
-      h(
-        "tbody",
-        {},
-        page.state.models.map((m) => modelRow(page, m)),
-      ),
-    ),
+  const { models } = page.state;
+  const body = h(
+    "tbody",
+    {},
+    models.slice(0, FIRST_ROWS).map((m) => modelRow(page, m)),
   );
+  if (models.length > FIRST_ROWS) {
+    afterPaint().then(() => {
+      // Unless another draw replaced this table meanwhile (it draws its own rows).
+      if (body.isConnected && page.state.models === models) {
+        body.append(...models.slice(FIRST_ROWS).map((m) => modelRow(page, m)));
+      }
+    });
+  }
+  return h("div", { class: "panel table-wrap model-table" }, h("table", {}, head(page), body));
 }
