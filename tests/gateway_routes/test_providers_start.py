@@ -21,7 +21,7 @@ from tests.cli.test_cli import run
 from tests.gateway_routes.test_scheduled_restarts import scheduled, serving
 from tests.gateway_routes.test_scheduling import App, estimate
 from tests.support.app_server import RunningApp
-from tests.support.llama import LLAMA_SERVER
+from tests.support.llama import LLAMA_SERVER, managed_server
 from tests.support.servers import free_port
 from tests.support.waiting import wait_until
 
@@ -36,14 +36,7 @@ def solo_server(tmp_path: Path, tiny_gguf: Path) -> tuple[InstanceConfig, Path]:
     outside = tmp_path / "elsewhere" / "solo.gguf"
     outside.parent.mkdir()
     shutil.copy(tiny_gguf, outside)
-    config = InstanceConfig(
-        provider="llamacpp",
-        id="solo",
-        base_url=f"http://127.0.0.1:{free_port()}",
-        managed=True,
-        model=str(outside),
-    )
-    return config, outside
+    return managed_server("solo", outside), outside
 
 
 def needs(path: Path) -> int:
@@ -212,16 +205,7 @@ def test_a_start_of_one_of_two_servers_of_a_file_starts_that_one(
     models = tmp_path / "models"
     models.mkdir()
     shutil.copy(tiny_gguf, models / "tiny.gguf")
-    servers = [
-        InstanceConfig(
-            provider="llamacpp",
-            id=name,
-            base_url=f"http://127.0.0.1:{free_port()}",
-            managed=True,
-            model=str(models / "tiny.gguf"),
-        )
-        for name in ("first", "second")
-    ]
+    servers = [managed_server(name, models / "tiny.gguf") for name in ("first", "second")]
     app = modelyard(servers, models_dir=models, llama_server=LLAMA_SERVER)
     assert app.http.post("/api/providers/llamacpp/instances/second/start").status_code == 200
 

@@ -25,7 +25,7 @@ from modelyard.runtimes.resources import estimate_memory
 from tests.gateway_routes.test_scheduling import estimate
 from tests.support.app_server import RunningApp
 from tests.support.catalog import drain
-from tests.support.llama import LLAMA_SERVER
+from tests.support.llama import LLAMA_SERVER, managed_server
 from tests.support.servers import free_port
 from tests.support.waiting import wait_until
 
@@ -196,14 +196,7 @@ def test_a_configured_server_of_a_file_outside_the_models_dir_is_restarted_by_th
     shutil.copy(tiny_gguf, outside)
     models = tmp_path / "models"
     models.mkdir()
-    solo = InstanceConfig(
-        provider="llamacpp",
-        id="solo",
-        base_url=f"http://127.0.0.1:{free_port()}",
-        managed=True,
-        model=str(outside),
-        restart=RestartPolicy.ON_FAILURE,
-    )
+    solo = managed_server("solo", outside, restart=RestartPolicy.ON_FAILURE)
     app = modelyard([solo], models_dir=models, llama_server=LLAMA_SERVER, restart_backoff_s=0.2)
     key = "llamacpp/solo/solo"
     started = app.http.post(

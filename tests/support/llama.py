@@ -6,11 +6,26 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from modelyard.instance_config import InstanceConfig
 from tests.support.llama_build import genuine, healthy_within
 from tests.support.servers import free_port
 
 LLAMA_SERVER, LLAMA_ENV = genuine()
+
+
+def managed_server(id: str, model: Path, **extra: Any) -> InstanceConfig:
+    """A configured llama.cpp server modelyard runs for the GGUF file ``model``, on a free
+    loopback port."""
+    return InstanceConfig(
+        provider="llamacpp",
+        id=id,
+        base_url=f"http://127.0.0.1:{free_port()}",
+        managed=True,
+        model=str(model),
+        **extra,
+    )
 
 
 @contextmanager
